@@ -1,0 +1,186 @@
+//! The purpose-bound access layer: the only read path to subject data.
+//!
+//! `grant` asks the policy (which alone can mint a [`Grant`]); the store's reads take the
+//! grant and return only its categories; sealed values are opened with the subject's data key.
+//! Any error while deciding is a denial.
+
+use std::collections::BTreeMap;
+
+use candor_crypto::IdentifierKind;
+use candor_policy::{Denial, Grant};
+use candor_store::{AuditDraft, Store, SubjectRow};
+use candor_types::{ConsentState, Purpose, Scope, SubjectId, TenantId, Timestamp};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::ingest::event_part_label;
+use crate::{App, AppError, AppResult, Principal};
+
+/// One event as a purpose may see it.
+#[derive(Clone, Debug, Serialize)]
+pub struct EventData {
+    pub id: String,
+    #[serde(rename = "messageId")]
+    pub message_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: Option<String>,
+    pub category: String,
+    #[serde(rename = "occurredAt")]
+    pub occurred_at: Timestamp,
+    #[serde(rename = "receivedAt")]
+    pub received_at: Timestamp,
+    /// Stored fields by data category, only the categories the purpose may read.
+    pub fields: BTreeMap<String, Value>,
+}
+
+/// What one purpose may read about one subject, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct SubjectData {
+    pub subject: SubjectId,
+    pub purpose: String,
+    pub basis: String,
+    pub jurisdiction: String,
+    pub categories: Vec<String>,
+    pub reasons: Vec<String>,
+    pub profile: BTreeMap<String, Value>,
+    pub events: Vec<EventData>,
+}
+
+impl App {
+    /// Finds a subject by the store's `userId` (or, failing that, `anonymousId`).
+    pub async fn resolve_subject(&self, tenant: TenantId, external_id: &str) -> AppResult<SubjectRow> {
+        let tk = self.tenant_key(tenant).await?;
+        let aliases = [IdentifierKind::UserId, IdentifierKind::AnonymousId].map(|kind| {
+            candor_store::Alias {
+                kind,
+                blind: tk.blind_index(kind, external_id),
+            }
+        });
+        let found = self.store().find_subjects(tenant, &aliases).await?;
+        aliases
+            .iter()
+            .find_map(|a| found.get(a).cloned())
+            .ok_or_else(|| AppError::not_found("subject"))
+    }
+
+    /// Asks the policy whether `purpose` may use `subject`'s data now. Errors deny.
+    pub async fn grant(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+        purpose: &Purpose,
+    ) -> Result<Grant, Denial> {
+        match self.store().consent_ledger(tenant, subject).await {
+            Ok(ledger) => {
+                let state = ConsentState::from_ledger(&ledger);
+                self.policy().decide(tenant, subject, purpose, &state)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "consent ledger unreadable; denying");
+                Err(Denial {
+                    purpose: purpose.to_string(),
+                    code: "error",
+                    reason: "consent could not be checked; access is denied".into(),
+                })
+            }
+        }
+    }
+
+    /// Parses a purpose name against the policy.
+    pub fn purpose(&self, name: &str) -> AppResult<Purpose> {
+        self.policy().parse_purpose(name).ok_or_else(|| {
+            AppError::bad_request(
+                "unknown_purpose",
+                format!("`{name}` is not a purpose defined in the policy"),
+            )
+        })
+    }
+
+    /// Reads what `purpose` may see of a subject. Opening sealed data is audited as a PII read.
+    pub async fn read_subject(
+        &self,
+        principal: &Principal,
+        external_id: &str,
+        purpose: &str,
+        limit: u32,
+    ) -> AppResult<SubjectData> {
+        principal.require(Scope::Server)?;
+        let purpose = self.purpose(purpose)?;
+        let subject = self.resolve_subject(principal.tenant, external_id).await?;
+        let grant = self
+            .grant(principal.tenant, subject.id, &purpose)
+            .await
+            .map_err(AppError::denied)?;
+        let key = match &subject.wrapped_key {
+            Some(w) => Some(
+                self.tenant_key(principal.tenant)
+                    .await?
+                    .unwrap_data_key(subject.id, w)?,
+            ),
+            None => None,
+        };
+        let mut opened = 0usize;
+        let mut profile = BTreeMap::new();
+        for f in self.store().fields_for(&grant).await? {
+            let Some(k) = &key else { continue };
+            let bytes = k.open(&f.path, &f.sealed)?;
+            let v: Value =
+                serde_json::from_slice(&bytes).map_err(|e| AppError::internal("access", &e))?;
+            profile.insert(f.path, v);
+            opened += 1;
+        }
+        let mut events = Vec::new();
+        for e in self.store().events_for(&grant, limit).await? {
+            let mut fields: BTreeMap<String, Value> = e
+                .plain
+                .into_iter()
+                .map(|(c, v)| (c.to_string(), v))
+                .collect();
+            if let Some(k) = &key {
+                for (c, s) in e.sealed {
+                    let bytes = k.open(&event_part_label(e.id, &c), &s)?;
+                    let v: Value = serde_json::from_slice(&bytes)
+                        .map_err(|e| AppError::internal("access", &e))?;
+                    fields.insert(c.to_string(), v);
+                    opened += 1;
+                }
+            }
+            events.push(EventData {
+                id: e.id.to_string(),
+                message_id: e.message_id,
+                kind: e.kind,
+                name: e.name,
+                category: e.category.to_string(),
+                occurred_at: e.occurred_at,
+                received_at: e.received_at,
+                fields,
+            });
+        }
+        if opened > 0 {
+            self.store()
+                .append_audit(vec![AuditDraft {
+                    tenant: Some(principal.tenant),
+                    actor: principal.actor(),
+                    action: "pii.read".into(),
+                    target: Some(subject.id.to_string()),
+                    details: json!({
+                        "purpose": grant.purpose(),
+                        "categories": grant.categories(),
+                        "sealed_values": opened,
+                    }),
+                }])
+                .await?;
+        }
+        Ok(SubjectData {
+            subject: subject.id,
+            purpose: grant.purpose().to_string(),
+            basis: grant.basis().to_string(),
+            jurisdiction: grant.jurisdiction().to_owned(),
+            categories: grant.categories().iter().map(|c| c.to_string()).collect(),
+            reasons: grant.reasons().to_vec(),
+            profile,
+            events,
+        })
+    }
+}

@@ -1,0 +1,605 @@
+//! Ingestion of Segment-shaped events: validate → resolve subjects → decide purposes against
+//! the consent snapshot (inside the write transaction) → minimize → seal → store.
+//!
+//! Rules, in order, for each event:
+//! 1. invalid messages are `rejected` with a code; duplicates (`messageId` seen) are `duplicate`;
+//! 2. consent carried by the event (`context.consent.categoryPreferences`) and a `Sec-GPC: 1`
+//!    header are appended to the ledger first, so they govern the event that carries them;
+//! 3. the event is kept only if a permitted, non-audit purpose reads its category; otherwise it
+//!    is `dropped` with the denials as reason. Audit purposes read what others collected, plus
+//!    protected traits: they never justify collecting behaviour;
+//! 4. of a kept event, only fields whose category some permitted purpose reads are stored;
+//!    sealed categories are encrypted with the subject's data key, bound to the event id.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use candor_crypto::{DataKey, IdentifierKind, TenantKey};
+use candor_policy::{Denial, Policy};
+use candor_store::{Alias, AuditDraft, EventRow, FieldRow, IngestWrite, NewSubject, Store};
+use candor_types::{
+    Category, ConsentAction, ConsentRecord, ConsentSource, ConsentState, EventId, EventKind,
+    IncomingEvent, Purpose, SubjectId, TenantId, Timestamp,
+};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::{App, AppError, AppResult, Principal};
+
+/// Options of one ingestion request.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IngestOptions {
+    /// The request carried `Sec-GPC: 1`.
+    pub gpc: bool,
+    /// The endpoint fixes the call type (`/v1/track`); `None` for `/v1/batch`.
+    pub forced_kind: Option<EventKind>,
+}
+
+/// The outcome for one event of a request.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct EventResult {
+    pub index: usize,
+    #[serde(rename = "messageId", skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// `accepted`, `duplicate`, `dropped` or `rejected`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Fields not stored because no permitted purpose may read them (minimization).
+    #[serde(rename = "droppedFields", skip_serializing_if = "Vec::is_empty")]
+    pub dropped_fields: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IngestReport {
+    pub accepted: usize,
+    pub duplicate: usize,
+    pub dropped: usize,
+    pub rejected: usize,
+    pub results: Vec<EventResult>,
+}
+
+/// One valid event with its resolved identity.
+struct Valid {
+    index: usize,
+    event: IncomingEvent,
+    message_id: String,
+    client_message_id: bool,
+    aliases: Vec<Alias>,
+}
+
+enum Planned {
+    Duplicate,
+    Dropped {
+        reason: &'static str,
+        message: String,
+    },
+    Accepted {
+        subject: SubjectId,
+        category: Category,
+        purposes: Vec<Purpose>,
+        kept: Vec<(String, Category, Value)>,
+        traits: Vec<(String, Category, Value)>,
+        dropped_fields: Vec<String>,
+    },
+}
+
+struct Plan {
+    per_event: Vec<Planned>,
+    consents: Vec<(SubjectId, ConsentRecord)>,
+    /// Subjects that receive any write.
+    touched: BTreeSet<SubjectId>,
+}
+
+/// Decides every event against the ledgers; pure (no I/O, no crypto).
+#[allow(clippy::too_many_arguments)]
+fn plan(
+    policy: &Policy,
+    tenant: TenantId,
+    now: Timestamp,
+    gpc: bool,
+    events: &[(&Valid, Option<SubjectId>)],
+    ledgers: &HashMap<SubjectId, Vec<ConsentRecord>>,
+    existing: &HashSet<String>,
+    erased: &HashSet<SubjectId>,
+) -> Plan {
+    let mut states: HashMap<SubjectId, ConsentState> = HashMap::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut out = Plan {
+        per_event: Vec::with_capacity(events.len()),
+        consents: Vec::new(),
+        touched: BTreeSet::new(),
+    };
+    for (v, subject) in events {
+        if v.client_message_id
+            && (existing.contains(&v.message_id) || !seen.insert(v.message_id.as_str()))
+        {
+            out.per_event.push(Planned::Duplicate);
+            continue;
+        }
+        let Some(subject) = *subject else {
+            out.per_event.push(Planned::Dropped {
+                reason: "no_consent",
+                message: "no purpose permits storing this event".into(),
+            });
+            continue;
+        };
+        if erased.contains(&subject) {
+            out.per_event.push(Planned::Dropped {
+                reason: "subject_erased",
+                message: "this person's data was erased; nothing new is stored".into(),
+            });
+            continue;
+        }
+        let state = states.entry(subject).or_insert_with(|| {
+            ConsentState::from_ledger(ledgers.get(&subject).into_iter().flatten())
+        });
+        // Consent carried by the event, then the GPC signal, go to the ledger first.
+        let mut changes: Vec<ConsentRecord> = Vec::new();
+        for (seg_category, granted) in v.event.category_preferences() {
+            for purpose in policy.purposes_for_segment_category(&seg_category) {
+                if state.answer(purpose) != Some(granted) {
+                    changes.push(record(purpose, granted, ConsentSource::Event, now));
+                }
+            }
+        }
+        if gpc {
+            for purpose in policy.gpc_purposes() {
+                if state.answer(purpose) != Some(false)
+                    && !changes.iter().any(|c| &c.purpose == purpose)
+                {
+                    changes.push(record(purpose, false, ConsentSource::Gpc, now));
+                }
+            }
+        }
+        // An event may say "grant" while GPC says "withdraw" for the same purpose: GPC wins.
+        if gpc {
+            for c in &mut changes {
+                if policy.gpc_purposes().contains(&&c.purpose) && c.action == ConsentAction::Granted {
+                    c.action = ConsentAction::Withdrawn;
+                    c.source = ConsentSource::Gpc;
+                }
+            }
+            changes.retain(|c| state.answer(&c.purpose) != Some(c.action == ConsentAction::Granted));
+        }
+        for c in changes {
+            state.apply(c.clone());
+            out.consents.push((subject, c));
+            out.touched.insert(subject);
+        }
+
+        let mut collect: BTreeSet<Category> = BTreeSet::new();
+        let mut audit_reads: BTreeSet<Category> = BTreeSet::new();
+        let mut granted: Vec<(Purpose, BTreeSet<Category>)> = Vec::new();
+        let mut denials: Vec<Denial> = Vec::new();
+        for def in policy.purposes() {
+            match policy.decide(tenant, subject, &def.name, state) {
+                Ok(g) if def.audit => audit_reads.extend(g.categories().iter().cloned()),
+                Ok(g) => {
+                    collect.extend(g.categories().iter().cloned());
+                    granted.push((def.name.clone(), g.categories().clone()));
+                }
+                Err(d) => denials.push(d),
+            }
+        }
+        let category = policy
+            .event_category(v.event.kind, v.event.name.as_deref())
+            .clone();
+        if !collect.contains(&category) {
+            let why: Vec<String> = denials
+                .iter()
+                .filter(|d| {
+                    policy
+                        .parse_purpose(&d.purpose)
+                        .and_then(|p| policy.purpose(&p))
+                        .is_some_and(|def| !def.audit && def.categories.contains(&category))
+                })
+                .map(|d| format!("{}: {}", d.purpose, d.reason))
+                .collect();
+            out.per_event.push(Planned::Dropped {
+                reason: "no_consent",
+                message: format!(
+                    "no permitted purpose may collect `{category}` data for this person ({})",
+                    if why.is_empty() { "none defined".to_owned() } else { why.join("; ") }
+                ),
+            });
+            continue;
+        }
+        let purposes = granted
+            .iter()
+            .filter(|(_, cats)| cats.contains(&category))
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut kept = Vec::new();
+        let mut traits = Vec::new();
+        let mut dropped_fields = Vec::new();
+        for (top, map) in [("properties", &v.event.properties), ("context", &v.event.context)] {
+            for (k, val) in map {
+                if top == "context" && (k == "consent" || k == "traits") {
+                    continue;
+                }
+                let path = format!("{top}.{k}");
+                let c = policy.field_category(&category, &path);
+                if collect.contains(c) {
+                    kept.push((path, c.clone(), val.clone()));
+                } else {
+                    dropped_fields.push(path);
+                }
+            }
+        }
+        for (k, val) in &v.event.traits {
+            let path = format!("traits.{k}");
+            let c = policy.field_category(&category, &path);
+            if collect.contains(c) || (audit_reads.contains(c) && policy.is_protected_path(&path)) {
+                traits.push((path, c.clone(), val.clone()));
+            } else {
+                dropped_fields.push(path);
+            }
+        }
+        out.touched.insert(subject);
+        out.per_event.push(Planned::Accepted {
+            subject,
+            category,
+            purposes,
+            kept,
+            traits,
+            dropped_fields,
+        });
+    }
+    out
+}
+
+fn record(purpose: &Purpose, granted: bool, source: ConsentSource, now: Timestamp) -> ConsentRecord {
+    ConsentRecord {
+        purpose: purpose.clone(),
+        action: if granted {
+            ConsentAction::Granted
+        } else {
+            ConsentAction::Withdrawn
+        },
+        source,
+        notice_version: None,
+        notice_hash: None,
+        jurisdiction: None,
+        at: now,
+    }
+}
+
+/// Label binding a sealed event part to its event and category.
+pub(crate) fn event_part_label(id: EventId, category: &Category) -> String {
+    format!("event:{id}:{category}")
+}
+
+fn insert_path(obj: &mut Map<String, Value>, path: &str, value: Value) {
+    let (top, rest) = path.split_once('.').unwrap_or((path, ""));
+    let entry = obj
+        .entry(top.to_owned())
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(m) = entry {
+        m.insert(rest.to_owned(), value);
+    }
+}
+
+/// Seals a plan into rows. Fails only if the crypto fails (then nothing is written).
+fn materialize(
+    policy: &Policy,
+    valid: &[(&Valid, Option<SubjectId>)],
+    plan: Plan,
+    keys: &HashMap<SubjectId, DataKey>,
+    now: Timestamp,
+    actor: &str,
+    tenant: TenantId,
+) -> Result<(IngestWrite, Vec<Planned>), AppError> {
+    let mut write = IngestWrite {
+        consents: plan.consents,
+        ..Default::default()
+    };
+    for (subject, c) in &write.consents {
+        write.audit.push(AuditDraft {
+            tenant: Some(tenant),
+            actor: actor.to_owned(),
+            action: format!("consent.{}", c.action.as_str()),
+            target: Some(subject.to_string()),
+            details: serde_json::json!({
+                "purpose": c.purpose, "source": c.source.as_str(), "via": "ingest"
+            }),
+        });
+    }
+    for ((v, _), p) in valid.iter().zip(&plan.per_event) {
+        let Planned::Accepted {
+            subject,
+            category,
+            purposes,
+            kept,
+            traits,
+            ..
+        } = p
+        else {
+            continue;
+        };
+        let key = keys
+            .get(subject)
+            .ok_or_else(|| AppError::internal("ingest", &"data key missing for subject"))?;
+        let id = EventId::new();
+        let mut by_cat: BTreeMap<Category, Map<String, Value>> = BTreeMap::new();
+        for (path, c, val) in kept {
+            insert_path(by_cat.entry(c.clone()).or_default(), path, val.clone());
+        }
+        let mut plain = BTreeMap::new();
+        let mut sealed = BTreeMap::new();
+        for (c, fields) in by_cat {
+            let is_sealed = policy.category(&c).is_none_or(|d| d.sealed);
+            let value = Value::Object(fields);
+            if is_sealed {
+                let bytes = serde_json::to_vec(&value)
+                    .map_err(|e| AppError::internal("ingest", &e))?;
+                sealed.insert(c.clone(), key.seal(&event_part_label(id, &c), &bytes)?);
+            } else {
+                plain.insert(c, value);
+            }
+        }
+        for (path, c, val) in traits {
+            let bytes = serde_json::to_vec(val).map_err(|e| AppError::internal("ingest", &e))?;
+            write.fields.push(FieldRow {
+                subject: *subject,
+                path: path.clone(),
+                category: c.clone(),
+                sealed: key.seal(path, &bytes)?,
+                updated_at: now,
+            });
+        }
+        let occurred = v.event.timestamp.map_or(now, |t| t.min(now));
+        write.events.push(EventRow {
+            id,
+            message_id: v.message_id.clone(),
+            subject: *subject,
+            kind: v.event.kind,
+            name: v.event.name.clone(),
+            category: category.clone(),
+            purposes: purposes.clone(),
+            plain,
+            sealed,
+            occurred_at: occurred,
+            received_at: now,
+        });
+    }
+    Ok((write, plan.per_event))
+}
+
+fn aliases_of(tk: &TenantKey, e: &IncomingEvent) -> Vec<Alias> {
+    let mut out = Vec::with_capacity(2);
+    if let Some(u) = &e.user_id {
+        out.push(Alias {
+            kind: IdentifierKind::UserId,
+            blind: tk.blind_index(IdentifierKind::UserId, u),
+        });
+    }
+    if let Some(a) = &e.anonymous_id {
+        out.push(Alias {
+            kind: IdentifierKind::AnonymousId,
+            blind: tk.blind_index(IdentifierKind::AnonymousId, a),
+        });
+    }
+    out
+}
+
+impl App {
+    /// Ingests Segment messages for the principal's tenant. Invalid messages are reported per
+    /// event and never stored; everything that is stored is written in one transaction.
+    pub async fn ingest(
+        &self,
+        principal: &Principal,
+        messages: &[Value],
+        opts: IngestOptions,
+    ) -> AppResult<IngestReport> {
+        let tenant = principal.tenant;
+        let tk = self.tenant_key(tenant).await?;
+        let now = self.clock().now();
+        let mut report = IngestReport::default();
+        let mut results: Vec<Option<EventResult>> = vec![None; messages.len()];
+        let mut valid = Vec::with_capacity(messages.len());
+        for (index, m) in messages.iter().enumerate() {
+            match IncomingEvent::from_json(m, opts.forced_kind) {
+                Ok(event) => {
+                    let aliases = aliases_of(&tk, &event);
+                    let (message_id, client_message_id) = match &event.message_id {
+                        Some(id) => (id.clone(), true),
+                        None => (format!("candor-{}", uuid_like()), false),
+                    };
+                    valid.push(Valid {
+                        index,
+                        event,
+                        message_id,
+                        client_message_id,
+                        aliases,
+                    });
+                }
+                Err(e) => {
+                    results[index] = Some(EventResult {
+                        index,
+                        message_id: m
+                            .get("messageId")
+                            .and_then(Value::as_str)
+                            .map(str::to_owned),
+                        status: "rejected",
+                        reason: Some(e.code()),
+                        message: Some(e.to_string()),
+                        dropped_fields: Vec::new(),
+                    });
+                }
+            }
+        }
+
+        // Resolve known subjects; plan unknown identities against an empty ledger to learn
+        // which of them need a subject at all (nothing is created for a dropped-only visitor).
+        let all_aliases: Vec<Alias> = {
+            let mut seen = HashSet::new();
+            valid
+                .iter()
+                .flat_map(|v| v.aliases.iter().copied())
+                .filter(|a| seen.insert(*a))
+                .collect()
+        };
+        let mut known = self.store().find_subjects(tenant, &all_aliases).await?;
+        let mut provisional: HashMap<Alias, SubjectId> = HashMap::new();
+        let subject_for = |v: &Valid,
+                           known: &HashMap<Alias, candor_store::SubjectRow>,
+                           provisional: &HashMap<Alias, SubjectId>|
+         -> Option<SubjectId> {
+            v.aliases
+                .iter()
+                .find_map(|a| known.get(a).map(|s| s.id))
+                .or_else(|| v.aliases.iter().find_map(|a| provisional.get(a).copied()))
+        };
+        for v in &valid {
+            if subject_for(v, &known, &provisional).is_none() {
+                let id = SubjectId::new();
+                for a in &v.aliases {
+                    provisional.insert(*a, id);
+                }
+            }
+        }
+        if !provisional.is_empty() {
+            let pairs: Vec<(&Valid, Option<SubjectId>)> = valid
+                .iter()
+                .map(|v| (v, subject_for(v, &known, &provisional)))
+                .collect();
+            let dry = plan(
+                self.policy(),
+                tenant,
+                now,
+                opts.gpc,
+                &pairs,
+                &HashMap::new(),
+                &HashSet::new(),
+                &HashSet::new(),
+            );
+            let mut new: BTreeMap<SubjectId, Vec<Alias>> = BTreeMap::new();
+            for (v, s) in &pairs {
+                if let Some(s) = s
+                    && dry.touched.contains(s)
+                    && !v.aliases.iter().any(|a| known.contains_key(a))
+                {
+                    let entry = new.entry(*s).or_default();
+                    for a in &v.aliases {
+                        if !entry.contains(a) {
+                            entry.push(*a);
+                        }
+                    }
+                }
+            }
+            if !new.is_empty() {
+                let mut rows = Vec::with_capacity(new.len());
+                for (id, aliases) in new {
+                    let (_, wrapped) = tk.new_data_key(id)?;
+                    rows.push(NewSubject {
+                        id,
+                        wrapped_key: wrapped,
+                        aliases,
+                    });
+                }
+                let created = self.store().ensure_subjects(tenant, rows, now).await?;
+                known.extend(created);
+            }
+        }
+        let pairs: Vec<(&Valid, Option<SubjectId>)> = valid
+            .iter()
+            .map(|v| (v, v.aliases.iter().find_map(|a| known.get(a).map(|s| s.id))))
+            .collect();
+        let mut keys: HashMap<SubjectId, DataKey> = HashMap::new();
+        let mut erased: HashSet<SubjectId> = HashSet::new();
+        for s in known.values() {
+            if keys.contains_key(&s.id) || erased.contains(&s.id) {
+                continue;
+            }
+            match &s.wrapped_key {
+                Some(w) => {
+                    keys.insert(s.id, tk.unwrap_data_key(s.id, w)?);
+                }
+                None => {
+                    erased.insert(s.id);
+                }
+            }
+        }
+        let subjects: Vec<SubjectId> = keys.keys().copied().collect();
+        let message_ids: Vec<String> = valid
+            .iter()
+            .filter(|v| v.client_message_id)
+            .map(|v| v.message_id.clone())
+            .collect();
+        let actor = principal.actor();
+        let policy = self.policy();
+        let outcome = self
+            .store()
+            .ingest(tenant, subjects, message_ids, |snap| {
+                let p = plan(
+                    policy,
+                    tenant,
+                    now,
+                    opts.gpc,
+                    &pairs,
+                    &snap.ledgers,
+                    &snap.existing_message_ids,
+                    &erased,
+                );
+                materialize(policy, &pairs, p, &keys, now, &actor, tenant)
+            })
+            .await?;
+        let (planned, write, inserted) = outcome?;
+        for (_, c) in &write.consents {
+            self.metrics()
+                .consent_change(c.purpose.as_str(), c.action.as_str());
+        }
+        let mut inserted = inserted.into_iter();
+        for ((v, _), p) in pairs.iter().zip(planned) {
+            let mid = Some(v.message_id.clone()).filter(|_| v.client_message_id);
+            let r = match p {
+                Planned::Duplicate => EventResult {
+                    index: v.index,
+                    message_id: mid,
+                    status: "duplicate",
+                    reason: Some("duplicate_message_id"),
+                    message: None,
+                    dropped_fields: Vec::new(),
+                },
+                Planned::Dropped { reason, message } => EventResult {
+                    index: v.index,
+                    message_id: mid,
+                    status: "dropped",
+                    reason: Some(reason),
+                    message: Some(message),
+                    dropped_fields: Vec::new(),
+                },
+                Planned::Accepted { dropped_fields, .. } => {
+                    let fresh = inserted.next().unwrap_or(false);
+                    EventResult {
+                        index: v.index,
+                        message_id: mid,
+                        status: if fresh { "accepted" } else { "duplicate" },
+                        reason: if fresh { None } else { Some("duplicate_message_id") },
+                        message: None,
+                        dropped_fields,
+                    }
+                }
+            };
+            results[v.index] = Some(r);
+        }
+        for r in results.into_iter().flatten() {
+            match r.status {
+                "accepted" => report.accepted += 1,
+                "duplicate" => report.duplicate += 1,
+                "dropped" => report.dropped += 1,
+                _ => report.rejected += 1,
+            }
+            self.metrics()
+                .event(r.status, r.reason.unwrap_or("ok"), 1);
+            report.results.push(r);
+        }
+        Ok(report)
+    }
+}
+
+fn uuid_like() -> String {
+    EventId::new().to_string()
+}

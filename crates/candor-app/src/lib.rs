@@ -1,0 +1,129 @@
+//! Candor's use cases. Everything a transport (HTTP, CLI) does goes through [`App`].
+//!
+//! Subject data is reached only through [`App::grant`] → a [`Grant`] minted by the policy →
+//! store reads that take the grant. There is no other read path to events or personal fields.
+
+mod access;
+mod clock;
+mod consent;
+mod error;
+mod ingest;
+mod metrics;
+mod ops;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use candor_crypto::{MasterKey, TenantKey};
+use candor_policy::Policy;
+use candor_store::AnyStore;
+use candor_types::{KeyId, Scope, TenantId};
+
+pub use access::{EventData, SubjectData};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use consent::{ConsentInput, ConsentView, PurposeStatus};
+pub use error::{AppError, AppResult, ErrorKind};
+pub use ingest::{EventResult, IngestOptions, IngestReport};
+pub use metrics::Metrics;
+pub use ops::{ChainReport, TenantSweep, VerifyReport};
+
+/// Who is calling: the tenant and scope of an authenticated API key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant: TenantId,
+    pub scope: Scope,
+    pub key_id: KeyId,
+}
+
+impl Principal {
+    pub fn require(&self, needed: Scope) -> AppResult<()> {
+        if self.scope.allows(needed) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden_scope(needed))
+        }
+    }
+
+    /// How the principal is named in the audit log.
+    pub fn actor(&self) -> String {
+        format!("key:{}", self.key_id)
+    }
+}
+
+struct Inner {
+    store: AnyStore,
+    policy: Policy,
+    master: MasterKey,
+    clock: Arc<dyn Clock>,
+    metrics: Metrics,
+    tenant_keys: RwLock<HashMap<TenantId, TenantKey>>,
+}
+
+/// The application: store, policy, keys and clock. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("backend", &self.inner.store.backend_name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    pub fn new(store: AnyStore, policy: Policy, master: MasterKey, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                policy,
+                master,
+                clock,
+                metrics: Metrics::default(),
+                tenant_keys: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &AnyStore {
+        &self.inner.store
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        self.inner.clock.as_ref()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.inner.master
+    }
+
+    /// The tenant's key, unwrapped once and kept in memory.
+    pub(crate) async fn tenant_key(&self, tenant: TenantId) -> AppResult<TenantKey> {
+        if let Ok(cache) = self.inner.tenant_keys.read()
+            && let Some(k) = cache.get(&tenant)
+        {
+            return Ok(k.clone());
+        }
+        use candor_store::Store as _;
+        let row = self
+            .store()
+            .tenant(tenant)
+            .await?
+            .ok_or_else(|| AppError::not_found("tenant"))?;
+        let key = self.master().unwrap_tenant_key(tenant, &row.wrapped_key)?;
+        if let Ok(mut cache) = self.inner.tenant_keys.write() {
+            cache.insert(tenant, key.clone());
+        }
+        Ok(key)
+    }
+}

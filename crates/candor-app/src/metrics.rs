@@ -1,0 +1,152 @@
+//! Prometheus counters and histograms, rendered in the text exposition format.
+//! Labels are fixed vocabularies (outcomes, reason codes, purposes, routes): never personal data.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+/// Upper bounds (seconds) of the request latency histogram.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    events: BTreeMap<(String, String), u64>,
+    consent_changes: BTreeMap<(String, String), u64>,
+    latency: BTreeMap<(String, String, u16), Histogram>,
+}
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+        let mut g = match self.inner.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut g)
+    }
+
+    /// One ingested event: `outcome` accepted / duplicate / dropped / rejected; `reason` a code.
+    pub fn event(&self, outcome: &str, reason: &str, n: u64) {
+        self.with(|m| {
+            *m.events
+                .entry((outcome.to_owned(), reason.to_owned()))
+                .or_default() += n;
+        });
+    }
+
+    pub fn consent_change(&self, purpose: &str, action: &str) {
+        self.with(|m| {
+            *m.consent_changes
+                .entry((purpose.to_owned(), action.to_owned()))
+                .or_default() += 1;
+        });
+    }
+
+    /// One HTTP request. `route` is the matched route template, not the raw path.
+    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.with(|m| {
+            let h = m
+                .latency
+                .entry((method.to_owned(), route.to_owned(), status))
+                .or_default();
+            if h.counts.is_empty() {
+                h.counts = vec![0; LATENCY_BUCKETS.len()];
+            }
+            for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+                if seconds <= *b {
+                    h.counts[i] += 1;
+                }
+            }
+            h.sum += seconds;
+            h.count += 1;
+        });
+    }
+
+    /// Total of the event counter for one outcome (for tests and the console).
+    pub fn events_total(&self, outcome: &str) -> u64 {
+        self.with(|m| {
+            m.events
+                .iter()
+                .filter(|((o, _), _)| o == outcome)
+                .map(|(_, n)| *n)
+                .sum()
+        })
+    }
+
+    pub fn render(&self) -> String {
+        self.with(|m| {
+            let mut out = String::new();
+            out.push_str("# HELP candor_events_total Ingested events by outcome and reason.\n");
+            out.push_str("# TYPE candor_events_total counter\n");
+            for ((o, r), n) in &m.events {
+                let _ = writeln!(
+                    out,
+                    "candor_events_total{{outcome=\"{}\",reason=\"{}\"}} {n}",
+                    escape(o),
+                    escape(r)
+                );
+            }
+            out.push_str("# HELP candor_consent_changes_total Consent ledger entries by purpose and action.\n");
+            out.push_str("# TYPE candor_consent_changes_total counter\n");
+            for ((p, a), n) in &m.consent_changes {
+                let _ = writeln!(
+                    out,
+                    "candor_consent_changes_total{{purpose=\"{}\",action=\"{}\"}} {n}",
+                    escape(p),
+                    escape(a)
+                );
+            }
+            out.push_str("# HELP candor_http_request_duration_seconds HTTP request latency.\n");
+            out.push_str("# TYPE candor_http_request_duration_seconds histogram\n");
+            for ((method, route, status), h) in &m.latency {
+                let labels = format!(
+                    "method=\"{}\",route=\"{}\",status=\"{status}\"",
+                    escape(method),
+                    escape(route)
+                );
+                for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "candor_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {}",
+                        h.counts[i]
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "candor_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                    h.count
+                );
+                let _ = writeln!(
+                    out,
+                    "candor_http_request_duration_seconds_sum{{{labels}}} {}",
+                    h.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "candor_http_request_duration_seconds_count{{{labels}}} {}",
+                    h.count
+                );
+            }
+            out
+        })
+    }
+}

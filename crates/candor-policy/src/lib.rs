@@ -1,0 +1,21 @@
+//! Candor's policy as code: the `candor.toml` file that names purposes, their lawful basis,
+//! the data categories each may read, retention periods, jurisdictions and protected
+//! attributes — and [`Policy::decide`], the only place a [`Grant`] to read subject data is made.
+//!
+//! No I/O beyond [`Policy::load`] reading the file.
+
+mod decide;
+mod error;
+mod parse;
+mod policy;
+
+pub use decide::{Denial, Grant};
+pub use error::{PolicyError, PolicyErrors};
+pub use policy::{Basis, CategoryDef, JurisdictionDef, Policy, PurposeDef, Regime};
+
+/// The default policy for an online store, commented for a compliance officer: the
+/// `candor.toml` a new installation starts from.
+pub const DEFAULT_POLICY: &str = include_str!("default_policy.toml");
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,583 @@
+//! Reads `candor.toml` from a span-preserving TOML tree and validates it, collecting every error.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::str::FromStr;
+
+use candor_types::{Category, NameError, Purpose};
+use serde_spanned::Spanned;
+use sha2::{Digest, Sha256};
+use toml::de::{DeString, DeTable, DeValue};
+
+use crate::error::{PolicyError, PolicyErrors};
+use crate::policy::{Basis, CategoryDef, JurisdictionDef, Policy, PurposeDef, Regime, field_rule};
+
+type Key<'i> = Spanned<DeString<'i>>;
+type Val<'i> = Spanned<DeValue<'i>>;
+/// A purpose with its `categories` entries and where each is written.
+type PurposeEntries = (PurposeDef, Vec<(Category, Range<usize>)>);
+
+const CATEGORY_KEYS: &[&str] = &["description", "retention_days", "sealed", "protected"];
+const PURPOSE_KEYS: &[&str] = &[
+    "description",
+    "basis",
+    "categories",
+    "segment_categories",
+    "gpc_opt_out",
+    "audit",
+];
+const JURISDICTION_KEYS: &[&str] = &["description", "regime", "opt_in_purposes"];
+const FIELD_ROOTS: &[&str] = &["traits", "properties", "context"];
+
+pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
+    let mut c = Checker::default();
+    let (doc, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        for e in &syntax {
+            c.err(e.span().unwrap_or(0..0), e.message());
+        }
+        return Err(c.finish(file, text));
+    }
+    let root = doc.get_ref();
+
+    c.version(root.get("version"));
+    let categories = c.categories(root.get("categories"));
+    let known_categories: BTreeSet<Category> = categories.iter().map(|d| d.name.clone()).collect();
+    let purposes = c.purposes(root.get("purposes"), &known_categories);
+    let known_purposes: BTreeSet<Purpose> = purposes.iter().map(|(d, _)| d.name.clone()).collect();
+    let jurisdictions = c.jurisdictions(root.get("jurisdictions"), &known_purposes);
+    let default_jurisdiction =
+        c.default_jurisdiction(root.get("default_jurisdiction"), &jurisdictions);
+    let (event_default, events) = c.events(root.get("events"), &known_categories);
+    let (fields, wildcards) = c.fields(root.get("fields"), &known_categories);
+
+    // Protected categories: those marked so, and any a protected attribute is mapped to.
+    let mut protected: BTreeSet<Category> = categories
+        .iter()
+        .filter(|d| d.protected)
+        .map(|d| d.name.clone())
+        .collect();
+    let mut protected_attributes = Vec::new();
+    if let Some(v) = root.get("protected_attributes") {
+        for (path, span) in c.strings(v, "protected_attributes") {
+            if !c.field_path(path, span.clone(), false) {
+                continue;
+            }
+            match field_rule(&fields, &wildcards, path) {
+                None => c.err(
+                    span,
+                    format!("protected attribute `{path}` has no category: map it in [fields]"),
+                ),
+                Some(cat) => {
+                    if !categories.iter().any(|d| &d.name == cat && d.protected) {
+                        c.err(
+                            span,
+                            format!(
+                                "protected attribute `{path}` maps to category `{cat}`, which is not `protected = true`"
+                            ),
+                        );
+                    }
+                    protected.insert(cat.clone());
+                }
+            }
+            protected_attributes.push(path.to_owned());
+        }
+    }
+    for (def, entries) in &purposes {
+        if def.audit {
+            continue;
+        }
+        for (cat, span) in entries.iter().filter(|(cat, _)| protected.contains(cat)) {
+            c.err(
+                span.clone(),
+                format!(
+                    "purpose `{}` may not read protected category `{cat}`: only purposes with `audit = true` may",
+                    def.name
+                ),
+            );
+        }
+    }
+
+    match (event_default, default_jurisdiction) {
+        (Some(event_default), Some(default_jurisdiction)) if c.errors.is_empty() => Ok(Policy {
+            source_hash: hex::encode(Sha256::digest(text.as_bytes())),
+            default_jurisdiction,
+            jurisdictions,
+            categories,
+            purposes: purposes.into_iter().map(|(d, _)| d).collect(),
+            event_default,
+            events,
+            fields,
+            wildcards,
+            protected_attributes,
+        }),
+        _ => Err(c.finish(file, text)),
+    }
+}
+
+/// The entries of a table in file order (the tree itself is sorted by key).
+fn entries<'a, 'i>(t: &'a DeTable<'i>) -> Vec<(&'a Key<'i>, &'a Val<'i>)> {
+    let mut v: Vec<_> = t.iter().collect();
+    v.sort_by_key(|(k, _)| k.span().start);
+    v
+}
+
+/// Errors found so far, each at a byte offset of the text.
+#[derive(Default)]
+struct Checker {
+    errors: Vec<(usize, String)>,
+}
+
+impl Checker {
+    fn err(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.errors.push((span.start, message.into()));
+    }
+
+    fn finish(mut self, file: &str, text: &str) -> PolicyErrors {
+        if self.errors.is_empty() {
+            self.errors.push((0, "the policy is incomplete".into()));
+        }
+        self.errors.sort_by_key(|(at, _)| *at);
+        PolicyErrors(
+            self.errors
+                .into_iter()
+                .map(|(at, m)| PolicyError::at(file, text, at, m))
+                .collect(),
+        )
+    }
+
+    fn table<'a, 'i>(&mut self, v: &'a Val<'i>, what: &str) -> Option<&'a DeTable<'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t),
+            other => {
+                self.err(
+                    v.span(),
+                    format!("{what} must be a table, not {}", a(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn string<'a>(&mut self, v: &'a Val<'_>, what: &str) -> Option<&'a str> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(s),
+            other => {
+                self.err(
+                    v.span(),
+                    format!("`{what}` must be a string, not {}", a(other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn strings<'a>(&mut self, v: &'a Val<'_>, what: &str) -> Vec<(&'a str, Range<usize>)> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.err(v.span(), format!("`{what}` must be an array of strings"));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items.iter() {
+            match item.get_ref() {
+                DeValue::String(s) => out.push((s.as_ref(), item.span())),
+                other => self.err(
+                    item.span(),
+                    format!(
+                        "`{what}` must be an array of strings; this entry is {}",
+                        a(other)
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    fn opt_string(&mut self, t: &DeTable<'_>, key: &str) -> String {
+        t.get(key)
+            .and_then(|v| self.string(v, key))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    fn opt_bool(&mut self, t: &DeTable<'_>, key: &str) -> bool {
+        match t.get(key).map(|v| (v.get_ref(), v.span())) {
+            None => false,
+            Some((DeValue::Boolean(b), _)) => *b,
+            Some((other, span)) => {
+                self.err(
+                    span,
+                    format!("`{key}` must be true or false, not {}", a(other)),
+                );
+                false
+            }
+        }
+    }
+
+    fn name<T: FromStr<Err = NameError>>(&mut self, s: &str, span: Range<usize>) -> Option<T> {
+        s.parse()
+            .map_err(|e: NameError| self.err(span, e.to_string()))
+            .ok()
+    }
+
+    fn known_keys(&mut self, t: &DeTable<'_>, allowed: &[&str], section: &str) {
+        for (k, _) in entries(t) {
+            if !allowed.contains(&k.get_ref().as_ref()) {
+                self.err(
+                    k.span(),
+                    format!(
+                        "unknown key `{}` in [{section}]: expected {}",
+                        k.get_ref(),
+                        allowed.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The named tables of a section such as `[purposes]`, in file order, with valid names.
+    fn sections<'a, 'i, T: FromStr<Err = NameError>>(
+        &mut self,
+        v: Option<&'a Val<'i>>,
+        section: &str,
+    ) -> Vec<(T, &'a Key<'i>, &'a DeTable<'i>)> {
+        let Some(t) = v.and_then(|v| self.table(v, &format!("[{section}]"))) else {
+            if v.is_none() {
+                self.err(
+                    0..0,
+                    format!("the policy defines no {section}: add a [{section}.<name>] table"),
+                );
+            }
+            return Vec::new();
+        };
+        if t.is_empty() {
+            self.err(
+                v.map_or(0..0, Spanned::span),
+                format!("[{section}] is empty"),
+            );
+        }
+        let mut out = Vec::new();
+        for (k, v) in entries(t) {
+            let table = self.table(v, &format!("[{section}.{}]", k.get_ref()));
+            if let (Some(name), Some(table)) = (self.name(k.get_ref(), k.span()), table) {
+                out.push((name, k, table));
+            }
+        }
+        out
+    }
+
+    fn version(&mut self, v: Option<&Val<'_>>) {
+        match v.map(|v| (v.get_ref(), v.span())) {
+            None => self.err(0..0, "missing `version = 1` (the policy format version)"),
+            Some((DeValue::Integer(i), _))
+                if u32::from_str_radix(i.as_str(), i.radix()) == Ok(1) => {}
+            Some((_, span)) => self.err(
+                span,
+                "unsupported policy `version`: this Candor reads version 1",
+            ),
+        }
+    }
+
+    fn categories(&mut self, v: Option<&Val<'_>>) -> Vec<CategoryDef> {
+        let mut out = Vec::new();
+        for (name, key, t) in self.sections::<Category>(v, "categories") {
+            self.known_keys(t, CATEGORY_KEYS, &format!("categories.{name}"));
+            let missing = format!("category `{name}` has no retention period (retention_days)");
+            let retention_days = match t.get("retention_days").map(|v| (v.get_ref(), v.span())) {
+                None => {
+                    self.err(key.span(), missing);
+                    0
+                }
+                Some((DeValue::Integer(i), span)) => {
+                    match u32::from_str_radix(i.as_str(), i.radix()) {
+                        Ok(0) => {
+                            self.err(span, missing);
+                            0
+                        }
+                        Ok(days) => days,
+                        Err(_) => {
+                            self.err(span, "`retention_days` must be a whole number of days from 1 to 4294967295");
+                            0
+                        }
+                    }
+                }
+                Some((other, span)) => {
+                    self.err(
+                        span,
+                        format!(
+                            "`retention_days` must be a whole number of days, not {}",
+                            a(other)
+                        ),
+                    );
+                    0
+                }
+            };
+            out.push(CategoryDef {
+                description: self.opt_string(t, "description"),
+                retention_days,
+                sealed: self.opt_bool(t, "sealed"),
+                protected: self.opt_bool(t, "protected"),
+                name,
+            });
+        }
+        out
+    }
+
+    /// A category reference: a valid name of a defined category.
+    fn category_ref(
+        &mut self,
+        s: &str,
+        span: Range<usize>,
+        known: &BTreeSet<Category>,
+    ) -> Option<Category> {
+        let c: Category = self.name(s, span.clone())?;
+        if known.contains(&c) {
+            Some(c)
+        } else {
+            self.err(
+                span,
+                format!("unknown category `{c}`: it is not defined in [categories]"),
+            );
+            None
+        }
+    }
+
+    /// Purposes, each with its `categories` entries and their spans.
+    fn purposes(&mut self, v: Option<&Val<'_>>, known: &BTreeSet<Category>) -> Vec<PurposeEntries> {
+        let mut out = Vec::new();
+        for (name, key, t) in self.sections::<Purpose>(v, "purposes") {
+            self.known_keys(t, PURPOSE_KEYS, &format!("purposes.{name}"));
+            let basis = match t.get("basis") {
+                None => {
+                    self.err(
+                        key.span(),
+                        format!("purpose `{name}` has no basis: consent, contract, legitimate_interest or legal_obligation"),
+                    );
+                    None
+                }
+                Some(v) => self
+                    .string(v, "basis")
+                    .and_then(|s| s.parse::<Basis>().map_err(|e| self.err(v.span(), e)).ok()),
+            };
+            let mut entries = Vec::new();
+            match t.get("categories") {
+                None => self.err(
+                    key.span(),
+                    format!("purpose `{name}` lists no categories (categories = [...])"),
+                ),
+                Some(v) => {
+                    for (s, span) in self.strings(v, "categories") {
+                        if let Some(c) = self.category_ref(s, span.clone(), known) {
+                            entries.push((c, span));
+                        }
+                    }
+                }
+            }
+            let segment_categories = match t.get("segment_categories") {
+                None => Vec::new(),
+                Some(v) => self
+                    .strings(v, "segment_categories")
+                    .into_iter()
+                    .map(|(s, _)| s.to_owned())
+                    .collect(),
+            };
+            let def = PurposeDef {
+                description: self.opt_string(t, "description"),
+                basis: basis.unwrap_or(Basis::Consent),
+                categories: entries.iter().map(|(c, _)| c.clone()).collect(),
+                segment_categories,
+                gpc_opt_out: self.opt_bool(t, "gpc_opt_out"),
+                audit: self.opt_bool(t, "audit"),
+                name,
+            };
+            out.push((def, entries));
+        }
+        out
+    }
+
+    fn jurisdictions(
+        &mut self,
+        v: Option<&Val<'_>>,
+        known: &BTreeSet<Purpose>,
+    ) -> BTreeMap<String, JurisdictionDef> {
+        let mut out = BTreeMap::new();
+        // Jurisdiction names follow the same rule as purpose names.
+        for (name, key, t) in self.sections::<Purpose>(v, "jurisdictions") {
+            let name = name.to_string();
+            self.known_keys(t, JURISDICTION_KEYS, &format!("jurisdictions.{name}"));
+            let regime = match t.get("regime") {
+                None => {
+                    self.err(
+                        key.span(),
+                        format!("jurisdiction `{name}` has no regime: opt_in or opt_out"),
+                    );
+                    None
+                }
+                Some(v) => self
+                    .string(v, "regime")
+                    .and_then(|s| s.parse::<Regime>().map_err(|e| self.err(v.span(), e)).ok()),
+            };
+            let mut opt_in_purposes = BTreeSet::new();
+            if let Some(v) = t.get("opt_in_purposes") {
+                for (s, span) in self.strings(v, "opt_in_purposes") {
+                    let Some(p) = self.name::<Purpose>(s, span.clone()) else {
+                        continue;
+                    };
+                    if known.contains(&p) {
+                        opt_in_purposes.insert(p);
+                    } else {
+                        self.err(
+                            span,
+                            format!("unknown purpose `{p}`: it is not defined in [purposes]"),
+                        );
+                    }
+                }
+            }
+            let def = JurisdictionDef {
+                name: name.clone(),
+                description: self.opt_string(t, "description"),
+                regime: regime.unwrap_or(Regime::OptIn),
+                opt_in_purposes,
+            };
+            out.insert(name, def);
+        }
+        out
+    }
+
+    fn default_jurisdiction(
+        &mut self,
+        v: Option<&Val<'_>>,
+        known: &BTreeMap<String, JurisdictionDef>,
+    ) -> Option<String> {
+        let Some(v) = v else {
+            self.err(
+                0..0,
+                "missing `default_jurisdiction` (used when a subject's jurisdiction is unknown)",
+            );
+            return None;
+        };
+        let s = self.string(v, "default_jurisdiction")?;
+        if known.contains_key(s) {
+            Some(s.to_owned())
+        } else {
+            self.err(
+                v.span(),
+                format!("unknown jurisdiction `{s}`: it is not defined in [jurisdictions]"),
+            );
+            None
+        }
+    }
+
+    fn events(
+        &mut self,
+        v: Option<&Val<'_>>,
+        known: &BTreeSet<Category>,
+    ) -> (Option<Category>, BTreeMap<String, Category>) {
+        let mut events = BTreeMap::new();
+        let Some(t) = v.and_then(|v| self.table(v, "[events]")) else {
+            if v.is_none() {
+                self.err(
+                    0..0,
+                    "missing [events] table (at least `default = \"<category>\"`)",
+                );
+            }
+            return (None, events);
+        };
+        for (k, v) in entries(t) {
+            let Some(s) = self.string(v, k.get_ref()) else {
+                continue;
+            };
+            if let Some(c) = self.category_ref(s, v.span(), known) {
+                events.insert(k.get_ref().to_string(), c);
+            }
+        }
+        let default = events.remove("default");
+        if default.is_none() && !t.contains_key("default") {
+            self.err(
+                v.map_or(0..0, Spanned::span),
+                "[events] has no `default` category",
+            );
+        }
+        (default, events)
+    }
+
+    /// Exact rules and wildcard rules (keyed by prefix). Dotted keys are read as paths too.
+    fn fields(
+        &mut self,
+        v: Option<&Val<'_>>,
+        known: &BTreeSet<Category>,
+    ) -> (BTreeMap<String, Category>, BTreeMap<String, Category>) {
+        let (mut exact, mut wildcards) = (BTreeMap::new(), BTreeMap::new());
+        let Some(t) = v.and_then(|v| self.table(v, "[fields]")) else {
+            return (exact, wildcards);
+        };
+        let mut rules = Vec::new();
+        flatten(t, "", &mut rules);
+        for (path, key, v) in rules {
+            let Some(s) = self.string(v, &path) else {
+                continue;
+            };
+            let category = self.category_ref(s, v.span(), known);
+            if let (true, Some(c)) = (self.field_path(&path, key, true), category) {
+                match path.strip_suffix(".*") {
+                    Some(prefix) => wildcards.insert(prefix.to_owned(), c),
+                    None => exact.insert(path, c),
+                };
+            }
+        }
+        (exact, wildcards)
+    }
+
+    /// Checks a field path such as `traits.email`; `wildcard` allows a final `*` segment.
+    fn field_path(&mut self, path: &str, span: Range<usize>, wildcard: bool) -> bool {
+        let segments: Vec<&str> = path.split('.').collect();
+        let last = segments.len() - 1;
+        let ok = segments.len() >= 2
+            && FIELD_ROOTS.contains(&segments[0])
+            && segments.iter().enumerate().all(|(i, s)| {
+                !s.is_empty() && (!s.contains('*') || (wildcard && i == last && *s == "*"))
+            });
+        if !ok {
+            let example = if wildcard {
+                "`traits.email` or `traits.*`"
+            } else {
+                "`traits.email`"
+            };
+            self.err(
+                span,
+                format!("`{path}` is not a field path: use {example}, starting with traits, properties or context"),
+            );
+        }
+        ok
+    }
+}
+
+/// A value's type with its article, for messages: "an integer", "a string".
+fn a(v: &DeValue<'_>) -> String {
+    let t = v.type_str();
+    let article = if t.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {t}")
+}
+
+/// `[fields]` entries as (dotted path, key span, value), descending into dotted-key tables.
+fn flatten<'a, 'i>(
+    t: &'a DeTable<'i>,
+    prefix: &str,
+    out: &mut Vec<(String, Range<usize>, &'a Val<'i>)>,
+) {
+    for (k, v) in entries(t) {
+        let path = if prefix.is_empty() {
+            k.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", k.get_ref())
+        };
+        match v.get_ref() {
+            DeValue::Table(inner) => flatten(inner, &path, out),
+            _ => out.push((path, k.span(), v)),
+        }
+    }
+}

@@ -1,0 +1,870 @@
+//! The SQL shared by both backends. Both speak `$N` placeholders (SQLite accepts them), use
+//! text ids, integer milliseconds and byte blobs; the few dialect differences (row locks,
+//! migration locking) are macro parameters. Backend modules add connection handling and DDL.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use candor_crypto::{IdentifierKind, Sealed};
+use candor_types::{Category, Purpose};
+use serde_json::Value;
+
+use crate::{Result, StoreError};
+
+pub(crate) fn parse<T: FromStr>(what: &str, s: &str) -> Result<T> {
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unreadable {what} in storage")))
+}
+
+pub(crate) fn kind_str(k: IdentifierKind) -> &'static str {
+    k.as_str()
+}
+
+pub(crate) fn parse_kind(s: &str) -> Result<IdentifierKind> {
+    Ok(match s {
+        "user_id" => IdentifierKind::UserId,
+        "anonymous_id" => IdentifierKind::AnonymousId,
+        "email" => IdentifierKind::Email,
+        "phone" => IdentifierKind::Phone,
+        _ => return Err(StoreError::Corrupt("unknown alias kind".into())),
+    })
+}
+
+pub(crate) fn blind_from(bytes: &[u8]) -> Result<candor_crypto::BlindIndex> {
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("blind index of wrong length".into()))?;
+    Ok(candor_crypto::BlindIndex(arr))
+}
+
+/// `$first, $first+1, …` for an IN list of `n` values.
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    let mut s = String::with_capacity(n * 5);
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('$');
+        s.push_str(&(first + i).to_string());
+    }
+    s
+}
+
+pub(crate) fn parts_of(plain: &BTreeMap<Category, Value>, sealed: &BTreeMap<Category, Sealed>) -> String {
+    let mut cats: Vec<&str> = plain.keys().chain(sealed.keys()).map(Category::as_str).collect();
+    cats.sort_unstable();
+    cats.dedup();
+    format!(",{},", cats.join(","))
+}
+
+pub(crate) fn encode_sealed(sealed: &BTreeMap<Category, Sealed>) -> String {
+    let m: BTreeMap<&str, String> = sealed
+        .iter()
+        .map(|(c, s)| (c.as_str(), STANDARD.encode(s.as_bytes())))
+        .collect();
+    serde_json::to_string(&m).unwrap_or_else(|_| "{}".into())
+}
+
+pub(crate) fn decode_plain(text: &str) -> Result<BTreeMap<Category, Value>> {
+    serde_json::from_str(text).map_err(|_| StoreError::Corrupt("event fields unreadable".into()))
+}
+
+pub(crate) fn decode_sealed(text: &str) -> Result<BTreeMap<Category, Sealed>> {
+    let m: BTreeMap<Category, String> = serde_json::from_str(text)
+        .map_err(|_| StoreError::Corrupt("sealed event fields unreadable".into()))?;
+    m.into_iter()
+        .map(|(c, b64)| {
+            STANDARD
+                .decode(b64)
+                .map(|b| (c, Sealed::from_stored(b)))
+                .map_err(|_| StoreError::Corrupt("sealed event fields unreadable".into()))
+        })
+        .collect()
+}
+
+pub(crate) fn join_purposes(p: &[Purpose]) -> String {
+    p.iter().map(Purpose::as_str).collect::<Vec<_>>().join(",")
+}
+
+/// Generates the [`crate::Store`] implementation for one backend.
+///
+/// The backend type must provide `self.reader()` (a pool for reads), `self.write_tx()` (a
+/// transaction that may write) and `migrations()` (versioned DDL).
+macro_rules! impl_store {
+    ($store:ty, $db:ty, share_lock = $share:literal, update_lock = $update:literal, migration_lock = $mlock:literal) => {
+        use std::collections::{BTreeMap, HashMap, HashSet};
+
+        use sqlx::{Row as _, Transaction};
+
+        use candor_crypto::Sealed;
+        use candor_policy::Grant;
+        use candor_types::{
+            Category, ConsentAction, ConsentRecord, EventId, KeyId, Scope, SubjectId, TenantId,
+            Timestamp,
+        };
+
+        use crate::audit::{chain_name, entry_hash};
+        use crate::backend::{
+            blind_from, decode_plain, decode_sealed, encode_sealed, join_purposes, kind_str,
+            parse, parse_kind, parts_of, placeholders,
+        };
+        use crate::{
+            Alias, ApiKeyRow, AuditDraft, AuditEntry, EventView, FieldRow, IngestSnapshot,
+            IngestWrite, NewApiKey, NewSubject, Result, Store, StoreError, SubjectRow,
+            SweepCounts, TenantRow,
+        };
+
+        type Tx = Transaction<'static, $db>;
+        type DbRow = <$db as sqlx::Database>::Row;
+
+        const CHUNK: usize = 500;
+
+        async fn audit_tx(tx: &mut Tx, drafts: Vec<AuditDraft>, at: Timestamp) -> Result<()> {
+            for d in drafts {
+                let chain = chain_name(d.tenant);
+                sqlx::query(
+                    "INSERT INTO audit_head (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING",
+                )
+                .bind(&chain)
+                .bind(vec![0u8; 32])
+                .execute(&mut **tx)
+                .await?;
+                let head = sqlx::query(concat!(
+                    "SELECT seq, hash FROM audit_head WHERE chain = $1",
+                    $update
+                ))
+                .bind(&chain)
+                .fetch_one(&mut **tx)
+                .await?;
+                let prev_seq: i64 = head.try_get("seq")?;
+                let prev_hash: Vec<u8> = head.try_get("hash")?;
+                let seq = prev_seq + 1;
+                let details = d.details.to_string();
+                let hash = entry_hash(
+                    &prev_hash,
+                    &chain,
+                    seq,
+                    at,
+                    &d.actor,
+                    &d.action,
+                    d.target.as_deref(),
+                    &details,
+                );
+                sqlx::query(
+                    "INSERT INTO audit_log (chain, seq, at, actor, action, target, details, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(&chain)
+                .bind(seq)
+                .bind(at.0)
+                .bind(&d.actor)
+                .bind(&d.action)
+                .bind(&d.target)
+                .bind(&details)
+                .bind(&prev_hash)
+                .bind(&hash[..])
+                .execute(&mut **tx)
+                .await?;
+                sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE chain = $3")
+                    .bind(seq)
+                    .bind(&hash[..])
+                    .bind(&chain)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        fn tenant_from(r: &DbRow) -> Result<TenantRow> {
+            Ok(TenantRow {
+                id: parse("tenant id", &r.try_get::<String, _>("id")?)?,
+                name: r.try_get("name")?,
+                wrapped_key: Sealed::from_stored(r.try_get("wrapped_key")?),
+                created_at: Timestamp(r.try_get("created_at")?),
+            })
+        }
+
+        fn key_from(r: &DbRow) -> Result<ApiKeyRow> {
+            Ok(ApiKeyRow {
+                id: parse("key id", &r.try_get::<String, _>("id")?)?,
+                tenant: parse("tenant id", &r.try_get::<String, _>("tenant_id")?)?,
+                scope: parse("scope", &r.try_get::<String, _>("scope")?)?,
+                label: r.try_get("label")?,
+                created_at: Timestamp(r.try_get("created_at")?),
+                revoked_at: r.try_get::<Option<i64>, _>("revoked_at")?.map(Timestamp),
+            })
+        }
+
+        fn subject_from(r: &DbRow) -> Result<SubjectRow> {
+            Ok(SubjectRow {
+                id: parse("subject id", &r.try_get::<String, _>("id")?)?,
+                wrapped_key: r
+                    .try_get::<Option<Vec<u8>>, _>("wrapped_key")?
+                    .map(Sealed::from_stored),
+                created_at: Timestamp(r.try_get("created_at")?),
+            })
+        }
+
+        fn consent_from(r: &DbRow) -> Result<(SubjectId, ConsentRecord)> {
+            Ok((
+                parse("subject id", &r.try_get::<String, _>("subject_id")?)?,
+                ConsentRecord {
+                    purpose: parse("purpose", &r.try_get::<String, _>("purpose")?)?,
+                    action: parse("consent action", &r.try_get::<String, _>("action")?)?,
+                    source: parse("consent source", &r.try_get::<String, _>("source")?)?,
+                    notice_version: r.try_get("notice_version")?,
+                    notice_hash: r.try_get("notice_hash")?,
+                    jurisdiction: r.try_get("jurisdiction")?,
+                    at: Timestamp(r.try_get("at")?),
+                },
+            ))
+        }
+
+        async fn insert_consent(
+            tx: &mut Tx,
+            tenant: TenantId,
+            subject: SubjectId,
+            c: &ConsentRecord,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO consents (tenant_id, subject_id, purpose, action, source, notice_version, notice_hash, jurisdiction, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(tenant.to_string())
+            .bind(subject.to_string())
+            .bind(c.purpose.as_str())
+            .bind(c.action.as_str())
+            .bind(c.source.as_str())
+            .bind(&c.notice_version)
+            .bind(&c.notice_hash)
+            .bind(&c.jurisdiction)
+            .bind(c.at.0)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn aliases_tx(
+            tx: &mut Tx,
+            tenant: TenantId,
+            aliases: &[Alias],
+        ) -> Result<HashMap<Alias, SubjectRow>> {
+            let mut out = HashMap::new();
+            for chunk in aliases.chunks(CHUNK) {
+                let sql = format!(
+                    "SELECT a.kind, a.blind, s.id, s.wrapped_key, s.created_at FROM subject_aliases a \
+                     JOIN subjects s ON s.tenant_id = a.tenant_id AND s.id = a.subject_id \
+                     WHERE a.tenant_id = $1 AND a.blind IN ({})",
+                    placeholders(2, chunk.len())
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
+                for a in chunk {
+                    q = q.bind(a.blind.0.to_vec());
+                }
+                for r in q.fetch_all(&mut **tx).await? {
+                    let alias = Alias {
+                        kind: parse_kind(&r.try_get::<String, _>("kind")?)?,
+                        blind: blind_from(&r.try_get::<Vec<u8>, _>("blind")?)?,
+                    };
+                    out.insert(alias, subject_from(&r)?);
+                }
+            }
+            Ok(out)
+        }
+
+        impl Store for $store {
+            async fn migrate(&self) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                sqlx::query($mlock).execute(&mut *tx).await?;
+                sqlx::query(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+                )
+                .execute(&mut *tx)
+                .await?;
+                let applied: HashSet<i64> = sqlx::query("SELECT version FROM schema_migrations")
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<i64, _>("version"))
+                    .collect::<std::result::Result<_, _>>()?;
+                for (version, name, sql) in Self::migrations() {
+                    if applied.contains(version) {
+                        continue;
+                    }
+                    tracing::info!(version, name, "applying migration");
+                    sqlx::raw_sql(*sql).execute(&mut *tx).await?;
+                    sqlx::query(
+                        "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    )
+                    .bind(*version)
+                    .bind(*name)
+                    .bind(Timestamp::now().0)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_tenant(&self, row: &TenantRow, audit: AuditDraft) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                let res = sqlx::query(
+                    "INSERT INTO tenants (id, name, wrapped_key, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(row.id.to_string())
+                .bind(&row.name)
+                .bind(row.wrapped_key.as_bytes())
+                .bind(row.created_at.0)
+                .execute(&mut *tx)
+                .await;
+                match res {
+                    Err(e) if StoreError::is_unique_violation(&e) => {
+                        return Err(StoreError::Conflict(format!(
+                            "a tenant named `{}` already exists",
+                            row.name
+                        )));
+                    }
+                    other => {
+                        other?;
+                    }
+                }
+                audit_tx(&mut tx, vec![audit], row.created_at).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn tenant(&self, id: TenantId) -> Result<Option<TenantRow>> {
+                sqlx::query("SELECT id, name, wrapped_key, created_at FROM tenants WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .as_ref()
+                    .map(tenant_from)
+                    .transpose()
+            }
+
+            async fn tenant_by_name(&self, name: &str) -> Result<Option<TenantRow>> {
+                sqlx::query("SELECT id, name, wrapped_key, created_at FROM tenants WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .as_ref()
+                    .map(tenant_from)
+                    .transpose()
+            }
+
+            async fn list_tenants(&self) -> Result<Vec<TenantRow>> {
+                sqlx::query("SELECT id, name, wrapped_key, created_at FROM tenants ORDER BY created_at, name")
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(tenant_from)
+                    .collect()
+            }
+
+            async fn create_api_key(&self, key: &NewApiKey, audit: AuditDraft) -> Result<()> {
+                let now = Timestamp::now();
+                let mut tx = self.write_tx().await?;
+                sqlx::query(
+                    "INSERT INTO api_keys (id, tenant_id, scope, key_hash, label, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(key.id.to_string())
+                .bind(key.tenant.to_string())
+                .bind(key.scope.as_str())
+                .bind(&key.hash[..])
+                .bind(&key.label)
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await?;
+                audit_tx(&mut tx, vec![audit], now).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRow>> {
+                sqlx::query(
+                    "SELECT id, tenant_id, scope, label, created_at, revoked_at FROM api_keys \
+                     WHERE key_hash = $1 AND revoked_at IS NULL",
+                )
+                .bind(&hash[..])
+                .fetch_optional(self.reader())
+                .await?
+                .as_ref()
+                .map(key_from)
+                .transpose()
+            }
+
+            async fn list_api_keys(&self, tenant: TenantId) -> Result<Vec<ApiKeyRow>> {
+                sqlx::query(
+                    "SELECT id, tenant_id, scope, label, created_at, revoked_at FROM api_keys \
+                     WHERE tenant_id = $1 ORDER BY created_at",
+                )
+                .bind(tenant.to_string())
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(key_from)
+                .collect()
+            }
+
+            async fn revoke_api_key(
+                &self,
+                tenant: TenantId,
+                id: KeyId,
+                at: Timestamp,
+                audit: AuditDraft,
+            ) -> Result<bool> {
+                let mut tx = self.write_tx().await?;
+                let n = sqlx::query(
+                    "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND id = $3 AND revoked_at IS NULL",
+                )
+                .bind(at.0)
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n > 0 {
+                    audit_tx(&mut tx, vec![audit], at).await?;
+                }
+                tx.commit().await?;
+                Ok(n > 0)
+            }
+
+            async fn find_subjects(
+                &self,
+                tenant: TenantId,
+                aliases: &[Alias],
+            ) -> Result<HashMap<Alias, SubjectRow>> {
+                let mut out = HashMap::new();
+                for chunk in aliases.chunks(CHUNK) {
+                    let sql = format!(
+                        "SELECT a.kind, a.blind, s.id, s.wrapped_key, s.created_at FROM subject_aliases a \
+                         JOIN subjects s ON s.tenant_id = a.tenant_id AND s.id = a.subject_id \
+                         WHERE a.tenant_id = $1 AND a.blind IN ({})",
+                        placeholders(2, chunk.len())
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
+                    for a in chunk {
+                        q = q.bind(a.blind.0.to_vec());
+                    }
+                    for r in q.fetch_all(self.reader()).await? {
+                        let alias = Alias {
+                            kind: parse_kind(&r.try_get::<String, _>("kind")?)?,
+                            blind: blind_from(&r.try_get::<Vec<u8>, _>("blind")?)?,
+                        };
+                        out.insert(alias, subject_from(&r)?);
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn ensure_subjects(
+                &self,
+                tenant: TenantId,
+                new: Vec<NewSubject>,
+                at: Timestamp,
+            ) -> Result<HashMap<Alias, SubjectRow>> {
+                let mut tx = self.write_tx().await?;
+                let all: Vec<Alias> = new.iter().flat_map(|n| n.aliases.iter().copied()).collect();
+                let mut known = aliases_tx(&mut tx, tenant, &all).await?;
+                for n in &new {
+                    let existing = n.aliases.iter().find_map(|a| known.get(a).cloned());
+                    let (subject_id, created) = match existing {
+                        Some(s) => (s.id, false),
+                        None => {
+                            sqlx::query(
+                                "INSERT INTO subjects (tenant_id, id, wrapped_key, created_at) VALUES ($1, $2, $3, $4)",
+                            )
+                            .bind(tenant.to_string())
+                            .bind(n.id.to_string())
+                            .bind(n.wrapped_key.as_bytes())
+                            .bind(at.0)
+                            .execute(&mut *tx)
+                            .await?;
+                            (n.id, true)
+                        }
+                    };
+                    let mut linked = 0;
+                    for a in &n.aliases {
+                        if known.contains_key(a) {
+                            continue;
+                        }
+                        linked += sqlx::query(
+                            "INSERT INTO subject_aliases (tenant_id, kind, blind, subject_id) VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (tenant_id, kind, blind) DO NOTHING",
+                        )
+                        .bind(tenant.to_string())
+                        .bind(kind_str(a.kind))
+                        .bind(&a.blind.0[..])
+                        .bind(subject_id.to_string())
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    }
+                    if created && linked == 0 {
+                        // Another writer linked every alias first: drop the orphan.
+                        sqlx::query("DELETE FROM subjects WHERE tenant_id = $1 AND id = $2")
+                            .bind(tenant.to_string())
+                            .bind(n.id.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    known = aliases_tx(&mut tx, tenant, &all).await?;
+                }
+                tx.commit().await?;
+                Ok(known)
+            }
+
+            async fn subject(&self, tenant: TenantId, id: SubjectId) -> Result<Option<SubjectRow>> {
+                sqlx::query(
+                    "SELECT id, wrapped_key, created_at FROM subjects WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .fetch_optional(self.reader())
+                .await?
+                .as_ref()
+                .map(subject_from)
+                .transpose()
+            }
+
+            async fn ingest<F, T, E>(
+                &self,
+                tenant: TenantId,
+                subjects: Vec<SubjectId>,
+                message_ids: Vec<String>,
+                plan: F,
+            ) -> Result<std::result::Result<(T, IngestWrite, Vec<bool>), E>>
+            where
+                F: FnOnce(&IngestSnapshot) -> std::result::Result<(IngestWrite, T), E> + Send,
+        T: Send,
+                E: Send,
+            {
+                let now = Timestamp::now();
+                let mut tx = self.write_tx().await?;
+                let mut snapshot = IngestSnapshot::default();
+                let subject_strs: Vec<String> = subjects.iter().map(|s| s.to_string()).collect();
+                for chunk in subject_strs.chunks(CHUNK) {
+                    // Lock the subjects against concurrent consent changes (PostgreSQL).
+                    let sql = format!(
+                        concat!("SELECT id FROM subjects WHERE tenant_id = $1 AND id IN ({})", $share),
+                        placeholders(2, chunk.len())
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
+                    for s in chunk {
+                        q = q.bind(s);
+                    }
+                    q.fetch_all(&mut *tx).await?;
+                    let sql = format!(
+                        "SELECT subject_id, purpose, action, source, notice_version, notice_hash, jurisdiction, at \
+                         FROM consents WHERE tenant_id = $1 AND subject_id IN ({}) ORDER BY seq",
+                        placeholders(2, chunk.len())
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
+                    for s in chunk {
+                        q = q.bind(s);
+                    }
+                    for r in q.fetch_all(&mut *tx).await? {
+                        let (s, c) = consent_from(&r)?;
+                        snapshot.ledgers.entry(s).or_default().push(c);
+                    }
+                }
+                for chunk in message_ids.chunks(CHUNK) {
+                    let sql = format!(
+                        "SELECT message_id FROM events WHERE tenant_id = $1 AND message_id IN ({})",
+                        placeholders(2, chunk.len())
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
+                    for m in chunk {
+                        q = q.bind(m);
+                    }
+                    for r in q.fetch_all(&mut *tx).await? {
+                        snapshot.existing_message_ids.insert(r.try_get("message_id")?);
+                    }
+                }
+                let (write, extra) = match plan(&snapshot) {
+                    Ok(w) => w,
+                    Err(e) => return Ok(Err(e)),
+                };
+                for (subject, c) in &write.consents {
+                    insert_consent(&mut tx, tenant, *subject, c).await?;
+                }
+                for f in &write.fields {
+                    sqlx::query(
+                        "INSERT INTO subject_fields (tenant_id, subject_id, path, category, sealed, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, subject_id, path) \
+                         DO UPDATE SET category = excluded.category, sealed = excluded.sealed, updated_at = excluded.updated_at",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(f.subject.to_string())
+                    .bind(&f.path)
+                    .bind(f.category.as_str())
+                    .bind(f.sealed.as_bytes())
+                    .bind(f.updated_at.0)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let mut inserted = Vec::with_capacity(write.events.len());
+                for e in &write.events {
+                    let plain = serde_json::to_string(&e.plain)
+                        .map_err(|_| StoreError::Corrupt("event not serializable".into()))?;
+                    let n = sqlx::query(
+                        "INSERT INTO events (tenant_id, id, message_id, subject_id, kind, name, category, purposes, parts, plain, sealed, occurred_at, received_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (tenant_id, message_id) DO NOTHING",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(e.id.to_string())
+                    .bind(&e.message_id)
+                    .bind(e.subject.to_string())
+                    .bind(e.kind.as_str())
+                    .bind(&e.name)
+                    .bind(e.category.as_str())
+                    .bind(join_purposes(&e.purposes))
+                    .bind(parts_of(&e.plain, &e.sealed))
+                    .bind(plain)
+                    .bind(encode_sealed(&e.sealed))
+                    .bind(e.occurred_at.0)
+                    .bind(e.received_at.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    inserted.push(n > 0);
+                }
+                audit_tx(&mut tx, write.audit.clone(), now).await?;
+                tx.commit().await?;
+                Ok(Ok((extra, write, inserted)))
+            }
+
+            async fn append_consents(
+                &self,
+                tenant: TenantId,
+                subject: SubjectId,
+                records: Vec<ConsentRecord>,
+                audit: Vec<AuditDraft>,
+            ) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                let found = sqlx::query(concat!(
+                    "SELECT id FROM subjects WHERE tenant_id = $1 AND id = $2",
+                    $update
+                ))
+                .bind(tenant.to_string())
+                .bind(subject.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if found.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                for r in &records {
+                    insert_consent(&mut tx, tenant, subject, r).await?;
+                }
+                audit_tx(&mut tx, audit, Timestamp::now()).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn consent_ledger(
+                &self,
+                tenant: TenantId,
+                subject: SubjectId,
+            ) -> Result<Vec<ConsentRecord>> {
+                sqlx::query(
+                    "SELECT subject_id, purpose, action, source, notice_version, notice_hash, jurisdiction, at \
+                     FROM consents WHERE tenant_id = $1 AND subject_id = $2 ORDER BY seq",
+                )
+                .bind(tenant.to_string())
+                .bind(subject.to_string())
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(|r| consent_from(r).map(|(_, c)| c))
+                .collect()
+            }
+
+            async fn events_for(&self, grant: &Grant, limit: u32) -> Result<Vec<EventView>> {
+                let rows = sqlx::query(
+                    "SELECT id, message_id, kind, name, category, plain, sealed, occurred_at, received_at \
+                     FROM events WHERE tenant_id = $1 AND subject_id = $2 ORDER BY occurred_at DESC, id DESC LIMIT $3",
+                )
+                .bind(grant.tenant().to_string())
+                .bind(grant.subject().to_string())
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let category: Category = parse("category", &r.try_get::<String, _>("category")?)?;
+                    if !grant.allows(&category) {
+                        continue;
+                    }
+                    let mut plain = decode_plain(&r.try_get::<String, _>("plain")?)?;
+                    plain.retain(|c, _| grant.allows(c));
+                    let mut sealed = decode_sealed(&r.try_get::<String, _>("sealed")?)?;
+                    sealed.retain(|c, _| grant.allows(c));
+                    out.push(EventView {
+                        id: parse::<EventId>("event id", &r.try_get::<String, _>("id")?)?,
+                        message_id: r.try_get("message_id")?,
+                        kind: r.try_get("kind")?,
+                        name: r.try_get("name")?,
+                        category,
+                        plain,
+                        sealed,
+                        occurred_at: Timestamp(r.try_get("occurred_at")?),
+                        received_at: Timestamp(r.try_get("received_at")?),
+                    });
+                }
+                Ok(out)
+            }
+
+            async fn fields_for(&self, grant: &Grant) -> Result<Vec<FieldRow>> {
+                let rows = sqlx::query(
+                    "SELECT path, category, sealed, updated_at FROM subject_fields \
+                     WHERE tenant_id = $1 AND subject_id = $2 ORDER BY path",
+                )
+                .bind(grant.tenant().to_string())
+                .bind(grant.subject().to_string())
+                .fetch_all(self.reader())
+                .await?;
+                let mut out = Vec::new();
+                for r in rows {
+                    let category: Category = parse("category", &r.try_get::<String, _>("category")?)?;
+                    if !grant.allows(&category) {
+                        continue;
+                    }
+                    out.push(FieldRow {
+                        subject: grant.subject(),
+                        path: r.try_get("path")?,
+                        category,
+                        sealed: Sealed::from_stored(r.try_get("sealed")?),
+                        updated_at: Timestamp(r.try_get("updated_at")?),
+                    });
+                }
+                Ok(out)
+            }
+
+            async fn append_audit(&self, entries: Vec<AuditDraft>) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                audit_tx(&mut tx, entries, Timestamp::now()).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn audit_entries(
+                &self,
+                chain: &str,
+                after: i64,
+                limit: u32,
+            ) -> Result<Vec<AuditEntry>> {
+                sqlx::query(
+                    "SELECT chain, seq, at, actor, action, target, details, prev_hash, hash FROM audit_log \
+                     WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(chain)
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(AuditEntry {
+                        chain: r.try_get("chain")?,
+                        seq: r.try_get("seq")?,
+                        at: Timestamp(r.try_get("at")?),
+                        actor: r.try_get("actor")?,
+                        action: r.try_get("action")?,
+                        target: r.try_get("target")?,
+                        details: r.try_get("details")?,
+                        prev_hash: r.try_get("prev_hash")?,
+                        hash: r.try_get("hash")?,
+                    })
+                })
+                .collect()
+            }
+
+            async fn audit_chains(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
+                sqlx::query("SELECT chain, seq, hash FROM audit_head ORDER BY chain")
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("chain")?, r.try_get("seq")?, r.try_get("hash")?)))
+                    .collect()
+            }
+
+            async fn sweep_category(
+                &self,
+                tenant: TenantId,
+                category: &Category,
+                cutoff: Timestamp,
+            ) -> Result<SweepCounts> {
+                let mut counts = SweepCounts::default();
+                let mut tx = self.write_tx().await?;
+                counts.events_deleted = sqlx::query(
+                    "DELETE FROM events WHERE tenant_id = $1 AND category = $2 AND occurred_at < $3",
+                )
+                .bind(tenant.to_string())
+                .bind(category.as_str())
+                .bind(cutoff.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let rows = sqlx::query(
+                    "SELECT id, plain, sealed FROM events WHERE tenant_id = $1 AND occurred_at < $2 \
+                     AND parts LIKE $3",
+                )
+                .bind(tenant.to_string())
+                .bind(cutoff.0)
+                .bind(format!("%,{},%", category.as_str()))
+                .fetch_all(&mut *tx)
+                .await?;
+                for r in rows {
+                    let id: String = r.try_get("id")?;
+                    let mut plain: BTreeMap<Category, serde_json::Value> =
+                        decode_plain(&r.try_get::<String, _>("plain")?)?;
+                    let mut sealed: BTreeMap<Category, Sealed> =
+                        decode_sealed(&r.try_get::<String, _>("sealed")?)?;
+                    plain.remove(category);
+                    sealed.remove(category);
+                    let plain_text = serde_json::to_string(&plain)
+                        .map_err(|_| StoreError::Corrupt("event not serializable".into()))?;
+                    sqlx::query(
+                        "UPDATE events SET plain = $1, sealed = $2, parts = $3 WHERE tenant_id = $4 AND id = $5",
+                    )
+                    .bind(plain_text)
+                    .bind(encode_sealed(&sealed))
+                    .bind(parts_of(&plain, &sealed))
+                    .bind(tenant.to_string())
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    counts.event_parts_removed += 1;
+                }
+                counts.fields_deleted = sqlx::query(
+                    "DELETE FROM subject_fields WHERE tenant_id = $1 AND category = $2 AND updated_at < $3",
+                )
+                .bind(tenant.to_string())
+                .bind(category.as_str())
+                .bind(cutoff.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(counts)
+            }
+
+            async fn count_events(&self, tenant: TenantId) -> Result<i64> {
+                Ok(sqlx::query("SELECT COUNT(*) AS n FROM events WHERE tenant_id = $1")
+                    .bind(tenant.to_string())
+                    .fetch_one(self.reader())
+                    .await?
+                    .try_get("n")?)
+            }
+        }
+
+        #[allow(dead_code)]
+        fn _unused(_: ConsentAction, _: Scope) {}
+    };
+}
+
+pub(crate) use impl_store;

@@ -1,0 +1,466 @@
+//! Candor's storage: one [`Store`] trait, a SQLite backend (the embedded default) and a
+//! PostgreSQL backend (production), each with its own migrations, and one conformance suite
+//! (`tests/it`) that both must pass.
+//!
+//! Invariants kept here:
+//! - every query names its tenant; no query crosses tenants;
+//! - subject data is read only with a [`Grant`], and only the categories the grant allows come
+//!   back (filtering happens here, not in callers);
+//! - personal values are written only as [`Sealed`] bytes; aliases only as blind indexes;
+//! - the audit log is append-only and hash-chained per chain (one chain per tenant, one global).
+
+mod audit;
+mod backend;
+pub mod postgres;
+pub mod sqlite;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub use audit::{AuditBreak, chain_name, entry_hash, verify_chain};
+use candor_crypto::{BlindIndex, IdentifierKind, Sealed};
+use candor_policy::Grant;
+use candor_types::{
+    Category, ConsentRecord, EventId, EventKind, KeyId, Purpose, Scope, SubjectId, TenantId,
+    Timestamp,
+};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Storage failures. Messages never contain stored values (they may be personal data).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    fn is_unique_violation(e: &sqlx::Error) -> bool {
+        matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+pub struct TenantRow {
+    pub id: TenantId,
+    pub name: String,
+    pub wrapped_key: Sealed,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    pub id: KeyId,
+    pub tenant: TenantId,
+    pub scope: Scope,
+    pub hash: [u8; 32],
+    pub label: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ApiKeyRow {
+    pub id: KeyId,
+    pub tenant: TenantId,
+    pub scope: Scope,
+    pub label: Option<String>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A subject: its id and wrapped data key (`None` once crypto-shredded).
+#[derive(Clone, Debug)]
+pub struct SubjectRow {
+    pub id: SubjectId,
+    pub wrapped_key: Option<Sealed>,
+    pub created_at: Timestamp,
+}
+
+/// A blind-indexed identifier that points to a subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Alias {
+    pub kind: IdentifierKind,
+    pub blind: BlindIndex,
+}
+
+/// A subject to create if none of its aliases exists yet.
+#[derive(Clone, Debug)]
+pub struct NewSubject {
+    pub id: SubjectId,
+    pub wrapped_key: Sealed,
+    pub aliases: Vec<Alias>,
+}
+
+/// A personal field of a subject (a trait such as `traits.email`), always sealed.
+#[derive(Clone, Debug)]
+pub struct FieldRow {
+    pub subject: SubjectId,
+    pub path: String,
+    pub category: Category,
+    pub sealed: Sealed,
+    pub updated_at: Timestamp,
+}
+
+/// An event as written: its fields grouped by data category, personal categories sealed.
+#[derive(Clone, Debug)]
+pub struct EventRow {
+    pub id: EventId,
+    pub message_id: String,
+    pub subject: SubjectId,
+    pub kind: EventKind,
+    pub name: Option<String>,
+    pub category: Category,
+    /// Purposes whose grant allowed storing the event.
+    pub purposes: Vec<Purpose>,
+    pub plain: BTreeMap<Category, Value>,
+    pub sealed: BTreeMap<Category, Sealed>,
+    pub occurred_at: Timestamp,
+    pub received_at: Timestamp,
+}
+
+/// An event as read through a grant: only the allowed categories are present.
+#[derive(Clone, Debug)]
+pub struct EventView {
+    pub id: EventId,
+    pub message_id: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub category: Category,
+    pub plain: BTreeMap<Category, Value>,
+    pub sealed: BTreeMap<Category, Sealed>,
+    pub occurred_at: Timestamp,
+    pub received_at: Timestamp,
+}
+
+/// An audit entry to append. `details` must never hold personal data.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditDraft {
+    pub tenant: Option<TenantId>,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub details: Value,
+}
+
+/// A stored audit entry.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditEntry {
+    pub chain: String,
+    pub seq: i64,
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub details: String,
+    #[serde(serialize_with = "ser_hex")]
+    pub prev_hash: Vec<u8>,
+    #[serde(serialize_with = "ser_hex")]
+    pub hash: Vec<u8>,
+}
+
+fn ser_hex<S: serde::Serializer>(b: &[u8], s: S) -> std::result::Result<S::Ok, S::Error> {
+    let mut out = String::with_capacity(b.len() * 2);
+    for x in b {
+        out.push_str(&format!("{x:02x}"));
+    }
+    s.serialize_str(&out)
+}
+
+/// What the ingestion planner sees inside the write transaction.
+#[derive(Debug, Default)]
+pub struct IngestSnapshot {
+    /// Each requested subject's consent ledger, oldest first.
+    pub ledgers: HashMap<SubjectId, Vec<ConsentRecord>>,
+    /// Requested message ids that are already stored.
+    pub existing_message_ids: HashSet<String>,
+}
+
+/// Everything one ingestion request writes, in one transaction.
+#[derive(Debug, Default)]
+pub struct IngestWrite {
+    pub consents: Vec<(SubjectId, ConsentRecord)>,
+    pub fields: Vec<FieldRow>,
+    pub events: Vec<EventRow>,
+    pub audit: Vec<AuditDraft>,
+}
+
+/// Rows removed by one retention pass.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SweepCounts {
+    pub events_deleted: u64,
+    pub event_parts_removed: u64,
+    pub fields_deleted: u64,
+}
+
+/// The storage contract. Both backends implement it and pass the same conformance suite.
+pub trait Store: Send + Sync {
+    /// Applies pending migrations (idempotent; safe when several nodes start at once).
+    fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
+
+    fn create_tenant(
+        &self,
+        row: &TenantRow,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn tenant(&self, id: TenantId) -> impl Future<Output = Result<Option<TenantRow>>> + Send;
+    fn tenant_by_name(&self, name: &str)
+    -> impl Future<Output = Result<Option<TenantRow>>> + Send;
+    fn list_tenants(&self) -> impl Future<Output = Result<Vec<TenantRow>>> + Send;
+
+    fn create_api_key(
+        &self,
+        key: &NewApiKey,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The live (not revoked) key with this hash.
+    fn api_key_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> impl Future<Output = Result<Option<ApiKeyRow>>> + Send;
+    fn list_api_keys(&self, tenant: TenantId)
+    -> impl Future<Output = Result<Vec<ApiKeyRow>>> + Send;
+    fn revoke_api_key(
+        &self,
+        tenant: TenantId,
+        id: KeyId,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Subjects for the given aliases (those that exist), keyed by alias.
+    fn find_subjects(
+        &self,
+        tenant: TenantId,
+        aliases: &[Alias],
+    ) -> impl Future<Output = Result<HashMap<Alias, SubjectRow>>> + Send;
+    /// Creates the subjects whose aliases do not exist yet; where another writer created one
+    /// first, that one wins. Returns the subject for every alias of every request.
+    fn ensure_subjects(
+        &self,
+        tenant: TenantId,
+        new: Vec<NewSubject>,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<HashMap<Alias, SubjectRow>>> + Send;
+    fn subject(
+        &self,
+        tenant: TenantId,
+        id: SubjectId,
+    ) -> impl Future<Output = Result<Option<SubjectRow>>> + Send;
+
+    /// One ingestion transaction: reads the subjects' consent ledgers and which message ids
+    /// exist, lets `plan` decide what to write from that snapshot, and writes it atomically.
+    /// Returns, for each planned event, whether it was inserted (`false`: duplicate).
+    fn ingest<F, T, E>(
+        &self,
+        tenant: TenantId,
+        subjects: Vec<SubjectId>,
+        message_ids: Vec<String>,
+        plan: F,
+    ) -> impl Future<Output = Result<std::result::Result<(T, IngestWrite, Vec<bool>), E>>> + Send
+    where
+        F: FnOnce(&IngestSnapshot) -> std::result::Result<(IngestWrite, T), E> + Send,
+        T: Send,
+        E: Send;
+
+    /// Appends consent records for one subject (the ledger is append-only) with audit entries.
+    fn append_consents(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+        records: Vec<ConsentRecord>,
+        audit: Vec<AuditDraft>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn consent_ledger(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> impl Future<Output = Result<Vec<ConsentRecord>>> + Send;
+
+    /// The subject's events, newest first, with only the categories `grant` allows.
+    fn events_for(
+        &self,
+        grant: &Grant,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<EventView>>> + Send;
+    /// The subject's personal fields in the categories `grant` allows.
+    fn fields_for(&self, grant: &Grant) -> impl Future<Output = Result<Vec<FieldRow>>> + Send;
+
+    fn append_audit(&self, entries: Vec<AuditDraft>) -> impl Future<Output = Result<()>> + Send;
+    /// Entries of one chain with `seq > after`, in order, at most `limit`.
+    fn audit_entries(
+        &self,
+        chain: &str,
+        after: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>>> + Send;
+    fn audit_chains(&self) -> impl Future<Output = Result<Vec<(String, i64, Vec<u8>)>>> + Send;
+
+    /// Deletes whole events of `category` that occurred before `cutoff`, removes parts of
+    /// `category` from other events older than `cutoff`, and deletes fields of that category
+    /// not updated since `cutoff`.
+    fn sweep_category(
+        &self,
+        tenant: TenantId,
+        category: &Category,
+        cutoff: Timestamp,
+    ) -> impl Future<Output = Result<SweepCounts>> + Send;
+
+    /// Number of stored events of a tenant (for metrics and tests).
+    fn count_events(&self, tenant: TenantId) -> impl Future<Output = Result<i64>> + Send;
+}
+
+/// The backend chosen at start-up.
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl AnyStore {
+    /// Opens `postgres://…` / `postgresql://…` URLs with PostgreSQL, anything else
+    /// (`sqlite://path` or a plain path) with SQLite.
+    pub async fn open(url: &str) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(PgStore::connect(url).await?))
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            Ok(Self::Sqlite(SqliteStore::open(std::path::Path::new(path)).await?))
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $e.await,
+            AnyStore::Postgres($s) => $e.await,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn migrate(&self) -> Result<()> {
+        dispatch!(self, s => s.migrate())
+    }
+    async fn create_tenant(&self, row: &TenantRow, audit: AuditDraft) -> Result<()> {
+        dispatch!(self, s => s.create_tenant(row, audit))
+    }
+    async fn tenant(&self, id: TenantId) -> Result<Option<TenantRow>> {
+        dispatch!(self, s => s.tenant(id))
+    }
+    async fn tenant_by_name(&self, name: &str) -> Result<Option<TenantRow>> {
+        dispatch!(self, s => s.tenant_by_name(name))
+    }
+    async fn list_tenants(&self) -> Result<Vec<TenantRow>> {
+        dispatch!(self, s => s.list_tenants())
+    }
+    async fn create_api_key(&self, key: &NewApiKey, audit: AuditDraft) -> Result<()> {
+        dispatch!(self, s => s.create_api_key(key, audit))
+    }
+    async fn api_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRow>> {
+        dispatch!(self, s => s.api_key_by_hash(hash))
+    }
+    async fn list_api_keys(&self, tenant: TenantId) -> Result<Vec<ApiKeyRow>> {
+        dispatch!(self, s => s.list_api_keys(tenant))
+    }
+    async fn revoke_api_key(
+        &self,
+        tenant: TenantId,
+        id: KeyId,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.revoke_api_key(tenant, id, at, audit))
+    }
+    async fn find_subjects(
+        &self,
+        tenant: TenantId,
+        aliases: &[Alias],
+    ) -> Result<HashMap<Alias, SubjectRow>> {
+        dispatch!(self, s => s.find_subjects(tenant, aliases))
+    }
+    async fn ensure_subjects(
+        &self,
+        tenant: TenantId,
+        new: Vec<NewSubject>,
+        at: Timestamp,
+    ) -> Result<HashMap<Alias, SubjectRow>> {
+        dispatch!(self, s => s.ensure_subjects(tenant, new, at))
+    }
+    async fn subject(&self, tenant: TenantId, id: SubjectId) -> Result<Option<SubjectRow>> {
+        dispatch!(self, s => s.subject(tenant, id))
+    }
+    async fn ingest<F, T, E>(
+        &self,
+        tenant: TenantId,
+        subjects: Vec<SubjectId>,
+        message_ids: Vec<String>,
+        plan: F,
+    ) -> Result<std::result::Result<(T, IngestWrite, Vec<bool>), E>>
+    where
+        F: FnOnce(&IngestSnapshot) -> std::result::Result<(IngestWrite, T), E> + Send,
+        T: Send,
+        E: Send,
+    {
+        dispatch!(self, s => s.ingest(tenant, subjects, message_ids, plan))
+    }
+    async fn append_consents(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+        records: Vec<ConsentRecord>,
+        audit: Vec<AuditDraft>,
+    ) -> Result<()> {
+        dispatch!(self, s => s.append_consents(tenant, subject, records, audit))
+    }
+    async fn consent_ledger(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> Result<Vec<ConsentRecord>> {
+        dispatch!(self, s => s.consent_ledger(tenant, subject))
+    }
+    async fn events_for(&self, grant: &Grant, limit: u32) -> Result<Vec<EventView>> {
+        dispatch!(self, s => s.events_for(grant, limit))
+    }
+    async fn fields_for(&self, grant: &Grant) -> Result<Vec<FieldRow>> {
+        dispatch!(self, s => s.fields_for(grant))
+    }
+    async fn append_audit(&self, entries: Vec<AuditDraft>) -> Result<()> {
+        dispatch!(self, s => s.append_audit(entries))
+    }
+    async fn audit_entries(&self, chain: &str, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+        dispatch!(self, s => s.audit_entries(chain, after, limit))
+    }
+    async fn audit_chains(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
+        dispatch!(self, s => s.audit_chains())
+    }
+    async fn sweep_category(
+        &self,
+        tenant: TenantId,
+        category: &Category,
+        cutoff: Timestamp,
+    ) -> Result<SweepCounts> {
+        dispatch!(self, s => s.sweep_category(tenant, category, cutoff))
+    }
+    async fn count_events(&self, tenant: TenantId) -> Result<i64> {
+        dispatch!(self, s => s.count_events(tenant))
+    }
+}

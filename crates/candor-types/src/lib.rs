@@ -1,0 +1,13 @@
+//! Candor's domain vocabulary. Pure data: no I/O, no database, no crypto.
+//!
+//! Everything here is shared by the policy engine, the store, the use cases and the HTTP layer.
+
+pub mod consent;
+pub mod event;
+pub mod id;
+pub mod time;
+
+pub use consent::{ConsentAction, ConsentRecord, ConsentSource, ConsentState};
+pub use event::{EventKind, IncomingEvent, SegmentError};
+pub use id::{Category, EventId, KeyId, NameError, Purpose, Scope, SubjectId, TenantId};
+pub use time::Timestamp;
