@@ -503,9 +503,12 @@ impl App {
                 known.extend(created);
             }
         }
+        // Identities still unknown keep their provisional id: planned against an empty ledger
+        // they can only be dropped (the dry run decided nothing is written for them), and the
+        // drop names the denials.
         let pairs: Vec<(&Valid, Option<SubjectId>)> = valid
             .iter()
-            .map(|v| (v, v.aliases.iter().find_map(|a| known.get(a).map(|s| s.id))))
+            .map(|v| (v, subject_for(v, &known, &provisional)))
             .collect();
         let mut keys: HashMap<SubjectId, DataKey> = HashMap::new();
         let mut erased: HashSet<SubjectId> = HashSet::new();

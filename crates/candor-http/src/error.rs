@@ -1,0 +1,105 @@
+//! The one error type of the HTTP layer. Every failure leaves as
+//! `{"error": {"code": "...", "message": "..."}}` with the status its kind calls for.
+//!
+//! | code | status | when |
+//! | --- | --- | --- |
+//! | `invalid_json` | 400 | the body is not JSON |
+//! | `invalid_utf8` | 400 | the body is not UTF-8 |
+//! | `invalid_request` | 400 | JSON of the wrong shape (field types, missing fields) |
+//! | `invalid_query` / `invalid_path` | 400 | malformed query string or path parameter |
+//! | `not_an_object`, `unsupported_type`, `wrong_type`, `missing_identity`, `missing_event_name`, `too_long`, `bad_timestamp` | 400 | an invalid Segment message on a single-event endpoint |
+//! | `unknown_purpose`, `unknown_jurisdiction`, `invalid_consent_state`, `invalid_consent_source`, `invalid_notice_hash` | 400 | consent input the policy does not know |
+//! | `unauthorized` | 401 | missing, malformed, unknown or revoked API key |
+//! | `forbidden_scope` | 403 | the key's scope is too low for the endpoint |
+//! | `purpose_denied` | 403 | the policy denies the purpose for this subject (reasons attached) |
+//! | `not_found` | 404 | unknown subject, key or route |
+//! | `method_not_allowed` | 405 | known route, wrong method |
+//! | `conflict`, `subject_erased` | 409 | the request conflicts with stored state |
+//! | `payload_too_large` | 413 | body over the limit |
+//! | `internal` | 500 | anything else; the cause is logged, never returned |
+
+use axum::Json;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use candor_app::{AppError, ErrorKind};
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError(pub AppError);
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        let kind = match status.as_u16() {
+            401 => ErrorKind::Unauthorized,
+            403 => ErrorKind::Forbidden,
+            404 => ErrorKind::NotFound,
+            409 => ErrorKind::Conflict,
+            500..=599 => ErrorKind::Internal,
+            _ => ErrorKind::BadRequest,
+        };
+        let mut e = AppError::new(kind, code, message);
+        if code == "payload_too_large" {
+            e.kind = ErrorKind::BadRequest;
+        }
+        Self(e)
+    }
+
+    fn status(&self) -> StatusCode {
+        match (self.0.code, self.0.kind) {
+            ("payload_too_large", _) => StatusCode::PAYLOAD_TOO_LARGE,
+            ("method_not_allowed", _) => StatusCode::METHOD_NOT_ALLOWED,
+            (_, ErrorKind::BadRequest) => StatusCode::BAD_REQUEST,
+            (_, ErrorKind::Unauthorized) => StatusCode::UNAUTHORIZED,
+            (_, ErrorKind::Forbidden) => StatusCode::FORBIDDEN,
+            (_, ErrorKind::NotFound) => StatusCode::NOT_FOUND,
+            (_, ErrorKind::Conflict) => StatusCode::CONFLICT,
+            (_, ErrorKind::Internal) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        Self(e)
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request bodies are limited to {} bytes", crate::BODY_LIMIT),
+            )
+        } else {
+            Self::new(StatusCode::BAD_REQUEST, "invalid_request", "the request body could not be read")
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_path", r.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut body = json!({ "code": self.0.code, "message": self.0.message });
+        if !self.0.reasons.is_empty() {
+            body["reasons"] = json!(self.0.reasons);
+        }
+        (status, Json(json!({ "error": body }))).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,432 @@
+//! Candor's HTTP API. [`router`] builds the whole service from an [`App`]; tests drive it with
+//! `tower::ServiceExt::oneshot`, `candor serve` binds it to a socket.
+//!
+//! Handlers parse and authenticate, call one use case, and shape the answer. No handler touches
+//! the store or the policy directly.
+
+mod docs;
+mod error;
+mod openapi;
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use candor_app::{App, AppError, ConsentInput, IngestOptions, Principal};
+use candor_types::{EventKind, KeyId, Scope};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub use error::{ApiError, ApiResult};
+pub use openapi::openapi_document;
+
+/// Largest accepted request body (Segment's batch limit is 500 KB).
+pub const BODY_LIMIT: usize = 512 * 1024;
+/// Most messages in one `/v1/batch`.
+pub const MAX_BATCH: usize = 2500;
+
+/// Builds the service.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/v1/identify", post(identify))
+        .route("/v1/track", post(track))
+        .route("/v1/page", post(page))
+        .route("/v1/batch", post(batch))
+        .route("/v1/subjects/{id}/consents", get(get_consents))
+        .route("/v1/subjects/{id}/consents/{purpose}", put(put_consent))
+        .route("/v1/subjects/{id}/data", get(get_data))
+        .route("/v1/keys", post(create_key).get(list_keys))
+        .route("/v1/keys/{id}", delete(revoke_key))
+        .route("/v1/policy", get(get_policy))
+        .route("/v1/audit/verify", get(verify_audit))
+        .route("/openapi.json", get(openapi_json))
+        .route("/docs", get(docs_page))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), observe))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(app)
+}
+
+/// Records latency per route template and logs the request (never bodies or query strings).
+async fn observe(State(app): State<App>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let res = next.run(req).await;
+    let secs = start.elapsed().as_secs_f64();
+    let status = res.status().as_u16();
+    app.metrics().request(&method, &route, status, secs);
+    tracing::debug!(%method, %route, status, ms = secs * 1000.0, "request");
+    res
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not accept that method",
+    )
+}
+
+/// The authenticated caller. Accepts `Authorization: Basic base64(<key>:)` (Segment clients
+/// send the write key as the user name) or `Authorization: Bearer <key>`.
+pub struct Auth(pub Principal);
+
+fn key_from_headers(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, rest) = value.split_once(' ')?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "bearer" => Some(rest.trim().to_owned()),
+        "basic" => {
+            let decoded = STANDARD.decode(rest.trim()).ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            let user = text.split_once(':').map_or(text.as_str(), |(u, _)| u);
+            Some(user.to_owned())
+        }
+        _ => None,
+    }
+}
+
+impl FromRequestParts<App> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
+        let key = key_from_headers(&parts.headers).ok_or_else(AppError::unauthorized)?;
+        Ok(Auth(app.authenticate(&key).await?))
+    }
+}
+
+/// Parses a body as JSON with Candor's error codes.
+fn parse_json(body: Result<Bytes, BytesRejection>) -> ApiResult<Value> {
+    let bytes = body?;
+    if std::str::from_utf8(&bytes).is_err() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_utf8",
+            "the request body is not valid UTF-8",
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the request body is not valid JSON: {e}"),
+        )
+    })
+}
+
+fn gpc(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-gpc")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() == "1")
+}
+
+async fn single(
+    app: App,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    kind: EventKind,
+) -> ApiResult<Json<Value>> {
+    principal.require(Scope::Write)?;
+    let msg = parse_json(body)?;
+    let report = app
+        .ingest(
+            &principal,
+            std::slice::from_ref(&msg),
+            IngestOptions {
+                gpc: gpc(&headers),
+                forced_kind: Some(kind),
+            },
+        )
+        .await?;
+    let Some(result) = report.results.into_iter().next() else {
+        return Err(AppError::internal("ingest", &"no result for the event").into());
+    };
+    if result.status == "rejected" {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            result.reason.unwrap_or("invalid_request"),
+            result.message.unwrap_or_default(),
+        ));
+    }
+    Ok(Json(json!({ "success": true, "result": result })))
+}
+
+async fn identify(
+    State(app): State<App>,
+    Auth(p): Auth,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    single(app, p, headers, body, EventKind::Identify).await
+}
+
+async fn track(
+    State(app): State<App>,
+    Auth(p): Auth,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    single(app, p, headers, body, EventKind::Track).await
+}
+
+async fn page(
+    State(app): State<App>,
+    Auth(p): Auth,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    single(app, p, headers, body, EventKind::Page).await
+}
+
+async fn batch(
+    State(app): State<App>,
+    Auth(p): Auth,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Write)?;
+    let mut v = parse_json(body)?;
+    let Some(obj) = v.as_object_mut() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "a batch body is a JSON object with a `batch` array",
+        ));
+    };
+    let shared_context = obj.remove("context");
+    let Some(Value::Array(mut messages)) = obj.remove("batch") else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "a batch body is a JSON object with a `batch` array",
+        ));
+    };
+    if messages.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("a batch holds at most {MAX_BATCH} messages"),
+        ));
+    }
+    // Segment: a batch-level `context` applies to every message that does not set the key.
+    if let Some(Value::Object(shared)) = shared_context {
+        for m in &mut messages {
+            if let Some(m) = m.as_object_mut() {
+                let ctx = m
+                    .entry("context")
+                    .or_insert_with(|| Value::Object(Default::default()));
+                if let Some(ctx) = ctx.as_object_mut() {
+                    for (k, val) in &shared {
+                        ctx.entry(k.clone()).or_insert_with(|| val.clone());
+                    }
+                }
+            }
+        }
+    }
+    let report = app
+        .ingest(
+            &p,
+            &messages,
+            IngestOptions {
+                gpc: gpc(&headers),
+                forced_kind: None,
+            },
+        )
+        .await?;
+    Ok(Json(json!({ "success": true, "accepted": report.accepted, "duplicate": report.duplicate,
+        "dropped": report.dropped, "rejected": report.rejected, "results": report.results })))
+}
+
+async fn get_consents(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    let Path(id) = path?;
+    let view = app.consent_view(&p, &id).await?;
+    Ok(Json(json!(view)))
+}
+
+async fn put_consent(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let Path((id, purpose)) = path?;
+    let v = parse_json(body)?;
+    let input: ConsentInput = serde_json::from_value(v).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
+    })?;
+    let view = app.set_consent(&p, &id, &purpose, input).await?;
+    Ok(Json(json!(view)))
+}
+
+#[derive(Deserialize)]
+struct DataQuery {
+    purpose: String,
+    limit: Option<u32>,
+}
+
+async fn get_data(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<DataQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Path(id) = path?;
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let data = app.read_subject(&p, &id, &q.purpose, limit).await?;
+    Ok(Json(json!(data)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKeyBody {
+    scope: String,
+    label: Option<String>,
+}
+
+async fn create_key(
+    State(app): State<App>,
+    Auth(p): Auth,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    p.require(Scope::Admin)?;
+    let v = parse_json(body)?;
+    let b: NewKeyBody = serde_json::from_value(v)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
+    let scope: Scope = b
+        .scope
+        .parse()
+        .map_err(|m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_scope", m))?;
+    if b.label.as_ref().is_some_and(|l| l.len() > 200) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "label is longer than 200 characters"));
+    }
+    let (id, secret) = app.create_key(p.tenant, scope, b.label, &p.actor()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "id": id, "scope": scope, "key": secret })),
+    )
+        .into_response())
+}
+
+async fn list_keys(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    use candor_store::Store as _;
+    p.require(Scope::Admin)?;
+    let keys = app
+        .store()
+        .list_api_keys(p.tenant)
+        .await
+        .map_err(AppError::from)?;
+    Ok(Json(json!({ "keys": keys })))
+}
+
+async fn revoke_key(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    let Path(id) = path?;
+    let id: KeyId = id
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "API key not found"))?;
+    app.revoke_key(&p, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn get_policy(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    p.require(Scope::Server)?;
+    let pol = app.policy();
+    let purposes: Vec<Value> = pol.purposes().map(|d| json!(d)).collect();
+    let categories: Vec<Value> = pol.categories().map(|d| json!(d)).collect();
+    Ok(Json(json!({
+        "sha256": pol.source_hash(),
+        "default_jurisdiction": pol.default_jurisdiction(),
+        "purposes": purposes,
+        "categories": categories,
+        "protected_attributes": pol.protected_attributes().collect::<Vec<_>>(),
+    })))
+}
+
+async fn verify_audit(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    p.require(Scope::Admin)?;
+    match app.verify_audit_log().await? {
+        Ok(report) => Ok(Json(json!({ "ok": true, "chains": report.chains }))),
+        Err(b) => Ok(Json(json!({ "ok": false, "broken": b }))),
+    }
+}
+
+async fn openapi_json() -> Json<Value> {
+    Json(openapi_document())
+}
+
+async fn docs_page() -> Html<&'static str> {
+    Html(docs::PAGE)
+}
+
+async fn healthz(State(app): State<App>) -> Response {
+    use candor_store::Store as _;
+    match app.store().list_tenants().await {
+        Ok(_) => Json(json!({ "status": "ok", "backend": app.store().backend_name() })).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics().render(),
+    )
+        .into_response()
+}
+
+/// Every route of [`router`] as (method, path template), for docs and tests.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/v1/identify"),
+    ("post", "/v1/track"),
+    ("post", "/v1/page"),
+    ("post", "/v1/batch"),
+    ("get", "/v1/subjects/{id}/consents"),
+    ("put", "/v1/subjects/{id}/consents/{purpose}"),
+    ("get", "/v1/subjects/{id}/data"),
+    ("post", "/v1/keys"),
+    ("get", "/v1/keys"),
+    ("delete", "/v1/keys/{id}"),
+    ("get", "/v1/policy"),
+    ("get", "/v1/audit/verify"),
+    ("get", "/openapi.json"),
+    ("get", "/docs"),
+    ("get", "/healthz"),
+    ("get", "/metrics"),
+];

@@ -1,0 +1,153 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`. Written by hand next to the router;
+//! a test checks that every route in [`crate::ROUTES`] is documented and nothing else is.
+
+use serde_json::{Value, json};
+
+fn error_response(desc: &str) -> Value {
+    json!({ "description": desc, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+fn json_body(schema: Value) -> Value {
+    json!({ "required": true, "content": { "application/json": { "schema": schema } } })
+}
+
+fn ok(desc: &str, schema: Value) -> Value {
+    json!({ "description": desc, "content": { "application/json": { "schema": schema } } })
+}
+
+fn ingest_op(kind: &str, summary: &str) -> Value {
+    json!({
+        "tags": ["ingestion"],
+        "summary": summary,
+        "description": format!("Segment-compatible `{kind}` call. Consent in `context.consent.categoryPreferences` and a `Sec-GPC: 1` header are recorded before the event is judged. The event is stored only if a permitted purpose may collect its category, and only the fields such purposes may read. Any key scope may call it (write keys are browser-safe)."),
+        "security": [{ "basic": [] }, { "bearer": [] }],
+        "parameters": [{ "name": "Sec-GPC", "in": "header", "required": false, "schema": { "type": "string", "enum": ["1"] }, "description": "Global Privacy Control: an opt-out of sale/sharing and targeted advertising." }],
+        "requestBody": json_body(json!({ "$ref": "#/components/schemas/SegmentMessage" })),
+        "responses": {
+            "200": ok("The event's outcome: accepted, duplicate or dropped (with the reason).", json!({ "type": "object", "properties": { "success": { "type": "boolean" }, "result": { "$ref": "#/components/schemas/EventResult" } } })),
+            "400": error_response("Invalid JSON or an invalid Segment message; nothing was stored."),
+            "401": error_response("Missing or invalid API key."),
+            "413": error_response("Body over 512 KiB."),
+        }
+    })
+}
+
+pub fn openapi_document() -> Value {
+    let subject_id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" }, "description": "The store's `userId` (or `anonymousId`) of the person." });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Candor API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Consent-first marketing AI for online retailers. Every read of a person's data names a purpose; the policy decides, and only the categories that purpose may use come back.",
+            "license": { "name": "Apache-2.0" }
+        },
+        "components": {
+            "securitySchemes": {
+                "basic": { "type": "http", "scheme": "basic", "description": "The API key as user name, empty password (what Segment clients send)." },
+                "bearer": { "type": "http", "scheme": "bearer" }
+            },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "object", "required": ["code", "message"], "properties": {
+                    "code": { "type": "string", "description": "Stable, machine-readable code." },
+                    "message": { "type": "string" },
+                    "reasons": { "type": "array", "items": { "type": "object" } } } } } },
+                "SegmentMessage": { "type": "object", "properties": {
+                    "type": { "type": "string", "enum": ["identify", "track", "page"], "description": "Required inside a batch." },
+                    "messageId": { "type": "string", "maxLength": 256, "description": "Deduplication key." },
+                    "userId": { "type": ["string", "number"] },
+                    "anonymousId": { "type": ["string", "number"] },
+                    "event": { "type": "string", "description": "Track calls: the event name, e.g. `Product Viewed`." },
+                    "name": { "type": "string", "description": "Page calls: the page name." },
+                    "properties": { "type": "object" },
+                    "traits": { "type": "object" },
+                    "context": { "type": "object", "description": "`context.consent.categoryPreferences` carries consent (Segment consent spec)." },
+                    "timestamp": { "type": "string", "format": "date-time" } } },
+                "EventResult": { "type": "object", "properties": {
+                    "index": { "type": "integer" },
+                    "messageId": { "type": "string" },
+                    "status": { "type": "string", "enum": ["accepted", "duplicate", "dropped", "rejected"] },
+                    "reason": { "type": "string" },
+                    "message": { "type": "string" },
+                    "droppedFields": { "type": "array", "items": { "type": "string" } } } },
+                "ConsentInput": { "type": "object", "required": ["state"], "additionalProperties": false, "properties": {
+                    "state": { "type": "string", "enum": ["granted", "withdrawn"] },
+                    "notice_version": { "type": "string" },
+                    "notice_hash": { "type": "string", "pattern": "^[0-9a-fA-F]{64}$" },
+                    "source": { "type": "string", "enum": ["banner", "api", "import"] },
+                    "jurisdiction": { "type": "string" } } },
+                "ConsentView": { "type": "object", "properties": {
+                    "subject": { "type": "string" },
+                    "jurisdiction": { "type": "string" },
+                    "purposes": { "type": "array", "items": { "type": "object", "properties": {
+                        "purpose": { "type": "string" }, "basis": { "type": "string" },
+                        "consent": { "type": ["string", "null"] }, "allowed": { "type": "boolean" }, "reason": { "type": "string" } } } },
+                    "history": { "type": "array", "items": { "type": "object" } } } }
+            }
+        },
+        "paths": {
+            "/v1/identify": { "post": ingest_op("identify", "Identify a person and record traits") },
+            "/v1/track": { "post": ingest_op("track", "Record an action (Ecommerce v2 names recognized)") },
+            "/v1/page": { "post": ingest_op("page", "Record a page view") },
+            "/v1/batch": { "post": {
+                "tags": ["ingestion"],
+                "summary": "Send up to 2,500 messages at once",
+                "description": "Each message is judged on its own and reported per event; everything stored is written in one transaction before the answer.",
+                "security": [{ "basic": [] }, { "bearer": [] }],
+                "requestBody": json_body(json!({ "type": "object", "required": ["batch"], "properties": {
+                    "batch": { "type": "array", "items": { "$ref": "#/components/schemas/SegmentMessage" } },
+                    "context": { "type": "object" } } })),
+                "responses": {
+                    "200": ok("Counts and one result per message.", json!({ "type": "object", "properties": {
+                        "success": { "type": "boolean" }, "accepted": { "type": "integer" }, "duplicate": { "type": "integer" },
+                        "dropped": { "type": "integer" }, "rejected": { "type": "integer" },
+                        "results": { "type": "array", "items": { "$ref": "#/components/schemas/EventResult" } } } })),
+                    "400": error_response("Not JSON, or no `batch` array; nothing was stored."),
+                    "401": error_response("Missing or invalid API key."),
+                    "413": error_response("Body over 512 KiB or more than 2,500 messages.")
+                } } },
+            "/v1/subjects/{id}/consents": { "get": {
+                "tags": ["consent"], "summary": "Current consent per purpose, the policy's decision, and the full history",
+                "security": [{ "bearer": [] }], "parameters": [subject_id],
+                "responses": { "200": ok("Consent state.", json!({ "$ref": "#/components/schemas/ConsentView" })),
+                    "401": error_response("Missing or invalid API key."), "403": error_response("Needs a server or admin key."),
+                    "404": error_response("Unknown subject.") } } },
+            "/v1/subjects/{id}/consents/{purpose}": { "put": {
+                "tags": ["consent"], "summary": "Grant or withdraw consent for one purpose (append-only ledger)",
+                "security": [{ "bearer": [] }],
+                "parameters": [subject_id, { "name": "purpose", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": json_body(json!({ "$ref": "#/components/schemas/ConsentInput" })),
+                "responses": { "200": ok("The new consent state.", json!({ "$ref": "#/components/schemas/ConsentView" })),
+                    "400": error_response("Unknown purpose or jurisdiction, bad state, source or notice hash."),
+                    "401": error_response("Missing or invalid API key."), "403": error_response("Needs a server or admin key.") } } },
+            "/v1/subjects/{id}/data": { "get": {
+                "tags": ["access"], "summary": "What one purpose may read about a person, and why",
+                "description": "Purpose-bound read: the policy decides from the consent ledger; only the categories of that purpose are returned. Opening encrypted personal data is written to the audit log.",
+                "security": [{ "bearer": [] }],
+                "parameters": [subject_id,
+                    { "name": "purpose", "in": "query", "required": true, "schema": { "type": "string" } },
+                    { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }],
+                "responses": { "200": ok("Profile fields and events in the allowed categories.", json!({ "type": "object" })),
+                    "400": error_response("Unknown purpose."), "403": error_response("The purpose is denied for this person (reasons attached) or the key's scope is too low."),
+                    "404": error_response("Unknown subject.") } } },
+            "/v1/keys": {
+                "post": { "tags": ["admin"], "summary": "Create an API key (shown once)", "security": [{ "bearer": [] }],
+                    "requestBody": json_body(json!({ "type": "object", "required": ["scope"], "properties": { "scope": { "type": "string", "enum": ["write", "server", "admin"] }, "label": { "type": "string" } } })),
+                    "responses": { "201": ok("The new key.", json!({ "type": "object", "properties": { "id": { "type": "string" }, "scope": { "type": "string" }, "key": { "type": "string" } } })),
+                        "400": error_response("Bad scope."), "403": error_response("Needs an admin key.") } },
+                "get": { "tags": ["admin"], "summary": "List the tenant's API keys (never the secrets)", "security": [{ "bearer": [] }],
+                    "responses": { "200": ok("Keys.", json!({ "type": "object" })), "403": error_response("Needs an admin key.") } } },
+            "/v1/keys/{id}": { "delete": { "tags": ["admin"], "summary": "Revoke an API key", "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }],
+                "responses": { "204": { "description": "Revoked." }, "403": error_response("Needs an admin key."), "404": error_response("No such live key in this tenant.") } } },
+            "/v1/policy": { "get": { "tags": ["admin"], "summary": "The policy in force: purposes, categories, retention", "security": [{ "bearer": [] }],
+                "responses": { "200": ok("Policy summary with its SHA-256.", json!({ "type": "object" })), "403": error_response("Needs a server or admin key.") } } },
+            "/v1/audit/verify": { "get": { "tags": ["admin"], "summary": "Verify the hash-chained audit log", "security": [{ "bearer": [] }],
+                "responses": { "200": ok("`ok` and the verified chains, or the first broken entry.", json!({ "type": "object" })), "403": error_response("Needs an admin key.") } } },
+            "/openapi.json": { "get": { "tags": ["meta"], "summary": "This document", "responses": { "200": { "description": "OpenAPI 3.1" } } } },
+            "/docs": { "get": { "tags": ["meta"], "summary": "Self-hosted API reference page", "responses": { "200": { "description": "HTML" } } } },
+            "/healthz": { "get": { "tags": ["meta"], "summary": "Liveness and database reachability", "responses": { "200": { "description": "ok" }, "503": { "description": "database unreachable" } } } },
+            "/metrics": { "get": { "tags": ["meta"], "summary": "Prometheus metrics", "responses": { "200": { "description": "text exposition format" } } } }
+        }
+    })
+}

@@ -1,0 +1,440 @@
+//! The store conformance suite: every test runs against SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use candor_crypto::{IdentifierKind, MasterKey, Sealed};
+use candor_policy::{DEFAULT_POLICY, Grant, Policy};
+use candor_store::{
+    Alias, AuditDraft, EventRow, FieldRow, IngestWrite, NewApiKey, NewSubject, Store, StoreError,
+    TenantRow, verify_chain,
+};
+use candor_testkit::{BACKENDS, Backend, TestDb};
+use candor_types::{
+    Category, ConsentAction, ConsentRecord, ConsentSource, ConsentState, EventId, EventKind,
+    KeyId, Purpose, Scope, SubjectId, TenantId, Timestamp,
+};
+use serde_json::json;
+
+/// Runs the body once per backend (PostgreSQL is skipped only when explicitly allowed).
+macro_rules! each_backend {
+    (|$db:ident| $body:block) => {
+        for backend in BACKENDS {
+            let Some($db) = TestDb::new(backend).await else { continue };
+            let run = async { $body };
+            run.await;
+        }
+    };
+}
+
+fn audit(tenant: Option<TenantId>, action: &str) -> AuditDraft {
+    AuditDraft {
+        tenant,
+        actor: "test".into(),
+        action: action.into(),
+        target: None,
+        details: json!({"n": 1}),
+    }
+}
+
+async fn tenant(db: &TestDb, name: &str) -> (TenantId, candor_crypto::TenantKey) {
+    let master = MasterKey::generate().unwrap();
+    let id = TenantId::new();
+    let (tk, wrapped) = master.new_tenant_key(id).unwrap();
+    db.store
+        .create_tenant(
+            &TenantRow {
+                id,
+                name: name.into(),
+                wrapped_key: wrapped,
+                created_at: Timestamp::now(),
+            },
+            audit(None, "tenant.created"),
+        )
+        .await
+        .unwrap();
+    (id, tk)
+}
+
+fn alias(tk: &candor_crypto::TenantKey, user: &str) -> Alias {
+    Alias {
+        kind: IdentifierKind::UserId,
+        blind: tk.blind_index(IdentifierKind::UserId, user),
+    }
+}
+
+async fn subject(db: &TestDb, t: TenantId, tk: &candor_crypto::TenantKey, user: &str) -> SubjectId {
+    let id = SubjectId::new();
+    let (_, wrapped) = tk.new_data_key(id).unwrap();
+    let a = alias(tk, user);
+    let got = db
+        .store
+        .ensure_subjects(
+            t,
+            vec![NewSubject {
+                id,
+                wrapped_key: wrapped,
+                aliases: vec![a],
+            }],
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    got[&a].id
+}
+
+fn policy() -> Policy {
+    Policy::parse("candor.toml", DEFAULT_POLICY).unwrap()
+}
+
+fn p(s: &str) -> Purpose {
+    s.parse().unwrap()
+}
+
+fn c(s: &str) -> Category {
+    s.parse().unwrap()
+}
+
+fn grant(t: TenantId, s: SubjectId, purpose: &str) -> Grant {
+    let mut st = ConsentState::default();
+    st.apply(ConsentRecord {
+        purpose: p(purpose),
+        action: ConsentAction::Granted,
+        source: ConsentSource::Api,
+        notice_version: None,
+        notice_hash: None,
+        jurisdiction: Some("eu".into()),
+        at: Timestamp::now(),
+    });
+    policy().decide(t, s, &p(purpose), &st).unwrap()
+}
+
+fn event(s: SubjectId, message_id: &str, category: &str, at: Timestamp) -> EventRow {
+    let mut plain = BTreeMap::new();
+    plain.insert(c(category), json!({"properties": {"sku": "A1"}}));
+    let mut sealed = BTreeMap::new();
+    sealed.insert(c("contact"), Sealed::from_stored(vec![1, 2, 3]));
+    EventRow {
+        id: EventId::new(),
+        message_id: message_id.into(),
+        subject: s,
+        kind: EventKind::Track,
+        name: Some("Product Viewed".into()),
+        category: c(category),
+        purposes: vec![p("analytics")],
+        plain,
+        sealed,
+        occurred_at: at,
+        received_at: at,
+    }
+}
+
+async fn write_events(db: &TestDb, t: TenantId, s: SubjectId, events: Vec<EventRow>) -> Vec<bool> {
+    let ids = events.iter().map(|e| e.message_id.clone()).collect();
+    let ((), _, inserted) = db
+        .store
+        .ingest(t, vec![s], ids, |_snap| {
+            Ok::<_, ()>((
+                IngestWrite {
+                    events,
+                    ..Default::default()
+                },
+                (),
+            ))
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    inserted
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_tenant_names_unique() {
+    each_backend!(|db| {
+        db.store.migrate().await.unwrap();
+        db.store.migrate().await.unwrap();
+        let (t, _) = tenant(&db, "shop-a").await;
+        let again = TenantRow {
+            id: TenantId::new(),
+            name: "shop-a".into(),
+            wrapped_key: Sealed::from_stored(vec![0; 64]),
+            created_at: Timestamp::now(),
+        };
+        let err = db.store.create_tenant(&again, audit(None, "x")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{:?}: {err:?}", db.backend);
+        assert_eq!(db.store.tenant_by_name("shop-a").await.unwrap().unwrap().id, t);
+        assert_eq!(db.store.tenant(t).await.unwrap().unwrap().name, "shop-a");
+        assert!(db.store.tenant_by_name("shop-b").await.unwrap().is_none());
+        assert_eq!(db.store.list_tenants().await.unwrap().len(), 1);
+    });
+}
+
+#[tokio::test]
+async fn api_keys_resolve_by_hash_and_revocation_is_per_tenant() {
+    each_backend!(|db| {
+        let (a, _) = tenant(&db, "a").await;
+        let (b, _) = tenant(&db, "b").await;
+        let key = NewApiKey {
+            id: KeyId::new(),
+            tenant: a,
+            scope: Scope::Server,
+            hash: [7; 32],
+            label: Some("backend".into()),
+        };
+        db.store.create_api_key(&key, audit(Some(a), "key.created")).await.unwrap();
+        let row = db.store.api_key_by_hash(&[7; 32]).await.unwrap().unwrap();
+        assert_eq!((row.tenant, row.scope, row.id), (a, Scope::Server, key.id));
+        assert!(db.store.api_key_by_hash(&[8; 32]).await.unwrap().is_none());
+        // tenant b cannot revoke tenant a's key
+        let revoked = db
+            .store
+            .revoke_api_key(b, key.id, Timestamp::now(), audit(Some(b), "key.revoked"))
+            .await
+            .unwrap();
+        assert!(!revoked);
+        assert!(db.store.api_key_by_hash(&[7; 32]).await.unwrap().is_some());
+        assert!(
+            db.store
+                .revoke_api_key(a, key.id, Timestamp::now(), audit(Some(a), "key.revoked"))
+                .await
+                .unwrap()
+        );
+        assert!(db.store.api_key_by_hash(&[7; 32]).await.unwrap().is_none());
+        assert_eq!(db.store.list_api_keys(a).await.unwrap().len(), 1);
+        assert!(db.store.list_api_keys(b).await.unwrap().is_empty());
+    });
+}
+
+#[tokio::test]
+async fn subjects_are_created_once_per_alias_even_concurrently() {
+    each_backend!(|db| {
+        let (t, tk) = tenant(&db, "a").await;
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let store = db.store.clone();
+            let tk = tk.clone();
+            tasks.push(tokio::spawn(async move {
+                let id = SubjectId::new();
+                let (_, wrapped) = tk.new_data_key(id).unwrap();
+                let a = alias(&tk, "same-user");
+                store
+                    .ensure_subjects(t, vec![NewSubject { id, wrapped_key: wrapped, aliases: vec![a] }], Timestamp::now())
+                    .await
+                    .unwrap()[&a]
+                    .id
+            }));
+        }
+        let mut ids = Vec::new();
+        for task in tasks {
+            ids.push(task.await.unwrap());
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "{:?}: one subject for one alias", db.backend);
+        let found = db.store.find_subjects(t, &[alias(&tk, "same-user")]).await.unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(db.store.subject(t, ids[0]).await.unwrap().unwrap().wrapped_key.is_some());
+        // the same alias in another tenant is a different (unknown) subject
+        let (t2, _) = tenant(&db, "b").await;
+        assert!(db.store.find_subjects(t2, &[alias(&tk, "same-user")]).await.unwrap().is_empty());
+        assert!(db.store.subject(t2, ids[0]).await.unwrap().is_none());
+    });
+}
+
+#[tokio::test]
+async fn ingest_deduplicates_and_reads_are_bounded_by_the_grant() {
+    each_backend!(|db| {
+        let (t, tk) = tenant(&db, "a").await;
+        let s = subject(&db, t, &tk, "u1").await;
+        let now = Timestamp::now();
+        let first = write_events(&db, t, s, vec![event(s, "m1", "behavioural", now), event(s, "m2", "transactional", now)]).await;
+        assert_eq!(first, vec![true, true]);
+        let again = write_events(&db, t, s, vec![event(s, "m1", "behavioural", now)]).await;
+        assert_eq!(again, vec![false], "{:?}: duplicate messageId", db.backend);
+        assert_eq!(db.store.count_events(t).await.unwrap(), 2);
+
+        // the planner sees which message ids already exist
+        let (seen, _, _) = db
+            .store
+            .ingest(t, vec![s], vec!["m1".into(), "m9".into()], |snap| {
+                Ok::<_, ()>((IngestWrite::default(), snap.existing_message_ids.clone()))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(seen.contains("m1") && !seen.contains("m9"));
+
+        // analytics reads behavioural + transactional, never the sealed contact part
+        let g = grant(t, s, "analytics");
+        let evs = db.store.events_for(&g, 10).await.unwrap();
+        assert_eq!(evs.len(), 2);
+        assert!(evs.iter().all(|e| e.sealed.is_empty()));
+        // advertising reads only behavioural events
+        let g = grant(t, s, "advertising");
+        let evs = db.store.events_for(&g, 10).await.unwrap();
+        assert_eq!(evs.len(), 1);
+        assert_eq!(evs[0].category.as_str(), "behavioural");
+        // marketing_email may read contact: the sealed part comes back
+        let g = grant(t, s, "marketing_email");
+        let evs = db.store.events_for(&g, 10).await.unwrap();
+        assert!(evs.iter().all(|e| e.sealed.contains_key(&c("contact"))));
+
+        // a failing planner writes nothing
+        let failed = db
+            .store
+            .ingest(t, vec![s], vec![], |_| Err::<(IngestWrite, ()), _>("no"))
+            .await
+            .unwrap();
+        assert_eq!(failed.err(), Some("no"));
+        assert_eq!(db.store.count_events(t).await.unwrap(), 2);
+    });
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_others_rows() {
+    each_backend!(|db| {
+        let (a, tka) = tenant(&db, "a").await;
+        let (b, _) = tenant(&db, "b").await;
+        let s = subject(&db, a, &tka, "u1").await;
+        write_events(&db, a, s, vec![event(s, "m1", "behavioural", Timestamp::now())]).await;
+        // a grant minted for tenant b with a's subject id finds nothing
+        let g = grant(b, s, "analytics");
+        assert!(db.store.events_for(&g, 10).await.unwrap().is_empty());
+        assert!(db.store.fields_for(&g).await.unwrap().is_empty());
+        assert!(db.store.consent_ledger(b, s).await.unwrap().is_empty());
+        assert_eq!(db.store.count_events(b).await.unwrap(), 0);
+        // the same message id in another tenant is not a duplicate
+        let sb = subject(&db, b, &tka, "u1").await;
+        assert_eq!(write_events(&db, b, sb, vec![event(sb, "m1", "behavioural", Timestamp::now())]).await, vec![true]);
+    });
+}
+
+#[tokio::test]
+async fn consent_ledger_is_append_only_and_ordered() {
+    each_backend!(|db| {
+        let (t, tk) = tenant(&db, "a").await;
+        let s = subject(&db, t, &tk, "u1").await;
+        let rec = |action, at| ConsentRecord {
+            purpose: p("analytics"),
+            action,
+            source: ConsentSource::Banner,
+            notice_version: Some("2026-05".into()),
+            notice_hash: Some("ab".repeat(32)),
+            jurisdiction: Some("eu".into()),
+            at: Timestamp(at),
+        };
+        db.store
+            .append_consents(t, s, vec![rec(ConsentAction::Granted, 1)], vec![audit(Some(t), "consent.granted")])
+            .await
+            .unwrap();
+        db.store
+            .append_consents(t, s, vec![rec(ConsentAction::Withdrawn, 2)], vec![audit(Some(t), "consent.withdrawn")])
+            .await
+            .unwrap();
+        let ledger = db.store.consent_ledger(t, s).await.unwrap();
+        assert_eq!(ledger, vec![rec(ConsentAction::Granted, 1), rec(ConsentAction::Withdrawn, 2)]);
+        let err = db
+            .store
+            .append_consents(t, SubjectId::new(), vec![rec(ConsentAction::Granted, 3)], vec![])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound));
+        // the ingest snapshot carries the ledger
+        let (ledgers, _, _) = db
+            .store
+            .ingest(t, vec![s], vec![], |snap| Ok::<_, ()>((IngestWrite::default(), snap.ledgers.clone())))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ledgers[&s].len(), 2);
+    });
+}
+
+async fn verify(db: &TestDb) -> Result<i64, candor_store::AuditBreak> {
+    let mut total = 0;
+    for (chain, head_seq, head_hash) in db.store.audit_chains().await.unwrap() {
+        let mut v = verify_chain(&chain);
+        for e in db.store.audit_entries(&chain, 0, 10_000).await.unwrap() {
+            v.feed(&e)?;
+        }
+        total += v.finish(head_seq, &head_hash)?;
+    }
+    Ok(total)
+}
+
+#[tokio::test]
+async fn audit_chain_detects_edits_deletions_and_truncation() {
+    for backend in BACKENDS {
+        for tamper in ["edit", "delete", "truncate", "relink"] {
+            let Some(db) = TestDb::new(backend).await else { continue };
+            let (t, _) = tenant(&db, "a").await;
+            for i in 0..5 {
+                db.store.append_audit(vec![audit(Some(t), &format!("consent.granted.{i}"))]).await.unwrap();
+            }
+            assert_eq!(verify(&db).await.unwrap(), 6, "{backend:?}");
+            let chain = t.to_string();
+            let sql = match tamper {
+                "edit" => format!("UPDATE audit_log SET details = '{{\"n\": 2}}' WHERE chain = '{chain}' AND seq = 3"),
+                "delete" => format!("DELETE FROM audit_log WHERE chain = '{chain}' AND seq = 2"),
+                "truncate" => format!("DELETE FROM audit_log WHERE chain = '{chain}' AND seq = 5"),
+                _ => format!("UPDATE audit_log SET action = 'x' WHERE chain = '{chain}' AND seq = 4"),
+            };
+            assert_eq!(db.exec_raw(&sql).await, 1);
+            let broken = verify(&db).await.unwrap_err();
+            let expected_seq = match tamper {
+                "edit" => 3,
+                "delete" => 2,
+                "truncate" => 5,
+                _ => 4,
+            };
+            assert_eq!((broken.chain.as_str(), broken.seq), (chain.as_str(), expected_seq), "{backend:?} {tamper}: {broken}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn retention_sweep_removes_expired_events_parts_and_fields() {
+    each_backend!(|db| {
+        let (t, tk) = tenant(&db, "a").await;
+        let s = subject(&db, t, &tk, "u1").await;
+        let old = Timestamp::now().minus_days(400);
+        let recent = Timestamp::now().minus_days(10);
+        write_events(&db, t, s, vec![
+            event(s, "old-b", "behavioural", old),
+            event(s, "new-b", "behavioural", recent),
+            event(s, "old-t", "transactional", old),
+        ]).await;
+        let field = |path: &str, cat: &str, at| FieldRow {
+            subject: s,
+            path: path.into(),
+            category: c(cat),
+            sealed: Sealed::from_stored(vec![9; 40]),
+            updated_at: at,
+        };
+        db.store
+            .ingest(t, vec![s], vec![], |_| {
+                Ok::<_, ()>((IngestWrite { fields: vec![field("traits.email", "contact", old), field("traits.phone", "contact", recent)], ..Default::default() }, ()))
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        let cutoff = Timestamp::now().minus_days(395);
+        let counts = db.store.sweep_category(t, &c("behavioural"), cutoff).await.unwrap();
+        assert_eq!(counts.events_deleted, 1, "{:?}", db.backend);
+        let counts = db.store.sweep_category(t, &c("contact"), cutoff).await.unwrap();
+        assert_eq!((counts.events_deleted, counts.event_parts_removed, counts.fields_deleted), (0, 1, 1));
+        assert_eq!(db.store.count_events(t).await.unwrap(), 2);
+        // the old transactional event stays, without its contact part
+        let evs = db.store.events_for(&grant(t, s, "marketing_email"), 10).await.unwrap();
+        let old_t = evs.iter().find(|e| e.message_id == "old-t").unwrap();
+        assert!(old_t.sealed.is_empty() && old_t.plain.contains_key(&c("transactional")));
+        let new_b = evs.iter().find(|e| e.message_id == "new-b").unwrap();
+        assert!(new_b.sealed.contains_key(&c("contact")));
+        let fields = db.store.fields_for(&grant(t, s, "marketing_email")).await.unwrap();
+        assert_eq!(fields.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), vec!["traits.phone"]);
+        // sweeping again finds nothing
+        let again = db.store.sweep_category(t, &c("contact"), cutoff).await.unwrap();
+        assert_eq!(again, Default::default());
+        let _ = Backend::Sqlite;
+    });
+}

@@ -1,0 +1,238 @@
+//! Shared by the test suites of several crates: a fresh store of each backend and an app.
+//!
+//! PostgreSQL: each store gets its own new database on the server named by
+//! `CANDOR_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`). If the server
+//! cannot be reached the test **fails**, unless `CANDOR_TEST_SKIP_PG=1` is set, in which case
+//! it prints `SKIPPED-POSTGRES` (CI fails on that word).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use candor_app::{App, ManualClock};
+use candor_crypto::MasterKey;
+use candor_policy::{DEFAULT_POLICY, Policy};
+use candor_store::{AnyStore, PgStore, SqliteStore, Store};
+use candor_types::Timestamp;
+use sqlx::Connection as _;
+
+/// Which backend a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// A fresh store and what is needed to inspect its raw bytes afterwards.
+pub struct TestDb {
+    pub store: AnyStore,
+    pub backend: Backend,
+    /// SQLite: the database file.
+    pub sqlite_path: Option<PathBuf>,
+    /// PostgreSQL: the database URL.
+    pub pg_url: Option<String>,
+    _dir: Option<TempDir>,
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&p).unwrap();
+        Self(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("CANDOR_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+fn skip_pg() -> bool {
+    std::env::var("CANDOR_TEST_SKIP_PG").is_ok_and(|v| v == "1")
+}
+
+/// A new, empty PostgreSQL database; returns its URL, or `None` when skipping is allowed.
+pub async fn fresh_pg_database() -> Option<String> {
+    let admin = pg_admin_url();
+    let mut conn = match sqlx::PgConnection::connect(&admin).await {
+        Ok(c) => c,
+        Err(e) if skip_pg() => {
+            eprintln!("SKIPPED-POSTGRES: {e}");
+            return None;
+        }
+        Err(e) => panic!(
+            "PostgreSQL at {admin} is unreachable ({e}); start it or set CANDOR_TEST_SKIP_PG=1"
+        ),
+    };
+    let name = format!("candor_t_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Some(format!("{base}/{name}"))
+}
+
+impl TestDb {
+    /// A fresh, migrated store; `None` only when PostgreSQL is skipped on purpose.
+    pub async fn new(backend: Backend) -> Option<Self> {
+        let db = match backend {
+            Backend::Sqlite => {
+                let dir = TempDir::new("candor-test");
+                let path = dir.0.join("candor.db");
+                let store = AnyStore::Sqlite(SqliteStore::open(&path).await.unwrap());
+                Self {
+                    store,
+                    backend,
+                    sqlite_path: Some(path),
+                    pg_url: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let url = fresh_pg_database().await?;
+                let store = AnyStore::Postgres(PgStore::connect(&url).await.unwrap());
+                Self {
+                    store,
+                    backend,
+                    sqlite_path: None,
+                    pg_url: Some(url),
+                    _dir: None,
+                }
+            }
+        };
+        db.store.migrate().await.unwrap();
+        Some(db)
+    }
+
+    /// Every byte the database holds on disk (SQLite: file + WAL) or a plain-SQL dump of
+    /// every table's rows (PostgreSQL, as `pg_dump --data-only` would show them).
+    pub async fn raw_bytes(&self) -> Vec<u8> {
+        match self.backend {
+            Backend::Sqlite => {
+                let p = self.sqlite_path.as_ref().unwrap();
+                let mut out = std::fs::read(p).unwrap();
+                for ext in ["-wal", "-shm"] {
+                    let mut q = p.clone().into_os_string();
+                    q.push(ext);
+                    if let Ok(b) = std::fs::read(PathBuf::from(q)) {
+                        out.extend(b);
+                    }
+                }
+                out
+            }
+            Backend::Postgres => {
+                let url = self.pg_url.as_ref().unwrap();
+                let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+                let tables: Vec<(String,)> = sqlx::query_as(
+                    "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+                let mut out = Vec::new();
+                for (t,) in tables {
+                    let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                        "SELECT t::text FROM {t} t"
+                    )))
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+                    for (r,) in rows {
+                        out.extend(r.into_bytes());
+                        out.push(b'\n');
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// An app over a fresh store with the default policy and a manual clock.
+pub struct TestApp {
+    pub app: App,
+    pub clock: ManualClock,
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn new(backend: Backend) -> Option<Self> {
+        Self::with_policy(backend, DEFAULT_POLICY).await
+    }
+
+    pub async fn with_policy(backend: Backend, policy: &str) -> Option<Self> {
+        let db = TestDb::new(backend).await?;
+        let clock = ManualClock::at(Timestamp::now());
+        let policy = Policy::parse("candor.toml", policy).unwrap();
+        let app = App::new(
+            db.store.clone(),
+            policy,
+            MasterKey::generate().unwrap(),
+            Arc::new(clock.clone()),
+        );
+        Some(Self { app, clock, db })
+    }
+}
+
+impl TestDb {
+    /// Runs raw SQL against the database, bypassing the store (to simulate tampering).
+    pub async fn exec_raw(&self, sql: &str) -> u64 {
+        match self.backend {
+            Backend::Sqlite => {
+                let url = format!("sqlite://{}", self.sqlite_path.as_ref().unwrap().display());
+                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap()
+                    .rows_affected()
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(self.pg_url.as_ref().unwrap())
+                    .await
+                    .unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap()
+                    .rows_affected()
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(url) = self.pg_url.take() else { return };
+        let Some(name) = url.rsplit('/').next().map(str::to_owned) else { return };
+        // Drop the per-test database from a separate thread (Drop cannot await).
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(mut c) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut c)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
