@@ -8,7 +8,8 @@
 //! 3. the event is kept only if a permitted, non-audit purpose reads its category; otherwise it
 //!    is `dropped` with the denials as reason. Audit purposes read what others collected, plus
 //!    protected traits: they never justify collecting behaviour;
-//! 4. of a kept event, only fields whose category some permitted purpose reads are stored;
+//! 4. of a kept event, only fields whose category a purpose collecting that event reads are
+//!    stored, and traits only if some permitted purpose reads their category;
 //!    sealed categories are encrypted with the subject's data key, bound to the event id.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -206,11 +207,17 @@ fn plan(
             });
             continue;
         }
-        let purposes = granted
-            .iter()
-            .filter(|(_, cats)| cats.contains(&category))
-            .map(|(p, _)| p.clone())
-            .collect();
+        // Fields of the event are kept only for the purposes that collect the event itself:
+        // an order keeps its email for `service`, a product view keeps no contact data even
+        // though `service` may read contact data elsewhere.
+        let mut event_reads: BTreeSet<Category> = BTreeSet::new();
+        let mut purposes = Vec::new();
+        for (p, cats) in &granted {
+            if cats.contains(&category) {
+                purposes.push(p.clone());
+                event_reads.extend(cats.iter().cloned());
+            }
+        }
         let mut kept = Vec::new();
         let mut traits = Vec::new();
         let mut dropped_fields = Vec::new();
@@ -221,7 +228,7 @@ fn plan(
                 }
                 let path = format!("{top}.{k}");
                 let c = policy.field_category(&category, &path);
-                if collect.contains(c) {
+                if event_reads.contains(c) {
                     kept.push((path, c.clone(), val.clone()));
                 } else {
                     dropped_fields.push(path);
