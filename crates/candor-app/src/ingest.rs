@@ -13,10 +13,13 @@
 //!    sealed categories are encrypted with the subject's data key, bound to the event id.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use candor_crypto::{DataKey, IdentifierKind, TenantKey};
 use candor_policy::{Denial, Policy};
-use candor_store::{Alias, AuditDraft, EventRow, FieldRow, IngestWrite, NewSubject, Store};
+use candor_store::{
+    Alias, AuditDraft, EventRow, FieldRow, IngestJob, IngestWrite, NewSubject, Store,
+};
 use candor_types::{
     Category, ConsentAction, ConsentRecord, ConsentSource, ConsentState, EventId, EventKind,
     IncomingEvent, Purpose, SubjectId, TenantId, Timestamp,
@@ -84,6 +87,19 @@ enum Planned {
         traits: Vec<(String, Category, Value)>,
         dropped_fields: Vec<String>,
     },
+}
+
+/// What the planner closure owns.
+struct PlanInput {
+    app: App,
+    valid: Vec<Valid>,
+    subjects: Vec<Option<SubjectId>>,
+    keys: HashMap<SubjectId, DataKey>,
+    erased: HashSet<SubjectId>,
+    now: Timestamp,
+    gpc: bool,
+    actor: String,
+    tenant: TenantId,
 }
 
 struct Plan {
@@ -538,25 +554,64 @@ impl App {
             .filter(|v| v.client_message_id)
             .map(|v| v.message_id.clone())
             .collect();
-        let actor = principal.actor();
-        let policy = self.policy();
-        let outcome = self
-            .store()
-            .ingest(tenant, subjects, message_ids, |snap| {
+        let n_events = valid.len();
+        let event_subjects: Vec<Option<SubjectId>> = pairs.iter().map(|(_, s)| *s).collect();
+        drop(pairs);
+        // Everything the planner needs, owned: it runs inside the writer's transaction and may
+        // run twice if a group is retried.
+        let input = Arc::new(PlanInput {
+            app: self.clone(),
+            valid,
+            subjects: event_subjects,
+            keys,
+            erased,
+            now,
+            gpc: opts.gpc,
+            actor: principal.actor(),
+            tenant,
+        });
+        let slot: Arc<Mutex<Option<AppResult<Vec<Planned>>>>> = Arc::new(Mutex::new(None));
+        let (plan_input, plan_slot) = (input.clone(), slot.clone());
+        let job = IngestJob {
+            tenant,
+            subjects,
+            message_ids,
+            plan: Box::new(move |snap| {
+                let i = &plan_input;
+                let pairs: Vec<(&Valid, Option<SubjectId>)> =
+                    i.valid.iter().zip(i.subjects.iter().copied()).collect();
                 let p = plan(
-                    policy,
-                    tenant,
-                    now,
-                    opts.gpc,
+                    i.app.policy(),
+                    i.tenant,
+                    i.now,
+                    i.gpc,
                     &pairs,
                     &snap.ledgers,
                     &snap.existing_message_ids,
-                    &erased,
+                    &i.erased,
                 );
-                materialize(policy, &pairs, p, &keys, now, &actor, tenant)
-            })
-            .await?;
-        let (planned, write, inserted) = outcome?;
+                let outcome = materialize(i.app.policy(), &pairs, p, &i.keys, i.now, &i.actor, i.tenant);
+                let (write, result) = match outcome {
+                    Ok((w, planned)) => (Some(w), Ok(planned)),
+                    Err(e) => (None, Err(e)),
+                };
+                if let Ok(mut s) = plan_slot.lock() {
+                    *s = Some(result);
+                }
+                write
+            }),
+        };
+        let committed = self.writer().submit(job, n_events).await?;
+        let planned = slot
+            .lock()
+            .ok()
+            .and_then(|mut s| s.take())
+            .ok_or_else(|| AppError::internal("ingest", &"planner did not run"))??;
+        let Some((write, inserted)) = committed else {
+            return Err(AppError::internal("ingest", &"planner wrote nothing"));
+        };
+        let pairs: Vec<(&Valid, Option<SubjectId>)> =
+            input.valid.iter().zip(input.subjects.iter().copied()).collect();
         for (_, c) in &write.consents {
             self.metrics()
                 .consent_change(c.purpose.as_str(), c.action.as_str());

@@ -10,9 +10,10 @@ mod error;
 mod ingest;
 mod metrics;
 mod ops;
+mod writer;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use candor_crypto::{MasterKey, TenantKey};
 use candor_policy::Policy;
@@ -57,6 +58,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     tenant_keys: RwLock<HashMap<TenantId, TenantKey>>,
+    writer: OnceLock<writer::Writer>,
 }
 
 /// The application: store, policy, keys and clock. Cheap to clone.
@@ -83,6 +85,7 @@ impl App {
                 clock,
                 metrics: Metrics::default(),
                 tenant_keys: RwLock::new(HashMap::new()),
+                writer: OnceLock::new(),
             }),
         }
     }
@@ -101,6 +104,13 @@ impl App {
 
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// The group-commit writer, started on first use (inside the runtime).
+    pub(crate) fn writer(&self) -> &writer::Writer {
+        self.inner
+            .writer
+            .get_or_init(|| writer::Writer::start(self.inner.store.clone()))
     }
 
     pub(crate) fn master(&self) -> &MasterKey {

@@ -39,19 +39,6 @@ pub(crate) fn blind_from(bytes: &[u8]) -> Result<candor_crypto::BlindIndex> {
     Ok(candor_crypto::BlindIndex(arr))
 }
 
-/// `$first, $first+1, …` for an IN list of `n` values.
-pub(crate) fn placeholders(first: usize, n: usize) -> String {
-    let mut s = String::with_capacity(n * 5);
-    for i in 0..n {
-        if i > 0 {
-            s.push(',');
-        }
-        s.push('$');
-        s.push_str(&(first + i).to_string());
-    }
-    s
-}
-
 pub(crate) fn parts_of(plain: &BTreeMap<Category, Value>, sealed: &BTreeMap<Category, Sealed>) -> String {
     let mut cats: Vec<&str> = plain.keys().chain(sealed.keys()).map(Category::as_str).collect();
     cats.sort_unstable();
@@ -84,6 +71,22 @@ pub(crate) fn decode_sealed(text: &str) -> Result<BTreeMap<Category, Sealed>> {
         .collect()
 }
 
+/// One event row as bound into an INSERT.
+pub(crate) struct EventInsert {
+    pub id: String,
+    pub message_id: String,
+    pub subject: String,
+    pub kind: &'static str,
+    pub name: Option<String>,
+    pub category: String,
+    pub purposes: String,
+    pub parts: String,
+    pub plain: String,
+    pub sealed: String,
+    pub occurred_at: i64,
+    pub received_at: i64,
+}
+
 pub(crate) fn join_purposes(p: &[Purpose]) -> String {
     p.iter().map(Purpose::as_str).collect::<Vec<_>>().join(",")
 }
@@ -93,7 +96,15 @@ pub(crate) fn join_purposes(p: &[Purpose]) -> String {
 /// The backend type must provide `self.reader()` (a pool for reads), `self.write_tx()` (a
 /// transaction that may write) and `migrations()` (versioned DDL).
 macro_rules! impl_store {
-    ($store:ty, $db:ty, share_lock = $share:literal, update_lock = $update:literal, migration_lock = $mlock:literal) => {
+    (
+        $store:ty,
+        $db:ty,
+        share_lock = $share:literal,
+        update_lock = $update:literal,
+        migration_lock = $mlock:literal,
+        text_in = $text_in:literal,
+        blob_in = $blob_in:literal
+    ) => {
         use std::collections::{BTreeMap, HashMap, HashSet};
 
         use sqlx::{Row as _, Transaction};
@@ -108,12 +119,13 @@ macro_rules! impl_store {
         use crate::audit::{chain_name, entry_hash};
         use crate::backend::{
             blind_from, decode_plain, decode_sealed, encode_sealed, join_purposes, kind_str,
-            parse, parse_kind, parts_of, placeholders,
+            parse, parse_kind, parts_of,
         };
+        use crate::backend::EventInsert;
         use crate::{
-            Alias, ApiKeyRow, AuditDraft, AuditEntry, EventView, FieldRow, IngestSnapshot,
-            IngestWrite, NewApiKey, NewSubject, Result, Store, StoreError, SubjectRow,
-            SweepCounts, TenantRow,
+            Alias, ApiKeyRow, AuditDraft, AuditEntry, EventView, FieldRow, IngestJob,
+            IngestSnapshot, IngestWrite, NewApiKey, NewSubject, Result, Store, StoreError,
+            SubjectRow, SweepCounts, TenantRow,
         };
 
         type Tx = Transaction<'static, $db>;
@@ -246,6 +258,24 @@ macro_rules! impl_store {
             Ok(())
         }
 
+        const ALIAS_SQL: &str = concat!(
+            "SELECT a.kind, a.blind, s.id, s.wrapped_key, s.created_at FROM subject_aliases a \
+             JOIN subjects s ON s.tenant_id = a.tenant_id AND s.id = a.subject_id \
+             WHERE a.tenant_id = $1 AND a.blind ",
+            $blob_in
+        );
+
+        fn alias_rows(rows: Vec<DbRow>, out: &mut HashMap<Alias, SubjectRow>) -> Result<()> {
+            for r in rows {
+                let alias = Alias {
+                    kind: parse_kind(&r.try_get::<String, _>("kind")?)?,
+                    blind: blind_from(&r.try_get::<Vec<u8>, _>("blind")?)?,
+                };
+                out.insert(alias, subject_from(&r)?);
+            }
+            Ok(())
+        }
+
         async fn aliases_tx(
             tx: &mut Tx,
             tenant: TenantId,
@@ -253,25 +283,84 @@ macro_rules! impl_store {
         ) -> Result<HashMap<Alias, SubjectRow>> {
             let mut out = HashMap::new();
             for chunk in aliases.chunks(CHUNK) {
-                let sql = format!(
-                    "SELECT a.kind, a.blind, s.id, s.wrapped_key, s.created_at FROM subject_aliases a \
-                     JOIN subjects s ON s.tenant_id = a.tenant_id AND s.id = a.subject_id \
-                     WHERE a.tenant_id = $1 AND a.blind IN ({})",
-                    placeholders(2, chunk.len())
-                );
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
-                for a in chunk {
-                    q = q.bind(a.blind.0.to_vec());
-                }
-                for r in q.fetch_all(&mut **tx).await? {
-                    let alias = Alias {
-                        kind: parse_kind(&r.try_get::<String, _>("kind")?)?,
-                        blind: blind_from(&r.try_get::<Vec<u8>, _>("blind")?)?,
-                    };
-                    out.insert(alias, subject_from(&r)?);
-                }
+                let blinds: Vec<Vec<u8>> = chunk.iter().map(|a| a.blind.0.to_vec()).collect();
+                let q = bind_blobs(sqlx::query(ALIAS_SQL).bind(tenant.to_string()), &blinds);
+                alias_rows(q.fetch_all(&mut **tx).await?, &mut out)?;
             }
             Ok(out)
+        }
+
+        /// Reads what a planner needs, inside the write transaction.
+        async fn snapshot_tx(tx: &mut Tx, job: &IngestJob) -> Result<IngestSnapshot> {
+            let mut snapshot = IngestSnapshot::default();
+            let subject_strs: Vec<String> = job.subjects.iter().map(|s| s.to_string()).collect();
+            for chunk in subject_strs.chunks(CHUNK) {
+                // Lock the subjects against concurrent consent changes (PostgreSQL).
+                let q = sqlx::query(concat!("SELECT id FROM subjects WHERE tenant_id = $1 AND id ", $text_in, $share));
+                bind_texts(q.bind(job.tenant.to_string()), chunk).fetch_all(&mut **tx).await?;
+                let q = sqlx::query(concat!(
+                    "SELECT subject_id, purpose, action, source, notice_version, notice_hash, jurisdiction, at \
+                     FROM consents WHERE tenant_id = $1 AND subject_id ", $text_in, " ORDER BY seq"
+                ));
+                for r in bind_texts(q.bind(job.tenant.to_string()), chunk).fetch_all(&mut **tx).await? {
+                    let (s, c) = consent_from(&r)?;
+                    snapshot.ledgers.entry(s).or_default().push(c);
+                }
+            }
+            for chunk in job.message_ids.chunks(CHUNK) {
+                let q = sqlx::query(concat!(
+                    "SELECT message_id FROM events WHERE tenant_id = $1 AND message_id ", $text_in
+                ));
+                for r in bind_texts(q.bind(job.tenant.to_string()), chunk).fetch_all(&mut **tx).await? {
+                    snapshot.existing_message_ids.insert(r.try_get("message_id")?);
+                }
+            }
+            Ok(snapshot)
+        }
+
+        async fn write_tx(tx: &mut Tx, tenant: TenantId, write: &IngestWrite, now: Timestamp) -> Result<Vec<bool>> {
+            for (subject, c) in &write.consents {
+                insert_consent(tx, tenant, *subject, c).await?;
+            }
+            for f in &write.fields {
+                sqlx::query(
+                    "INSERT INTO subject_fields (tenant_id, subject_id, path, category, sealed, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, subject_id, path) \
+                     DO UPDATE SET category = excluded.category, sealed = excluded.sealed, updated_at = excluded.updated_at",
+                )
+                .bind(tenant.to_string())
+                .bind(f.subject.to_string())
+                .bind(&f.path)
+                .bind(f.category.as_str())
+                .bind(f.sealed.as_bytes())
+                .bind(f.updated_at.0)
+                .execute(&mut **tx)
+                .await?;
+            }
+            let rows: Vec<EventInsert> = write
+                .events
+                .iter()
+                .map(|e| {
+                    Ok(EventInsert {
+                        id: e.id.to_string(),
+                        message_id: e.message_id.clone(),
+                        subject: e.subject.to_string(),
+                        kind: e.kind.as_str(),
+                        name: e.name.clone(),
+                        category: e.category.as_str().to_owned(),
+                        purposes: join_purposes(&e.purposes),
+                        parts: parts_of(&e.plain, &e.sealed),
+                        plain: serde_json::to_string(&e.plain)
+                            .map_err(|_| StoreError::Corrupt("event not serializable".into()))?,
+                        sealed: encode_sealed(&e.sealed),
+                        occurred_at: e.occurred_at.0,
+                        received_at: e.received_at.0,
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let inserted = insert_events(tx, &tenant.to_string(), &rows).await?;
+            audit_tx(tx, write.audit.clone(), now).await?;
+            Ok(rows.iter().map(|r| inserted.contains(&r.message_id)).collect())
         }
 
         impl Store for $store {
@@ -440,23 +529,9 @@ macro_rules! impl_store {
             ) -> Result<HashMap<Alias, SubjectRow>> {
                 let mut out = HashMap::new();
                 for chunk in aliases.chunks(CHUNK) {
-                    let sql = format!(
-                        "SELECT a.kind, a.blind, s.id, s.wrapped_key, s.created_at FROM subject_aliases a \
-                         JOIN subjects s ON s.tenant_id = a.tenant_id AND s.id = a.subject_id \
-                         WHERE a.tenant_id = $1 AND a.blind IN ({})",
-                        placeholders(2, chunk.len())
-                    );
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
-                    for a in chunk {
-                        q = q.bind(a.blind.0.to_vec());
-                    }
-                    for r in q.fetch_all(self.reader()).await? {
-                        let alias = Alias {
-                            kind: parse_kind(&r.try_get::<String, _>("kind")?)?,
-                            blind: blind_from(&r.try_get::<Vec<u8>, _>("blind")?)?,
-                        };
-                        out.insert(alias, subject_from(&r)?);
-                    }
+                    let blinds: Vec<Vec<u8>> = chunk.iter().map(|a| a.blind.0.to_vec()).collect();
+                    let q = bind_blobs(sqlx::query(ALIAS_SQL).bind(tenant.to_string()), &blinds);
+                    alias_rows(q.fetch_all(self.reader()).await?, &mut out)?;
                 }
                 Ok(out)
             }
@@ -472,6 +547,7 @@ macro_rules! impl_store {
                 let mut known = aliases_tx(&mut tx, tenant, &all).await?;
                 for n in &new {
                     let existing = n.aliases.iter().find_map(|a| known.get(a).cloned());
+                    let existing_key = existing.as_ref().and_then(|s| s.wrapped_key.clone());
                     let (subject_id, created) = match existing {
                         Some(s) => (s.id, false),
                         None => {
@@ -494,7 +570,7 @@ macro_rules! impl_store {
                         }
                         linked += sqlx::query(
                             "INSERT INTO subject_aliases (tenant_id, kind, blind, subject_id) VALUES ($1, $2, $3, $4) \
-                             ON CONFLICT (tenant_id, kind, blind) DO NOTHING",
+                             ON CONFLICT (tenant_id, blind) DO NOTHING",
                         )
                         .bind(tenant.to_string())
                         .bind(kind_str(a.kind))
@@ -512,7 +588,15 @@ macro_rules! impl_store {
                             .execute(&mut *tx)
                             .await?;
                     }
-                    known = aliases_tx(&mut tx, tenant, &all).await?;
+                    if linked < n.aliases.iter().filter(|a| !known.contains_key(a)).count() as u64 {
+                        // A concurrent writer won some alias: re-read the truth.
+                        known = aliases_tx(&mut tx, tenant, &all).await?;
+                    } else {
+                        let row = SubjectRow { id: subject_id, wrapped_key: if created { Some(n.wrapped_key.clone()) } else { existing_key.clone() }, created_at: at };
+                        for a in &n.aliases {
+                            known.entry(*a).or_insert_with(|| row.clone());
+                        }
+                    }
                 }
                 tx.commit().await?;
                 Ok(known)
@@ -531,111 +615,24 @@ macro_rules! impl_store {
                 .transpose()
             }
 
-            async fn ingest<F, T, E>(
+            async fn ingest_group(
                 &self,
-                tenant: TenantId,
-                subjects: Vec<SubjectId>,
-                message_ids: Vec<String>,
-                plan: F,
-            ) -> Result<std::result::Result<(T, IngestWrite, Vec<bool>), E>>
-            where
-                F: FnOnce(&IngestSnapshot) -> std::result::Result<(IngestWrite, T), E> + Send,
-        T: Send,
-                E: Send,
-            {
+                jobs: &[IngestJob],
+            ) -> Result<Vec<Option<(IngestWrite, Vec<bool>)>>> {
                 let now = Timestamp::now();
                 let mut tx = self.write_tx().await?;
-                let mut snapshot = IngestSnapshot::default();
-                let subject_strs: Vec<String> = subjects.iter().map(|s| s.to_string()).collect();
-                for chunk in subject_strs.chunks(CHUNK) {
-                    // Lock the subjects against concurrent consent changes (PostgreSQL).
-                    let sql = format!(
-                        concat!("SELECT id FROM subjects WHERE tenant_id = $1 AND id IN ({})", $share),
-                        placeholders(2, chunk.len())
-                    );
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
-                    for s in chunk {
-                        q = q.bind(s);
-                    }
-                    q.fetch_all(&mut *tx).await?;
-                    let sql = format!(
-                        "SELECT subject_id, purpose, action, source, notice_version, notice_hash, jurisdiction, at \
-                         FROM consents WHERE tenant_id = $1 AND subject_id IN ({}) ORDER BY seq",
-                        placeholders(2, chunk.len())
-                    );
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
-                    for s in chunk {
-                        q = q.bind(s);
-                    }
-                    for r in q.fetch_all(&mut *tx).await? {
-                        let (s, c) = consent_from(&r)?;
-                        snapshot.ledgers.entry(s).or_default().push(c);
-                    }
+                let mut out = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    let snapshot = snapshot_tx(&mut tx, job).await?;
+                    let Some(write) = (job.plan)(&snapshot) else {
+                        out.push(None);
+                        continue;
+                    };
+                    let inserted = write_tx(&mut tx, job.tenant, &write, now).await?;
+                    out.push(Some((write, inserted)));
                 }
-                for chunk in message_ids.chunks(CHUNK) {
-                    let sql = format!(
-                        "SELECT message_id FROM events WHERE tenant_id = $1 AND message_id IN ({})",
-                        placeholders(2, chunk.len())
-                    );
-                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant.to_string());
-                    for m in chunk {
-                        q = q.bind(m);
-                    }
-                    for r in q.fetch_all(&mut *tx).await? {
-                        snapshot.existing_message_ids.insert(r.try_get("message_id")?);
-                    }
-                }
-                let (write, extra) = match plan(&snapshot) {
-                    Ok(w) => w,
-                    Err(e) => return Ok(Err(e)),
-                };
-                for (subject, c) in &write.consents {
-                    insert_consent(&mut tx, tenant, *subject, c).await?;
-                }
-                for f in &write.fields {
-                    sqlx::query(
-                        "INSERT INTO subject_fields (tenant_id, subject_id, path, category, sealed, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, subject_id, path) \
-                         DO UPDATE SET category = excluded.category, sealed = excluded.sealed, updated_at = excluded.updated_at",
-                    )
-                    .bind(tenant.to_string())
-                    .bind(f.subject.to_string())
-                    .bind(&f.path)
-                    .bind(f.category.as_str())
-                    .bind(f.sealed.as_bytes())
-                    .bind(f.updated_at.0)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                let mut inserted = Vec::with_capacity(write.events.len());
-                for e in &write.events {
-                    let plain = serde_json::to_string(&e.plain)
-                        .map_err(|_| StoreError::Corrupt("event not serializable".into()))?;
-                    let n = sqlx::query(
-                        "INSERT INTO events (tenant_id, id, message_id, subject_id, kind, name, category, purposes, parts, plain, sealed, occurred_at, received_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (tenant_id, message_id) DO NOTHING",
-                    )
-                    .bind(tenant.to_string())
-                    .bind(e.id.to_string())
-                    .bind(&e.message_id)
-                    .bind(e.subject.to_string())
-                    .bind(e.kind.as_str())
-                    .bind(&e.name)
-                    .bind(e.category.as_str())
-                    .bind(join_purposes(&e.purposes))
-                    .bind(parts_of(&e.plain, &e.sealed))
-                    .bind(plain)
-                    .bind(encode_sealed(&e.sealed))
-                    .bind(e.occurred_at.0)
-                    .bind(e.received_at.0)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    inserted.push(n > 0);
-                }
-                audit_tx(&mut tx, write.audit.clone(), now).await?;
                 tx.commit().await?;
-                Ok(Ok((extra, write, inserted)))
+                Ok(out)
             }
 
             async fn append_consents(

@@ -194,6 +194,28 @@ pub struct IngestWrite {
     pub audit: Vec<AuditDraft>,
 }
 
+/// A planner: called inside the write transaction with the snapshot; `None` writes nothing.
+/// It may be called again if a group transaction is retried, so it must be repeatable.
+pub type PlanFn = Box<dyn Fn(&IngestSnapshot) -> Option<IngestWrite> + Send + Sync>;
+
+/// One ingestion request's share of a group transaction.
+pub struct IngestJob {
+    pub tenant: TenantId,
+    pub subjects: Vec<SubjectId>,
+    pub message_ids: Vec<String>,
+    pub plan: PlanFn,
+}
+
+impl std::fmt::Debug for IngestJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestJob")
+            .field("tenant", &self.tenant)
+            .field("subjects", &self.subjects.len())
+            .field("message_ids", &self.message_ids.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Rows removed by one retention pass.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SweepCounts {
@@ -257,9 +279,18 @@ pub trait Store: Send + Sync {
         id: SubjectId,
     ) -> impl Future<Output = Result<Option<SubjectRow>>> + Send;
 
-    /// One ingestion transaction: reads the subjects' consent ledgers and which message ids
-    /// exist, lets `plan` decide what to write from that snapshot, and writes it atomically.
-    /// Returns, for each planned event, whether it was inserted (`false`: duplicate).
+    /// Group commit: runs several ingestion jobs in ONE transaction, in order. For each job it
+    /// reads the subjects' consent ledgers and which message ids exist (seeing the writes of
+    /// earlier jobs in the group), calls the job's planner, and writes what it returns. One
+    /// commit (one fsync) covers the group. Returns, per job, the write and for each planned
+    /// event whether it was inserted (`false`: duplicate message id).
+    fn ingest_group(
+        &self,
+        jobs: &[IngestJob],
+    ) -> impl Future<Output = Result<Vec<Option<(IngestWrite, Vec<bool>)>>>> + Send;
+
+    /// One ingestion transaction for one job (see [`Store::ingest_group`]); `plan` may fail
+    /// with its own error, and then nothing is written.
     fn ingest<F, T, E>(
         &self,
         tenant: TenantId,
@@ -268,9 +299,46 @@ pub trait Store: Send + Sync {
         plan: F,
     ) -> impl Future<Output = Result<std::result::Result<(T, IngestWrite, Vec<bool>), E>>> + Send
     where
-        F: FnOnce(&IngestSnapshot) -> std::result::Result<(IngestWrite, T), E> + Send,
-        T: Send,
-        E: Send;
+        F: FnOnce(&IngestSnapshot) -> std::result::Result<(IngestWrite, T), E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        async move {
+            type Slot<T, E> = std::sync::Mutex<Option<std::result::Result<T, E>>>;
+            let plan = std::sync::Mutex::new(Some(plan));
+            let result: std::sync::Arc<Slot<T, E>> = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let out = result.clone();
+            let job = IngestJob {
+                tenant,
+                subjects,
+                message_ids,
+                plan: Box::new(move |snap| {
+                    let f = plan.lock().ok()?.take()?;
+                    match f(snap) {
+                        Ok((write, extra)) => {
+                            if let Ok(mut o) = out.lock() {
+                                *o = Some(Ok(extra));
+                            }
+                            Some(write)
+                        }
+                        Err(e) => {
+                            if let Ok(mut o) = out.lock() {
+                                *o = Some(Err(e));
+                            }
+                            None
+                        }
+                    }
+                }),
+            };
+            let mut done = self.ingest_group(std::slice::from_ref(&job)).await?;
+            let taken = result.lock().ok().and_then(|mut r| r.take());
+            match (done.pop().flatten(), taken) {
+                (Some((write, inserted)), Some(Ok(extra))) => Ok(Ok((extra, write, inserted))),
+                (_, Some(Err(e))) => Ok(Err(e)),
+                _ => Err(StoreError::Corrupt("ingest planner produced no result".into())),
+            }
+        }
+    }
 
     /// Appends consent records for one subject (the ledger is append-only) with audit entries.
     fn append_consents(
@@ -407,19 +475,11 @@ impl Store for AnyStore {
     async fn subject(&self, tenant: TenantId, id: SubjectId) -> Result<Option<SubjectRow>> {
         dispatch!(self, s => s.subject(tenant, id))
     }
-    async fn ingest<F, T, E>(
+    async fn ingest_group(
         &self,
-        tenant: TenantId,
-        subjects: Vec<SubjectId>,
-        message_ids: Vec<String>,
-        plan: F,
-    ) -> Result<std::result::Result<(T, IngestWrite, Vec<bool>), E>>
-    where
-        F: FnOnce(&IngestSnapshot) -> std::result::Result<(IngestWrite, T), E> + Send,
-        T: Send,
-        E: Send,
-    {
-        dispatch!(self, s => s.ingest(tenant, subjects, message_ids, plan))
+        jobs: &[IngestJob],
+    ) -> Result<Vec<Option<(IngestWrite, Vec<bool>)>>> {
+        dispatch!(self, s => s.ingest_group(jobs))
     }
     async fn append_consents(
         &self,

@@ -52,10 +52,62 @@ impl PgStore {
     }
 }
 
+type Q<'q> = sqlx::query::Query<'q, Postgres, <Postgres as sqlx::Database>::Arguments>;
+
+/// A list parameter as one array: one statement text, one cached plan, whatever the length.
+fn bind_texts<'q>(q: Q<'q>, values: &[String]) -> Q<'q> {
+    q.bind(values.to_vec())
+}
+
+fn bind_blobs<'q>(q: Q<'q>, values: &[Vec<u8>]) -> Q<'q> {
+    q.bind(values.to_vec())
+}
+
+/// One round trip for the whole batch: the rows travel as parallel arrays through `UNNEST`.
+async fn insert_events(
+    tx: &mut Tx,
+    tenant: &str,
+    rows: &[crate::backend::EventInsert],
+) -> Result<HashSet<String>> {
+    if rows.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let col = |f: &dyn Fn(&crate::backend::EventInsert) -> String| -> Vec<String> { rows.iter().map(f).collect() };
+    let names: Vec<Option<String>> = rows.iter().map(|e| e.name.clone()).collect();
+    let occurred: Vec<i64> = rows.iter().map(|e| e.occurred_at).collect();
+    let received: Vec<i64> = rows.iter().map(|e| e.received_at).collect();
+    let inserted = sqlx::query(
+        "INSERT INTO events (tenant_id, id, message_id, subject_id, kind, name, category, purposes, parts, plain, sealed, occurred_at, received_at) \
+         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[]) \
+         ON CONFLICT (tenant_id, message_id) DO NOTHING RETURNING message_id",
+    )
+    .bind(tenant)
+    .bind(col(&|e| e.id.clone()))
+    .bind(col(&|e| e.message_id.clone()))
+    .bind(col(&|e| e.subject.clone()))
+    .bind(col(&|e| e.kind.to_owned()))
+    .bind(names)
+    .bind(col(&|e| e.category.clone()))
+    .bind(col(&|e| e.purposes.clone()))
+    .bind(col(&|e| e.parts.clone()))
+    .bind(col(&|e| e.plain.clone()))
+    .bind(col(&|e| e.sealed.clone()))
+    .bind(occurred)
+    .bind(received)
+    .fetch_all(&mut **tx)
+    .await?;
+    inserted
+        .iter()
+        .map(|r| Ok(r.try_get::<String, _>("message_id")?))
+        .collect()
+}
+
 impl_store!(
     PgStore,
     Postgres,
     share_lock = " FOR SHARE",
     update_lock = " FOR UPDATE",
-    migration_lock = "SELECT pg_advisory_xact_lock(7273617)"
+    migration_lock = "SELECT pg_advisory_xact_lock(7273617)",
+    text_in = "= ANY($2)",
+    blob_in = "= ANY($2)"
 );

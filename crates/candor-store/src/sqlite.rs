@@ -75,10 +75,63 @@ impl SqliteStore {
     }
 }
 
+type Q<'q> = sqlx::query::Query<'q, Sqlite, <Sqlite as sqlx::Database>::Arguments>;
+
+/// A list parameter: SQLite has no arrays, so lists travel as one JSON array (`json_each`).
+fn bind_texts<'q>(q: Q<'q>, values: &[String]) -> Q<'q> {
+    q.bind(serde_json::Value::from(values.to_vec()).to_string())
+}
+
+/// Blobs travel hex-encoded in a JSON array (`unhex(value)` in the query).
+fn bind_blobs<'q>(q: Q<'q>, values: &[Vec<u8>]) -> Q<'q> {
+    let hex: Vec<String> = values
+        .iter()
+        .map(|b| b.iter().map(|x| format!("{x:02x}")).collect())
+        .collect();
+    q.bind(serde_json::Value::from(hex).to_string())
+}
+
+/// Prepared single-row inserts: in-process SQLite has no round trips to save.
+async fn insert_events(
+    tx: &mut Tx,
+    tenant: &str,
+    rows: &[crate::backend::EventInsert],
+) -> Result<HashSet<String>> {
+    let mut inserted = HashSet::with_capacity(rows.len());
+    for e in rows {
+        let n = sqlx::query(
+            "INSERT INTO events (tenant_id, id, message_id, subject_id, kind, name, category, purposes, parts, plain, sealed, occurred_at, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (tenant_id, message_id) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(&e.id)
+        .bind(&e.message_id)
+        .bind(&e.subject)
+        .bind(e.kind)
+        .bind(&e.name)
+        .bind(&e.category)
+        .bind(&e.purposes)
+        .bind(&e.parts)
+        .bind(&e.plain)
+        .bind(&e.sealed)
+        .bind(e.occurred_at)
+        .bind(e.received_at)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if n > 0 {
+            inserted.insert(e.message_id.clone());
+        }
+    }
+    Ok(inserted)
+}
+
 impl_store!(
     SqliteStore,
     Sqlite,
     share_lock = "",
     update_lock = "",
-    migration_lock = "SELECT 1"
+    migration_lock = "SELECT 1",
+    text_in = "IN (SELECT value FROM json_each($2))",
+    blob_in = "IN (SELECT unhex(value) FROM json_each($2))"
 );

@@ -32,7 +32,7 @@ CREATE TABLE subject_aliases (
     kind       TEXT NOT NULL,
     blind      BYTEA NOT NULL,
     subject_id TEXT NOT NULL,
-    PRIMARY KEY (tenant_id, kind, blind),
+    PRIMARY KEY (tenant_id, blind), -- the blind index binds the kind: it is in the HMAC input
     FOREIGN KEY (tenant_id, subject_id) REFERENCES subjects(tenant_id, id)
 );
 CREATE INDEX subject_aliases_subject ON subject_aliases (tenant_id, subject_id);

@@ -411,9 +411,10 @@ async fn retention_sweep_removes_expired_events_parts_and_fields() {
             sealed: Sealed::from_stored(vec![9; 40]),
             updated_at: at,
         };
+        let fields = vec![field("traits.email", "contact", old), field("traits.phone", "contact", recent)];
         db.store
-            .ingest(t, vec![s], vec![], |_| {
-                Ok::<_, ()>((IngestWrite { fields: vec![field("traits.email", "contact", old), field("traits.phone", "contact", recent)], ..Default::default() }, ()))
+            .ingest(t, vec![s], vec![], move |_| {
+                Ok::<_, ()>((IngestWrite { fields, ..Default::default() }, ()))
             })
             .await
             .unwrap()
