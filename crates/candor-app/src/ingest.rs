@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use candor_crypto::{DataKey, IdentifierKind, TenantKey};
 use candor_policy::{Denial, Policy};
 use candor_store::{
-    Alias, AuditDraft, EventRow, FieldRow, IngestJob, IngestWrite, NewSubject, Store,
+    Alias, AuditDraft, EventRow, FieldRow, IngestJob, IngestWrite, NewSubject, Prepared, Store,
 };
 use candor_types::{
     Category, ConsentAction, ConsentRecord, ConsentSource, ConsentState, EventId, EventKind,
@@ -570,12 +570,39 @@ impl App {
             actor: principal.actor(),
             tenant,
         });
+        // Plan optimistically on a snapshot read outside the writer; the writer uses this
+        // write as is if the ledgers and message ids it depended on are unchanged.
+        let pre = self
+            .store()
+            .ingest_snapshot(tenant, &subjects, &message_ids)
+            .await?;
+        let (pre_write, pre_planned) = {
+            let i = &input;
+            let pairs: Vec<(&Valid, Option<SubjectId>)> =
+                i.valid.iter().zip(i.subjects.iter().copied()).collect();
+            let p = plan(
+                i.app.policy(),
+                i.tenant,
+                i.now,
+                i.gpc,
+                &pairs,
+                &pre.ledgers,
+                &pre.existing_message_ids,
+                &i.erased,
+            );
+            materialize(i.app.policy(), &pairs, p, &i.keys, i.now, &i.actor, i.tenant)?
+        };
         let slot: Arc<Mutex<Option<AppResult<Vec<Planned>>>>> = Arc::new(Mutex::new(None));
         let (plan_input, plan_slot) = (input.clone(), slot.clone());
         let job = IngestJob {
             tenant,
             subjects,
             message_ids,
+            prepared: Some(Prepared {
+                fingerprint: pre.fingerprint,
+                existing_message_ids: pre.existing_message_ids,
+                write: pre_write,
+            }),
             plan: Box::new(move |snap| {
                 let i = &plan_input;
                 let pairs: Vec<(&Valid, Option<SubjectId>)> =
@@ -602,11 +629,11 @@ impl App {
             }),
         };
         let committed = self.writer().submit(job, n_events).await?;
-        let planned = slot
-            .lock()
-            .ok()
-            .and_then(|mut s| s.take())
-            .ok_or_else(|| AppError::internal("ingest", &"planner did not run"))??;
+        // The planner ran again only if the prepared write was stale.
+        let planned = match slot.lock().ok().and_then(|mut s| s.take()) {
+            Some(result) => result?,
+            None => pre_planned,
+        };
         let Some((write, inserted)) = committed else {
             return Err(AppError::internal("ingest", &"planner wrote nothing"));
         };

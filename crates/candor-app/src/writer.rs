@@ -76,9 +76,18 @@ async fn run(store: AnyStore, rx: Arc<Mutex<Queue>>) {
                 }
             }
         }
-        let (jobs, replies): (Vec<IngestJob>, Vec<Reply>) =
+        let n_events: usize = group.iter().map(|(_, n, _)| n).sum();
+        let (mut jobs, replies): (Vec<IngestJob>, Vec<Reply>) =
             group.into_iter().map(|(j, _, r)| (j, r)).unzip();
-        match store.ingest_group(&jobs).await {
+        let started = std::time::Instant::now();
+        let outcome = store.ingest_group(&mut jobs).await;
+        tracing::debug!(
+            jobs = jobs.len(),
+            events = n_events,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "ingest group committed"
+        );
+        match outcome {
             Ok(results) => {
                 for (reply, r) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(r));
@@ -87,9 +96,9 @@ async fn run(store: AnyStore, rx: Arc<Mutex<Queue>>) {
             Err(e) if jobs.len() > 1 => {
                 // One job may have poisoned the group: retry each alone.
                 tracing::warn!(error = %e, jobs = jobs.len(), "group commit failed; retrying jobs one by one");
-                for (job, reply) in jobs.iter().zip(replies) {
+                for (job, reply) in jobs.iter_mut().zip(replies) {
                     let r = store
-                        .ingest_group(std::slice::from_ref(job))
+                        .ingest_group(std::slice::from_mut(job))
                         .await
                         .map(|mut v| v.pop().flatten())
                         .map_err(AppError::from);

@@ -34,6 +34,24 @@ pub const BODY_LIMIT: usize = 512 * 1024;
 /// Most messages in one `/v1/batch`.
 pub const MAX_BATCH: usize = 2500;
 
+/// Serves the API on `listener` until `shutdown` resolves. Sockets get `TCP_NODELAY`: small
+/// responses must not wait on Nagle's algorithm.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: App,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// Builds the service.
 pub fn router(app: App) -> Router {
     Router::new()

@@ -71,6 +71,30 @@ pub(crate) fn decode_sealed(text: &str) -> Result<BTreeMap<Category, Sealed>> {
         .collect()
 }
 
+/// Parses consent rows aggregated as a JSON array of
+/// `[subject_id, purpose, action, source, notice_version, notice_hash, jurisdiction, at]`.
+pub(crate) fn parse_ledger_json(text: &str) -> Result<Vec<(candor_types::SubjectId, candor_types::ConsentRecord)>> {
+    type Raw = (String, String, String, String, Option<String>, Option<String>, Option<String>, i64);
+    let rows: Vec<Raw> = serde_json::from_str(text)
+        .map_err(|_| StoreError::Corrupt("consent ledger unreadable".into()))?;
+    rows.into_iter()
+        .map(|(s, p, a, src, nv, nh, j, at)| {
+            Ok((
+                parse("subject id", &s)?,
+                candor_types::ConsentRecord {
+                    purpose: parse("purpose", &p)?,
+                    action: parse("consent action", &a)?,
+                    source: parse("consent source", &src)?,
+                    notice_version: nv,
+                    notice_hash: nh,
+                    jurisdiction: j,
+                    at: candor_types::Timestamp(at),
+                },
+            ))
+        })
+        .collect()
+}
+
 /// One event row as bound into an INSERT.
 pub(crate) struct EventInsert {
     pub id: String,
@@ -103,7 +127,8 @@ macro_rules! impl_store {
         update_lock = $update:literal,
         migration_lock = $mlock:literal,
         text_in = $text_in:literal,
-        blob_in = $blob_in:literal
+        blob_in = $blob_in:literal,
+        consents_json = $consents_json:literal
     ) => {
         use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -119,7 +144,7 @@ macro_rules! impl_store {
         use crate::audit::{chain_name, entry_hash};
         use crate::backend::{
             blind_from, decode_plain, decode_sealed, encode_sealed, join_purposes, kind_str,
-            parse, parse_kind, parts_of,
+            parse, parse_kind, parse_ledger_json, parts_of,
         };
         use crate::backend::EventInsert;
         use crate::{
@@ -290,28 +315,52 @@ macro_rules! impl_store {
             Ok(out)
         }
 
-        /// Reads what a planner needs, inside the write transaction.
-        async fn snapshot_tx(tx: &mut Tx, job: &IngestJob) -> Result<IngestSnapshot> {
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        /// Reads what a planner needs. `lock`: take the subjects' share locks (in a write
+        /// transaction); `full`: include the ledgers, not only their fingerprint.
+        async fn snapshot_on(
+            conn: &mut Conn,
+            tenant: TenantId,
+            subjects: &[SubjectId],
+            message_ids: &[String],
+            lock: bool,
+            full: bool,
+        ) -> Result<IngestSnapshot> {
             let mut snapshot = IngestSnapshot::default();
-            let subject_strs: Vec<String> = job.subjects.iter().map(|s| s.to_string()).collect();
+            let subject_strs: Vec<String> = subjects.iter().map(|s| s.to_string()).collect();
             for chunk in subject_strs.chunks(CHUNK) {
-                // Lock the subjects against concurrent consent changes (PostgreSQL).
-                let q = sqlx::query(concat!("SELECT id FROM subjects WHERE tenant_id = $1 AND id ", $text_in, $share));
-                bind_texts(q.bind(job.tenant.to_string()), chunk).fetch_all(&mut **tx).await?;
-                let q = sqlx::query(concat!(
-                    "SELECT subject_id, purpose, action, source, notice_version, notice_hash, jurisdiction, at \
-                     FROM consents WHERE tenant_id = $1 AND subject_id ", $text_in, " ORDER BY seq"
-                ));
-                for r in bind_texts(q.bind(job.tenant.to_string()), chunk).fetch_all(&mut **tx).await? {
-                    let (s, c) = consent_from(&r)?;
-                    snapshot.ledgers.entry(s).or_default().push(c);
+                if lock && !$share.is_empty() {
+                    // Lock the subjects against concurrent consent changes (PostgreSQL; SQLite's
+                    // single writer already excludes them).
+                    let q = sqlx::query(concat!("SELECT id FROM subjects WHERE tenant_id = $1 AND id ", $text_in, $share));
+                    bind_texts(q.bind(tenant.to_string()), chunk).fetch_all(&mut *conn).await?;
+                }
+                if full {
+                    // The ledgers come back as one JSON row: one hand-off instead of one per record.
+                    let q = sqlx::query($consents_json);
+                    let row = bind_texts(q.bind(tenant.to_string()), chunk).fetch_one(&mut *conn).await?;
+                    let text: String = row.try_get("ledger")?;
+                    for (s, c) in parse_ledger_json(&text)? {
+                        snapshot.ledgers.entry(s).or_default().push(c);
+                    }
+                    snapshot.fingerprint.0 += row.try_get::<i64, _>("n")?;
+                    snapshot.fingerprint.1 += row.try_get::<i64, _>("s")?;
+                } else {
+                    let q = sqlx::query(concat!(
+                        "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(seq), 0) AS BIGINT) AS s FROM consents WHERE tenant_id = $1 AND subject_id ",
+                        $text_in
+                    ));
+                    let row = bind_texts(q.bind(tenant.to_string()), chunk).fetch_one(&mut *conn).await?;
+                    snapshot.fingerprint.0 += row.try_get::<i64, _>("n")?;
+                    snapshot.fingerprint.1 += row.try_get::<i64, _>("s")?;
                 }
             }
-            for chunk in job.message_ids.chunks(CHUNK) {
+            for chunk in message_ids.chunks(CHUNK) {
                 let q = sqlx::query(concat!(
                     "SELECT message_id FROM events WHERE tenant_id = $1 AND message_id ", $text_in
                 ));
-                for r in bind_texts(q.bind(job.tenant.to_string()), chunk).fetch_all(&mut **tx).await? {
+                for r in bind_texts(q.bind(tenant.to_string()), chunk).fetch_all(&mut *conn).await? {
                     snapshot.existing_message_ids.insert(r.try_get("message_id")?);
                 }
             }
@@ -615,23 +664,69 @@ macro_rules! impl_store {
                 .transpose()
             }
 
+            async fn ingest_snapshot(
+                &self,
+                tenant: TenantId,
+                subjects: &[SubjectId],
+                message_ids: &[String],
+            ) -> Result<IngestSnapshot> {
+                let mut conn = self.reader().acquire().await?;
+                snapshot_on(&mut conn, tenant, subjects, message_ids, false, true).await
+            }
+
             async fn ingest_group(
                 &self,
-                jobs: &[IngestJob],
+                jobs: &mut [IngestJob],
             ) -> Result<Vec<Option<(IngestWrite, Vec<bool>)>>> {
                 let now = Timestamp::now();
+                let started = std::time::Instant::now();
                 let mut tx = self.write_tx().await?;
                 let mut out = Vec::with_capacity(jobs.len());
-                for job in jobs {
-                    let snapshot = snapshot_tx(&mut tx, job).await?;
-                    let Some(write) = (job.plan)(&snapshot) else {
-                        out.push(None);
-                        continue;
+                let (mut checked, mut replanned, mut write_ms) = (0.0, 0usize, 0.0);
+                for job in jobs.iter_mut() {
+                    // A write prepared from an earlier snapshot is used if nothing it depended
+                    // on has changed since; otherwise the job is planned again here.
+                    let mut write = None;
+                    let t = std::time::Instant::now();
+                    if let Some(prepared) = job.prepared.take() {
+                        let check = snapshot_on(&mut tx, job.tenant, &job.subjects, &job.message_ids, true, false).await?;
+                        if check.fingerprint == prepared.fingerprint
+                            && check.existing_message_ids == prepared.existing_message_ids
+                        {
+                            write = Some(prepared.write);
+                        }
+                    }
+                    checked += t.elapsed().as_secs_f64() * 1e3;
+                    let write = match write {
+                        Some(w) => w,
+                        None => {
+                            replanned += 1;
+                            let snapshot = snapshot_on(&mut tx, job.tenant, &job.subjects, &job.message_ids, true, true).await?;
+                            match (job.plan)(&snapshot) {
+                                Some(w) => w,
+                                None => {
+                                    out.push(None);
+                                    continue;
+                                }
+                            }
+                        }
                     };
+                    let t = std::time::Instant::now();
                     let inserted = write_tx(&mut tx, job.tenant, &write, now).await?;
+                    write_ms += t.elapsed().as_secs_f64() * 1e3;
                     out.push(Some((write, inserted)));
                 }
+                let t = std::time::Instant::now();
                 tx.commit().await?;
+                tracing::debug!(
+                    jobs = jobs.len(),
+                    replanned,
+                    check_ms = checked,
+                    write_ms,
+                    commit_ms = t.elapsed().as_secs_f64() * 1e3,
+                    total_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "ingest group"
+                );
                 Ok(out)
             }
 

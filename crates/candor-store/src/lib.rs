@@ -183,6 +183,18 @@ pub struct IngestSnapshot {
     pub ledgers: HashMap<SubjectId, Vec<ConsentRecord>>,
     /// Requested message ids that are already stored.
     pub existing_message_ids: HashSet<String>,
+    /// (number of ledger records, sum of their sequence numbers) for the requested subjects:
+    /// the ledger is append-only with never-reused sequence numbers, so any change moves it.
+    pub fingerprint: (i64, i64),
+}
+
+/// A write planned outside the transaction from a snapshot, used as is if the snapshot's
+/// fingerprint and the existing message ids are unchanged inside the transaction.
+#[derive(Debug)]
+pub struct Prepared {
+    pub fingerprint: (i64, i64),
+    pub existing_message_ids: HashSet<String>,
+    pub write: IngestWrite,
 }
 
 /// Everything one ingestion request writes, in one transaction.
@@ -203,6 +215,8 @@ pub struct IngestJob {
     pub tenant: TenantId,
     pub subjects: Vec<SubjectId>,
     pub message_ids: Vec<String>,
+    /// Optimistically prepared write (see [`Prepared`]); `plan` runs only if it is stale.
+    pub prepared: Option<Prepared>,
     pub plan: PlanFn,
 }
 
@@ -286,8 +300,17 @@ pub trait Store: Send + Sync {
     /// event whether it was inserted (`false`: duplicate message id).
     fn ingest_group(
         &self,
-        jobs: &[IngestJob],
+        jobs: &mut [IngestJob],
     ) -> impl Future<Output = Result<Vec<Option<(IngestWrite, Vec<bool>)>>>> + Send;
+
+    /// The planner's view (ledgers, existing message ids, fingerprint) read outside any write
+    /// transaction, for preparing a write optimistically.
+    fn ingest_snapshot(
+        &self,
+        tenant: TenantId,
+        subjects: &[SubjectId],
+        message_ids: &[String],
+    ) -> impl Future<Output = Result<IngestSnapshot>> + Send;
 
     /// One ingestion transaction for one job (see [`Store::ingest_group`]); `plan` may fail
     /// with its own error, and then nothing is written.
@@ -308,10 +331,11 @@ pub trait Store: Send + Sync {
             let plan = std::sync::Mutex::new(Some(plan));
             let result: std::sync::Arc<Slot<T, E>> = std::sync::Arc::new(std::sync::Mutex::new(None));
             let out = result.clone();
-            let job = IngestJob {
+            let mut job = IngestJob {
                 tenant,
                 subjects,
                 message_ids,
+                prepared: None,
                 plan: Box::new(move |snap| {
                     let f = plan.lock().ok()?.take()?;
                     match f(snap) {
@@ -330,7 +354,7 @@ pub trait Store: Send + Sync {
                     }
                 }),
             };
-            let mut done = self.ingest_group(std::slice::from_ref(&job)).await?;
+            let mut done = self.ingest_group(std::slice::from_mut(&mut job)).await?;
             let taken = result.lock().ok().and_then(|mut r| r.take());
             match (done.pop().flatten(), taken) {
                 (Some((write, inserted)), Some(Ok(extra))) => Ok(Ok((extra, write, inserted))),
@@ -477,9 +501,17 @@ impl Store for AnyStore {
     }
     async fn ingest_group(
         &self,
-        jobs: &[IngestJob],
+        jobs: &mut [IngestJob],
     ) -> Result<Vec<Option<(IngestWrite, Vec<bool>)>>> {
         dispatch!(self, s => s.ingest_group(jobs))
+    }
+    async fn ingest_snapshot(
+        &self,
+        tenant: TenantId,
+        subjects: &[SubjectId],
+        message_ids: &[String],
+    ) -> Result<IngestSnapshot> {
+        dispatch!(self, s => s.ingest_snapshot(tenant, subjects, message_ids))
     }
     async fn append_consents(
         &self,

@@ -34,7 +34,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
@@ -91,36 +93,68 @@ fn bind_blobs<'q>(q: Q<'q>, values: &[Vec<u8>]) -> Q<'q> {
     q.bind(serde_json::Value::from(hex).to_string())
 }
 
-/// Prepared single-row inserts: in-process SQLite has no round trips to save.
+/// Rows per multi-row INSERT (13 parameters each; SQLite allows 32,766 per statement).
+const INSERT_CHUNK: usize = 200;
+
+/// Multi-row inserts: sqlx runs SQLite on a worker thread, so every statement (and every
+/// returned row) is a thread hand-off; one statement per 200 rows keeps a batch to one or two.
 async fn insert_events(
     tx: &mut Tx,
     tenant: &str,
     rows: &[crate::backend::EventInsert],
 ) -> Result<HashSet<String>> {
     let mut inserted = HashSet::with_capacity(rows.len());
-    for e in rows {
-        let n = sqlx::query(
-            "INSERT INTO events (tenant_id, id, message_id, subject_id, kind, name, category, purposes, parts, plain, sealed, occurred_at, received_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (tenant_id, message_id) DO NOTHING",
-        )
-        .bind(tenant)
-        .bind(&e.id)
-        .bind(&e.message_id)
-        .bind(&e.subject)
-        .bind(e.kind)
-        .bind(&e.name)
-        .bind(&e.category)
-        .bind(&e.purposes)
-        .bind(&e.parts)
-        .bind(&e.plain)
-        .bind(&e.sealed)
-        .bind(e.occurred_at)
-        .bind(e.received_at)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if n > 0 {
-            inserted.insert(e.message_id.clone());
+    for chunk in rows.chunks(INSERT_CHUNK) {
+        let mut sql = String::with_capacity(200 + chunk.len() * 64);
+        sql.push_str(
+            "INSERT INTO events (tenant_id, id, message_id, subject_id, kind, name, category, purposes, parts, plain, sealed, occurred_at, received_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push('(');
+            for c in 0..13 {
+                if c > 0 {
+                    sql.push(',');
+                }
+                // Anonymous `?`: numbered parameters make SQLite's name lookup quadratic.
+                let _ = (i, c);
+                sql.push('?');
+            }
+            sql.push(')');
+        }
+        sql.push_str(" ON CONFLICT (tenant_id, message_id) DO NOTHING");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q
+                .bind(tenant)
+                .bind(&e.id)
+                .bind(&e.message_id)
+                .bind(&e.subject)
+                .bind(e.kind)
+                .bind(&e.name)
+                .bind(&e.category)
+                .bind(&e.purposes)
+                .bind(&e.parts)
+                .bind(&e.plain)
+                .bind(&e.sealed)
+                .bind(e.occurred_at)
+                .bind(e.received_at);
+        }
+        let n = q.execute(&mut **tx).await?.rows_affected();
+        if n as usize == chunk.len() {
+            inserted.extend(chunk.iter().map(|e| e.message_id.clone()));
+        } else {
+            // Some were duplicates: the rows carrying our fresh ids are the inserted ones.
+            let ids: Vec<String> = chunk.iter().map(|e| e.id.clone()).collect();
+            let q = sqlx::query(
+                "SELECT message_id FROM events WHERE tenant_id = $1 AND id IN (SELECT value FROM json_each($2))",
+            )
+            .bind(tenant);
+            for r in bind_texts(q, &ids).fetch_all(&mut **tx).await? {
+                inserted.insert(r.try_get::<String, _>("message_id")?);
+            }
         }
     }
     Ok(inserted)
@@ -133,5 +167,8 @@ impl_store!(
     update_lock = "",
     migration_lock = "SELECT 1",
     text_in = "IN (SELECT value FROM json_each($2))",
-    blob_in = "IN (SELECT unhex(value) FROM json_each($2))"
+    blob_in = "IN (SELECT unhex(value) FROM json_each($2))",
+    consents_json = "SELECT COALESCE(json_group_array(json_array(subject_id, purpose, action, source, notice_version, notice_hash, jurisdiction, at)), '[]') AS ledger, \
+        COUNT(*) AS n, COALESCE(SUM(seq), 0) AS s \
+        FROM (SELECT * FROM consents WHERE tenant_id = $1 AND subject_id IN (SELECT value FROM json_each($2)) ORDER BY seq)"
 );

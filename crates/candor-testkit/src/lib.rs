@@ -81,8 +81,13 @@ pub async fn fresh_pg_database() -> Option<String> {
         .execute(&mut conn)
         .await
         .unwrap();
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-    Some(format!("{base}/{name}"))
+    // Replace the database name, keeping any `?query` (e.g. `host=/var/run/postgresql`).
+    let (path, query) = admin.split_once('?').map_or((admin.as_str(), None), |(p, q)| (p, Some(q)));
+    let base = path.rsplit_once('/').map_or(path, |(b, _)| b);
+    Some(match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    })
 }
 
 impl TestDb {
@@ -214,25 +219,31 @@ impl TestDb {
     }
 }
 
+/// Drops a database made by [`fresh_pg_database`] (from a separate thread: callable in Drop).
+pub fn drop_pg_database(url: &str) {
+    let path = url.split('?').next().unwrap_or(url);
+    let Some(name) = path.rsplit('/').next().map(str::to_owned) else { return };
+    let _ = std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        rt.block_on(async {
+            if let Ok(mut c) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut c)
+                .await;
+            }
+        });
+    })
+    .join();
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(url) = self.pg_url.take() else { return };
-        let Some(name) = url.rsplit('/').next().map(str::to_owned) else { return };
-        // Drop the per-test database from a separate thread (Drop cannot await).
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(mut c) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut c)
-                    .await;
-                }
-            });
-        })
-        .join();
+        if let Some(url) = self.pg_url.take() {
+            drop_pg_database(&url);
+        }
     }
 }
