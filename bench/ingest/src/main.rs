@@ -23,7 +23,6 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -31,7 +30,10 @@ const BATCH: usize = 100;
 const USERS: usize = 2000;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// One Segment message as a storefront would send it: consent travels with the event,
@@ -42,7 +44,7 @@ fn message(run: &str, b: usize, i: usize) -> serde_json::Value {
         "type": "track",
         "messageId": format!("{run}-{b}-{i}"),
         "userId": format!("customer-{}", n % USERS),
-        "event": if i % 10 == 0 { "Product Added" } else { "Product Viewed" },
+        "event": if i.is_multiple_of(10) { "Product Added" } else { "Product Viewed" },
         "properties": {"product_id": format!("sku-{}", n % 4070), "price": 12.5, "currency": "GBP", "category": "home"},
         "context": {
             "ip": format!("203.0.113.{}", n % 250),
@@ -60,11 +62,7 @@ fn batch_body(run: &str, b: usize) -> String {
 }
 
 /// Keep-alive HTTP/1.1 POST; returns the status.
-async fn post(
-    stream: &mut BufReader<TcpStream>,
-    auth: &str,
-    body: &str,
-) -> Result<u16> {
+async fn post(stream: &mut BufReader<TcpStream>, auth: &str, body: &str) -> Result<u16> {
     let head = format!(
         "POST /v1/batch HTTP/1.1\r\nHost: bench\r\nAuthorization: Basic {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -109,9 +107,17 @@ async fn connect(addr: std::net::SocketAddr) -> Result<TcpStream> {
 
 async fn open_store(backend: &str, dir: &TempDir) -> Result<(AnyStore, Option<String>)> {
     let (store, url) = match backend {
-        "sqlite" => (AnyStore::Sqlite(SqliteStore::open(&dir.0.join(format!("candor-{}.db", uuid::Uuid::new_v4()))).await?), None),
+        "sqlite" => (
+            AnyStore::Sqlite(
+                SqliteStore::open(&dir.0.join(format!("candor-{}.db", uuid::Uuid::new_v4())))
+                    .await?,
+            ),
+            None,
+        ),
         _ => {
-            let url = candor_testkit::fresh_pg_database().await.context("PostgreSQL unreachable")?;
+            let url = candor_testkit::fresh_pg_database()
+                .await
+                .context("PostgreSQL unreachable")?;
             created(&url);
             (AnyStore::Postgres(PgStore::connect(&url).await?), Some(url))
         }
@@ -121,16 +127,29 @@ async fn open_store(backend: &str, dir: &TempDir) -> Result<(AnyStore, Option<St
 }
 
 /// Events/s through the HTTP API.
-async fn candor_run(backend: &str, dir: &TempDir, batches: usize, clients: usize, run: usize) -> Result<f64> {
+async fn candor_run(
+    backend: &str,
+    dir: &TempDir,
+    batches: usize,
+    clients: usize,
+    run: usize,
+) -> Result<f64> {
     let (store, pg_url) = open_store(backend, dir).await?;
-    let policy = Policy::parse("candor.toml", DEFAULT_POLICY).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let policy =
+        Policy::parse("candor.toml", DEFAULT_POLICY).map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = App::new(store, policy, MasterKey::generate()?, Arc::new(SystemClock));
     let tenant = app.create_tenant("bench", "bench").await?;
-    let (_, key) = app.create_key(tenant.id, candor_types::Scope::Write, None, "bench").await?;
+    let (_, key) = app
+        .create_key(tenant.id, candor_types::Scope::Write, None, "bench")
+        .await?;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{key}:"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let server = tokio::spawn(candor_http::serve(listener, app.clone(), std::future::pending()));
+    let server = tokio::spawn(candor_http::serve(
+        listener,
+        app.clone(),
+        std::future::pending(),
+    ));
 
     // Warm-up: every customer once (creates subjects, records their consent).
     let warm = USERS / BATCH;
@@ -145,7 +164,9 @@ async fn candor_run(backend: &str, dir: &TempDir, batches: usize, clients: usize
         let mut c = sqlx::PgConnection::connect(&url).await?;
         sqlx::query("ANALYZE").execute(&mut c).await?;
     }
-    let bodies: Vec<String> = (0..batches).map(|b| batch_body(&format!("r{run}"), b)).collect();
+    let bodies: Vec<String> = (0..batches)
+        .map(|b| batch_body(&format!("r{run}"), b))
+        .collect();
     let bodies = Arc::new(bodies);
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -168,7 +189,10 @@ async fn candor_run(backend: &str, dir: &TempDir, batches: usize, clients: usize
     let secs = start.elapsed().as_secs_f64();
     server.abort();
     let stored = app.store().count_events(tenant.id).await?;
-    anyhow::ensure!(stored as usize == (warm + batches) * BATCH, "stored {stored}");
+    anyhow::ensure!(
+        stored as usize == (warm + batches) * BATCH,
+        "stored {stored}"
+    );
     Ok((batches * BATCH) as f64 / secs)
 }
 
@@ -182,7 +206,9 @@ struct Row {
 }
 
 fn ceiling_rows(batches: usize, run: usize) -> Vec<Vec<Row>> {
-    let subjects: Vec<String> = (0..USERS).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let subjects: Vec<String> = (0..USERS)
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
     let sealed_blob = base64::engine::general_purpose::STANDARD.encode([7u8; 1 + 24 + 16 + 34]);
     (0..batches)
         .map(|b| {
@@ -233,7 +259,13 @@ macro_rules! insert_batch {
 
 /// Rows/s inserted straight into the database: prepared statements, one transaction per batch,
 /// same durability settings as Candor's store.
-async fn ceiling_run(backend: &str, dir: &TempDir, batches: usize, clients: usize, run: usize) -> Result<f64> {
+async fn ceiling_run(
+    backend: &str,
+    dir: &TempDir,
+    batches: usize,
+    clients: usize,
+    run: usize,
+) -> Result<f64> {
     use sqlx::ConnectOptions as _;
     let tenant = uuid::Uuid::now_v7().to_string();
     let rows = Arc::new(ceiling_rows(batches, run));
@@ -258,7 +290,9 @@ async fn ceiling_run(backend: &str, dir: &TempDir, batches: usize, clients: usiz
             Ok((batches * BATCH) as f64 / start.elapsed().as_secs_f64())
         }
         _ => {
-            let url = candor_testkit::fresh_pg_database().await.context("PostgreSQL unreachable")?;
+            let url = candor_testkit::fresh_pg_database()
+                .await
+                .context("PostgreSQL unreachable")?;
             created(&url);
             let s = PgStore::connect(&url).await?;
             s.migrate().await?;
@@ -270,7 +304,10 @@ async fn ceiling_run(backend: &str, dir: &TempDir, batches: usize, clients: usiz
                 let url = url.clone();
                 let tenant = tenant.clone();
                 tasks.push(tokio::spawn(async move {
-                    let mut conn = url.parse::<sqlx::postgres::PgConnectOptions>()?.connect().await?;
+                    let mut conn = url
+                        .parse::<sqlx::postgres::PgConnectOptions>()?
+                        .connect()
+                        .await?;
                     let mut b = c;
                     while b < rows.len() {
                         insert_batch!(&mut conn, &tenant, &rows[b]);
@@ -304,17 +341,29 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     if std::env::var("BENCH_LOG").is_ok() {
-        tracing_subscriber::fmt().with_env_filter(std::env::var("BENCH_LOG").unwrap_or_default()).with_writer(std::io::stderr).init();
+        tracing_subscriber::fmt()
+            .with_env_filter(std::env::var("BENCH_LOG").unwrap_or_default())
+            .with_writer(std::io::stderr)
+            .init();
     }
     let batches = env_usize("BENCH_BATCHES", 400);
     let clients = env_usize("BENCH_CLIENTS", 4);
     let runs = env_usize("BENCH_RUNS", 3);
     let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     let dir = TempDir::new("candor-bench");
-    println!("bench/ingest: {batches} batches x {BATCH} events, {clients} HTTP clients (keep-alive, loopback), median of {runs} runs");
-    println!("candor: POST /v1/batch with consent carried per event, policy decision per purpose, minimization, XChaCha20-Poly1305 sealing of the IP");
-    println!("ceiling: the same rows, prepared INSERTs, one transaction per batch (SQLite: one writer; PostgreSQL: {clients} connections)\n");
-    println!("{:<10} {:>16} {:>16} {:>8} {:>12}", "backend", "candor ev/s", "ceiling rows/s", "ratio", "target");
+    println!(
+        "bench/ingest: {batches} batches x {BATCH} events, {clients} HTTP clients (keep-alive, loopback), median of {runs} runs"
+    );
+    println!(
+        "candor: POST /v1/batch with consent carried per event, policy decision per purpose, minimization, XChaCha20-Poly1305 sealing of the IP"
+    );
+    println!(
+        "ceiling: the same rows, prepared INSERTs, one transaction per batch (SQLite: one writer; PostgreSQL: {clients} connections)\n"
+    );
+    println!(
+        "{:<10} {:>16} {:>16} {:>8} {:>12}",
+        "backend", "candor ev/s", "ceiling rows/s", "ratio", "target"
+    );
     let mut failed = false;
     for backend in backends.split(',').map(str::trim).filter(|b| !b.is_empty()) {
         let mut c = Vec::new();

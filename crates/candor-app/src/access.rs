@@ -49,14 +49,17 @@ pub struct SubjectData {
 
 impl App {
     /// Finds a subject by the store's `userId` (or, failing that, `anonymousId`).
-    pub async fn resolve_subject(&self, tenant: TenantId, external_id: &str) -> AppResult<SubjectRow> {
+    pub async fn resolve_subject(
+        &self,
+        tenant: TenantId,
+        external_id: &str,
+    ) -> AppResult<SubjectRow> {
         let tk = self.tenant_key(tenant).await?;
-        let aliases = [IdentifierKind::UserId, IdentifierKind::AnonymousId].map(|kind| {
-            candor_store::Alias {
+        let aliases =
+            [IdentifierKind::UserId, IdentifierKind::AnonymousId].map(|kind| candor_store::Alias {
                 kind,
                 blind: tk.blind_index(kind, external_id),
-            }
-        });
+            });
         let found = self.store().find_subjects(tenant, &aliases).await?;
         aliases
             .iter()

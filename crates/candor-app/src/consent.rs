@@ -66,7 +66,9 @@ impl App {
         let source = match input.source.as_deref() {
             None => ConsentSource::Api,
             Some(s) => match s.parse() {
-                Ok(src @ (ConsentSource::Api | ConsentSource::Banner | ConsentSource::Import)) => src,
+                Ok(src @ (ConsentSource::Api | ConsentSource::Banner | ConsentSource::Import)) => {
+                    src
+                }
                 _ => {
                     return Err(AppError::bad_request(
                         "invalid_consent_source",
@@ -98,7 +100,10 @@ impl App {
             ));
         }
         if external_id.is_empty() || external_id.chars().count() > candor_types::event::MAX_ID_LEN {
-            return Err(AppError::bad_request("invalid_subject_id", "subject id must be 1-256 characters"));
+            return Err(AppError::bad_request(
+                "invalid_subject_id",
+                "subject id must be 1-256 characters",
+            ));
         }
         let subject = match self.resolve_subject(principal.tenant, external_id).await {
             Ok(s) => s,
@@ -163,7 +168,11 @@ impl App {
     }
 
     /// Current consent per purpose, with the policy's decision, and the full ledger.
-    pub async fn consent_view(&self, principal: &Principal, external_id: &str) -> AppResult<ConsentView> {
+    pub async fn consent_view(
+        &self,
+        principal: &Principal,
+        external_id: &str,
+    ) -> AppResult<ConsentView> {
         principal.require(Scope::Server)?;
         let subject = self.resolve_subject(principal.tenant, external_id).await?;
         let history = self
@@ -175,13 +184,15 @@ impl App {
             .policy()
             .purposes()
             .map(|def| {
-                let decision = self
-                    .policy()
-                    .decide(principal.tenant, subject.id, &def.name, &state);
+                let decision =
+                    self.policy()
+                        .decide(principal.tenant, subject.id, &def.name, &state);
                 PurposeStatus {
                     purpose: def.name.to_string(),
                     basis: def.basis.to_string(),
-                    consent: state.answer(&def.name).map(|g| if g { "granted" } else { "withdrawn" }),
+                    consent: state
+                        .answer(&def.name)
+                        .map(|g| if g { "granted" } else { "withdrawn" }),
                     allowed: decision.is_ok(),
                     reason: match decision {
                         Ok(g) => g.reasons().join("; "),

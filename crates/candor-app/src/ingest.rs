@@ -173,12 +173,14 @@ fn plan(
         // An event may say "grant" while GPC says "withdraw" for the same purpose: GPC wins.
         if gpc {
             for c in &mut changes {
-                if policy.gpc_purposes().contains(&&c.purpose) && c.action == ConsentAction::Granted {
+                if policy.gpc_purposes().contains(&&c.purpose) && c.action == ConsentAction::Granted
+                {
                     c.action = ConsentAction::Withdrawn;
                     c.source = ConsentSource::Gpc;
                 }
             }
-            changes.retain(|c| state.answer(&c.purpose) != Some(c.action == ConsentAction::Granted));
+            changes
+                .retain(|c| state.answer(&c.purpose) != Some(c.action == ConsentAction::Granted));
         }
         for c in changes {
             state.apply(c.clone());
@@ -218,7 +220,11 @@ fn plan(
                 reason: "no_consent",
                 message: format!(
                     "no permitted purpose may collect `{category}` data for this person ({})",
-                    if why.is_empty() { "none defined".to_owned() } else { why.join("; ") }
+                    if why.is_empty() {
+                        "none defined".to_owned()
+                    } else {
+                        why.join("; ")
+                    }
                 ),
             });
             continue;
@@ -237,7 +243,10 @@ fn plan(
         let mut kept = Vec::new();
         let mut traits = Vec::new();
         let mut dropped_fields = Vec::new();
-        for (top, map) in [("properties", &v.event.properties), ("context", &v.event.context)] {
+        for (top, map) in [
+            ("properties", &v.event.properties),
+            ("context", &v.event.context),
+        ] {
             for (k, val) in map {
                 if top == "context" && (k == "consent" || k == "traits") {
                     continue;
@@ -273,7 +282,12 @@ fn plan(
     out
 }
 
-fn record(purpose: &Purpose, granted: bool, source: ConsentSource, now: Timestamp) -> ConsentRecord {
+fn record(
+    purpose: &Purpose,
+    granted: bool,
+    source: ConsentSource,
+    now: Timestamp,
+) -> ConsentRecord {
     ConsentRecord {
         purpose: purpose.clone(),
         action: if granted {
@@ -355,8 +369,8 @@ fn materialize(
             let is_sealed = policy.category(&c).is_none_or(|d| d.sealed);
             let value = Value::Object(fields);
             if is_sealed {
-                let bytes = serde_json::to_vec(&value)
-                    .map_err(|e| AppError::internal("ingest", &e))?;
+                let bytes =
+                    serde_json::to_vec(&value).map_err(|e| AppError::internal("ingest", &e))?;
                 sealed.insert(c.clone(), key.seal(&event_part_label(id, &c), &bytes)?);
             } else {
                 plain.insert(c, value);
@@ -590,7 +604,15 @@ impl App {
                 &pre.existing_message_ids,
                 &i.erased,
             );
-            materialize(i.app.policy(), &pairs, p, &i.keys, i.now, &i.actor, i.tenant)?
+            materialize(
+                i.app.policy(),
+                &pairs,
+                p,
+                &i.keys,
+                i.now,
+                &i.actor,
+                i.tenant,
+            )?
         };
         let slot: Arc<Mutex<Option<AppResult<Vec<Planned>>>>> = Arc::new(Mutex::new(None));
         let (plan_input, plan_slot) = (input.clone(), slot.clone());
@@ -617,7 +639,15 @@ impl App {
                     &snap.existing_message_ids,
                     &i.erased,
                 );
-                let outcome = materialize(i.app.policy(), &pairs, p, &i.keys, i.now, &i.actor, i.tenant);
+                let outcome = materialize(
+                    i.app.policy(),
+                    &pairs,
+                    p,
+                    &i.keys,
+                    i.now,
+                    &i.actor,
+                    i.tenant,
+                );
                 let (write, result) = match outcome {
                     Ok((w, planned)) => (Some(w), Ok(planned)),
                     Err(e) => (None, Err(e)),
@@ -637,8 +667,11 @@ impl App {
         let Some((write, inserted)) = committed else {
             return Err(AppError::internal("ingest", &"planner wrote nothing"));
         };
-        let pairs: Vec<(&Valid, Option<SubjectId>)> =
-            input.valid.iter().zip(input.subjects.iter().copied()).collect();
+        let pairs: Vec<(&Valid, Option<SubjectId>)> = input
+            .valid
+            .iter()
+            .zip(input.subjects.iter().copied())
+            .collect();
         for (_, c) in &write.consents {
             self.metrics()
                 .consent_change(c.purpose.as_str(), c.action.as_str());
@@ -669,7 +702,11 @@ impl App {
                         index: v.index,
                         message_id: mid,
                         status: if fresh { "accepted" } else { "duplicate" },
-                        reason: if fresh { None } else { Some("duplicate_message_id") },
+                        reason: if fresh {
+                            None
+                        } else {
+                            Some("duplicate_message_id")
+                        },
                         message: None,
                         dropped_fields,
                     }
@@ -684,8 +721,7 @@ impl App {
                 "dropped" => report.dropped += 1,
                 _ => report.rejected += 1,
             }
-            self.metrics()
-                .event(r.status, r.reason.unwrap_or("ok"), 1);
+            self.metrics().event(r.status, r.reason.unwrap_or("ok"), 1);
             report.results.push(r);
         }
         Ok(report)

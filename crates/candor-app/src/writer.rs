@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use candor_store::{AnyStore, IngestJob, IngestWrite, Store};
+use candor_store::{AnyStore, Committed, IngestJob, Store};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::{AppError, AppResult};
@@ -18,7 +18,7 @@ use crate::{AppError, AppResult};
 const MAX_JOBS: usize = 64;
 const MAX_EVENTS: usize = 20_000;
 
-type Reply = oneshot::Sender<AppResult<Option<(IngestWrite, Vec<bool>)>>>;
+type Reply = oneshot::Sender<AppResult<Committed>>;
 type Queue = mpsc::Receiver<(IngestJob, usize, Reply)>;
 
 #[derive(Debug, Clone)]
@@ -42,11 +42,7 @@ impl Writer {
     }
 
     /// Queues one job and waits for its group to commit.
-    pub(crate) async fn submit(
-        &self,
-        job: IngestJob,
-        n_events: usize,
-    ) -> AppResult<Option<(IngestWrite, Vec<bool>)>> {
+    pub(crate) async fn submit(&self, job: IngestJob, n_events: usize) -> AppResult<Committed> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send((job, n_events, reply))

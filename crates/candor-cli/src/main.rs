@@ -25,13 +25,22 @@ const SQLITE_FILE: &str = "candor.db";
 const DEFAULT_TENANT: &str = "default";
 
 #[derive(Parser, Debug)]
-#[command(name = "candor", version, about = "Consent-first marketing AI for online retailers")]
+#[command(
+    name = "candor",
+    version,
+    about = "Consent-first marketing AI for online retailers"
+)]
 struct Cli {
     /// Deployment directory: policy file, master key, SQLite database.
     #[arg(long, global = true, env = "CANDOR_DIR", default_value = "candor-data")]
     dir: PathBuf,
     /// Database URL (`postgres://…`); defaults to the SQLite file in the deployment directory.
-    #[arg(long, global = true, env = "CANDOR_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "CANDOR_DATABASE_URL",
+        hide_env_values = true
+    )]
     database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -201,7 +210,12 @@ async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Keys {
-            command: KeysCommand::Create { tenant, scope, label },
+            command:
+                KeysCommand::Create {
+                    tenant,
+                    scope,
+                    label,
+                },
         } => {
             let app = open(&cli.dir, cli.database_url.as_deref()).await?;
             let t = app.find_tenant(tenant).await?;
@@ -311,7 +325,12 @@ async fn init(dir: &Path, database_url: Option<&str>) -> Result<String> {
         None => app.create_tenant(DEFAULT_TENANT, "cli:init").await?,
     };
     let (_, key) = app
-        .create_key(tenant.id, Scope::Admin, Some("first admin key".into()), "cli:init")
+        .create_key(
+            tenant.id,
+            Scope::Admin,
+            Some("first admin key".into()),
+            "cli:init",
+        )
         .await?;
     Ok(key)
 }
@@ -341,9 +360,7 @@ async fn open(dir: &Path, database_url: Option<&str>) -> Result<App> {
     let policy = Policy::load(&policy_path).map_err(|e| anyhow::anyhow!("invalid policy:\n{e}"))?;
     let master = read_master_key(&dir.join(MASTER_KEY_FILE))?;
     let url = resolve_database_url(dir, database_url);
-    let store = AnyStore::open(&url)
-        .await
-        .context("opening the database")?;
+    let store = AnyStore::open(&url).await.context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
     Ok(App::new(store, policy, master, Arc::new(SystemClock)))
 }

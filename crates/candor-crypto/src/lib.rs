@@ -61,7 +61,13 @@ impl Key32 {
         let nonce_bytes: [u8; NONCE_LEN] = random_bytes()?;
         let nonce = XNonce::from(nonce_bytes);
         let ct = cipher
-            .encrypt(&nonce, Payload { msg: plaintext, aad })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
             .map_err(|_| CryptoError::Open)?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
         out.push(SEAL_V1);
@@ -91,7 +97,9 @@ impl Key32 {
     }
 
     fn from_slice(b: &[u8]) -> Result<Self, CryptoError> {
-        let arr: [u8; 32] = b.try_into().map_err(|_| CryptoError::BadKey("expected 32 bytes"))?;
+        let arr: [u8; 32] = b
+            .try_into()
+            .map_err(|_| CryptoError::BadKey("expected 32 bytes"))?;
         Ok(Self(arr))
     }
 }
@@ -413,7 +421,10 @@ mod tests {
         let (dk, wrapped_dk) = tk.new_data_key(s).expect("rng");
         let sealed = dk.seal("traits.email", b"ada@example.com").expect("seal");
         let dk2 = tk2.unwrap_data_key(s, &wrapped_dk).expect("unwrap");
-        assert_eq!(&dk2.open("traits.email", &sealed).expect("open")[..], b"ada@example.com");
+        assert_eq!(
+            &dk2.open("traits.email", &sealed).expect("open")[..],
+            b"ada@example.com"
+        );
         // the same blind index under the re-loaded key
         assert_eq!(
             tk.blind_index(IdentifierKind::Email, " Ada@Example.com"),
@@ -425,14 +436,21 @@ mod tests {
     fn ciphertext_is_bound_to_subject_field_and_tenant() {
         let (mk, t, tk, s, dk) = keys();
         let sealed = dk.seal("traits.email", b"x@y.z").expect("seal");
-        assert_eq!(dk.open("traits.phone", &sealed).err(), Some(CryptoError::Open));
+        assert_eq!(
+            dk.open("traits.phone", &sealed).err(),
+            Some(CryptoError::Open)
+        );
         let (other, _) = tk.new_data_key(SubjectId::new()).expect("rng");
-        assert_eq!(other.open("traits.email", &sealed).err(), Some(CryptoError::Open));
+        assert_eq!(
+            other.open("traits.email", &sealed).err(),
+            Some(CryptoError::Open)
+        );
         let mut tampered = sealed.clone().into_bytes();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
         assert_eq!(
-            dk.open("traits.email", &Sealed::from_stored(tampered)).err(),
+            dk.open("traits.email", &Sealed::from_stored(tampered))
+                .err(),
             Some(CryptoError::Open)
         );
         // a wrapped data key cannot be unwrapped for another subject or by another tenant

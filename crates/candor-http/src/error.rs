@@ -74,7 +74,11 @@ impl From<BytesRejection> for ApiError {
                 format!("request bodies are limited to {} bytes", crate::BODY_LIMIT),
             )
         } else {
-            Self::new(StatusCode::BAD_REQUEST, "invalid_request", "the request body could not be read")
+            Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request body could not be read",
+            )
         }
     }
 }

@@ -273,8 +273,10 @@ async fn batch(
             },
         )
         .await?;
-    Ok(Json(json!({ "success": true, "accepted": report.accepted, "duplicate": report.duplicate,
-        "dropped": report.dropped, "rejected": report.rejected, "results": report.results })))
+    Ok(Json(
+        json!({ "success": true, "accepted": report.accepted, "duplicate": report.duplicate,
+        "dropped": report.dropped, "rejected": report.rejected, "results": report.results }),
+    ))
 }
 
 async fn get_consents(
@@ -295,9 +297,8 @@ async fn put_consent(
 ) -> ApiResult<Json<Value>> {
     let Path((id, purpose)) = path?;
     let v = parse_json(body)?;
-    let input: ConsentInput = serde_json::from_value(v).map_err(|e| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string())
-    })?;
+    let input: ConsentInput = serde_json::from_value(v)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
     let view = app.set_consent(&p, &id, &purpose, input).await?;
     Ok(Json(json!(view)))
 }
@@ -342,7 +343,11 @@ async fn create_key(
         .parse()
         .map_err(|m: String| ApiError::new(StatusCode::BAD_REQUEST, "invalid_scope", m))?;
     if b.label.as_ref().is_some_and(|l| l.len() > 200) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "label is longer than 200 characters"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "label is longer than 200 characters",
+        ));
     }
     let (id, secret) = app.create_key(p.tenant, scope, b.label, &p.actor()).await?;
     Ok((
@@ -409,7 +414,9 @@ async fn docs_page() -> Html<&'static str> {
 async fn healthz(State(app): State<App>) -> Response {
     use candor_store::Store as _;
     match app.store().list_tenants().await {
-        Ok(_) => Json(json!({ "status": "ok", "backend": app.store().backend_name() })).into_response(),
+        Ok(_) => {
+            Json(json!({ "status": "ok", "backend": app.store().backend_name() })).into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "health check failed");
             (

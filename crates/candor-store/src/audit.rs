@@ -87,7 +87,10 @@ impl ChainVerifier {
         if e.seq != expected {
             return Err(self.broken(
                 expected,
-                format!("entry {expected} is missing (next stored entry is {})", e.seq),
+                format!(
+                    "entry {expected} is missing (next stored entry is {})",
+                    e.seq
+                ),
             ));
         }
         if e.prev_hash != self.last_hash {

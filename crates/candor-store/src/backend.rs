@@ -39,8 +39,15 @@ pub(crate) fn blind_from(bytes: &[u8]) -> Result<candor_crypto::BlindIndex> {
     Ok(candor_crypto::BlindIndex(arr))
 }
 
-pub(crate) fn parts_of(plain: &BTreeMap<Category, Value>, sealed: &BTreeMap<Category, Sealed>) -> String {
-    let mut cats: Vec<&str> = plain.keys().chain(sealed.keys()).map(Category::as_str).collect();
+pub(crate) fn parts_of(
+    plain: &BTreeMap<Category, Value>,
+    sealed: &BTreeMap<Category, Sealed>,
+) -> String {
+    let mut cats: Vec<&str> = plain
+        .keys()
+        .chain(sealed.keys())
+        .map(Category::as_str)
+        .collect();
     cats.sort_unstable();
     cats.dedup();
     format!(",{},", cats.join(","))
@@ -73,8 +80,19 @@ pub(crate) fn decode_sealed(text: &str) -> Result<BTreeMap<Category, Sealed>> {
 
 /// Parses consent rows aggregated as a JSON array of
 /// `[subject_id, purpose, action, source, notice_version, notice_hash, jurisdiction, at]`.
-pub(crate) fn parse_ledger_json(text: &str) -> Result<Vec<(candor_types::SubjectId, candor_types::ConsentRecord)>> {
-    type Raw = (String, String, String, String, Option<String>, Option<String>, Option<String>, i64);
+pub(crate) fn parse_ledger_json(
+    text: &str,
+) -> Result<Vec<(candor_types::SubjectId, candor_types::ConsentRecord)>> {
+    type Raw = (
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        i64,
+    );
     let rows: Vec<Raw> = serde_json::from_str(text)
         .map_err(|_| StoreError::Corrupt("consent ledger unreadable".into()))?;
     rows.into_iter()
@@ -677,7 +695,7 @@ macro_rules! impl_store {
             async fn ingest_group(
                 &self,
                 jobs: &mut [IngestJob],
-            ) -> Result<Vec<Option<(IngestWrite, Vec<bool>)>>> {
+            ) -> Result<Vec<crate::Committed>> {
                 let now = Timestamp::now();
                 let started = std::time::Instant::now();
                 let mut tx = self.write_tx().await?;

@@ -206,6 +206,13 @@ pub struct IngestWrite {
     pub audit: Vec<AuditDraft>,
 }
 
+/// One job's outcome in a group: the write and, per planned event, whether it was inserted;
+/// `None` when the planner wrote nothing.
+pub type Committed = Option<(IngestWrite, Vec<bool>)>;
+
+/// A single-job ingest's outcome: the planner's extra output, the write, inserted flags.
+pub type Ingested<T> = (T, IngestWrite, Vec<bool>);
+
 /// A planner: called inside the write transaction with the snapshot; `None` writes nothing.
 /// It may be called again if a group transaction is retried, so it must be repeatable.
 pub type PlanFn = Box<dyn Fn(&IngestSnapshot) -> Option<IngestWrite> + Send + Sync>;
@@ -249,8 +256,7 @@ pub trait Store: Send + Sync {
         audit: AuditDraft,
     ) -> impl Future<Output = Result<()>> + Send;
     fn tenant(&self, id: TenantId) -> impl Future<Output = Result<Option<TenantRow>>> + Send;
-    fn tenant_by_name(&self, name: &str)
-    -> impl Future<Output = Result<Option<TenantRow>>> + Send;
+    fn tenant_by_name(&self, name: &str) -> impl Future<Output = Result<Option<TenantRow>>> + Send;
     fn list_tenants(&self) -> impl Future<Output = Result<Vec<TenantRow>>> + Send;
 
     fn create_api_key(
@@ -263,8 +269,10 @@ pub trait Store: Send + Sync {
         &self,
         hash: &[u8; 32],
     ) -> impl Future<Output = Result<Option<ApiKeyRow>>> + Send;
-    fn list_api_keys(&self, tenant: TenantId)
-    -> impl Future<Output = Result<Vec<ApiKeyRow>>> + Send;
+    fn list_api_keys(
+        &self,
+        tenant: TenantId,
+    ) -> impl Future<Output = Result<Vec<ApiKeyRow>>> + Send;
     fn revoke_api_key(
         &self,
         tenant: TenantId,
@@ -301,7 +309,7 @@ pub trait Store: Send + Sync {
     fn ingest_group(
         &self,
         jobs: &mut [IngestJob],
-    ) -> impl Future<Output = Result<Vec<Option<(IngestWrite, Vec<bool>)>>>> + Send;
+    ) -> impl Future<Output = Result<Vec<Committed>>> + Send;
 
     /// The planner's view (ledgers, existing message ids, fingerprint) read outside any write
     /// transaction, for preparing a write optimistically.
@@ -320,7 +328,7 @@ pub trait Store: Send + Sync {
         subjects: Vec<SubjectId>,
         message_ids: Vec<String>,
         plan: F,
-    ) -> impl Future<Output = Result<std::result::Result<(T, IngestWrite, Vec<bool>), E>>> + Send
+    ) -> impl Future<Output = Result<std::result::Result<Ingested<T>, E>>> + Send
     where
         F: FnOnce(&IngestSnapshot) -> std::result::Result<(IngestWrite, T), E> + Send + 'static,
         T: Send + 'static,
@@ -329,7 +337,8 @@ pub trait Store: Send + Sync {
         async move {
             type Slot<T, E> = std::sync::Mutex<Option<std::result::Result<T, E>>>;
             let plan = std::sync::Mutex::new(Some(plan));
-            let result: std::sync::Arc<Slot<T, E>> = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let result: std::sync::Arc<Slot<T, E>> =
+                std::sync::Arc::new(std::sync::Mutex::new(None));
             let out = result.clone();
             let mut job = IngestJob {
                 tenant,
@@ -359,7 +368,9 @@ pub trait Store: Send + Sync {
             match (done.pop().flatten(), taken) {
                 (Some((write, inserted)), Some(Ok(extra))) => Ok(Ok((extra, write, inserted))),
                 (_, Some(Err(e))) => Ok(Err(e)),
-                _ => Err(StoreError::Corrupt("ingest planner produced no result".into())),
+                _ => Err(StoreError::Corrupt(
+                    "ingest planner produced no result".into(),
+                )),
             }
         }
     }
@@ -426,7 +437,9 @@ impl AnyStore {
             Ok(Self::Postgres(PgStore::connect(url).await?))
         } else {
             let path = url.strip_prefix("sqlite://").unwrap_or(url);
-            Ok(Self::Sqlite(SqliteStore::open(std::path::Path::new(path)).await?))
+            Ok(Self::Sqlite(
+                SqliteStore::open(std::path::Path::new(path)).await?,
+            ))
         }
     }
 
@@ -499,10 +512,7 @@ impl Store for AnyStore {
     async fn subject(&self, tenant: TenantId, id: SubjectId) -> Result<Option<SubjectRow>> {
         dispatch!(self, s => s.subject(tenant, id))
     }
-    async fn ingest_group(
-        &self,
-        jobs: &mut [IngestJob],
-    ) -> Result<Vec<Option<(IngestWrite, Vec<bool>)>>> {
+    async fn ingest_group(&self, jobs: &mut [IngestJob]) -> Result<Vec<Committed>> {
         dispatch!(self, s => s.ingest_group(jobs))
     }
     async fn ingest_snapshot(

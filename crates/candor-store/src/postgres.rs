@@ -93,7 +93,14 @@ async fn insert_events(
 }
 
 fn row_bytes(e: &crate::backend::EventInsert) -> usize {
-    e.id.len() + e.message_id.len() + e.subject.len() + e.plain.len() + e.sealed.len() + e.parts.len() + e.purposes.len() + 64
+    e.id.len()
+        + e.message_id.len()
+        + e.subject.len()
+        + e.plain.len()
+        + e.sealed.len()
+        + e.parts.len()
+        + e.purposes.len()
+        + 64
 }
 
 async fn insert_chunk(
@@ -101,7 +108,9 @@ async fn insert_chunk(
     tenant: &str,
     rows: &[crate::backend::EventInsert],
 ) -> Result<Vec<String>> {
-    let col = |f: &dyn Fn(&crate::backend::EventInsert) -> String| -> Vec<String> { rows.iter().map(f).collect() };
+    let col = |f: &dyn Fn(&crate::backend::EventInsert) -> String| -> Vec<String> {
+        rows.iter().map(f).collect()
+    };
     let names: Vec<Option<String>> = rows.iter().map(|e| e.name.clone()).collect();
     let occurred: Vec<i64> = rows.iter().map(|e| e.occurred_at).collect();
     let received: Vec<i64> = rows.iter().map(|e| e.received_at).collect();

@@ -82,7 +82,9 @@ pub async fn fresh_pg_database() -> Option<String> {
         .await
         .unwrap();
     // Replace the database name, keeping any `?query` (e.g. `host=/var/run/postgresql`).
-    let (path, query) = admin.split_once('?').map_or((admin.as_str(), None), |(p, q)| (p, Some(q)));
+    let (path, query) = admin
+        .split_once('?')
+        .map_or((admin.as_str(), None), |(p, q)| (p, Some(q)));
     let base = path.rsplit_once('/').map_or(path, |(b, _)| b);
     Some(match query {
         Some(q) => format!("{base}/{name}?{q}"),
@@ -149,12 +151,11 @@ impl TestDb {
                 .unwrap();
                 let mut out = Vec::new();
                 for (t,) in tables {
-                    let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                        "SELECT t::text FROM {t} t"
-                    )))
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap();
+                    let rows: Vec<(String,)> =
+                        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT t::text FROM {t} t")))
+                            .fetch_all(&mut conn)
+                            .await
+                            .unwrap();
                     for (r,) in rows {
                         out.extend(r.into_bytes());
                         out.push(b'\n');
@@ -222,9 +223,14 @@ impl TestDb {
 /// Drops a database made by [`fresh_pg_database`] (from a separate thread: callable in Drop).
 pub fn drop_pg_database(url: &str) {
     let path = url.split('?').next().unwrap_or(url);
-    let Some(name) = path.rsplit('/').next().map(str::to_owned) else { return };
+    let Some(name) = path.rsplit('/').next().map(str::to_owned) else {
+        return;
+    };
     let _ = std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
             return;
         };
         rt.block_on(async {

@@ -275,12 +275,27 @@ mod tests {
             (json!([1]), "not_an_object"),
             (json!({"type": "alias", "userId": "u"}), "unsupported_type"),
             (json!({"type": "track", "event": "X"}), "missing_identity"),
-            (json!({"type": "track", "userId": "u"}), "missing_event_name"),
-            (json!({"type": "track", "userId": "u", "event": 5}), "wrong_type"),
+            (
+                json!({"type": "track", "userId": "u"}),
+                "missing_event_name",
+            ),
+            (
+                json!({"type": "track", "userId": "u", "event": 5}),
+                "wrong_type",
+            ),
             (json!({"type": "page", "userId": {"a": 1}}), "wrong_type"),
-            (json!({"type": "page", "userId": "u", "properties": []}), "wrong_type"),
-            (json!({"type": "page", "userId": "u", "timestamp": "soon"}), "bad_timestamp"),
-            (json!({"type": "page", "userId": "u".repeat(300)}), "too_long"),
+            (
+                json!({"type": "page", "userId": "u", "properties": []}),
+                "wrong_type",
+            ),
+            (
+                json!({"type": "page", "userId": "u", "timestamp": "soon"}),
+                "bad_timestamp",
+            ),
+            (
+                json!({"type": "page", "userId": "u".repeat(300)}),
+                "too_long",
+            ),
         ];
         for (v, code) in cases {
             let err = IncomingEvent::from_json(&v, None).expect_err("must be rejected");

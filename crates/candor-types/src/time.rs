@@ -21,11 +21,17 @@ impl Timestamp {
     }
 
     pub fn minus_days(self, days: u32) -> Self {
-        Self(self.0.saturating_sub(i64::from(days).saturating_mul(Self::DAY_MS)))
+        Self(
+            self.0
+                .saturating_sub(i64::from(days).saturating_mul(Self::DAY_MS)),
+        )
     }
 
     pub fn plus_days(self, days: u32) -> Self {
-        Self(self.0.saturating_add(i64::from(days).saturating_mul(Self::DAY_MS)))
+        Self(
+            self.0
+                .saturating_add(i64::from(days).saturating_mul(Self::DAY_MS)),
+        )
     }
 
     /// Parses an RFC 3339 / ISO 8601 instant such as Segment's `timestamp` field.

@@ -14,7 +14,11 @@ use sqlx::Connection as _;
 
 fn candor(dir: &Path, db: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_candor"));
-    cmd.arg("--dir").arg(dir).args(args).env_remove("CANDOR_DATABASE_URL").env("RUST_LOG", "warn");
+    cmd.arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("CANDOR_DATABASE_URL")
+        .env("RUST_LOG", "warn");
     if let Some(url) = db {
         cmd.arg("--database-url").arg(url);
     }
@@ -31,7 +35,13 @@ fn stderr(o: &Output) -> String {
 
 #[track_caller]
 fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", o.status, stdout(o), stderr(o));
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
     stdout(o)
 }
 
@@ -48,7 +58,11 @@ impl Deployment {
             Backend::Sqlite => None,
             Backend::Postgres => Some(fresh_pg_database().await?),
         };
-        Some(Self { dir: TempDir::new("candor-cli"), db, backend })
+        Some(Self {
+            dir: TempDir::new("candor-cli"),
+            db,
+            backend,
+        })
     }
 
     fn run(&self, args: &[&str]) -> Output {
@@ -60,11 +74,19 @@ impl Deployment {
             None => {
                 let url = format!("sqlite://{}", self.dir.0.join("candor.db").display());
                 let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.unwrap().rows_affected()
+                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap()
+                    .rows_affected()
             }
             Some(url) => {
                 let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut c).await.unwrap().rows_affected()
+                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap()
+                    .rows_affected()
             }
         }
     }
@@ -88,7 +110,9 @@ impl Deployment {
 #[tokio::test]
 async fn init_writes_a_private_master_key_and_prints_the_admin_key_once() {
     for backend in BACKENDS {
-        let Some(d) = Deployment::new(backend).await else { continue };
+        let Some(d) = Deployment::new(backend).await else {
+            continue;
+        };
         let out = ok(&d.run(&["init"]));
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 1, "stdout is the key alone: {out:?}");
@@ -96,7 +120,10 @@ async fn init_writes_a_private_master_key_and_prints_the_admin_key_once() {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(d.dir.0.join("master.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(d.dir.0.join("master.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{backend:?}");
         }
         let policy = std::fs::read_to_string(d.dir.0.join("candor.toml")).unwrap();
@@ -105,18 +132,37 @@ async fn init_writes_a_private_master_key_and_prints_the_admin_key_once() {
         let key_before = std::fs::read(d.dir.0.join("master.key")).unwrap();
         let again = d.run(&["init"]);
         assert!(!again.status.success());
-        assert!(stderr(&again).contains("already initialized"), "{}", stderr(&again));
-        assert_eq!(std::fs::read(d.dir.0.join("master.key")).unwrap(), key_before);
+        assert!(
+            stderr(&again).contains("already initialized"),
+            "{}",
+            stderr(&again)
+        );
+        assert_eq!(
+            std::fs::read(d.dir.0.join("master.key")).unwrap(),
+            key_before
+        );
         // the key is a secret: never in the logs or the database
         assert!(!stderr(&again).contains(lines[0]));
         // a master key readable by others is refused
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(d.dir.0.join("master.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::fs::set_permissions(
+                d.dir.0.join("master.key"),
+                std::fs::Permissions::from_mode(0o644),
+            )
+            .unwrap();
             let o = d.run(&["log", "verify"]);
-            assert!(!o.status.success() && stderr(&o).contains("chmod 600"), "{}", stderr(&o));
-            std::fs::set_permissions(d.dir.0.join("master.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+            assert!(
+                !o.status.success() && stderr(&o).contains("chmod 600"),
+                "{}",
+                stderr(&o)
+            );
+            std::fs::set_permissions(
+                d.dir.0.join("master.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
         }
     }
 }
@@ -124,7 +170,9 @@ async fn init_writes_a_private_master_key_and_prints_the_admin_key_once() {
 #[tokio::test]
 async fn tenants_and_keys_print_scriptable_values() {
     for backend in BACKENDS {
-        let Some(d) = Deployment::new(backend).await else { continue };
+        let Some(d) = Deployment::new(backend).await else {
+            continue;
+        };
         ok(&d.run(&["init"]));
         let id = ok(&d.run(&["tenants", "create", "shop-2"]));
         assert!(uuid::Uuid::parse_str(id.trim()).is_ok(), "{id}");
@@ -137,9 +185,17 @@ async fn tenants_and_keys_print_scriptable_values() {
         let by_id = ok(&d.run(&["keys", "create", "--tenant", id.trim(), "--scope", "write"]));
         assert!(by_id.starts_with("cnd_write_"));
         let o = d.run(&["keys", "create", "--tenant", "nope", "--scope", "write"]);
-        assert!(!o.status.success() && stderr(&o).contains("tenant not found"), "{}", stderr(&o));
+        assert!(
+            !o.status.success() && stderr(&o).contains("tenant not found"),
+            "{}",
+            stderr(&o)
+        );
         let o = d.run(&["keys", "create", "--tenant", "shop-2", "--scope", "root"]);
-        assert!(!o.status.success() && stderr(&o).contains("unknown scope"), "{}", stderr(&o));
+        assert!(
+            !o.status.success() && stderr(&o).contains("unknown scope"),
+            "{}",
+            stderr(&o)
+        );
         let o = d.run(&["tenants", "create", "shop-2"]);
         assert!(!o.status.success() && stderr(&o).contains("already exists"));
         let o = d.run(&["tenants", "create", "bad name!"]);
@@ -166,10 +222,25 @@ fn policy_check_reports_file_line_and_column() {
     let o = candor(&dir.0, None, &["policy", "check", bad.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    let protected_line = bad_text.lines().position(|l| l.contains("\"protected\", \"transactional\"")).unwrap() + 1;
-    assert!(err.contains(&format!("bad.toml:{protected_line}:")), "{err}");
+    let protected_line = bad_text
+        .lines()
+        .position(|l| l.contains("\"protected\", \"transactional\""))
+        .unwrap()
+        + 1;
+    assert!(
+        err.contains(&format!("bad.toml:{protected_line}:")),
+        "{err}"
+    );
     assert!(err.contains("retention"), "{err}");
-    let o = candor(&dir.0, None, &["policy", "check", dir.0.join("missing.toml").to_str().unwrap()]);
+    let o = candor(
+        &dir.0,
+        None,
+        &[
+            "policy",
+            "check",
+            dir.0.join("missing.toml").to_str().unwrap(),
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
 }
 
@@ -177,7 +248,9 @@ fn policy_check_reports_file_line_and_column() {
 async fn log_verify_catches_an_edited_and_a_deleted_entry() {
     for backend in BACKENDS {
         for tamper in ["edit", "delete"] {
-            let Some(d) = Deployment::new(backend).await else { continue };
+            let Some(d) = Deployment::new(backend).await else {
+                continue;
+            };
             ok(&d.run(&["init"]));
             for i in 0..4 {
                 ok(&d.run(&["tenants", "create", &format!("t{i}")]));
@@ -185,15 +258,25 @@ async fn log_verify_catches_an_edited_and_a_deleted_entry() {
             let out = ok(&d.run(&["log", "verify"]));
             assert!(out.contains("audit log ok"), "{out}");
             let sql = match tamper {
-                "edit" => "UPDATE audit_log SET details = '{\"name\":\"mallory\"}' WHERE chain = 'global' AND seq = 3",
+                "edit" => {
+                    "UPDATE audit_log SET details = '{\"name\":\"mallory\"}' WHERE chain = 'global' AND seq = 3"
+                }
                 _ => "DELETE FROM audit_log WHERE chain = 'global' AND seq = 2",
             };
             assert_eq!(d.exec(sql).await, 1);
             let o = d.run(&["log", "verify"]);
-            assert_eq!(o.status.code(), Some(1), "{backend:?} {tamper}: {}", stdout(&o));
+            assert_eq!(
+                o.status.code(),
+                Some(1),
+                "{backend:?} {tamper}: {}",
+                stdout(&o)
+            );
             let err = stderr(&o);
             let seq = if tamper == "edit" { 3 } else { 2 };
-            assert!(err.contains(&format!("`global` is broken at entry {seq}")), "{backend:?} {tamper}: {err}");
+            assert!(
+                err.contains(&format!("`global` is broken at entry {seq}")),
+                "{backend:?} {tamper}: {err}"
+            );
         }
     }
 }
@@ -213,8 +296,12 @@ impl Drop for Server {
 
 fn start(d: &Deployment) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_candor"));
-    cmd.arg("--dir").arg(&d.dir.0).args(["serve", "--listen", "127.0.0.1:0"]).env("RUST_LOG", "warn")
-        .stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.arg("--dir")
+        .arg(&d.dir.0)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     if let Some(url) = &d.db {
         cmd.arg("--database-url").arg(url);
     }
@@ -223,13 +310,23 @@ fn start(d: &Deployment) -> Server {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if let Some(rest) = line.strip_prefix("candor listening on http://") {
-                let _ = tx.send(rest.split_whitespace().next().unwrap_or_default().to_owned());
+                let _ = tx.send(
+                    rest.split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("server did not start");
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server did not start");
     Server { child, addr }
 }
 
@@ -245,7 +342,9 @@ fn batch(prefix: &str, n: usize) -> String {
 #[tokio::test]
 async fn serve_answers_over_a_real_socket_and_kill_9_loses_no_acknowledged_event() {
     for backend in BACKENDS {
-        let Some(d) = Deployment::new(backend).await else { continue };
+        let Some(d) = Deployment::new(backend).await else {
+            continue;
+        };
         let key = ok(&d.run(&["init"])).trim().to_owned();
         let server = start(&d);
         let (status, body) = http::request(&server.addr, "GET", "/healthz", None, None).unwrap();
@@ -258,11 +357,20 @@ async fn serve_answers_over_a_real_socket_and_kill_9_loses_no_acknowledged_event
         let sender = std::thread::spawn(move || {
             for b in 0..10_000 {
                 let prefix = format!("b{b}");
-                match http::request(&addr, "POST", "/v1/batch", Some(&sender_key), Some(&batch(&prefix, 20))) {
+                match http::request(
+                    &addr,
+                    "POST",
+                    "/v1/batch",
+                    Some(&sender_key),
+                    Some(&batch(&prefix, 20)),
+                ) {
                     Ok((200, body)) => {
                         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
                         assert_eq!(v["accepted"], 20, "{body}");
-                        acked_w.lock().unwrap().extend((0..20).map(|i| format!("{prefix}-{i}")));
+                        acked_w
+                            .lock()
+                            .unwrap()
+                            .extend((0..20).map(|i| format!("{prefix}-{i}")));
                     }
                     _ => return,
                 }
@@ -278,13 +386,29 @@ async fn serve_answers_over_a_real_socket_and_kill_9_loses_no_acknowledged_event
         server.child.wait().unwrap();
         sender.join().unwrap();
         let acked = acked.lock().unwrap().clone();
-        assert!(acked.len() >= 400, "{backend:?}: only {} acknowledged", acked.len());
+        assert!(
+            acked.len() >= 400,
+            "{backend:?}: only {} acknowledged",
+            acked.len()
+        );
         let stored: std::collections::HashSet<String> = d.message_ids().await.into_iter().collect();
         let lost: Vec<_> = acked.iter().filter(|m| !stored.contains(*m)).collect();
-        assert!(lost.is_empty(), "{backend:?}: {} acknowledged events lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(5)]);
+        assert!(
+            lost.is_empty(),
+            "{backend:?}: {} acknowledged events lost, e.g. {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
         // the server restarts on the same data, the log verifies, and retries are duplicates
         let server = start(&d);
-        let (_, body) = http::request(&server.addr, "POST", "/v1/batch", Some(&key), Some(&batch("b0", 20))).unwrap();
+        let (_, body) = http::request(
+            &server.addr,
+            "POST",
+            "/v1/batch",
+            Some(&key),
+            Some(&batch("b0", 20)),
+        )
+        .unwrap();
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["duplicate"], 20, "{body}");
         drop(server);

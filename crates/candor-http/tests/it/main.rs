@@ -29,27 +29,68 @@ impl H {
 
     async fn with(t: TestApp, name: &str) -> Self {
         let tenant = t.app.create_tenant(name, "test").await.unwrap().id;
-        let write = t.app.create_key(tenant, Scope::Write, None, "test").await.unwrap().1;
-        let server = t.app.create_key(tenant, Scope::Server, None, "test").await.unwrap().1;
-        let admin = t.app.create_key(tenant, Scope::Admin, None, "test").await.unwrap().1;
+        let write = t
+            .app
+            .create_key(tenant, Scope::Write, None, "test")
+            .await
+            .unwrap()
+            .1;
+        let server = t
+            .app
+            .create_key(tenant, Scope::Server, None, "test")
+            .await
+            .unwrap()
+            .1;
+        let admin = t
+            .app
+            .create_key(tenant, Scope::Admin, None, "test")
+            .await
+            .unwrap()
+            .1;
         let router = candor_http::router(t.app.clone());
-        Self { t, router, tenant, write, server, admin }
+        Self {
+            t,
+            router,
+            tenant,
+            write,
+            server,
+            admin,
+        }
     }
 
     async fn raw(&self, req: Request<Body>) -> (StatusCode, Value) {
         let res = self.router.clone().oneshot(req).await.unwrap();
         let status = res.status();
-        let bytes = axum::body::to_bytes(res.into_body(), 10 << 20).await.unwrap();
-        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let bytes = axum::body::to_bytes(res.into_body(), 10 << 20)
+            .await
+            .unwrap();
+        let v = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, v)
     }
 
-    async fn call(&self, method: &str, path: &str, key: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         self.call_h(method, path, key, body, &[]).await
     }
 
-    async fn call_h(&self, method: &str, path: &str, key: &str, body: Option<Value>, headers: &[(&str, &str)]) -> (StatusCode, Value) {
-        let mut b = Request::builder().method(method).uri(path).header("content-type", "application/json");
+    async fn call_h(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, Value) {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json");
         if !key.is_empty() {
             b = b.header("authorization", format!("Bearer {key}"));
         }
@@ -83,14 +124,22 @@ impl H {
     }
 
     async fn audit_len(&self) -> usize {
-        self.t.app.store().audit_entries(&self.tenant.to_string(), 0, 100_000).await.unwrap().len()
+        self.t
+            .app
+            .store()
+            .audit_entries(&self.tenant.to_string(), 0, 100_000)
+            .await
+            .unwrap()
+            .len()
     }
 }
 
 macro_rules! each_backend {
     (|$h:ident| $body:block) => {
         for backend in BACKENDS {
-            let Some($h) = H::new(backend).await else { continue };
+            let Some($h) = H::new(backend).await else {
+                continue;
+            };
             let run = async { $body };
             run.await;
         }
@@ -101,20 +150,36 @@ macro_rules! each_backend {
 async fn events_without_analytics_consent_are_dropped_and_kept_once_granted() {
     each_backend!(|h| {
         let r = h.track("u1", "m1", json!({})).await;
-        assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("dropped"), Some("no_consent")), "{r}");
+        assert_eq!(
+            (r["status"].as_str(), r["reason"].as_str()),
+            (Some("dropped"), Some("no_consent")),
+            "{r}"
+        );
         assert!(r["message"].as_str().unwrap().contains("analytics"), "{r}");
         assert_eq!(h.events().await, 0);
         // nothing about an unknown, unconsented visitor is kept, not even a pseudonymous subject
-        let (s, _) = h.call("GET", "/v1/subjects/u1/consents", &h.server, None).await;
+        let (s, _) = h
+            .call("GET", "/v1/subjects/u1/consents", &h.server, None)
+            .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
 
         h.consent("u1", "analytics", "granted").await;
         let r = h.track("u1", "m1", json!({})).await;
         assert_eq!(r["status"], "accepted", "{r}");
         assert_eq!(h.events().await, 1);
-        let (s, v) = h.call("GET", "/v1/subjects/u1/data?purpose=analytics", &h.server, None).await;
+        let (s, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/u1/data?purpose=analytics",
+                &h.server,
+                None,
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        assert_eq!(v["events"][0]["fields"]["behavioural"]["properties"]["product_id"], "p1");
+        assert_eq!(
+            v["events"][0]["fields"]["behavioural"]["properties"]["product_id"],
+            "p1"
+        );
     });
 }
 
@@ -124,10 +189,29 @@ async fn consent_in_the_event_governs_that_event() {
         let prefs = |a: bool| json!({"context": {"consent": {"categoryPreferences": {"Analytics": a, "Advertising": false}}}});
         let r = h.track("u2", "m1", prefs(true)).await;
         assert_eq!(r["status"], "accepted", "{r}");
-        let (_, v) = h.call("GET", "/v1/subjects/u2/consents", &h.server, None).await;
-        let analytics = v["purposes"].as_array().unwrap().iter().find(|p| p["purpose"] == "analytics").unwrap();
-        assert_eq!((analytics["consent"].as_str(), analytics["allowed"].as_bool()), (Some("granted"), Some(true)));
-        assert!(v["history"].as_array().unwrap().iter().all(|r| r["source"] == "event"));
+        let (_, v) = h
+            .call("GET", "/v1/subjects/u2/consents", &h.server, None)
+            .await;
+        let analytics = v["purposes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["purpose"] == "analytics")
+            .unwrap();
+        assert_eq!(
+            (
+                analytics["consent"].as_str(),
+                analytics["allowed"].as_bool()
+            ),
+            (Some("granted"), Some(true))
+        );
+        assert!(
+            v["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["source"] == "event")
+        );
         let r = h.track("u2", "m2", prefs(false)).await;
         assert_eq!(r["status"], "dropped", "{r}");
         assert_eq!(h.events().await, 1);
@@ -141,24 +225,69 @@ async fn gpc_is_an_opt_out_of_sale_sharing_and_advertising() {
         h.consent("u3", "advertising", "granted").await;
         let msg = json!({"userId": "u3", "messageId": "g1", "event": "Product Viewed",
             "context": {"consent": {"categoryPreferences": {"DataSharing": true}}}});
-        let (s, v) = h.call_h("POST", "/v1/track", &h.write, Some(msg), &[("sec-gpc", "1")]).await;
+        let (s, v) = h
+            .call_h(
+                "POST",
+                "/v1/track",
+                &h.write,
+                Some(msg),
+                &[("sec-gpc", "1")],
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
         assert_eq!(v["result"]["status"], "accepted");
-        let (_, v) = h.call("GET", "/v1/subjects/u3/consents", &h.server, None).await;
-        let by = |p: &str| v["purposes"].as_array().unwrap().iter().find(|x| x["purpose"] == p).unwrap().clone();
+        let (_, v) = h
+            .call("GET", "/v1/subjects/u3/consents", &h.server, None)
+            .await;
+        let by = |p: &str| {
+            v["purposes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|x| x["purpose"] == p)
+                .unwrap()
+                .clone()
+        };
         for p in ["sale_sharing", "advertising"] {
             assert_eq!(by(p)["consent"], "withdrawn", "{p}: {v}");
             assert_eq!(by(p)["allowed"], false);
         }
         assert_eq!(by("analytics")["allowed"], true);
-        let gpc_records = v["history"].as_array().unwrap().iter().filter(|r| r["source"] == "gpc").count();
+        let gpc_records = v["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["source"] == "gpc")
+            .count();
         assert_eq!(gpc_records, 2, "{v}");
         // a second GPC request does not pile up records
-        h.call_h("POST", "/v1/track", &h.write, Some(json!({"userId": "u3", "messageId": "g2", "event": "Product Viewed"})), &[("sec-gpc", "1")]).await;
-        let (_, v2) = h.call("GET", "/v1/subjects/u3/consents", &h.server, None).await;
-        assert_eq!(v2["history"].as_array().unwrap().len(), v["history"].as_array().unwrap().len());
-        let (s, v) = h.call("GET", "/v1/subjects/u3/data?purpose=advertising", &h.server, None).await;
-        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("purpose_denied")));
+        h.call_h(
+            "POST",
+            "/v1/track",
+            &h.write,
+            Some(json!({"userId": "u3", "messageId": "g2", "event": "Product Viewed"})),
+            &[("sec-gpc", "1")],
+        )
+        .await;
+        let (_, v2) = h
+            .call("GET", "/v1/subjects/u3/consents", &h.server, None)
+            .await;
+        assert_eq!(
+            v2["history"].as_array().unwrap().len(),
+            v["history"].as_array().unwrap().len()
+        );
+        let (s, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/u3/data?purpose=advertising",
+                &h.server,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("purpose_denied"))
+        );
     });
 }
 
@@ -168,22 +297,46 @@ async fn after_withdrawal_nothing_new_is_stored_or_read_for_that_purpose() {
         h.consent("u4", "analytics", "granted").await;
         assert_eq!(h.track("u4", "w1", json!({})).await["status"], "accepted");
         let v = h.consent("u4", "analytics", "withdrawn").await;
-        let a = v["purposes"].as_array().unwrap().iter().find(|p| p["purpose"] == "analytics").unwrap().clone();
+        let a = v["purposes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["purpose"] == "analytics")
+            .unwrap()
+            .clone();
         assert_eq!(a["allowed"], false);
-        assert_eq!(v["history"].as_array().unwrap().len(), 2, "append-only: {v}");
+        assert_eq!(
+            v["history"].as_array().unwrap().len(),
+            2,
+            "append-only: {v}"
+        );
         for i in 0..3 {
             let r = h.track("u4", &format!("w2-{i}"), json!({})).await;
             assert_eq!(r["status"], "dropped", "{r}");
             assert!(r["message"].as_str().unwrap().contains("withdrawn"), "{r}");
         }
         assert_eq!(h.events().await, 1);
-        let (s, v) = h.call("GET", "/v1/subjects/u4/data?purpose=analytics", &h.server, None).await;
+        let (s, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/u4/data?purpose=analytics",
+                &h.server,
+                None,
+            )
+            .await;
         assert_eq!(s, StatusCode::FORBIDDEN);
         assert_eq!(v["error"]["reasons"][0]["code"], "consent_withdrawn");
         // orders are still kept under the contract basis (order fulfilment), nothing else
         let (_, v) = h.call("POST", "/v1/track", &h.write, Some(json!({"userId": "u4", "messageId": "o1", "event": "Order Completed", "properties": {"total": 30, "email": "x@y.z"}}))).await;
         assert_eq!(v["result"]["status"], "accepted", "{v}");
-        let (_, v) = h.call("GET", "/v1/subjects/u4/data?purpose=service", &h.server, None).await;
+        let (_, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/u4/data?purpose=service",
+                &h.server,
+                None,
+            )
+            .await;
         assert_eq!(v["events"].as_array().unwrap().len(), 1, "{v}");
         assert_eq!(v["events"][0]["name"], "Order Completed");
     });
@@ -201,26 +354,70 @@ async fn minimization_keeps_only_fields_a_permitted_purpose_reads() {
         assert_eq!(v["result"]["status"], "accepted", "{v}");
         let r = h.track("u5", "t1", json!({"properties": {"product_id": "p9", "email": "ada@example.com"}, "context": {"ip": "203.0.113.9", "page": {"url": "/p9"}}})).await;
         assert_eq!(r["status"], "accepted");
-        let dropped: Vec<&str> = r["droppedFields"].as_array().unwrap().iter().map(|x| x.as_str().unwrap()).collect();
+        let dropped: Vec<&str> = r["droppedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap())
+            .collect();
         // analytics does not read contact data: the email property and the IP are not stored
-        assert!(dropped.contains(&"properties.email") && dropped.contains(&"context.ip"), "{r}");
-        let (_, v) = h.call("GET", "/v1/subjects/u5/data?purpose=analytics", &h.server, None).await;
-        let ev = v["events"].as_array().unwrap().iter().find(|e| e["messageId"] == "t1").unwrap().clone();
+        assert!(
+            dropped.contains(&"properties.email") && dropped.contains(&"context.ip"),
+            "{r}"
+        );
+        let (_, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/u5/data?purpose=analytics",
+                &h.server,
+                None,
+            )
+            .await;
+        let ev = v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["messageId"] == "t1")
+            .unwrap()
+            .clone();
         assert_eq!(ev["fields"]["behavioural"]["context"]["page"]["url"], "/p9");
         assert!(ev["fields"].get("contact").is_none());
         // protected traits are readable only by the fairness audit purpose
         assert!(v["profile"].get("traits.age").is_none(), "{v}");
-        let (_, v) = h.call("GET", "/v1/subjects/u5/data?purpose=fairness_audit", &h.server, None).await;
+        let (_, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/u5/data?purpose=fairness_audit",
+                &h.server,
+                None,
+            )
+            .await;
         assert_eq!(v["profile"]["traits.age"], 37, "{v}");
         assert!(v["profile"].get("traits.email").is_none());
-        let (_, v) = h.call("GET", "/v1/subjects/u5/data?purpose=service", &h.server, None).await;
+        let (_, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/u5/data?purpose=service",
+                &h.server,
+                None,
+            )
+            .await;
         assert_eq!(v["profile"]["traits.email"], "ada@example.com", "{v}");
         assert!(v["profile"].get("traits.age").is_none());
         // opening sealed data is audited as a PII read, without the data
-        let entries = h.t.app.store().audit_entries(&h.tenant.to_string(), 0, 1000).await.unwrap();
+        let entries =
+            h.t.app
+                .store()
+                .audit_entries(&h.tenant.to_string(), 0, 1000)
+                .await
+                .unwrap();
         let reads: Vec<_> = entries.iter().filter(|e| e.action == "pii.read").collect();
         assert!(!reads.is_empty());
-        assert!(reads.iter().all(|e| !e.details.contains("ada@") && !e.details.contains("37,")));
+        assert!(
+            reads
+                .iter()
+                .all(|e| !e.details.contains("ada@") && !e.details.contains("37,"))
+        );
     });
 }
 
@@ -238,23 +435,59 @@ async fn no_plaintext_identifier_reaches_the_database() {
              "properties": {"total": 99, "email": "Grace.Hopper@Example.com"}, "context": {"ip": "198.51.100.77"}}
         ]});
         let (s, v) = h.call("POST", "/v1/batch", &h.write, Some(msg)).await;
-        assert_eq!((s, v["accepted"].as_u64()), (StatusCode::OK, Some(2)), "{v}");
+        assert_eq!(
+            (s, v["accepted"].as_u64()),
+            (StatusCode::OK, Some(2)),
+            "{v}"
+        );
         // the data is there, for a purpose that may read it
-        let (_, v) = h.call("GET", "/v1/subjects/shopper@example.org/data?purpose=marketing_email", &h.server, None).await;
+        let (_, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/shopper@example.org/data?purpose=marketing_email",
+                &h.server,
+                None,
+            )
+            .await;
         assert_eq!(v["profile"]["traits.phone"], "+44 20 7946 0958", "{v}");
         // ... but the database holds none of it in clear
-        if let Some(store) = match &h.t.db.store { candor_store::AnyStore::Sqlite(s) => Some(s.clone()), _ => None } {
+        if let Some(store) = match &h.t.db.store {
+            candor_store::AnyStore::Sqlite(s) => Some(s.clone()),
+            _ => None,
+        } {
             store.close().await; // checkpoint the WAL into the file too
         }
         let raw = h.t.db.raw_bytes().await;
         assert!(raw.len() > 1000);
-        for needle in ["Grace.Hopper@Example.com", "grace.hopper@example.com", "Hopper", "+44 20 7946 0958", "7946 0958",
-                       "79460958", "198.51.100.77", "shopper@example.org", "anon-7f3a9c", "Navy Way"] {
-            let found = raw.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle.as_bytes()));
-            assert!(!found, "{:?}: `{needle}` found in clear in the database", h.t.db.backend);
+        for needle in [
+            "Grace.Hopper@Example.com",
+            "grace.hopper@example.com",
+            "Hopper",
+            "+44 20 7946 0958",
+            "7946 0958",
+            "79460958",
+            "198.51.100.77",
+            "shopper@example.org",
+            "anon-7f3a9c",
+            "Navy Way",
+        ] {
+            let found = raw
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()));
+            assert!(
+                !found,
+                "{:?}: `{needle}` found in clear in the database",
+                h.t.db.backend
+            );
             let hex: String = needle.bytes().map(|b| format!("{b:02x}")).collect();
-            let found_hex = raw.windows(hex.len()).any(|w| w.eq_ignore_ascii_case(hex.as_bytes()));
-            assert!(!found_hex, "{:?}: `{needle}` found hex-encoded in the database", h.t.db.backend);
+            let found_hex = raw
+                .windows(hex.len())
+                .any(|w| w.eq_ignore_ascii_case(hex.as_bytes()));
+            assert!(
+                !found_hex,
+                "{:?}: `{needle}` found hex-encoded in the database",
+                h.t.db.backend
+            );
         }
     });
 }
@@ -262,32 +495,77 @@ async fn no_plaintext_identifier_reaches_the_database() {
 #[tokio::test]
 async fn no_key_of_one_tenant_reaches_another_tenants_data() {
     for backend in BACKENDS {
-        let Some(t) = TestApp::new(backend).await else { continue };
+        let Some(t) = TestApp::new(backend).await else {
+            continue;
+        };
         let b_app = t.app.clone();
         let a = H::with(t, "shop-a").await;
         let b_tenant = b_app.create_tenant("shop-b", "test").await.unwrap().id;
-        let b_write = b_app.create_key(b_tenant, Scope::Write, None, "t").await.unwrap().1;
-        let b_admin = b_app.create_key(b_tenant, Scope::Admin, None, "t").await.unwrap().1;
+        let b_write = b_app
+            .create_key(b_tenant, Scope::Write, None, "t")
+            .await
+            .unwrap()
+            .1;
+        let b_admin = b_app
+            .create_key(b_tenant, Scope::Admin, None, "t")
+            .await
+            .unwrap()
+            .1;
         let b_key_id = b_app.store().list_api_keys(b_tenant).await.unwrap()[0].id;
         // tenant b has a customer with data
-        a.call("PUT", "/v1/subjects/victim/consents/analytics", &b_admin, Some(json!({"state": "granted"}))).await;
-        let (_, v) = a.call("POST", "/v1/track", &b_write, Some(json!({"userId": "victim", "messageId": "b1", "event": "Product Viewed"}))).await;
+        a.call(
+            "PUT",
+            "/v1/subjects/victim/consents/analytics",
+            &b_admin,
+            Some(json!({"state": "granted"})),
+        )
+        .await;
+        let (_, v) = a
+            .call(
+                "POST",
+                "/v1/track",
+                &b_write,
+                Some(json!({"userId": "victim", "messageId": "b1", "event": "Product Viewed"})),
+            )
+            .await;
         assert_eq!(v["result"]["status"], "accepted");
         // every key of tenant a, every endpoint: not found, never b's data
         for key in [&a.write, &a.server, &a.admin] {
-            for path in ["/v1/subjects/victim/consents", "/v1/subjects/victim/data?purpose=analytics", "/v1/subjects/victim/data?purpose=fairness_audit"] {
+            for path in [
+                "/v1/subjects/victim/consents",
+                "/v1/subjects/victim/data?purpose=analytics",
+                "/v1/subjects/victim/data?purpose=fairness_audit",
+            ] {
                 let (s, v) = a.call("GET", path, key, None).await;
-                assert!(s == StatusCode::NOT_FOUND || s == StatusCode::FORBIDDEN, "{backend:?} {path}: {s} {v}");
+                assert!(
+                    s == StatusCode::NOT_FOUND || s == StatusCode::FORBIDDEN,
+                    "{backend:?} {path}: {s} {v}"
+                );
                 assert!(!v.to_string().contains("b1"));
             }
-            let (s, _) = a.call("DELETE", &format!("/v1/keys/{b_key_id}"), key, None).await;
+            let (s, _) = a
+                .call("DELETE", &format!("/v1/keys/{b_key_id}"), key, None)
+                .await;
             assert!(s == StatusCode::NOT_FOUND || s == StatusCode::FORBIDDEN);
         }
         let (_, keys) = a.call("GET", "/v1/keys", &a.admin, None).await;
         assert_eq!(keys["keys"].as_array().unwrap().len(), 3);
         // the same userId sent with a's key is a different person in a's store
-        a.call("PUT", "/v1/subjects/victim/consents/analytics", &a.server, Some(json!({"state": "granted"}))).await;
-        let (_, v) = a.call("GET", "/v1/subjects/victim/data?purpose=analytics", &a.server, None).await;
+        a.call(
+            "PUT",
+            "/v1/subjects/victim/consents/analytics",
+            &a.server,
+            Some(json!({"state": "granted"})),
+        )
+        .await;
+        let (_, v) = a
+            .call(
+                "GET",
+                "/v1/subjects/victim/data?purpose=analytics",
+                &a.server,
+                None,
+            )
+            .await;
         assert_eq!(v["events"].as_array().unwrap().len(), 0, "{v}");
         assert_eq!(b_app.store().count_events(b_tenant).await.unwrap(), 1);
         assert_eq!(a.events().await, 0);
@@ -300,32 +578,84 @@ async fn no_key_of_one_tenant_reaches_another_tenants_data() {
 #[tokio::test]
 async fn scopes_are_enforced() {
     each_backend!(|h| {
-        let (s, v) = h.call("GET", "/v1/subjects/u/data?purpose=analytics", &h.write, None).await;
-        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden_scope")));
-        let (s, _) = h.call("PUT", "/v1/subjects/u/consents/analytics", &h.write, Some(json!({"state": "granted"}))).await;
+        let (s, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/u/data?purpose=analytics",
+                &h.write,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("forbidden_scope"))
+        );
+        let (s, _) = h
+            .call(
+                "PUT",
+                "/v1/subjects/u/consents/analytics",
+                &h.write,
+                Some(json!({"state": "granted"})),
+            )
+            .await;
         assert_eq!(s, StatusCode::FORBIDDEN);
-        let (s, _) = h.call("POST", "/v1/keys", &h.server, Some(json!({"scope": "admin"}))).await;
+        let (s, _) = h
+            .call(
+                "POST",
+                "/v1/keys",
+                &h.server,
+                Some(json!({"scope": "admin"})),
+            )
+            .await;
         assert_eq!(s, StatusCode::FORBIDDEN);
         let (s, _) = h.call("GET", "/v1/audit/verify", &h.server, None).await;
         assert_eq!(s, StatusCode::FORBIDDEN);
-        let (s, v) = h.call("POST", "/v1/keys", &h.admin, Some(json!({"scope": "write", "label": "site"}))).await;
+        let (s, v) = h
+            .call(
+                "POST",
+                "/v1/keys",
+                &h.admin,
+                Some(json!({"scope": "write", "label": "site"})),
+            )
+            .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
         let new_key = v["key"].as_str().unwrap().to_owned();
         // Segment clients: HTTP Basic with the write key as user name
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{new_key}:"));
-        let req = Request::builder().method("POST").uri("/v1/page").header("authorization", format!("Basic {basic}"))
-            .body(Body::from(json!({"anonymousId": "a1", "name": "Home"}).to_string())).unwrap();
+        let req = Request::builder()
+            .method("POST")
+            .uri("/v1/page")
+            .header("authorization", format!("Basic {basic}"))
+            .body(Body::from(
+                json!({"anonymousId": "a1", "name": "Home"}).to_string(),
+            ))
+            .unwrap();
         let (s, v) = h.raw(req).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         // revoked keys stop working at once
         let id = v.get("id").cloned();
         let _ = id;
         let keys = h.t.app.store().list_api_keys(h.tenant).await.unwrap();
-        let site = keys.iter().find(|k| k.label.as_deref() == Some("site")).unwrap();
-        let (s, _) = h.call("DELETE", &format!("/v1/keys/{}", site.id), &h.admin, None).await;
+        let site = keys
+            .iter()
+            .find(|k| k.label.as_deref() == Some("site"))
+            .unwrap();
+        let (s, _) = h
+            .call("DELETE", &format!("/v1/keys/{}", site.id), &h.admin, None)
+            .await;
         assert_eq!(s, StatusCode::NO_CONTENT);
-        let (s, v) = h.call("POST", "/v1/page", &new_key, Some(json!({"anonymousId": "a1"}))).await;
-        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")));
+        let (s, v) = h
+            .call(
+                "POST",
+                "/v1/page",
+                &new_key,
+                Some(json!({"anonymousId": "a1"})),
+            )
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+        );
     });
 }
 
@@ -335,49 +665,204 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
         h.consent("u6", "analytics", "granted").await;
         let before = (h.events().await, h.audit_len().await);
         let post = |path: &str, key: &str, body: Vec<u8>| {
-            Request::builder().method("POST").uri(path).header("authorization", format!("Bearer {key}")).body(Body::from(body)).unwrap()
+            Request::builder()
+                .method("POST")
+                .uri(path)
+                .header("authorization", format!("Bearer {key}"))
+                .body(Body::from(body))
+                .unwrap()
         };
         let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
-            (post("/v1/track", &h.write, b"{\"userId\": ".to_vec()), StatusCode::BAD_REQUEST, "invalid_json"),
-            (post("/v1/track", &h.write, b"{\"userId\": \"\xff\xfe\"}".to_vec()), StatusCode::BAD_REQUEST, "invalid_utf8"),
-            (post("/v1/track", &h.write, br#"{"userId": "u6", "event": 5}"#.to_vec()), StatusCode::BAD_REQUEST, "wrong_type"),
-            (post("/v1/track", &h.write, br#"{"userId": "u6"}"#.to_vec()), StatusCode::BAD_REQUEST, "missing_event_name"),
-            (post("/v1/track", &h.write, br#"{"event": "X"}"#.to_vec()), StatusCode::BAD_REQUEST, "missing_identity"),
-            (post("/v1/track", &h.write, br#"{"userId": "u6", "event": "X", "timestamp": "later"}"#.to_vec()), StatusCode::BAD_REQUEST, "bad_timestamp"),
-            (post("/v1/batch", &h.write, br#"{"batch": {}}"#.to_vec()), StatusCode::BAD_REQUEST, "invalid_request"),
-            (post("/v1/batch", &h.write, br#"[1, 2]"#.to_vec()), StatusCode::BAD_REQUEST, "invalid_request"),
-            (post("/v1/batch", &h.write, vec![b' '; 600 * 1024]), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-            (post("/v1/track", "cnd_write_notakey", br#"{"userId": "u6", "event": "X"}"#.to_vec()), StatusCode::UNAUTHORIZED, "unauthorized"),
-            (Request::builder().method("POST").uri("/v1/track").body(Body::from("{}")).unwrap(), StatusCode::UNAUTHORIZED, "unauthorized"),
-            (Request::builder().method("POST").uri("/v1/track").header("authorization", "Basic !!!").body(Body::from("{}")).unwrap(), StatusCode::UNAUTHORIZED, "unauthorized"),
-            (Request::builder().method("GET").uri("/v1/nothing").body(Body::empty()).unwrap(), StatusCode::NOT_FOUND, "not_found"),
-            (Request::builder().method("DELETE").uri("/v1/track").body(Body::empty()).unwrap(), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            (
+                post("/v1/track", &h.write, b"{\"userId\": ".to_vec()),
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+            ),
+            (
+                post(
+                    "/v1/track",
+                    &h.write,
+                    b"{\"userId\": \"\xff\xfe\"}".to_vec(),
+                ),
+                StatusCode::BAD_REQUEST,
+                "invalid_utf8",
+            ),
+            (
+                post(
+                    "/v1/track",
+                    &h.write,
+                    br#"{"userId": "u6", "event": 5}"#.to_vec(),
+                ),
+                StatusCode::BAD_REQUEST,
+                "wrong_type",
+            ),
+            (
+                post("/v1/track", &h.write, br#"{"userId": "u6"}"#.to_vec()),
+                StatusCode::BAD_REQUEST,
+                "missing_event_name",
+            ),
+            (
+                post("/v1/track", &h.write, br#"{"event": "X"}"#.to_vec()),
+                StatusCode::BAD_REQUEST,
+                "missing_identity",
+            ),
+            (
+                post(
+                    "/v1/track",
+                    &h.write,
+                    br#"{"userId": "u6", "event": "X", "timestamp": "later"}"#.to_vec(),
+                ),
+                StatusCode::BAD_REQUEST,
+                "bad_timestamp",
+            ),
+            (
+                post("/v1/batch", &h.write, br#"{"batch": {}}"#.to_vec()),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
+                post("/v1/batch", &h.write, br#"[1, 2]"#.to_vec()),
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+            ),
+            (
+                post("/v1/batch", &h.write, vec![b' '; 600 * 1024]),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
+            (
+                post(
+                    "/v1/track",
+                    "cnd_write_notakey",
+                    br#"{"userId": "u6", "event": "X"}"#.to_vec(),
+                ),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+            (
+                Request::builder()
+                    .method("POST")
+                    .uri("/v1/track")
+                    .body(Body::from("{}"))
+                    .unwrap(),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+            (
+                Request::builder()
+                    .method("POST")
+                    .uri("/v1/track")
+                    .header("authorization", "Basic !!!")
+                    .body(Body::from("{}"))
+                    .unwrap(),
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            ),
+            (
+                Request::builder()
+                    .method("GET")
+                    .uri("/v1/nothing")
+                    .body(Body::empty())
+                    .unwrap(),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                Request::builder()
+                    .method("DELETE")
+                    .uri("/v1/track")
+                    .body(Body::empty())
+                    .unwrap(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            ),
         ];
         for (req, status, code) in cases {
             let uri = req.uri().clone();
             let (s, v) = h.raw(req).await;
-            assert_eq!((s, v["error"]["code"].as_str()), (status, Some(code)), "{uri}: {v}");
+            assert_eq!(
+                (s, v["error"]["code"].as_str()),
+                (status, Some(code)),
+                "{uri}: {v}"
+            );
             assert!(!v["error"]["message"].as_str().unwrap().is_empty());
         }
         for (path, body, code) in [
-            ("/v1/subjects/u6/consents/telepathy", json!({"state": "granted"}), "unknown_purpose"),
-            ("/v1/subjects/u6/consents/analytics", json!({"state": "maybe"}), "invalid_consent_state"),
-            ("/v1/subjects/u6/consents/analytics", json!({"state": "granted", "jurisdiction": "mars"}), "unknown_jurisdiction"),
-            ("/v1/subjects/u6/consents/analytics", json!({"state": "granted", "notice_hash": "abc"}), "invalid_notice_hash"),
-            ("/v1/subjects/u6/consents/analytics", json!({"state": "granted", "source": "gpc"}), "invalid_consent_source"),
-            ("/v1/subjects/u6/consents/analytics", json!({"state": "granted", "extra": 1}), "invalid_request"),
-            ("/v1/subjects/u6/consents/analytics", json!({"state": 1}), "invalid_request"),
+            (
+                "/v1/subjects/u6/consents/telepathy",
+                json!({"state": "granted"}),
+                "unknown_purpose",
+            ),
+            (
+                "/v1/subjects/u6/consents/analytics",
+                json!({"state": "maybe"}),
+                "invalid_consent_state",
+            ),
+            (
+                "/v1/subjects/u6/consents/analytics",
+                json!({"state": "granted", "jurisdiction": "mars"}),
+                "unknown_jurisdiction",
+            ),
+            (
+                "/v1/subjects/u6/consents/analytics",
+                json!({"state": "granted", "notice_hash": "abc"}),
+                "invalid_notice_hash",
+            ),
+            (
+                "/v1/subjects/u6/consents/analytics",
+                json!({"state": "granted", "source": "gpc"}),
+                "invalid_consent_source",
+            ),
+            (
+                "/v1/subjects/u6/consents/analytics",
+                json!({"state": "granted", "extra": 1}),
+                "invalid_request",
+            ),
+            (
+                "/v1/subjects/u6/consents/analytics",
+                json!({"state": 1}),
+                "invalid_request",
+            ),
         ] {
             let (s, v) = h.call("PUT", path, &h.server, Some(body)).await;
-            assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)), "{path}: {v}");
+            assert_eq!(
+                (s, v["error"]["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some(code)),
+                "{path}: {v}"
+            );
         }
-        let (s, v) = h.call("GET", "/v1/subjects/u6/data?purpose=telepathy", &h.server, None).await;
-        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("unknown_purpose")));
+        let (s, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/u6/data?purpose=telepathy",
+                &h.server,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("unknown_purpose"))
+        );
         let (s, v) = h.call("GET", "/v1/subjects/u6/data", &h.server, None).await;
-        assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_query")));
-        let (s, _) = h.call("GET", "/v1/subjects/nobody/data?purpose=analytics", &h.server, None).await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_query"))
+        );
+        let (s, _) = h
+            .call(
+                "GET",
+                "/v1/subjects/nobody/data?purpose=analytics",
+                &h.server,
+                None,
+            )
+            .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
-        assert_eq!((h.events().await, h.audit_len().await), before, "{:?}: bad input changed state", h.t.db.backend);
+        assert_eq!(
+            (h.events().await, h.audit_len().await),
+            before,
+            "{:?}: bad input changed state",
+            h.t.db.backend
+        );
         // a batch reports per event: the invalid ones do not stop the valid ones
         let (s, v) = h.call("POST", "/v1/batch", &h.write, Some(json!({"batch": [
             {"type": "track", "userId": "u6", "event": "Product Viewed", "messageId": "ok1"},
@@ -387,8 +872,17 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() {
             {"type": "track", "userId": "u6", "event": "Product Viewed", "messageId": "ok1"}
         ]}))).await;
         assert_eq!(s, StatusCode::OK);
-        let statuses: Vec<&str> = v["results"].as_array().unwrap().iter().map(|r| r["status"].as_str().unwrap()).collect();
-        assert_eq!(statuses, vec!["accepted", "rejected", "rejected", "rejected", "duplicate"], "{v}");
+        let statuses: Vec<&str> = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            statuses,
+            vec!["accepted", "rejected", "rejected", "rejected", "duplicate"],
+            "{v}"
+        );
         assert_eq!(h.events().await, before.0 + 1);
     });
 }
@@ -399,7 +893,13 @@ async fn retention_deletes_on_time() {
         h.consent("u7", "analytics", "granted").await;
         h.consent("u7", "marketing_email", "granted").await;
         h.track("u7", "r1", json!({})).await;
-        h.call("POST", "/v1/identify", &h.write, Some(json!({"userId": "u7", "traits": {"email": "r@x.io"}}))).await;
+        h.call(
+            "POST",
+            "/v1/identify",
+            &h.write,
+            Some(json!({"userId": "u7", "traits": {"email": "r@x.io"}})),
+        )
+        .await;
         h.call("POST", "/v1/track", &h.write, Some(json!({"userId": "u7", "messageId": "r2", "event": "Order Completed", "properties": {"total": 5}}))).await;
         assert_eq!(h.events().await, 3);
         // behavioural: 395 days. A day before, nothing goes.
@@ -408,19 +908,35 @@ async fn retention_deletes_on_time() {
         assert_eq!(h.events().await, 3);
         h.t.clock.advance_days(2);
         h.t.app.sweep_retention().await.unwrap();
-        assert_eq!(h.events().await, 2, "the product view is gone after 395 days");
+        assert_eq!(
+            h.events().await,
+            2,
+            "the product view is gone after 395 days"
+        );
         // contact (email trait, identify event): 730 days; transactional: 2555 days
         h.t.clock.advance_days(730 - 396 + 1);
         h.t.app.sweep_retention().await.unwrap();
         assert_eq!(h.events().await, 1);
-        let (_, v) = h.call("GET", "/v1/subjects/u7/data?purpose=marketing_email", &h.server, None).await;
+        let (_, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/u7/data?purpose=marketing_email",
+                &h.server,
+                None,
+            )
+            .await;
         assert!(v["profile"].get("traits.email").is_none(), "{v}");
         assert_eq!(v["events"][0]["name"], "Order Completed");
         h.t.clock.advance_days(2555);
         let swept = h.t.app.sweep_retention().await.unwrap();
         assert!(swept.iter().any(|s| s.category == "transactional"));
         assert_eq!(h.events().await, 0);
-        let entries = h.t.app.store().audit_entries(&h.tenant.to_string(), 0, 1000).await.unwrap();
+        let entries =
+            h.t.app
+                .store()
+                .audit_entries(&h.tenant.to_string(), 0, 1000)
+                .await
+                .unwrap();
         assert!(entries.iter().any(|e| e.action == "retention.swept"));
         assert!(h.t.app.verify_audit_log().await.unwrap().is_ok());
     });
@@ -428,7 +944,9 @@ async fn retention_deletes_on_time() {
 
 #[tokio::test]
 async fn openapi_health_and_metrics() {
-    let Some(h) = H::new(Backend::Sqlite).await else { return };
+    let Some(h) = H::new(Backend::Sqlite).await else {
+        return;
+    };
     let (s, doc) = h.call("GET", "/openapi.json", "", None).await;
     assert_eq!(s, StatusCode::OK);
     let mut documented = Vec::new();
@@ -437,7 +955,10 @@ async fn openapi_health_and_metrics() {
             documented.push((method.clone(), path.clone()));
         }
     }
-    let mut routes: Vec<(String, String)> = candor_http::ROUTES.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
+    let mut routes: Vec<(String, String)> = candor_http::ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
     documented.sort();
     routes.sort();
     assert_eq!(documented, routes, "every route documented, nothing else");
@@ -445,7 +966,10 @@ async fn openapi_health_and_metrics() {
     for (m, p) in candor_http::ROUTES {
         let path = p.replace("{id}", "x").replace("{purpose}", "analytics");
         let (s, v) = h.call(&m.to_uppercase(), &path, &h.admin, None).await;
-        assert!(s != StatusCode::METHOD_NOT_ALLOWED && v["error"]["message"] != "no such endpoint", "{m} {p}: {s}");
+        assert!(
+            s != StatusCode::METHOD_NOT_ALLOWED && v["error"]["message"] != "no such endpoint",
+            "{m} {p}: {s}"
+        );
     }
     let (s, v) = h.call("GET", "/healthz", "", None).await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
@@ -455,9 +979,16 @@ async fn openapi_health_and_metrics() {
     h.track("m", "x1", json!({})).await;
     let (_, v) = h.call("GET", "/metrics", "", None).await;
     let text = v.as_str().unwrap();
-    assert!(text.contains("candor_events_total{outcome=\"dropped\",reason=\"no_consent\"} 1"), "{text}");
+    assert!(
+        text.contains("candor_events_total{outcome=\"dropped\",reason=\"no_consent\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("candor_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/track\",status=\"200\",le=\"+Inf\"}"), "{text}");
     h.consent("m", "analytics", "granted").await;
     let (_, v) = h.call("GET", "/metrics", "", None).await;
-    assert!(v.as_str().unwrap().contains("candor_consent_changes_total{purpose=\"analytics\",action=\"granted\"} 1"));
+    assert!(
+        v.as_str()
+            .unwrap()
+            .contains("candor_consent_changes_total{purpose=\"analytics\",action=\"granted\"} 1")
+    );
 }

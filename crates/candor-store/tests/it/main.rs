@@ -12,8 +12,8 @@ use candor_store::{
 };
 use candor_testkit::{BACKENDS, Backend, TestDb};
 use candor_types::{
-    Category, ConsentAction, ConsentRecord, ConsentSource, ConsentState, EventId, EventKind,
-    KeyId, Purpose, Scope, SubjectId, TenantId, Timestamp,
+    Category, ConsentAction, ConsentRecord, ConsentSource, ConsentState, EventId, EventKind, KeyId,
+    Purpose, Scope, SubjectId, TenantId, Timestamp,
 };
 use serde_json::json;
 
@@ -21,7 +21,9 @@ use serde_json::json;
 macro_rules! each_backend {
     (|$db:ident| $body:block) => {
         for backend in BACKENDS {
-            let Some($db) = TestDb::new(backend).await else { continue };
+            let Some($db) = TestDb::new(backend).await else {
+                continue;
+            };
             let run = async { $body };
             run.await;
         }
@@ -161,9 +163,20 @@ async fn migrations_are_idempotent_and_tenant_names_unique() {
             wrapped_key: Sealed::from_stored(vec![0; 64]),
             created_at: Timestamp::now(),
         };
-        let err = db.store.create_tenant(&again, audit(None, "x")).await.unwrap_err();
-        assert!(matches!(err, StoreError::Conflict(_)), "{:?}: {err:?}", db.backend);
-        assert_eq!(db.store.tenant_by_name("shop-a").await.unwrap().unwrap().id, t);
+        let err = db
+            .store
+            .create_tenant(&again, audit(None, "x"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Conflict(_)),
+            "{:?}: {err:?}",
+            db.backend
+        );
+        assert_eq!(
+            db.store.tenant_by_name("shop-a").await.unwrap().unwrap().id,
+            t
+        );
         assert_eq!(db.store.tenant(t).await.unwrap().unwrap().name, "shop-a");
         assert!(db.store.tenant_by_name("shop-b").await.unwrap().is_none());
         assert_eq!(db.store.list_tenants().await.unwrap().len(), 1);
@@ -182,7 +195,10 @@ async fn api_keys_resolve_by_hash_and_revocation_is_per_tenant() {
             hash: [7; 32],
             label: Some("backend".into()),
         };
-        db.store.create_api_key(&key, audit(Some(a), "key.created")).await.unwrap();
+        db.store
+            .create_api_key(&key, audit(Some(a), "key.created"))
+            .await
+            .unwrap();
         let row = db.store.api_key_by_hash(&[7; 32]).await.unwrap().unwrap();
         assert_eq!((row.tenant, row.scope, row.id), (a, Scope::Server, key.id));
         assert!(db.store.api_key_by_hash(&[8; 32]).await.unwrap().is_none());
@@ -219,7 +235,15 @@ async fn subjects_are_created_once_per_alias_even_concurrently() {
                 let (_, wrapped) = tk.new_data_key(id).unwrap();
                 let a = alias(&tk, "same-user");
                 store
-                    .ensure_subjects(t, vec![NewSubject { id, wrapped_key: wrapped, aliases: vec![a] }], Timestamp::now())
+                    .ensure_subjects(
+                        t,
+                        vec![NewSubject {
+                            id,
+                            wrapped_key: wrapped,
+                            aliases: vec![a],
+                        }],
+                        Timestamp::now(),
+                    )
                     .await
                     .unwrap()[&a]
                     .id
@@ -231,12 +255,30 @@ async fn subjects_are_created_once_per_alias_even_concurrently() {
         }
         ids.dedup();
         assert_eq!(ids.len(), 1, "{:?}: one subject for one alias", db.backend);
-        let found = db.store.find_subjects(t, &[alias(&tk, "same-user")]).await.unwrap();
+        let found = db
+            .store
+            .find_subjects(t, &[alias(&tk, "same-user")])
+            .await
+            .unwrap();
         assert_eq!(found.len(), 1);
-        assert!(db.store.subject(t, ids[0]).await.unwrap().unwrap().wrapped_key.is_some());
+        assert!(
+            db.store
+                .subject(t, ids[0])
+                .await
+                .unwrap()
+                .unwrap()
+                .wrapped_key
+                .is_some()
+        );
         // the same alias in another tenant is a different (unknown) subject
         let (t2, _) = tenant(&db, "b").await;
-        assert!(db.store.find_subjects(t2, &[alias(&tk, "same-user")]).await.unwrap().is_empty());
+        assert!(
+            db.store
+                .find_subjects(t2, &[alias(&tk, "same-user")])
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(db.store.subject(t2, ids[0]).await.unwrap().is_none());
     });
 }
@@ -247,7 +289,16 @@ async fn ingest_deduplicates_and_reads_are_bounded_by_the_grant() {
         let (t, tk) = tenant(&db, "a").await;
         let s = subject(&db, t, &tk, "u1").await;
         let now = Timestamp::now();
-        let first = write_events(&db, t, s, vec![event(s, "m1", "behavioural", now), event(s, "m2", "transactional", now)]).await;
+        let first = write_events(
+            &db,
+            t,
+            s,
+            vec![
+                event(s, "m1", "behavioural", now),
+                event(s, "m2", "transactional", now),
+            ],
+        )
+        .await;
         assert_eq!(first, vec![true, true]);
         let again = write_events(&db, t, s, vec![event(s, "m1", "behavioural", now)]).await;
         assert_eq!(again, vec![false], "{:?}: duplicate messageId", db.backend);
@@ -296,7 +347,13 @@ async fn tenants_never_see_each_others_rows() {
         let (a, tka) = tenant(&db, "a").await;
         let (b, _) = tenant(&db, "b").await;
         let s = subject(&db, a, &tka, "u1").await;
-        write_events(&db, a, s, vec![event(s, "m1", "behavioural", Timestamp::now())]).await;
+        write_events(
+            &db,
+            a,
+            s,
+            vec![event(s, "m1", "behavioural", Timestamp::now())],
+        )
+        .await;
         // a grant minted for tenant b with a's subject id finds nothing
         let g = grant(b, s, "analytics");
         assert!(db.store.events_for(&g, 10).await.unwrap().is_empty());
@@ -305,7 +362,16 @@ async fn tenants_never_see_each_others_rows() {
         assert_eq!(db.store.count_events(b).await.unwrap(), 0);
         // the same message id in another tenant is not a duplicate
         let sb = subject(&db, b, &tka, "u1").await;
-        assert_eq!(write_events(&db, b, sb, vec![event(sb, "m1", "behavioural", Timestamp::now())]).await, vec![true]);
+        assert_eq!(
+            write_events(
+                &db,
+                b,
+                sb,
+                vec![event(sb, "m1", "behavioural", Timestamp::now())]
+            )
+            .await,
+            vec![true]
+        );
     });
 }
 
@@ -324,25 +390,48 @@ async fn consent_ledger_is_append_only_and_ordered() {
             at: Timestamp(at),
         };
         db.store
-            .append_consents(t, s, vec![rec(ConsentAction::Granted, 1)], vec![audit(Some(t), "consent.granted")])
+            .append_consents(
+                t,
+                s,
+                vec![rec(ConsentAction::Granted, 1)],
+                vec![audit(Some(t), "consent.granted")],
+            )
             .await
             .unwrap();
         db.store
-            .append_consents(t, s, vec![rec(ConsentAction::Withdrawn, 2)], vec![audit(Some(t), "consent.withdrawn")])
+            .append_consents(
+                t,
+                s,
+                vec![rec(ConsentAction::Withdrawn, 2)],
+                vec![audit(Some(t), "consent.withdrawn")],
+            )
             .await
             .unwrap();
         let ledger = db.store.consent_ledger(t, s).await.unwrap();
-        assert_eq!(ledger, vec![rec(ConsentAction::Granted, 1), rec(ConsentAction::Withdrawn, 2)]);
+        assert_eq!(
+            ledger,
+            vec![
+                rec(ConsentAction::Granted, 1),
+                rec(ConsentAction::Withdrawn, 2)
+            ]
+        );
         let err = db
             .store
-            .append_consents(t, SubjectId::new(), vec![rec(ConsentAction::Granted, 3)], vec![])
+            .append_consents(
+                t,
+                SubjectId::new(),
+                vec![rec(ConsentAction::Granted, 3)],
+                vec![],
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::NotFound));
         // the ingest snapshot carries the ledger
         let (ledgers, _, _) = db
             .store
-            .ingest(t, vec![s], vec![], |snap| Ok::<_, ()>((IngestWrite::default(), snap.ledgers.clone())))
+            .ingest(t, vec![s], vec![], |snap| {
+                Ok::<_, ()>((IngestWrite::default(), snap.ledgers.clone()))
+            })
             .await
             .unwrap()
             .unwrap();
@@ -366,18 +455,27 @@ async fn verify(db: &TestDb) -> Result<i64, candor_store::AuditBreak> {
 async fn audit_chain_detects_edits_deletions_and_truncation() {
     for backend in BACKENDS {
         for tamper in ["edit", "delete", "truncate", "relink"] {
-            let Some(db) = TestDb::new(backend).await else { continue };
+            let Some(db) = TestDb::new(backend).await else {
+                continue;
+            };
             let (t, _) = tenant(&db, "a").await;
             for i in 0..5 {
-                db.store.append_audit(vec![audit(Some(t), &format!("consent.granted.{i}"))]).await.unwrap();
+                db.store
+                    .append_audit(vec![audit(Some(t), &format!("consent.granted.{i}"))])
+                    .await
+                    .unwrap();
             }
             assert_eq!(verify(&db).await.unwrap(), 6, "{backend:?}");
             let chain = t.to_string();
             let sql = match tamper {
-                "edit" => format!("UPDATE audit_log SET details = '{{\"n\": 2}}' WHERE chain = '{chain}' AND seq = 3"),
+                "edit" => format!(
+                    "UPDATE audit_log SET details = '{{\"n\": 2}}' WHERE chain = '{chain}' AND seq = 3"
+                ),
                 "delete" => format!("DELETE FROM audit_log WHERE chain = '{chain}' AND seq = 2"),
                 "truncate" => format!("DELETE FROM audit_log WHERE chain = '{chain}' AND seq = 5"),
-                _ => format!("UPDATE audit_log SET action = 'x' WHERE chain = '{chain}' AND seq = 4"),
+                _ => {
+                    format!("UPDATE audit_log SET action = 'x' WHERE chain = '{chain}' AND seq = 4")
+                }
             };
             assert_eq!(db.exec_raw(&sql).await, 1);
             let broken = verify(&db).await.unwrap_err();
@@ -387,7 +485,11 @@ async fn audit_chain_detects_edits_deletions_and_truncation() {
                 "truncate" => 5,
                 _ => 4,
             };
-            assert_eq!((broken.chain.as_str(), broken.seq), (chain.as_str(), expected_seq), "{backend:?} {tamper}: {broken}");
+            assert_eq!(
+                (broken.chain.as_str(), broken.seq),
+                (chain.as_str(), expected_seq),
+                "{backend:?} {tamper}: {broken}"
+            );
         }
     }
 }
@@ -399,11 +501,17 @@ async fn retention_sweep_removes_expired_events_parts_and_fields() {
         let s = subject(&db, t, &tk, "u1").await;
         let old = Timestamp::now().minus_days(400);
         let recent = Timestamp::now().minus_days(10);
-        write_events(&db, t, s, vec![
-            event(s, "old-b", "behavioural", old),
-            event(s, "new-b", "behavioural", recent),
-            event(s, "old-t", "transactional", old),
-        ]).await;
+        write_events(
+            &db,
+            t,
+            s,
+            vec![
+                event(s, "old-b", "behavioural", old),
+                event(s, "new-b", "behavioural", recent),
+                event(s, "old-t", "transactional", old),
+            ],
+        )
+        .await;
         let field = |path: &str, cat: &str, at| FieldRow {
             subject: s,
             path: path.into(),
@@ -411,31 +519,128 @@ async fn retention_sweep_removes_expired_events_parts_and_fields() {
             sealed: Sealed::from_stored(vec![9; 40]),
             updated_at: at,
         };
-        let fields = vec![field("traits.email", "contact", old), field("traits.phone", "contact", recent)];
+        let fields = vec![
+            field("traits.email", "contact", old),
+            field("traits.phone", "contact", recent),
+        ];
         db.store
             .ingest(t, vec![s], vec![], move |_| {
-                Ok::<_, ()>((IngestWrite { fields, ..Default::default() }, ()))
+                Ok::<_, ()>((
+                    IngestWrite {
+                        fields,
+                        ..Default::default()
+                    },
+                    (),
+                ))
             })
             .await
             .unwrap()
             .unwrap();
         let cutoff = Timestamp::now().minus_days(395);
-        let counts = db.store.sweep_category(t, &c("behavioural"), cutoff).await.unwrap();
+        let counts = db
+            .store
+            .sweep_category(t, &c("behavioural"), cutoff)
+            .await
+            .unwrap();
         assert_eq!(counts.events_deleted, 1, "{:?}", db.backend);
-        let counts = db.store.sweep_category(t, &c("contact"), cutoff).await.unwrap();
-        assert_eq!((counts.events_deleted, counts.event_parts_removed, counts.fields_deleted), (0, 1, 1));
+        let counts = db
+            .store
+            .sweep_category(t, &c("contact"), cutoff)
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                counts.events_deleted,
+                counts.event_parts_removed,
+                counts.fields_deleted
+            ),
+            (0, 1, 1)
+        );
         assert_eq!(db.store.count_events(t).await.unwrap(), 2);
         // the old transactional event stays, without its contact part
-        let evs = db.store.events_for(&grant(t, s, "marketing_email"), 10).await.unwrap();
+        let evs = db
+            .store
+            .events_for(&grant(t, s, "marketing_email"), 10)
+            .await
+            .unwrap();
         let old_t = evs.iter().find(|e| e.message_id == "old-t").unwrap();
         assert!(old_t.sealed.is_empty() && old_t.plain.contains_key(&c("transactional")));
         let new_b = evs.iter().find(|e| e.message_id == "new-b").unwrap();
         assert!(new_b.sealed.contains_key(&c("contact")));
-        let fields = db.store.fields_for(&grant(t, s, "marketing_email")).await.unwrap();
-        assert_eq!(fields.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), vec!["traits.phone"]);
+        let fields = db
+            .store
+            .fields_for(&grant(t, s, "marketing_email"))
+            .await
+            .unwrap();
+        assert_eq!(
+            fields.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(),
+            vec!["traits.phone"]
+        );
         // sweeping again finds nothing
-        let again = db.store.sweep_category(t, &c("contact"), cutoff).await.unwrap();
+        let again = db
+            .store
+            .sweep_category(t, &c("contact"), cutoff)
+            .await
+            .unwrap();
         assert_eq!(again, Default::default());
         let _ = Backend::Sqlite;
+    });
+}
+
+#[tokio::test]
+async fn a_stale_prepared_write_is_replanned_inside_the_transaction() {
+    each_backend!(|db| {
+        let (t, tk) = tenant(&db, "a").await;
+        let s = subject(&db, t, &tk, "u1").await;
+        let snap = db.store.ingest_snapshot(t, &[s], &["m1".into()]).await.unwrap();
+        assert_eq!(snap.fingerprint, (0, 0));
+        // the ledger changes after the snapshot was taken (a concurrent withdrawal)
+        let rec = ConsentRecord {
+            purpose: p("analytics"),
+            action: ConsentAction::Withdrawn,
+            source: ConsentSource::Api,
+            notice_version: None,
+            notice_hash: None,
+            jurisdiction: None,
+            at: Timestamp::now(),
+        };
+        db.store.append_consents(t, s, vec![rec], vec![]).await.unwrap();
+        let after = db.store.ingest_snapshot(t, &[s], &[]).await.unwrap();
+        assert_eq!(after.fingerprint.0, 1);
+        assert_ne!(after.fingerprint, snap.fingerprint);
+        let stale = IngestWrite { events: vec![event(s, "m1", "behavioural", Timestamp::now())], ..Default::default() };
+        let mut jobs = vec![candor_store::IngestJob {
+            tenant: t,
+            subjects: vec![s],
+            message_ids: vec!["m1".into()],
+            prepared: Some(candor_store::Prepared {
+                fingerprint: snap.fingerprint,
+                existing_message_ids: snap.existing_message_ids,
+                write: stale,
+            }),
+            // the planner sees the withdrawal and writes nothing
+            plan: Box::new(|snap| {
+                assert_eq!(snap.ledgers.values().map(Vec::len).sum::<usize>(), 1);
+                None
+            }),
+        }];
+        let out = db.store.ingest_group(&mut jobs).await.unwrap();
+        assert!(out[0].is_none(), "{:?}: the stale write was used", db.backend);
+        assert_eq!(db.store.count_events(t).await.unwrap(), 0);
+        // a fresh prepared write is used as is, without planning
+        let snap = db.store.ingest_snapshot(t, &[s], &["m2".into()]).await.unwrap();
+        let mut jobs = vec![candor_store::IngestJob {
+            tenant: t,
+            subjects: vec![s],
+            message_ids: vec!["m2".into()],
+            prepared: Some(candor_store::Prepared {
+                fingerprint: snap.fingerprint,
+                existing_message_ids: snap.existing_message_ids,
+                write: IngestWrite { events: vec![event(s, "m2", "behavioural", Timestamp::now())], ..Default::default() },
+            }),
+            plan: Box::new(|_| panic!("a fresh prepared write must not be replanned")),
+        }];
+        let out = db.store.ingest_group(&mut jobs).await.unwrap();
+        assert_eq!(out[0].as_ref().unwrap().1, vec![true]);
     });
 }
