@@ -592,7 +592,11 @@ async fn a_stale_prepared_write_is_replanned_inside_the_transaction() {
     each_backend!(|db| {
         let (t, tk) = tenant(&db, "a").await;
         let s = subject(&db, t, &tk, "u1").await;
-        let snap = db.store.ingest_snapshot(t, &[s], &["m1".into()]).await.unwrap();
+        let snap = db
+            .store
+            .ingest_snapshot(t, &[s], &["m1".into()])
+            .await
+            .unwrap();
         assert_eq!(snap.fingerprint, (0, 0));
         // the ledger changes after the snapshot was taken (a concurrent withdrawal)
         let rec = ConsentRecord {
@@ -604,11 +608,17 @@ async fn a_stale_prepared_write_is_replanned_inside_the_transaction() {
             jurisdiction: None,
             at: Timestamp::now(),
         };
-        db.store.append_consents(t, s, vec![rec], vec![]).await.unwrap();
+        db.store
+            .append_consents(t, s, vec![rec], vec![])
+            .await
+            .unwrap();
         let after = db.store.ingest_snapshot(t, &[s], &[]).await.unwrap();
         assert_eq!(after.fingerprint.0, 1);
         assert_ne!(after.fingerprint, snap.fingerprint);
-        let stale = IngestWrite { events: vec![event(s, "m1", "behavioural", Timestamp::now())], ..Default::default() };
+        let stale = IngestWrite {
+            events: vec![event(s, "m1", "behavioural", Timestamp::now())],
+            ..Default::default()
+        };
         let mut jobs = vec![candor_store::IngestJob {
             tenant: t,
             subjects: vec![s],
@@ -625,10 +635,18 @@ async fn a_stale_prepared_write_is_replanned_inside_the_transaction() {
             }),
         }];
         let out = db.store.ingest_group(&mut jobs).await.unwrap();
-        assert!(out[0].is_none(), "{:?}: the stale write was used", db.backend);
+        assert!(
+            out[0].is_none(),
+            "{:?}: the stale write was used",
+            db.backend
+        );
         assert_eq!(db.store.count_events(t).await.unwrap(), 0);
         // a fresh prepared write is used as is, without planning
-        let snap = db.store.ingest_snapshot(t, &[s], &["m2".into()]).await.unwrap();
+        let snap = db
+            .store
+            .ingest_snapshot(t, &[s], &["m2".into()])
+            .await
+            .unwrap();
         let mut jobs = vec![candor_store::IngestJob {
             tenant: t,
             subjects: vec![s],
@@ -636,7 +654,10 @@ async fn a_stale_prepared_write_is_replanned_inside_the_transaction() {
             prepared: Some(candor_store::Prepared {
                 fingerprint: snap.fingerprint,
                 existing_message_ids: snap.existing_message_ids,
-                write: IngestWrite { events: vec![event(s, "m2", "behavioural", Timestamp::now())], ..Default::default() },
+                write: IngestWrite {
+                    events: vec![event(s, "m2", "behavioural", Timestamp::now())],
+                    ..Default::default()
+                },
             }),
             plan: Box::new(|_| panic!("a fresh prepared write must not be replanned")),
         }];
