@@ -3,7 +3,7 @@
 //! straight into the database with prepared statements, one transaction per batch.
 //!
 //! Run: `cargo run --release -p candor-bench-ingest` (or `bash bench/run`).
-//! Options (environment): `BENCH_BATCHES` (default 400), `BENCH_CLIENTS` (4), `BENCH_RUNS` (3),
+//! Options (environment): `BENCH_BATCHES` (default 1000), `BENCH_CLIENTS` (8), `BENCH_RUNS` (3),
 //! `BENCH_BACKENDS` (`sqlite,postgres`). PostgreSQL: a fresh database on `CANDOR_TEST_PG_URL`.
 
 #![allow(clippy::unwrap_used)]
@@ -346,8 +346,8 @@ async fn main() -> Result<()> {
             .with_writer(std::io::stderr)
             .init();
     }
-    let batches = env_usize("BENCH_BATCHES", 400);
-    let clients = env_usize("BENCH_CLIENTS", 4);
+    let batches = env_usize("BENCH_BATCHES", 1000);
+    let clients = env_usize("BENCH_CLIENTS", 8);
     let runs = env_usize("BENCH_RUNS", 3);
     let backends = std::env::var("BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
     let dir = TempDir::new("candor-bench");
