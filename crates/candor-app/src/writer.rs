@@ -33,7 +33,7 @@ impl Writer {
         let rx = Arc::new(Mutex::new(rx));
         let tasks = match store {
             AnyStore::Sqlite(_) => 1,
-            AnyStore::Postgres(_) => 4,
+            AnyStore::Postgres(_) => 8,
         };
         for _ in 0..tasks {
             tokio::spawn(run(store.clone(), rx.clone()));

@@ -146,7 +146,8 @@ macro_rules! impl_store {
         migration_lock = $mlock:literal,
         text_in = $text_in:literal,
         blob_in = $blob_in:literal,
-        consents_json = $consents_json:literal
+        consents_json = $consents_json:literal,
+        check_sql = $check_sql:literal
     ) => {
         use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -334,6 +335,33 @@ macro_rules! impl_store {
         }
 
         type Conn = <$db as sqlx::Database>::Connection;
+
+        /// Inside the write transaction: lock the subjects (PostgreSQL), then read the ledger
+        /// fingerprint and which message ids exist, in one statement.
+        async fn check_on(
+            conn: &mut Conn,
+            tenant: TenantId,
+            subjects: &[SubjectId],
+            message_ids: &[String],
+        ) -> Result<((i64, i64), HashSet<String>)> {
+            let subject_strs: Vec<String> = subjects.iter().map(|s| s.to_string()).collect();
+            if !$share.is_empty() {
+                // A separate statement: under READ COMMITTED the reads below then see every
+                // consent change that committed while this waited for the lock.
+                let q = sqlx::query(concat!("SELECT id FROM subjects WHERE tenant_id = $1 AND id ", $text_in, $share));
+                bind_texts(q.bind(tenant.to_string()), &subject_strs).fetch_all(&mut *conn).await?;
+            }
+            let q = sqlx::query($check_sql).bind(tenant.to_string());
+            let row = bind_texts(bind_texts(q, &subject_strs), message_ids)
+                .fetch_one(&mut *conn)
+                .await?;
+            let existing: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("existing")?)
+                .map_err(|_| StoreError::Corrupt("message ids unreadable".into()))?;
+            Ok((
+                (row.try_get::<i64, _>("n")?, row.try_get::<i64, _>("s")?),
+                existing.into_iter().collect(),
+            ))
+        }
 
         /// Reads what a planner needs. `lock`: take the subjects' share locks (in a write
         /// transaction); `full`: include the ledgers, not only their fingerprint.
@@ -707,9 +735,10 @@ macro_rules! impl_store {
                     let mut write = None;
                     let t = std::time::Instant::now();
                     if let Some(prepared) = job.prepared.take() {
-                        let check = snapshot_on(&mut tx, job.tenant, &job.subjects, &job.message_ids, true, false).await?;
-                        if check.fingerprint == prepared.fingerprint
-                            && check.existing_message_ids == prepared.existing_message_ids
+                        let (fingerprint, existing) =
+                            check_on(&mut tx, job.tenant, &job.subjects, &job.message_ids).await?;
+                        if fingerprint == prepared.fingerprint
+                            && existing == prepared.existing_message_ids
                         {
                             write = Some(prepared.write);
                         }

@@ -171,5 +171,9 @@ impl_store!(
     blob_in = "IN (SELECT unhex(value) FROM json_each($2))",
     consents_json = "SELECT COALESCE(json_group_array(json_array(subject_id, purpose, action, source, notice_version, notice_hash, jurisdiction, at)), '[]') AS ledger, \
         COUNT(*) AS n, COALESCE(SUM(seq), 0) AS s \
-        FROM (SELECT * FROM consents WHERE tenant_id = $1 AND subject_id IN (SELECT value FROM json_each($2)) ORDER BY seq)"
+        FROM (SELECT * FROM consents WHERE tenant_id = $1 AND subject_id IN (SELECT value FROM json_each($2)) ORDER BY seq)",
+    check_sql = "SELECT \
+        (SELECT COUNT(*) FROM consents WHERE tenant_id = $1 AND subject_id IN (SELECT value FROM json_each($2))) AS n, \
+        (SELECT COALESCE(SUM(seq), 0) FROM consents WHERE tenant_id = $1 AND subject_id IN (SELECT value FROM json_each($2))) AS s, \
+        (SELECT COALESCE(json_group_array(message_id), '[]') FROM events WHERE tenant_id = $1 AND message_id IN (SELECT value FROM json_each($3))) AS existing"
 );
