@@ -150,5 +150,8 @@ impl_store!(
     blob_in = "= ANY($2)",
     consents_json = "SELECT COALESCE(json_agg(json_build_array(subject_id, purpose, action, source, notice_version, notice_hash, jurisdiction, at) ORDER BY seq), '[]')::text AS ledger, \
         COUNT(*) AS n, CAST(COALESCE(SUM(seq), 0) AS BIGINT) AS s \
+        FROM consents WHERE tenant_id = $1 AND subject_id = ANY($2)",
+    check_sql = "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(seq), 0) AS BIGINT) AS s, \
+        (SELECT COALESCE(json_agg(message_id), '[]')::text FROM events WHERE tenant_id = $1 AND message_id = ANY($3)) AS existing \
         FROM consents WHERE tenant_id = $1 AND subject_id = ANY($2)"
 );
