@@ -102,6 +102,44 @@ struct PlanInput {
     tenant: TenantId,
 }
 
+impl PlanInput {
+    fn pairs(&self) -> Vec<(&Valid, Option<SubjectId>)> {
+        self.valid
+            .iter()
+            .zip(self.subjects.iter().copied())
+            .collect()
+    }
+
+    /// Plans and seals every event against a snapshot of ledgers and known message ids.
+    fn run(
+        &self,
+        ledgers: &HashMap<SubjectId, Vec<ConsentRecord>>,
+        existing: &HashSet<String>,
+    ) -> AppResult<(IngestWrite, Vec<Planned>)> {
+        let policy = self.app.policy();
+        let pairs = self.pairs();
+        let p = plan(
+            policy,
+            self.tenant,
+            self.now,
+            self.gpc,
+            &pairs,
+            ledgers,
+            existing,
+            &self.erased,
+        );
+        materialize(
+            policy,
+            &pairs,
+            p,
+            &self.keys,
+            self.now,
+            &self.actor,
+            self.tenant,
+        )
+    }
+}
+
 struct Plan {
     per_event: Vec<Planned>,
     consents: Vec<(SubjectId, ConsentRecord)>,
@@ -590,30 +628,7 @@ impl App {
             .store()
             .ingest_snapshot(tenant, &subjects, &message_ids)
             .await?;
-        let (pre_write, pre_planned) = {
-            let i = &input;
-            let pairs: Vec<(&Valid, Option<SubjectId>)> =
-                i.valid.iter().zip(i.subjects.iter().copied()).collect();
-            let p = plan(
-                i.app.policy(),
-                i.tenant,
-                i.now,
-                i.gpc,
-                &pairs,
-                &pre.ledgers,
-                &pre.existing_message_ids,
-                &i.erased,
-            );
-            materialize(
-                i.app.policy(),
-                &pairs,
-                p,
-                &i.keys,
-                i.now,
-                &i.actor,
-                i.tenant,
-            )?
-        };
+        let (pre_write, pre_planned) = input.run(&pre.ledgers, &pre.existing_message_ids)?;
         let slot: Arc<Mutex<Option<AppResult<Vec<Planned>>>>> = Arc::new(Mutex::new(None));
         let (plan_input, plan_slot) = (input.clone(), slot.clone());
         let job = IngestJob {
@@ -626,32 +641,11 @@ impl App {
                 write: pre_write,
             }),
             plan: Box::new(move |snap| {
-                let i = &plan_input;
-                let pairs: Vec<(&Valid, Option<SubjectId>)> =
-                    i.valid.iter().zip(i.subjects.iter().copied()).collect();
-                let p = plan(
-                    i.app.policy(),
-                    i.tenant,
-                    i.now,
-                    i.gpc,
-                    &pairs,
-                    &snap.ledgers,
-                    &snap.existing_message_ids,
-                    &i.erased,
-                );
-                let outcome = materialize(
-                    i.app.policy(),
-                    &pairs,
-                    p,
-                    &i.keys,
-                    i.now,
-                    &i.actor,
-                    i.tenant,
-                );
-                let (write, result) = match outcome {
-                    Ok((w, planned)) => (Some(w), Ok(planned)),
-                    Err(e) => (None, Err(e)),
-                };
+                let (write, result) =
+                    match plan_input.run(&snap.ledgers, &snap.existing_message_ids) {
+                        Ok((w, planned)) => (Some(w), Ok(planned)),
+                        Err(e) => (None, Err(e)),
+                    };
                 if let Ok(mut s) = plan_slot.lock() {
                     *s = Some(result);
                 }
@@ -667,11 +661,7 @@ impl App {
         let Some((write, inserted)) = committed else {
             return Err(AppError::internal("ingest", &"planner wrote nothing"));
         };
-        let pairs: Vec<(&Valid, Option<SubjectId>)> = input
-            .valid
-            .iter()
-            .zip(input.subjects.iter().copied())
-            .collect();
+        let pairs = input.pairs();
         for (_, c) in &write.consents {
             self.metrics()
                 .consent_change(c.purpose.as_str(), c.action.as_str());
