@@ -1,7 +1,6 @@
 //! Operator use cases: tenants, API keys, authentication, policy loads, the audit log and
 //! retention.
 
-use candor_crypto::{hash_api_key, new_api_key};
 use candor_store::{
     AuditBreak, AuditDraft, NewApiKey, Store, SweepCounts, TenantRow, verify_chain,
 };
@@ -105,7 +104,7 @@ impl App {
         label: Option<String>,
         actor: &str,
     ) -> AppResult<(KeyId, String)> {
-        let key = new_api_key(scope)?;
+        let key = self.master().api_key_hasher().new_key(scope)?;
         let id = KeyId::new();
         self.store()
             .create_api_key(
@@ -159,7 +158,7 @@ impl App {
         }
         let row = self
             .store()
-            .api_key_by_hash(&hash_api_key(secret))
+            .api_key_by_hash(&self.master().api_key_hasher().hash(secret))
             .await?
             .ok_or_else(AppError::unauthorized)?;
         Ok(Principal {

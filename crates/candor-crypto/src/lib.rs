@@ -342,25 +342,44 @@ impl fmt::Debug for NewApiKey {
     }
 }
 
-/// Generates an API key: `cnd_<scope>_<43 chars of base64url>` (256 random bits).
-///
-/// Keys are random 256-bit secrets, so a single SHA-256 is a sound at-rest hash (as for
-/// GitHub or Stripe tokens): unlike passwords they cannot be guessed, and a slow hash such as
-/// argon2 on every request would only cost latency.
-pub fn new_api_key(scope: Scope) -> Result<NewApiKey, CryptoError> {
-    let raw: Zeroizing<[u8; 32]> = Zeroizing::new(random_bytes()?);
-    let secret = Zeroizing::new(format!(
-        "cnd_{}_{}",
-        scope.as_str(),
-        URL_SAFE_NO_PAD.encode(*raw)
-    ));
-    let hash = hash_api_key(&secret);
-    Ok(NewApiKey { secret, hash })
+/// The key that turns API key secrets into their stored form. Derived from the master key,
+/// so a copy of the database alone cannot even test a guessed key.
+pub struct ApiKeyHasher(Key32);
+
+impl fmt::Debug for ApiKeyHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKeyHasher(<redacted>)")
+    }
 }
 
-/// The stored form of an API key.
-pub fn hash_api_key(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
+impl MasterKey {
+    pub fn api_key_hasher(&self) -> ApiKeyHasher {
+        ApiKeyHasher(Key32(hmac(&self.0.0, &[b"candor/api-key-hash/v1"])))
+    }
+}
+
+impl ApiKeyHasher {
+    /// Generates an API key: `cnd_<scope>_<43 chars of base64url>` (256 random bits).
+    ///
+    /// Stored form: HMAC-SHA256 under a key derived from the master key. Keys are random
+    /// 256-bit secrets, so a keyed fast hash is sound (as for GitHub or Stripe tokens): unlike
+    /// passwords they cannot be guessed, and a slow hash such as argon2 on every request would
+    /// only cost latency. The HMAC key adds that a stolen database cannot test candidates.
+    pub fn new_key(&self, scope: Scope) -> Result<NewApiKey, CryptoError> {
+        let raw: Zeroizing<[u8; 32]> = Zeroizing::new(random_bytes()?);
+        let secret = Zeroizing::new(format!(
+            "cnd_{}_{}",
+            scope.as_str(),
+            URL_SAFE_NO_PAD.encode(*raw)
+        ));
+        let hash = self.hash(&secret);
+        Ok(NewApiKey { secret, hash })
+    }
+
+    /// The stored form of an API key.
+    pub fn hash(&self, secret: &str) -> [u8; 32] {
+        hmac(&self.0.0, &[secret.as_bytes()])
+    }
 }
 
 /// Hex SHA-256, for content hashes (policy files, notice texts, audit entries).
@@ -476,12 +495,18 @@ mod tests {
 
     #[test]
     fn api_keys_are_unique_and_hash_stably() {
-        let k1 = new_api_key(Scope::Write).expect("rng");
-        let k2 = new_api_key(Scope::Write).expect("rng");
+        let master = MasterKey::generate().expect("rng");
+        let hasher = master.api_key_hasher();
+        let k1 = hasher.new_key(Scope::Write).expect("rng");
+        let k2 = hasher.new_key(Scope::Write).expect("rng");
         assert!(k1.secret.starts_with("cnd_write_"));
         assert_ne!(*k1.secret, *k2.secret);
-        assert_eq!(k1.hash, hash_api_key(&k1.secret));
+        assert_eq!(k1.hash, hasher.hash(&k1.secret));
         assert_ne!(k1.hash, k2.hash);
+        // another deployment's master key gives another stored form
+        let other = MasterKey::generate().expect("rng").api_key_hasher();
+        assert_ne!(other.hash(&k1.secret), k1.hash);
+        assert_ne!(k1.hash[..], Sha256::digest(k1.secret.as_bytes())[..]);
         assert!(!format!("{k1:?}").contains(&k1.secret[10..]));
     }
 }
