@@ -52,6 +52,14 @@ struct Deployment {
     backend: Backend,
 }
 
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if let Some(url) = &self.db {
+            candor_testkit::drop_pg_database(url);
+        }
+    }
+}
+
 impl Deployment {
     async fn new(backend: Backend) -> Option<Self> {
         let db = match backend {
