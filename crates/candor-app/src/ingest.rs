@@ -25,7 +25,7 @@ use candor_types::{
     IncomingEvent, Purpose, SubjectId, TenantId, Timestamp,
 };
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::{App, AppError, AppResult, Principal};
 
@@ -83,8 +83,9 @@ enum Planned {
         subject: SubjectId,
         category: Category,
         purposes: Vec<Purpose>,
-        kept: Vec<(String, Category, Value)>,
-        traits: Vec<(String, Category, Value)>,
+        /// Paths (`properties.price`) of the fields kept, with their categories.
+        kept: Vec<(String, Category)>,
+        traits: Vec<(String, Category)>,
         dropped_fields: Vec<String>,
     },
 }
@@ -285,24 +286,24 @@ fn plan(
             ("properties", &v.event.properties),
             ("context", &v.event.context),
         ] {
-            for (k, val) in map {
+            for k in map.keys() {
                 if top == "context" && (k == "consent" || k == "traits") {
                     continue;
                 }
                 let path = format!("{top}.{k}");
                 let c = policy.field_category(&category, &path);
                 if event_reads.contains(c) {
-                    kept.push((path, c.clone(), val.clone()));
+                    kept.push((path, c.clone()));
                 } else {
                     dropped_fields.push(path);
                 }
             }
         }
-        for (k, val) in &v.event.traits {
+        for k in v.event.traits.keys() {
             let path = format!("traits.{k}");
             let c = policy.field_category(&category, &path);
             if collect.contains(c) || (audit_reads.contains(c) && policy.is_protected_path(&path)) {
-                traits.push((path, c.clone(), val.clone()));
+                traits.push((path, c.clone()));
             } else {
                 dropped_fields.push(path);
             }
@@ -346,14 +347,16 @@ pub(crate) fn event_part_label(id: EventId, category: &Category) -> String {
     format!("event:{id}:{category}")
 }
 
-fn insert_path(obj: &mut Map<String, Value>, path: &str, value: Value) {
-    let (top, rest) = path.split_once('.').unwrap_or((path, ""));
-    let entry = obj
-        .entry(top.to_owned())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Value::Object(m) = entry {
-        m.insert(rest.to_owned(), value);
-    }
+/// The value at `properties.x` / `context.x` / `traits.x` of an event, split into its parts.
+fn field<'a>(e: &'a IncomingEvent, path: &'a str) -> Option<(&'a str, &'a str, &'a Value)> {
+    let (top, key) = path.split_once('.')?;
+    let map = match top {
+        "properties" => &e.properties,
+        "context" => &e.context,
+        "traits" => &e.traits,
+        _ => return None,
+    };
+    map.get(key).map(|v| (top, key, v))
 }
 
 /// Seals a plan into rows. Fails only if the crypto fails (then nothing is written).
@@ -397,24 +400,37 @@ fn materialize(
             .get(subject)
             .ok_or_else(|| AppError::internal("ingest", &"data key missing for subject"))?;
         let id = EventId::new();
-        let mut by_cat: BTreeMap<Category, Map<String, Value>> = BTreeMap::new();
-        for (path, c, val) in kept {
-            insert_path(by_cat.entry(c.clone()).or_default(), path, val.clone());
+        // Fields by category, then by `properties` / `context`, borrowed from the event.
+        let mut by_cat: BTreeMap<&Category, BTreeMap<&str, BTreeMap<&str, &Value>>> =
+            BTreeMap::new();
+        for (path, c) in kept {
+            if let Some((top, k, val)) = field(&v.event, path) {
+                by_cat
+                    .entry(c)
+                    .or_default()
+                    .entry(top)
+                    .or_default()
+                    .insert(k, val);
+            }
         }
         let mut plain = BTreeMap::new();
         let mut sealed = BTreeMap::new();
         for (c, fields) in by_cat {
-            let is_sealed = policy.category(&c).is_none_or(|d| d.sealed);
-            let value = Value::Object(fields);
+            let is_sealed = policy.category(c).is_none_or(|d| d.sealed);
             if is_sealed {
                 let bytes =
-                    serde_json::to_vec(&value).map_err(|e| AppError::internal("ingest", &e))?;
-                sealed.insert(c.clone(), key.seal(&event_part_label(id, &c), &bytes)?);
+                    serde_json::to_vec(&fields).map_err(|e| AppError::internal("ingest", &e))?;
+                sealed.insert(c.clone(), key.seal(&event_part_label(id, c), &bytes)?);
             } else {
-                plain.insert(c, value);
+                let value =
+                    serde_json::to_value(&fields).map_err(|e| AppError::internal("ingest", &e))?;
+                plain.insert(c.clone(), value);
             }
         }
-        for (path, c, val) in traits {
+        for (path, c) in traits {
+            let Some((_, _, val)) = field(&v.event, path) else {
+                continue;
+            };
             let bytes = serde_json::to_vec(val).map_err(|e| AppError::internal("ingest", &e))?;
             write.fields.push(FieldRow {
                 subject: *subject,
@@ -465,7 +481,7 @@ impl App {
     pub async fn ingest(
         &self,
         principal: &Principal,
-        messages: &[Value],
+        messages: Vec<Value>,
         opts: IngestOptions,
     ) -> AppResult<IngestReport> {
         let tenant = principal.tenant;
@@ -474,7 +490,11 @@ impl App {
         let mut report = IngestReport::default();
         let mut results: Vec<Option<EventResult>> = vec![None; messages.len()];
         let mut valid = Vec::with_capacity(messages.len());
-        for (index, m) in messages.iter().enumerate() {
+        for (index, m) in messages.into_iter().enumerate() {
+            let client_mid = m
+                .get("messageId")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             match IncomingEvent::from_json(m, opts.forced_kind) {
                 Ok(event) => {
                     let aliases = aliases_of(&tk, &event);
@@ -493,10 +513,7 @@ impl App {
                 Err(e) => {
                     results[index] = Some(EventResult {
                         index,
-                        message_id: m
-                            .get("messageId")
-                            .and_then(Value::as_str)
-                            .map(str::to_owned),
+                        message_id: client_mid,
                         status: "rejected",
                         reason: Some(e.code()),
                         message: Some(e.to_string()),

@@ -171,7 +171,7 @@ async fn single(
     let report = app
         .ingest(
             &principal,
-            std::slice::from_ref(&msg),
+            vec![msg],
             IngestOptions {
                 gpc: gpc(&headers),
                 forced_kind: Some(kind),
@@ -266,7 +266,7 @@ async fn batch(
     let report = app
         .ingest(
             &p,
-            &messages,
+            messages,
             IngestOptions {
                 gpc: gpc(&headers),
                 forced_kind: None,

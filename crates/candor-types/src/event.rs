@@ -144,13 +144,14 @@ fn id_field(obj: &Map<String, Value>, key: &'static str) -> Result<Option<String
     }
 }
 
-fn object_field(
-    obj: &Map<String, Value>,
+/// Moves an object field out of the message (no copy of its contents).
+fn take_object(
+    obj: &mut Map<String, Value>,
     key: &'static str,
 ) -> Result<Map<String, Value>, SegmentError> {
-    match obj.get(key) {
+    match obj.remove(key) {
         None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(m)) => Ok(m.clone()),
+        Some(Value::Object(m)) => Ok(m),
         Some(_) => Err(SegmentError::WrongType(key, "expected an object")),
     }
 }
@@ -167,10 +168,13 @@ fn name_field(obj: &Map<String, Value>, key: &'static str) -> Result<Option<Stri
 }
 
 impl IncomingEvent {
-    /// Validates one message. `forced_kind` is the kind implied by the endpoint
-    /// (`/v1/track` ...); inside a batch each message names its own `type`.
-    pub fn from_json(value: &Value, forced_kind: Option<EventKind>) -> Result<Self, SegmentError> {
-        let obj = value.as_object().ok_or(SegmentError::NotAnObject)?;
+    /// Validates one message, taking it apart without copying. `forced_kind` is the kind
+    /// implied by the endpoint (`/v1/track` ...); inside a batch each message names its own
+    /// `type`. `context.traits` are merged into `traits` (explicit traits win).
+    pub fn from_json(value: Value, forced_kind: Option<EventKind>) -> Result<Self, SegmentError> {
+        let Value::Object(mut obj) = value else {
+            return Err(SegmentError::NotAnObject);
+        };
         let kind = match forced_kind {
             Some(k) => k,
             None => obj
@@ -179,29 +183,38 @@ impl IncomingEvent {
                 .and_then(EventKind::parse)
                 .ok_or(SegmentError::UnsupportedType)?,
         };
-        let message_id = id_field(obj, "messageId")?;
-        let user_id = id_field(obj, "userId")?;
-        let anonymous_id = id_field(obj, "anonymousId")?;
+        let message_id = id_field(&obj, "messageId")?;
+        let user_id = id_field(&obj, "userId")?;
+        let anonymous_id = id_field(&obj, "anonymousId")?;
         if user_id.is_none() && anonymous_id.is_none() {
             return Err(SegmentError::MissingIdentity);
         }
         let name = match kind {
             EventKind::Track => {
-                let n = name_field(obj, "event")?;
+                let n = name_field(&obj, "event")?;
                 match n {
                     Some(n) if !n.trim().is_empty() => Some(n),
                     _ => return Err(SegmentError::MissingEventName),
                 }
             }
-            EventKind::Page => name_field(obj, "name")?,
+            EventKind::Page => name_field(&obj, "name")?,
             EventKind::Identify => None,
         };
-        let properties = object_field(obj, "properties")?;
-        let context = object_field(obj, "context")?;
-        let mut traits = object_field(obj, "traits")?;
-        if let Some(Value::Object(ctx_traits)) = context.get("traits") {
-            for (k, v) in ctx_traits {
-                traits.entry(k.clone()).or_insert_with(|| v.clone());
+        let properties = take_object(&mut obj, "properties")?;
+        let mut context = take_object(&mut obj, "context")?;
+        let mut traits = take_object(&mut obj, "traits")?;
+        match context.remove("traits") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(ctx_traits)) => {
+                for (k, v) in ctx_traits {
+                    traits.entry(k).or_insert(v);
+                }
+            }
+            Some(_) => {
+                return Err(SegmentError::WrongType(
+                    "context.traits",
+                    "expected an object",
+                ));
             }
         }
         let timestamp = match obj.get("timestamp") {
@@ -253,7 +266,7 @@ mod tests {
                         "consent": {"categoryPreferences": {"Analytics": true, "Advertising": false}}},
             "timestamp": "2024-01-01T00:00:00Z"
         });
-        let e = IncomingEvent::from_json(&v, None).expect("valid");
+        let e = IncomingEvent::from_json(v, None).expect("valid");
         assert_eq!(e.kind, EventKind::Track);
         assert_eq!(e.user_id.as_deref(), Some("42"));
         assert_eq!(e.name.as_deref(), Some("Product Viewed"));
@@ -298,7 +311,7 @@ mod tests {
             ),
         ];
         for (v, code) in cases {
-            let err = IncomingEvent::from_json(&v, None).expect_err("must be rejected");
+            let err = IncomingEvent::from_json(v.clone(), None).expect_err("must be rejected");
             assert_eq!(err.code(), code, "{v}");
         }
     }
