@@ -90,6 +90,32 @@ impl App {
         }
     }
 
+    /// Crypto-shreds a subject: destroys their data key, so every value sealed with it
+    /// (identifiers, personal traits, personal event fields) is unreadable from now on, in the
+    /// live database and in every backup; nothing new is stored for them. Admin only; audited.
+    pub async fn shred_subject(
+        &self,
+        principal: &Principal,
+        external_id: &str,
+    ) -> AppResult<SubjectId> {
+        principal.require(Scope::Admin)?;
+        let subject = self.resolve_subject(principal.tenant, external_id).await?;
+        self.store()
+            .shred_subject_key(
+                principal.tenant,
+                subject.id,
+                AuditDraft {
+                    tenant: Some(principal.tenant),
+                    actor: principal.actor(),
+                    action: "subject.key_destroyed".into(),
+                    target: Some(subject.id.to_string()),
+                    details: json!({}),
+                },
+            )
+            .await?;
+        Ok(subject.id)
+    }
+
     /// Parses a purpose name against the policy.
     pub fn purpose(&self, name: &str) -> AppResult<Purpose> {
         self.policy().parse_purpose(name).ok_or_else(|| {

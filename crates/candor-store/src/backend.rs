@@ -710,6 +710,29 @@ macro_rules! impl_store {
                 .transpose()
             }
 
+            async fn shred_subject_key(
+                &self,
+                tenant: TenantId,
+                id: SubjectId,
+                audit: AuditDraft,
+            ) -> Result<bool> {
+                let mut tx = self.write_tx().await?;
+                // The row lock waits for ingestion in flight (it holds a share lock).
+                let n = sqlx::query(
+                    "UPDATE subjects SET wrapped_key = NULL WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL",
+                )
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n > 0 {
+                    audit_tx(&mut tx, vec![audit], Timestamp::now()).await?;
+                }
+                tx.commit().await?;
+                Ok(n > 0)
+            }
+
             async fn ingest_snapshot(
                 &self,
                 tenant: TenantId,

@@ -300,6 +300,14 @@ pub trait Store: Send + Sync {
         tenant: TenantId,
         id: SubjectId,
     ) -> impl Future<Output = Result<Option<SubjectRow>>> + Send;
+    /// Crypto-shredding: destroys the subject's wrapped data key, so everything sealed with it
+    /// is unreadable from then on (in backups too). `false` if it was already destroyed.
+    fn shred_subject_key(
+        &self,
+        tenant: TenantId,
+        id: SubjectId,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<bool>> + Send;
 
     /// Group commit: runs several ingestion jobs in ONE transaction, in order. For each job it
     /// reads the subjects' consent ledgers and which message ids exist (seeing the writes of
@@ -511,6 +519,14 @@ impl Store for AnyStore {
     }
     async fn subject(&self, tenant: TenantId, id: SubjectId) -> Result<Option<SubjectRow>> {
         dispatch!(self, s => s.subject(tenant, id))
+    }
+    async fn shred_subject_key(
+        &self,
+        tenant: TenantId,
+        id: SubjectId,
+        audit: AuditDraft,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.shred_subject_key(tenant, id, audit))
     }
     async fn ingest_group(&self, jobs: &mut [IngestJob]) -> Result<Vec<Committed>> {
         dispatch!(self, s => s.ingest_group(jobs))

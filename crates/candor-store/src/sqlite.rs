@@ -37,6 +37,8 @@ impl SqliteStore {
             .foreign_keys(true)
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory")
+            // Overwrite freed content, so a destroyed data key does not linger in free pages.
+            .pragma("secure_delete", "on")
             .pragma("page_size", "8192");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)

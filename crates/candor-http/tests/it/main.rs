@@ -992,3 +992,94 @@ async fn openapi_health_and_metrics() {
             .contains("candor_consent_changes_total{purpose=\"analytics\",action=\"granted\"} 1")
     );
 }
+
+#[tokio::test]
+async fn crypto_shredding_makes_sealed_data_unreadable_and_stops_collection() {
+    each_backend!(|h| {
+        for p in ["analytics", "marketing_email"] {
+            h.consent("u8", p, "granted").await;
+        }
+        h.call("POST", "/v1/identify", &h.write, Some(json!({"userId": "u8", "traits": {"email": "shred@me.io"}, "context": {"ip": "192.0.2.8"}}))).await;
+        assert_eq!(
+            h.track("u8", "s1", json!({"context": {"ip": "192.0.2.8"}}))
+                .await["status"],
+            "accepted"
+        );
+        let (_, before) = h
+            .call(
+                "GET",
+                "/v1/subjects/u8/data?purpose=marketing_email",
+                &h.server,
+                None,
+            )
+            .await;
+        assert_eq!(before["profile"]["traits.email"], "shred@me.io", "{before}");
+        assert!(
+            before["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["fields"].get("contact").is_some())
+        );
+
+        let server_principal = h.t.app.authenticate(&h.server).await.unwrap();
+        assert!(
+            h.t.app
+                .shred_subject(&server_principal, "u8")
+                .await
+                .is_err(),
+            "admin only"
+        );
+        let admin = h.t.app.authenticate(&h.admin).await.unwrap();
+        let subject = h.t.app.shred_subject(&admin, "u8").await.unwrap();
+        assert!(
+            h.t.app
+                .store()
+                .subject(h.tenant, subject)
+                .await
+                .unwrap()
+                .unwrap()
+                .wrapped_key
+                .is_none()
+        );
+
+        // the sealed bytes may remain, but nothing can open them any more
+        let (s, after) = h
+            .call(
+                "GET",
+                "/v1/subjects/u8/data?purpose=marketing_email",
+                &h.server,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{after}");
+        assert!(after["profile"].as_object().unwrap().is_empty(), "{after}");
+        assert!(
+            after["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| e["fields"].get("contact").is_none()),
+            "{after}"
+        );
+        assert!(!after.to_string().contains("shred@me.io"));
+        // nothing new is collected for the person
+        let r = h.track("u8", "s2", json!({})).await;
+        assert_eq!(
+            (r["status"].as_str(), r["reason"].as_str()),
+            (Some("dropped"), Some("subject_erased")),
+            "{r}"
+        );
+        let entries =
+            h.t.app
+                .store()
+                .audit_entries(&h.tenant.to_string(), 0, 1000)
+                .await
+                .unwrap();
+        assert!(entries.iter().any(|e| e.action == "subject.key_destroyed"
+            && e.target.as_deref() == Some(&subject.to_string())));
+        // the key column holds nothing
+        let raw = h.t.db.raw_bytes().await;
+        assert!(!raw.windows(11).any(|w| w == b"shred@me.io"));
+    });
+}
