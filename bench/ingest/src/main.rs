@@ -115,10 +115,7 @@ async fn open_store(backend: &str, dir: &TempDir) -> Result<(AnyStore, Option<St
             None,
         ),
         _ => {
-            let url = candor_testkit::fresh_pg_database()
-                .await
-                .context("PostgreSQL unreachable")?;
-            created(&url);
+            let url = scratch_pg_database().await?;
             (AnyStore::Postgres(PgStore::connect(&url).await?), Some(url))
         }
     };
@@ -275,14 +272,7 @@ async fn ceiling_run(
             let s = SqliteStore::open(&path).await?;
             s.migrate().await?;
             s.close().await;
-            let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(&path)
-                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
-                .pragma("cache_size", "-65536")
-                .pragma("temp_store", "memory")
-                .connect()
-                .await?;
+            let mut conn = SqliteStore::connect_options(&path).connect().await?;
             let start = Instant::now();
             for batch in rows.iter() {
                 insert_batch!(&mut conn, &tenant, batch);
@@ -290,10 +280,7 @@ async fn ceiling_run(
             Ok((batches * BATCH) as f64 / start.elapsed().as_secs_f64())
         }
         _ => {
-            let url = candor_testkit::fresh_pg_database()
-                .await
-                .context("PostgreSQL unreachable")?;
-            created(&url);
+            let url = scratch_pg_database().await?;
             let s = PgStore::connect(&url).await?;
             s.migrate().await?;
             s.close().await;
@@ -326,11 +313,15 @@ async fn ceiling_run(
 
 static CREATED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
-/// Remembers a scratch PostgreSQL database, dropped at the end.
-fn created(url: &str) {
+/// A fresh PostgreSQL database, remembered so that it is dropped at the end.
+async fn scratch_pg_database() -> Result<String> {
+    let url = candor_testkit::fresh_pg_database()
+        .await
+        .context("PostgreSQL unreachable")?;
     if let Ok(mut v) = CREATED.lock() {
-        v.push(url.to_owned());
+        v.push(url.clone());
     }
+    Ok(url)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -2,8 +2,8 @@
 //! current state with each purpose's decision, and the full history.
 
 use candor_crypto::IdentifierKind;
-use candor_store::{Alias, AuditDraft, NewSubject, Store};
-use candor_types::{ConsentAction, ConsentRecord, ConsentSource, ConsentState, Scope};
+use candor_store::{Alias, AuditDraft, Store};
+use candor_types::{ConsentAction, ConsentRecord, ConsentSource, ConsentState, Scope, SubjectId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -109,22 +109,15 @@ impl App {
             Ok(s) => s,
             Err(e) if e.code == "not_found" => {
                 let tk = self.tenant_key(principal.tenant).await?;
-                let id = candor_types::SubjectId::new();
-                let (_, wrapped) = tk.new_data_key(id)?;
                 let alias = Alias {
                     kind: IdentifierKind::UserId,
                     blind: tk.blind_index(IdentifierKind::UserId, external_id),
                 };
                 let mut created = self
-                    .store()
-                    .ensure_subjects(
+                    .create_subjects(
                         principal.tenant,
-                        vec![NewSubject {
-                            id,
-                            wrapped_key: wrapped,
-                            aliases: vec![alias],
-                        }],
-                        self.clock().now(),
+                        &tk,
+                        [(candor_types::SubjectId::new(), vec![alias])],
                     )
                     .await?;
                 created
@@ -164,7 +157,7 @@ impl App {
             .await?;
         self.metrics()
             .consent_change(purpose.as_str(), action.as_str());
-        self.consent_view(principal, external_id).await
+        self.view_of(principal, subject.id).await
     }
 
     /// Current consent per purpose, with the policy's decision, and the full ledger.
@@ -175,18 +168,22 @@ impl App {
     ) -> AppResult<ConsentView> {
         principal.require(Scope::Server)?;
         let subject = self.resolve_subject(principal.tenant, external_id).await?;
+        self.view_of(principal, subject.id).await
+    }
+
+    async fn view_of(&self, principal: &Principal, subject: SubjectId) -> AppResult<ConsentView> {
         let history = self
             .store()
-            .consent_ledger(principal.tenant, subject.id)
+            .consent_ledger(principal.tenant, subject)
             .await?;
         let state = ConsentState::from_ledger(&history);
         let purposes = self
             .policy()
             .purposes()
             .map(|def| {
-                let decision =
-                    self.policy()
-                        .decide(principal.tenant, subject.id, &def.name, &state);
+                let decision = self
+                    .policy()
+                    .decide(principal.tenant, subject, &def.name, &state);
                 PurposeStatus {
                     purpose: def.name.to_string(),
                     basis: def.basis.to_string(),
@@ -202,7 +199,7 @@ impl App {
             })
             .collect();
         Ok(ConsentView {
-            subject: subject.id.to_string(),
+            subject: subject.to_string(),
             jurisdiction: state
                 .jurisdiction()
                 .unwrap_or(self.policy().default_jurisdiction())

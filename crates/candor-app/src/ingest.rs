@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use candor_crypto::{DataKey, IdentifierKind, TenantKey};
 use candor_policy::{Denial, Policy};
 use candor_store::{
-    Alias, AuditDraft, EventRow, FieldRow, IngestJob, IngestWrite, NewSubject, Prepared, Store,
+    Alias, AuditDraft, EventRow, FieldRow, IngestJob, IngestWrite, Prepared, Store,
 };
 use candor_types::{
     Category, ConsentAction, ConsentRecord, ConsentSource, ConsentState, EventId, EventKind,
@@ -500,7 +500,7 @@ impl App {
                     let aliases = aliases_of(&tk, &event);
                     let (message_id, client_message_id) = match &event.message_id {
                         Some(id) => (id.clone(), true),
-                        None => (format!("candor-{}", uuid_like()), false),
+                        None => (format!("candor-{}", EventId::new()), false),
                     };
                     valid.push(Valid {
                         index,
@@ -582,17 +582,7 @@ impl App {
                 }
             }
             if !new.is_empty() {
-                let mut rows = Vec::with_capacity(new.len());
-                for (id, aliases) in new {
-                    let (_, wrapped) = tk.new_data_key(id)?;
-                    rows.push(NewSubject {
-                        id,
-                        wrapped_key: wrapped,
-                        aliases,
-                    });
-                }
-                let created = self.store().ensure_subjects(tenant, rows, now).await?;
-                known.extend(created);
+                known.extend(self.create_subjects(tenant, &tk, new).await?);
             }
         }
         // Identities still unknown keep their provisional id: planned against an empty ledger
@@ -721,6 +711,7 @@ impl App {
             };
             results[v.index] = Some(r);
         }
+        let mut counts: BTreeMap<(&str, &str), u64> = BTreeMap::new();
         for r in results.into_iter().flatten() {
             match r.status {
                 "accepted" => report.accepted += 1,
@@ -728,13 +719,12 @@ impl App {
                 "dropped" => report.dropped += 1,
                 _ => report.rejected += 1,
             }
-            self.metrics().event(r.status, r.reason.unwrap_or("ok"), 1);
+            *counts
+                .entry((r.status, r.reason.unwrap_or("ok")))
+                .or_default() += 1;
             report.results.push(r);
         }
+        self.metrics().events(counts);
         Ok(report)
     }
-}
-
-fn uuid_like() -> String {
-    EventId::new().to_string()
 }

@@ -15,7 +15,7 @@ mod writer;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use candor_crypto::{MasterKey, TenantKey};
+use candor_crypto::{ApiKeyHasher, MasterKey, TenantKey};
 use candor_policy::Policy;
 use candor_store::AnyStore;
 use candor_types::{KeyId, Scope, TenantId};
@@ -55,6 +55,7 @@ struct Inner {
     store: AnyStore,
     policy: Policy,
     master: MasterKey,
+    api_keys: ApiKeyHasher,
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     tenant_keys: RwLock<HashMap<TenantId, TenantKey>>,
@@ -81,6 +82,7 @@ impl App {
             inner: Arc::new(Inner {
                 store,
                 policy,
+                api_keys: master.api_key_hasher(),
                 master,
                 clock,
                 metrics: Metrics::default(),
@@ -113,8 +115,38 @@ impl App {
             .get_or_init(|| writer::Writer::start(self.inner.store.clone()))
     }
 
+    pub(crate) fn api_keys(&self) -> &ApiKeyHasher {
+        &self.inner.api_keys
+    }
+
     pub(crate) fn master(&self) -> &MasterKey {
         &self.inner.master
+    }
+
+    /// Creates subjects (each with a fresh data key) for aliases nobody has yet; where a
+    /// concurrent writer created one first, that one is returned. Keyed by alias.
+    pub(crate) async fn create_subjects(
+        &self,
+        tenant: TenantId,
+        tk: &TenantKey,
+        new: impl IntoIterator<Item = (candor_types::SubjectId, Vec<candor_store::Alias>)>,
+    ) -> AppResult<HashMap<candor_store::Alias, candor_store::SubjectRow>> {
+        use candor_store::Store as _;
+        let rows = new
+            .into_iter()
+            .map(|(id, aliases)| {
+                let (_, wrapped_key) = tk.new_data_key(id)?;
+                Ok(candor_store::NewSubject {
+                    id,
+                    wrapped_key,
+                    aliases,
+                })
+            })
+            .collect::<AppResult<Vec<_>>>()?;
+        Ok(self
+            .store()
+            .ensure_subjects(tenant, rows, self.clock().now())
+            .await?)
     }
 
     /// The tenant's key, unwrapped once and kept in memory.

@@ -44,12 +44,14 @@ impl Metrics {
         f(&mut g)
     }
 
-    /// One ingested event: `outcome` accepted / duplicate / dropped / rejected; `reason` a code.
-    pub fn event(&self, outcome: &str, reason: &str, n: u64) {
+    /// Ingested events, counted by (`outcome`, `reason`) by the caller: one lock per request.
+    pub fn events<'a>(&self, counts: impl IntoIterator<Item = ((&'a str, &'a str), u64)>) {
         self.with(|m| {
-            *m.events
-                .entry((outcome.to_owned(), reason.to_owned()))
-                .or_default() += n;
+            for ((outcome, reason), n) in counts {
+                *m.events
+                    .entry((outcome.to_owned(), reason.to_owned()))
+                    .or_default() += n;
+            }
         });
     }
 
@@ -79,17 +81,6 @@ impl Metrics {
             h.sum += seconds;
             h.count += 1;
         });
-    }
-
-    /// Total of the event counter for one outcome (for tests and the console).
-    pub fn events_total(&self, outcome: &str) -> u64 {
-        self.with(|m| {
-            m.events
-                .iter()
-                .filter(|((o, _), _)| o == outcome)
-                .map(|(_, n)| *n)
-                .sum()
-        })
     }
 
     pub fn render(&self) -> String {

@@ -104,7 +104,7 @@ impl App {
         label: Option<String>,
         actor: &str,
     ) -> AppResult<(KeyId, String)> {
-        let key = self.master().api_key_hasher().new_key(scope)?;
+        let key = self.api_keys().new_key(scope)?;
         let id = KeyId::new();
         self.store()
             .create_api_key(
@@ -158,7 +158,7 @@ impl App {
         }
         let row = self
             .store()
-            .api_key_by_hash(&self.master().api_key_hasher().hash(secret))
+            .api_key_by_hash(&self.api_keys().hash(secret))
             .await?
             .ok_or_else(AppError::unauthorized)?;
         Ok(Principal {

@@ -72,18 +72,10 @@ async fn run(store: AnyStore, rx: Arc<Mutex<Queue>>) {
                 }
             }
         }
-        let n_events: usize = group.iter().map(|(_, n, _)| n).sum();
         let (mut jobs, replies): (Vec<IngestJob>, Vec<Reply>) =
             group.into_iter().map(|(j, _, r)| (j, r)).unzip();
-        let started = std::time::Instant::now();
-        let outcome = store.ingest_group(&mut jobs).await;
-        tracing::debug!(
-            jobs = jobs.len(),
-            events = n_events,
-            ms = started.elapsed().as_secs_f64() * 1000.0,
-            "ingest group committed"
-        );
-        match outcome {
+        // (the store logs each group's phases at debug level)
+        match store.ingest_group(&mut jobs).await {
             Ok(results) => {
                 for (reply, r) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(r));

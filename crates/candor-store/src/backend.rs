@@ -156,7 +156,7 @@ macro_rules! impl_store {
         use candor_crypto::Sealed;
         use candor_policy::Grant;
         use candor_types::{
-            Category, ConsentAction, ConsentRecord, EventId, KeyId, Scope, SubjectId, TenantId,
+            Category, ConsentRecord, EventId, KeyId, SubjectId, TenantId,
             Timestamp,
         };
 
@@ -175,7 +175,16 @@ macro_rules! impl_store {
         type Tx = Transaction<'static, $db>;
         type DbRow = <$db as sqlx::Database>::Row;
 
-        const CHUNK: usize = 500;
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        /// Ends a transaction that changed `n` rows: audits the change if there was one.
+        async fn commit_audited(mut tx: Tx, n: u64, audit: AuditDraft, at: Timestamp) -> Result<bool> {
+            if n > 0 {
+                audit_tx(&mut tx, vec![audit], at).await?;
+            }
+            tx.commit().await?;
+            Ok(n > 0)
+        }
 
         async fn audit_tx(tx: &mut Tx, drafts: Vec<AuditDraft>, at: Timestamp) -> Result<()> {
             for d in drafts {
@@ -320,39 +329,39 @@ macro_rules! impl_store {
             Ok(())
         }
 
-        async fn aliases_tx(
-            tx: &mut Tx,
+        /// Subjects for the aliases that exist. The list travels as one parameter.
+        async fn aliases_on(
+            conn: &mut Conn,
             tenant: TenantId,
             aliases: &[Alias],
         ) -> Result<HashMap<Alias, SubjectRow>> {
+            let blinds: Vec<Vec<u8>> = aliases.iter().map(|a| a.blind.0.to_vec()).collect();
+            let q = bind_blobs(sqlx::query(ALIAS_SQL).bind(tenant.to_string()), &blinds);
             let mut out = HashMap::new();
-            for chunk in aliases.chunks(CHUNK) {
-                let blinds: Vec<Vec<u8>> = chunk.iter().map(|a| a.blind.0.to_vec()).collect();
-                let q = bind_blobs(sqlx::query(ALIAS_SQL).bind(tenant.to_string()), &blinds);
-                alias_rows(q.fetch_all(&mut **tx).await?, &mut out)?;
-            }
+            alias_rows(q.fetch_all(&mut *conn).await?, &mut out)?;
             Ok(out)
         }
 
-        type Conn = <$db as sqlx::Database>::Connection;
+        /// Share-locks the subjects against concurrent consent changes (PostgreSQL; SQLite's
+        /// single writer already excludes them). A statement of its own: under READ COMMITTED
+        /// the reads after it see every consent change that committed while it waited.
+        async fn lock_subjects(conn: &mut Conn, tenant: TenantId, subjects: &[String]) -> Result<()> {
+            if !$share.is_empty() {
+                let q = sqlx::query(concat!("SELECT id FROM subjects WHERE tenant_id = $1 AND id ", $text_in, $share));
+                bind_texts(q.bind(tenant.to_string()), subjects).fetch_all(&mut *conn).await?;
+            }
+            Ok(())
+        }
 
-        /// Inside the write transaction: lock the subjects (PostgreSQL), then read the ledger
-        /// fingerprint and which message ids exist, in one statement.
+        /// The ledger fingerprint and which message ids exist, in one statement.
         async fn check_on(
             conn: &mut Conn,
             tenant: TenantId,
-            subjects: &[SubjectId],
+            subjects: &[String],
             message_ids: &[String],
         ) -> Result<((i64, i64), HashSet<String>)> {
-            let subject_strs: Vec<String> = subjects.iter().map(|s| s.to_string()).collect();
-            if !$share.is_empty() {
-                // A separate statement: under READ COMMITTED the reads below then see every
-                // consent change that committed while this waited for the lock.
-                let q = sqlx::query(concat!("SELECT id FROM subjects WHERE tenant_id = $1 AND id ", $text_in, $share));
-                bind_texts(q.bind(tenant.to_string()), &subject_strs).fetch_all(&mut *conn).await?;
-            }
             let q = sqlx::query($check_sql).bind(tenant.to_string());
-            let row = bind_texts(bind_texts(q, &subject_strs), message_ids)
+            let row = bind_texts(bind_texts(q, subjects), message_ids)
                 .fetch_one(&mut *conn)
                 .await?;
             let existing: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("existing")?)
@@ -363,52 +372,26 @@ macro_rules! impl_store {
             ))
         }
 
-        /// Reads what a planner needs. `lock`: take the subjects' share locks (in a write
-        /// transaction); `full`: include the ledgers, not only their fingerprint.
+        /// What a planner needs: the subjects' ledgers (one JSON row: one hand-off instead of
+        /// one per record), their fingerprint, and which message ids exist.
         async fn snapshot_on(
             conn: &mut Conn,
             tenant: TenantId,
-            subjects: &[SubjectId],
+            subjects: &[String],
             message_ids: &[String],
-            lock: bool,
-            full: bool,
         ) -> Result<IngestSnapshot> {
             let mut snapshot = IngestSnapshot::default();
-            let subject_strs: Vec<String> = subjects.iter().map(|s| s.to_string()).collect();
-            for chunk in subject_strs.chunks(CHUNK) {
-                if lock && !$share.is_empty() {
-                    // Lock the subjects against concurrent consent changes (PostgreSQL; SQLite's
-                    // single writer already excludes them).
-                    let q = sqlx::query(concat!("SELECT id FROM subjects WHERE tenant_id = $1 AND id ", $text_in, $share));
-                    bind_texts(q.bind(tenant.to_string()), chunk).fetch_all(&mut *conn).await?;
-                }
-                if full {
-                    // The ledgers come back as one JSON row: one hand-off instead of one per record.
-                    let q = sqlx::query($consents_json);
-                    let row = bind_texts(q.bind(tenant.to_string()), chunk).fetch_one(&mut *conn).await?;
-                    let text: String = row.try_get("ledger")?;
-                    for (s, c) in parse_ledger_json(&text)? {
-                        snapshot.ledgers.entry(s).or_default().push(c);
-                    }
-                    snapshot.fingerprint.0 += row.try_get::<i64, _>("n")?;
-                    snapshot.fingerprint.1 += row.try_get::<i64, _>("s")?;
-                } else {
-                    let q = sqlx::query(concat!(
-                        "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(seq), 0) AS BIGINT) AS s FROM consents WHERE tenant_id = $1 AND subject_id ",
-                        $text_in
-                    ));
-                    let row = bind_texts(q.bind(tenant.to_string()), chunk).fetch_one(&mut *conn).await?;
-                    snapshot.fingerprint.0 += row.try_get::<i64, _>("n")?;
-                    snapshot.fingerprint.1 += row.try_get::<i64, _>("s")?;
-                }
+            let q = sqlx::query($consents_json);
+            let row = bind_texts(q.bind(tenant.to_string()), subjects).fetch_one(&mut *conn).await?;
+            for (s, c) in parse_ledger_json(&row.try_get::<String, _>("ledger")?)? {
+                snapshot.ledgers.entry(s).or_default().push(c);
             }
-            for chunk in message_ids.chunks(CHUNK) {
-                let q = sqlx::query(concat!(
-                    "SELECT message_id FROM events WHERE tenant_id = $1 AND message_id ", $text_in
-                ));
-                for r in bind_texts(q.bind(tenant.to_string()), chunk).fetch_all(&mut *conn).await? {
-                    snapshot.existing_message_ids.insert(r.try_get("message_id")?);
-                }
+            snapshot.fingerprint = (row.try_get::<i64, _>("n")?, row.try_get::<i64, _>("s")?);
+            let q = sqlx::query(concat!(
+                "SELECT message_id FROM events WHERE tenant_id = $1 AND message_id ", $text_in
+            ));
+            for r in bind_texts(q.bind(tenant.to_string()), message_ids).fetch_all(&mut *conn).await? {
+                snapshot.existing_message_ids.insert(r.try_get("message_id")?);
             }
             Ok(snapshot)
         }
@@ -610,11 +593,7 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                if n > 0 {
-                    audit_tx(&mut tx, vec![audit], at).await?;
-                }
-                tx.commit().await?;
-                Ok(n > 0)
+                commit_audited(tx, n, audit, at).await
             }
 
             async fn find_subjects(
@@ -622,13 +601,8 @@ macro_rules! impl_store {
                 tenant: TenantId,
                 aliases: &[Alias],
             ) -> Result<HashMap<Alias, SubjectRow>> {
-                let mut out = HashMap::new();
-                for chunk in aliases.chunks(CHUNK) {
-                    let blinds: Vec<Vec<u8>> = chunk.iter().map(|a| a.blind.0.to_vec()).collect();
-                    let q = bind_blobs(sqlx::query(ALIAS_SQL).bind(tenant.to_string()), &blinds);
-                    alias_rows(q.fetch_all(self.reader()).await?, &mut out)?;
-                }
-                Ok(out)
+                let mut conn = self.reader().acquire().await?;
+                aliases_on(&mut conn, tenant, aliases).await
             }
 
             async fn ensure_subjects(
@@ -639,7 +613,7 @@ macro_rules! impl_store {
             ) -> Result<HashMap<Alias, SubjectRow>> {
                 let mut tx = self.write_tx().await?;
                 let all: Vec<Alias> = new.iter().flat_map(|n| n.aliases.iter().copied()).collect();
-                let mut known = aliases_tx(&mut tx, tenant, &all).await?;
+                let mut known = aliases_on(&mut tx, tenant, &all).await?;
                 for n in &new {
                     let existing = n.aliases.iter().find_map(|a| known.get(a).cloned());
                     let existing_key = existing.as_ref().and_then(|s| s.wrapped_key.clone());
@@ -685,7 +659,7 @@ macro_rules! impl_store {
                     }
                     if linked < n.aliases.iter().filter(|a| !known.contains_key(a)).count() as u64 {
                         // A concurrent writer won some alias: re-read the truth.
-                        known = aliases_tx(&mut tx, tenant, &all).await?;
+                        known = aliases_on(&mut tx, tenant, &all).await?;
                     } else {
                         let row = SubjectRow { id: subject_id, wrapped_key: if created { Some(n.wrapped_key.clone()) } else { existing_key.clone() }, created_at: at };
                         for a in &n.aliases {
@@ -726,11 +700,7 @@ macro_rules! impl_store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-                if n > 0 {
-                    audit_tx(&mut tx, vec![audit], Timestamp::now()).await?;
-                }
-                tx.commit().await?;
-                Ok(n > 0)
+                commit_audited(tx, n, audit, Timestamp::now()).await
             }
 
             async fn ingest_snapshot(
@@ -739,8 +709,9 @@ macro_rules! impl_store {
                 subjects: &[SubjectId],
                 message_ids: &[String],
             ) -> Result<IngestSnapshot> {
+                let subjects: Vec<String> = subjects.iter().map(|s| s.to_string()).collect();
                 let mut conn = self.reader().acquire().await?;
-                snapshot_on(&mut conn, tenant, subjects, message_ids, false, true).await
+                snapshot_on(&mut conn, tenant, &subjects, message_ids).await
             }
 
             async fn ingest_group(
@@ -757,9 +728,11 @@ macro_rules! impl_store {
                     // on has changed since; otherwise the job is planned again here.
                     let mut write = None;
                     let t = std::time::Instant::now();
+                    let subjects: Vec<String> = job.subjects.iter().map(|s| s.to_string()).collect();
+                    lock_subjects(&mut tx, job.tenant, &subjects).await?;
                     if let Some(prepared) = job.prepared.take() {
                         let (fingerprint, existing) =
-                            check_on(&mut tx, job.tenant, &job.subjects, &job.message_ids).await?;
+                            check_on(&mut tx, job.tenant, &subjects, &job.message_ids).await?;
                         if fingerprint == prepared.fingerprint
                             && existing == prepared.existing_message_ids
                         {
@@ -771,7 +744,7 @@ macro_rules! impl_store {
                         Some(w) => w,
                         None => {
                             replanned += 1;
-                            let snapshot = snapshot_on(&mut tx, job.tenant, &job.subjects, &job.message_ids, true, true).await?;
+                            let snapshot = snapshot_on(&mut tx, job.tenant, &subjects, &job.message_ids).await?;
                             match (job.plan)(&snapshot) {
                                 Some(w) => w,
                                 None => {
@@ -1023,9 +996,6 @@ macro_rules! impl_store {
                     .try_get("n")?)
             }
         }
-
-        #[allow(dead_code)]
-        fn _unused(_: ConsentAction, _: Scope) {}
     };
 }
 

@@ -27,9 +27,10 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 )];
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and applies no migrations yet.
-    pub async fn open(path: &Path) -> Result<Self> {
-        let base = SqliteConnectOptions::new()
+    /// The settings every connection uses (durability, cache, page size). Public so that a
+    /// benchmark's raw-insert ceiling runs under exactly the same ones.
+    pub fn connect_options(path: &Path) -> SqliteConnectOptions {
+        SqliteConnectOptions::new()
             .filename(path)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
@@ -39,7 +40,12 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             // Overwrite freed content, so a destroyed data key does not linger in free pages.
             .pragma("secure_delete", "on")
-            .pragma("page_size", "8192");
+            .pragma("page_size", "8192")
+    }
+
+    /// Opens (creating if needed) the database file and applies no migrations yet.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let base = Self::connect_options(path);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))

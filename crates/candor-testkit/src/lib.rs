@@ -188,28 +188,50 @@ impl TestApp {
 impl TestDb {
     /// Runs raw SQL against the database, bypassing the store (to simulate tampering).
     pub async fn exec_raw(&self, sql: &str) -> u64 {
-        match self.backend {
-            Backend::Sqlite => {
-                let url = format!("sqlite://{}", self.sqlite_path.as_ref().unwrap().display());
-                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .execute(&mut c)
-                    .await
-                    .unwrap()
-                    .rows_affected()
-            }
-            Backend::Postgres => {
-                let mut c = sqlx::PgConnection::connect(self.pg_url.as_ref().unwrap())
-                    .await
-                    .unwrap();
-                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .execute(&mut c)
-                    .await
-                    .unwrap()
-                    .rows_affected()
-            }
+        exec_sql(&self.url(), sql).await
+    }
+
+    /// The database's URL: `postgres://…` or `sqlite://<file>`.
+    pub fn url(&self) -> String {
+        match (&self.pg_url, &self.sqlite_path) {
+            (Some(url), _) => url.clone(),
+            (None, Some(p)) => format!("sqlite://{}", p.display()),
+            (None, None) => unreachable!("a test database is SQLite or PostgreSQL"),
         }
     }
+}
+
+/// Opens a connection of the right backend for `url` and evaluates `$body` with it.
+macro_rules! on_connection {
+    ($url:expr, |$c:ident| $body:expr) => {
+        if $url.starts_with("sqlite://") {
+            let mut $c = sqlx::SqliteConnection::connect($url).await.unwrap();
+            $body
+        } else {
+            let mut $c = sqlx::PgConnection::connect($url).await.unwrap();
+            $body
+        }
+    };
+}
+
+/// Runs raw SQL on the database at `url` (`postgres://…` or `sqlite://<file>`), bypassing the
+/// store; returns the rows affected.
+pub async fn exec_sql(url: &str, sql: &str) -> u64 {
+    on_connection!(url, |c| sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut c)
+        .await
+        .unwrap()
+        .rows_affected())
+}
+
+/// The first column of every row of a query, as text, on the database at `url`.
+pub async fn query_strings(url: &str, sql: &str) -> Vec<String> {
+    on_connection!(url, |c| sqlx::query_scalar(sqlx::AssertSqlSafe(
+        sql.to_owned()
+    ))
+    .fetch_all(&mut c)
+    .await
+    .unwrap())
 }
 
 /// Drops a database made by [`fresh_pg_database`] (from a separate thread: callable in Drop).

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use candor_testkit::{BACKENDS, Backend, TempDir, fresh_pg_database};
 use serde_json::json;
-use sqlx::Connection as _;
 
 fn candor(dir: &Path, db: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_candor"));
@@ -77,41 +76,19 @@ impl Deployment {
         candor(&self.dir.0, self.db.as_deref(), args)
     }
 
-    async fn exec(&self, sql: &str) -> u64 {
+    fn url(&self) -> String {
         match &self.db {
-            None => {
-                let url = format!("sqlite://{}", self.dir.0.join("candor.db").display());
-                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .execute(&mut c)
-                    .await
-                    .unwrap()
-                    .rows_affected()
-            }
-            Some(url) => {
-                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
-                    .execute(&mut c)
-                    .await
-                    .unwrap()
-                    .rows_affected()
-            }
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.dir.0.join("candor.db").display()),
         }
     }
 
+    async fn exec(&self, sql: &str) -> u64 {
+        candor_testkit::exec_sql(&self.url(), sql).await
+    }
+
     async fn message_ids(&self) -> Vec<String> {
-        let sql = "SELECT message_id FROM events";
-        match &self.db {
-            None => {
-                let url = format!("sqlite://{}", self.dir.0.join("candor.db").display());
-                let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-                sqlx::query_scalar(sql).fetch_all(&mut c).await.unwrap()
-            }
-            Some(url) => {
-                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                sqlx::query_scalar(sql).fetch_all(&mut c).await.unwrap()
-            }
-        }
+        candor_testkit::query_strings(&self.url(), "SELECT message_id FROM events").await
     }
 }
 
