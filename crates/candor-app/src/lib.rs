@@ -7,9 +7,11 @@ mod access;
 mod clock;
 mod consent;
 mod error;
+pub mod features;
 mod ingest;
 mod metrics;
 mod ops;
+mod scoring;
 mod writer;
 
 use std::collections::HashMap;
@@ -27,6 +29,10 @@ pub use error::{AppError, AppResult, ErrorKind};
 pub use ingest::{EventResult, IngestOptions, IngestReport};
 pub use metrics::Metrics;
 pub use ops::{ChainReport, TenantSweep, VerifyReport};
+pub use scoring::{
+    DecisionView, FeatureExport, LEAD_MODEL, LeadArtifact, MAX_SCORE_BATCH, ModelView, ReasonView,
+    ScoreInput, ScoreResult, TrainRequest, TrainedModel,
+};
 
 /// Who is calling: the tenant and scope of an authenticated API key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

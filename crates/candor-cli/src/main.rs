@@ -14,6 +14,8 @@ use candor_policy::{DEFAULT_POLICY, Policy};
 use candor_store::{AnyStore, Store};
 use candor_types::Scope;
 
+mod ml;
+
 // glibc's allocator spent ~15% of ingestion time in malloc/free under concurrency;
 // mimalloc lifted bench/ingest on SQLite from ~15k to ~19k events/s.
 #[global_allocator]
@@ -85,6 +87,23 @@ enum Command {
     Retention {
         #[command(subcommand)]
         command: RetentionCommand,
+    },
+    /// Train a lead-scoring model from a CSV file; registers a draft and prints its version
+    /// alone on the last line.
+    Train(ml::TrainArgs),
+    /// Score a CSV file with a model: the input rows plus probability, tier and reasons.
+    Score(ml::ScoreArgs),
+    /// Explain one row of a CSV file: every factor's contribution to the score.
+    Explain(ml::ExplainArgs),
+    /// The model registry: list, show, approve, activate, retire.
+    Models {
+        #[command(subcommand)]
+        command: ml::ModelsCommand,
+    },
+    /// Lead-scoring features from events.
+    Features {
+        #[command(subcommand)]
+        command: ml::FeaturesCommand,
     },
 }
 
@@ -261,6 +280,29 @@ async fn run(cli: Cli) -> Result<i32> {
                     Ok(1)
                 }
             }
+        }
+        Command::Train(args) => {
+            if !cli.dir.join(MASTER_KEY_FILE).exists() {
+                let key = init(&cli.dir, cli.database_url.as_deref()).await?;
+                eprintln!(
+                    "initialized {}; tenant `{DEFAULT_TENANT}` admin key (shown once): {key}",
+                    cli.dir.display()
+                );
+            }
+            let app = open(&cli.dir, cli.database_url.as_deref()).await?;
+            ml::train(&app, args).await
+        }
+        Command::Score(args) => {
+            ml::score(&open(&cli.dir, cli.database_url.as_deref()).await?, args).await
+        }
+        Command::Explain(args) => {
+            ml::explain(&open(&cli.dir, cli.database_url.as_deref()).await?, args).await
+        }
+        Command::Models { command } => {
+            ml::models(&open(&cli.dir, cli.database_url.as_deref()).await?, command).await
+        }
+        Command::Features { command } => {
+            ml::features(&open(&cli.dir, cli.database_url.as_deref()).await?, command).await
         }
         Command::Retention {
             command: RetentionCommand::Sweep,

@@ -167,9 +167,9 @@ macro_rules! impl_store {
         };
         use crate::backend::EventInsert;
         use crate::{
-            Alias, ApiKeyRow, AuditDraft, AuditEntry, EventView, FieldRow, IngestJob,
-            IngestSnapshot, IngestWrite, NewApiKey, NewSubject, Result, Store, StoreError,
-            SubjectRow, SweepCounts, TenantRow,
+            Alias, ApiKeyRow, AuditDraft, AuditEntry, DecisionRow, EventView, FieldRow, IngestJob,
+            IngestSnapshot, IngestWrite, ModelRow, ModelTransition, NewApiKey, NewModel, NewSubject,
+            Result, Store, StoreError, SubjectRow, SweepCounts, TenantRow,
         };
 
         type Tx = Transaction<'static, $db>;
@@ -995,6 +995,293 @@ macro_rules! impl_store {
                     .await?
                     .try_get("n")?)
             }
+
+            async fn insert_model(&self, tenant: TenantId, new: &NewModel, at: Timestamp, audit: AuditDraft) -> Result<i64> {
+                let mut tx = self.write_tx().await?;
+                let version: i64 = sqlx::query(concat!(
+                    "SELECT COALESCE(MAX(version), 0) + 1 AS v FROM models WHERE tenant_id = $1"
+                ))
+                .bind(tenant.to_string())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("v")?;
+                sqlx::query(
+                    "INSERT INTO models (tenant_id, version, name, kind, status, digest, artifact, card, created_at) \
+                     VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8)",
+                )
+                .bind(tenant.to_string())
+                .bind(version)
+                .bind(&new.name)
+                .bind(&new.kind)
+                .bind(&new.digest)
+                .bind(&new.artifact)
+                .bind(new.card.to_string())
+                .bind(at.0)
+                .execute(&mut *tx)
+                .await?;
+                let mut audit = audit;
+                audit.target = Some(format!("model:{version}"));
+                audit_tx(&mut tx, vec![audit], at).await?;
+                tx.commit().await?;
+                Ok(version)
+            }
+
+            async fn model(&self, tenant: TenantId, version: i64) -> Result<Option<ModelRow>> {
+                sqlx::query(
+                    "SELECT version, name, kind, status, digest, artifact, card, created_at FROM models \
+                     WHERE tenant_id = $1 AND version = $2",
+                )
+                .bind(tenant.to_string())
+                .bind(version)
+                .fetch_optional(self.reader())
+                .await?
+                .as_ref()
+                .map(|r| model_from(tenant, r, true))
+                .transpose()
+            }
+
+            async fn list_models(&self, tenant: TenantId) -> Result<Vec<ModelRow>> {
+                sqlx::query(
+                    "SELECT version, name, kind, status, digest, card, created_at FROM models \
+                     WHERE tenant_id = $1 ORDER BY version",
+                )
+                .bind(tenant.to_string())
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(|r| model_from(tenant, r, false))
+                .collect()
+            }
+
+            async fn active_model(&self, tenant: TenantId, name: &str) -> Result<Option<ModelRow>> {
+                sqlx::query(
+                    "SELECT version, name, kind, status, digest, artifact, card, created_at FROM models \
+                     WHERE tenant_id = $1 AND name = $2 AND status = 'active'",
+                )
+                .bind(tenant.to_string())
+                .bind(name)
+                .fetch_optional(self.reader())
+                .await?
+                .as_ref()
+                .map(|r| model_from(tenant, r, true))
+                .transpose()
+            }
+
+            async fn transition_model(
+                &self,
+                tenant: TenantId,
+                version: i64,
+                allowed_from: &[&str],
+                to: &str,
+                actor: &str,
+                reason: &str,
+                at: Timestamp,
+                audit: AuditDraft,
+            ) -> Result<String> {
+                let mut tx = self.write_tx().await?;
+                let row = sqlx::query(concat!(
+                    "SELECT name, status FROM models WHERE tenant_id = $1 AND version = $2",
+                    $update
+                ))
+                .bind(tenant.to_string())
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+                let name: String = row.try_get("name")?;
+                let from: String = row.try_get("status")?;
+                if !allowed_from.contains(&from.as_str()) {
+                    return Err(StoreError::Conflict(format!(
+                        "model {version} is {from}; it can become {to} only from {}",
+                        allowed_from.join(" or ")
+                    )));
+                }
+                let mut audits = Vec::new();
+                if to == "active" {
+                    let current: Vec<i64> = sqlx::query(concat!(
+                        "SELECT version FROM models WHERE tenant_id = $1 AND name = $2 AND status = 'active'",
+                        $update
+                    ))
+                    .bind(tenant.to_string())
+                    .bind(&name)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get("version"))
+                    .collect::<std::result::Result<_, _>>()?;
+                    for old in current {
+                        sqlx::query("UPDATE models SET status = 'retired' WHERE tenant_id = $1 AND version = $2")
+                            .bind(tenant.to_string())
+                            .bind(old)
+                            .execute(&mut *tx)
+                            .await?;
+                        let why = format!("replaced by version {version}");
+                        insert_transition(&mut tx, tenant, old, "active", "retired", actor, &why, at).await?;
+                        audits.push(AuditDraft {
+                            tenant: Some(tenant),
+                            actor: actor.to_string(),
+                            action: "model.retired".into(),
+                            target: Some(format!("model:{old}")),
+                            details: serde_json::json!({ "replaced_by": version }),
+                        });
+                    }
+                }
+                sqlx::query("UPDATE models SET status = $1 WHERE tenant_id = $2 AND version = $3")
+                    .bind(to)
+                    .bind(tenant.to_string())
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+                insert_transition(&mut tx, tenant, version, &from, to, actor, reason, at).await?;
+                audits.push(audit);
+                audit_tx(&mut tx, audits, at).await?;
+                tx.commit().await?;
+                Ok(from)
+            }
+
+            async fn model_transitions(&self, tenant: TenantId, version: i64) -> Result<Vec<ModelTransition>> {
+                sqlx::query(
+                    "SELECT version, from_status, to_status, actor, reason, at FROM model_transitions \
+                     WHERE tenant_id = $1 AND version = $2 ORDER BY seq",
+                )
+                .bind(tenant.to_string())
+                .bind(version)
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(ModelTransition {
+                        version: r.try_get("version")?,
+                        from: r.try_get("from_status")?,
+                        to: r.try_get("to_status")?,
+                        actor: r.try_get("actor")?,
+                        reason: r.try_get("reason")?,
+                        at: Timestamp(r.try_get("at")?),
+                    })
+                })
+                .collect()
+            }
+
+            async fn insert_decisions(&self, tenant: TenantId, rows: &[DecisionRow], audit: Vec<AuditDraft>) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                let mut at = Timestamp(0);
+                for d in rows {
+                    at = at.max(d.created_at);
+                    // The subject must still hold a data key: nothing is recorded for an
+                    // erased subject.
+                    let n = sqlx::query(
+                        "INSERT INTO decisions (tenant_id, id, subject_id, purpose, kind, model_version, inputs_digest, sealed, created_at) \
+                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM subjects \
+                         WHERE tenant_id = $1 AND id = $3 AND wrapped_key IS NOT NULL",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(&d.id)
+                    .bind(d.subject.to_string())
+                    .bind(&d.purpose)
+                    .bind(&d.kind)
+                    .bind(d.model_version)
+                    .bind(&d.inputs_digest)
+                    .bind(d.sealed.as_bytes())
+                    .bind(d.created_at.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if n == 0 {
+                        return Err(StoreError::Conflict("the subject's data key is gone".into()));
+                    }
+                }
+                audit_tx(&mut tx, audit, at).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn decisions_for(&self, tenant: TenantId, subject: SubjectId, limit: u32) -> Result<Vec<DecisionRow>> {
+                sqlx::query(
+                    "SELECT id, subject_id, purpose, kind, model_version, inputs_digest, sealed, created_at FROM decisions \
+                     WHERE tenant_id = $1 AND subject_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3",
+                )
+                .bind(tenant.to_string())
+                .bind(subject.to_string())
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(DecisionRow {
+                        id: r.try_get("id")?,
+                        subject: parse("subject id", &r.try_get::<String, _>("subject_id")?)?,
+                        purpose: r.try_get("purpose")?,
+                        kind: r.try_get("kind")?,
+                        model_version: r.try_get("model_version")?,
+                        inputs_digest: r.try_get("inputs_digest")?,
+                        sealed: Sealed::from_stored(r.try_get("sealed")?),
+                        created_at: Timestamp(r.try_get("created_at")?),
+                    })
+                })
+                .collect()
+            }
+
+            async fn list_subjects(&self, tenant: TenantId, after: Option<SubjectId>, limit: u32) -> Result<Vec<SubjectRow>> {
+                sqlx::query(
+                    "SELECT id, wrapped_key, created_at FROM subjects WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .bind(tenant.to_string())
+                .bind(after.map(|s| s.to_string()).unwrap_or_default())
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(SubjectRow {
+                        id: parse("subject id", &r.try_get::<String, _>("id")?)?,
+                        wrapped_key: r.try_get::<Option<Vec<u8>>, _>("wrapped_key")?.map(Sealed::from_stored),
+                        created_at: Timestamp(r.try_get("created_at")?),
+                    })
+                })
+                .collect()
+            }
+        }
+
+        fn model_from(tenant: TenantId, r: &DbRow, with_artifact: bool) -> Result<ModelRow> {
+            let card: String = r.try_get("card")?;
+            Ok(ModelRow {
+                tenant,
+                version: r.try_get("version")?,
+                name: r.try_get("name")?,
+                kind: r.try_get("kind")?,
+                status: r.try_get("status")?,
+                digest: r.try_get("digest")?,
+                artifact: if with_artifact { r.try_get("artifact")? } else { Vec::new() },
+                card: serde_json::from_str(&card).map_err(|_| StoreError::Corrupt("unreadable model card".into()))?,
+                created_at: Timestamp(r.try_get("created_at")?),
+            })
+        }
+
+        #[allow(clippy::too_many_arguments)]
+        async fn insert_transition(
+            tx: &mut Tx,
+            tenant: TenantId,
+            version: i64,
+            from: &str,
+            to: &str,
+            actor: &str,
+            reason: &str,
+            at: Timestamp,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO model_transitions (tenant_id, version, from_status, to_status, actor, reason, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(tenant.to_string())
+            .bind(version)
+            .bind(from)
+            .bind(to)
+            .bind(actor)
+            .bind(reason)
+            .bind(at.0)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
         }
     };
 }

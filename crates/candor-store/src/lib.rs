@@ -245,6 +245,62 @@ pub struct SweepCounts {
     pub fields_deleted: u64,
 }
 
+/// A model to register (it starts as a draft).
+#[derive(Clone, Debug)]
+pub struct NewModel {
+    pub name: String,
+    pub kind: String,
+    /// SHA-256 of the artifact, hex.
+    pub digest: String,
+    /// The serialized model.
+    pub artifact: Vec<u8>,
+    /// Training data summary, features, parameters, metrics: no personal data.
+    pub card: Value,
+}
+
+/// A registered model version. `artifact` is empty in listings.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelRow {
+    #[serde(skip)]
+    pub tenant: TenantId,
+    pub version: i64,
+    pub name: String,
+    pub kind: String,
+    /// `draft`, `audited`, `approved`, `active` or `retired`.
+    pub status: String,
+    pub digest: String,
+    #[serde(skip)]
+    pub artifact: Vec<u8>,
+    pub card: Value,
+    pub created_at: Timestamp,
+}
+
+/// One lifecycle step of a model, with who did it and why.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct ModelTransition {
+    pub version: i64,
+    pub from: String,
+    pub to: String,
+    pub actor: String,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+/// An automated decision about a subject. The outcome and explanation are sealed with the
+/// subject's data key; the rest is metadata without personal values.
+#[derive(Clone, Debug)]
+pub struct DecisionRow {
+    pub id: String,
+    pub subject: SubjectId,
+    pub purpose: String,
+    pub kind: String,
+    pub model_version: Option<i64>,
+    /// SHA-256 of the inputs the decision used, hex.
+    pub inputs_digest: String,
+    pub sealed: Sealed,
+    pub created_at: Timestamp,
+}
+
 /// The storage contract. Both backends implement it and pass the same conformance suite.
 pub trait Store: Send + Sync {
     /// Applies pending migrations (idempotent; safe when several nodes start at once).
@@ -428,6 +484,69 @@ pub trait Store: Send + Sync {
 
     /// Number of stored events of a tenant (for metrics and tests).
     fn count_events(&self, tenant: TenantId) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Registers a model as the next version (1, 2, …) of the tenant, status `draft`.
+    fn insert_model(
+        &self,
+        tenant: TenantId,
+        new: &NewModel,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<i64>> + Send;
+    fn model(
+        &self,
+        tenant: TenantId,
+        version: i64,
+    ) -> impl Future<Output = Result<Option<ModelRow>>> + Send;
+    /// All versions, oldest first, without artifacts.
+    fn list_models(&self, tenant: TenantId) -> impl Future<Output = Result<Vec<ModelRow>>> + Send;
+    fn active_model(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<ModelRow>>> + Send;
+    /// Moves a model to `to` if its status is one of `allowed_from` (else `Conflict`),
+    /// recording the step; activating retires the model of the same name that was active.
+    /// Returns the previous status.
+    #[allow(clippy::too_many_arguments)]
+    fn transition_model(
+        &self,
+        tenant: TenantId,
+        version: i64,
+        allowed_from: &[&str],
+        to: &str,
+        actor: &str,
+        reason: &str,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<String>> + Send;
+    fn model_transitions(
+        &self,
+        tenant: TenantId,
+        version: i64,
+    ) -> impl Future<Output = Result<Vec<ModelTransition>>> + Send;
+
+    /// Records decisions in one transaction; fails (`Conflict`) if a subject was erased.
+    fn insert_decisions(
+        &self,
+        tenant: TenantId,
+        rows: &[DecisionRow],
+        audit: Vec<AuditDraft>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// A subject's decisions, newest first.
+    fn decisions_for(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<DecisionRow>>> + Send;
+    /// Subjects of a tenant in id order, after `after`.
+    fn list_subjects(
+        &self,
+        tenant: TenantId,
+        after: Option<SubjectId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<SubjectRow>>> + Send;
 }
 
 /// The backend chosen at start-up.
@@ -580,5 +699,67 @@ impl Store for AnyStore {
     }
     async fn count_events(&self, tenant: TenantId) -> Result<i64> {
         dispatch!(self, s => s.count_events(tenant))
+    }
+    async fn insert_model(
+        &self,
+        tenant: TenantId,
+        new: &NewModel,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> Result<i64> {
+        dispatch!(self, s => s.insert_model(tenant, new, at, audit))
+    }
+    async fn model(&self, tenant: TenantId, version: i64) -> Result<Option<ModelRow>> {
+        dispatch!(self, s => s.model(tenant, version))
+    }
+    async fn list_models(&self, tenant: TenantId) -> Result<Vec<ModelRow>> {
+        dispatch!(self, s => s.list_models(tenant))
+    }
+    async fn active_model(&self, tenant: TenantId, name: &str) -> Result<Option<ModelRow>> {
+        dispatch!(self, s => s.active_model(tenant, name))
+    }
+    async fn transition_model(
+        &self,
+        tenant: TenantId,
+        version: i64,
+        allowed_from: &[&str],
+        to: &str,
+        actor: &str,
+        reason: &str,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> Result<String> {
+        dispatch!(self, s => s.transition_model(tenant, version, allowed_from, to, actor, reason, at, audit))
+    }
+    async fn model_transitions(
+        &self,
+        tenant: TenantId,
+        version: i64,
+    ) -> Result<Vec<ModelTransition>> {
+        dispatch!(self, s => s.model_transitions(tenant, version))
+    }
+    async fn insert_decisions(
+        &self,
+        tenant: TenantId,
+        rows: &[DecisionRow],
+        audit: Vec<AuditDraft>,
+    ) -> Result<()> {
+        dispatch!(self, s => s.insert_decisions(tenant, rows, audit))
+    }
+    async fn decisions_for(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+        limit: u32,
+    ) -> Result<Vec<DecisionRow>> {
+        dispatch!(self, s => s.decisions_for(tenant, subject, limit))
+    }
+    async fn list_subjects(
+        &self,
+        tenant: TenantId,
+        after: Option<SubjectId>,
+        limit: u32,
+    ) -> Result<Vec<SubjectRow>> {
+        dispatch!(self, s => s.list_subjects(tenant, after, limit))
     }
 }

@@ -18,11 +18,18 @@ pub struct PgStore {
     pool: Pool<Postgres>,
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "core",
-    include_str!("../migrations/postgres/0001_core.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "core",
+        include_str!("../migrations/postgres/0001_core.sql"),
+    ),
+    (
+        2,
+        "models",
+        include_str!("../migrations/postgres/0002_models.sql"),
+    ),
+];
 
 impl PgStore {
     pub async fn connect(url: &str) -> Result<Self> {

@@ -20,11 +20,18 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "core",
-    include_str!("../migrations/sqlite/0001_core.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "core",
+        include_str!("../migrations/sqlite/0001_core.sql"),
+    ),
+    (
+        2,
+        "models",
+        include_str!("../migrations/sqlite/0002_models.sql"),
+    ),
+];
 
 impl SqliteStore {
     /// The settings every connection uses (durability, cache, page size). Public so that a

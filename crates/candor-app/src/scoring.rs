@@ -1,0 +1,786 @@
+//! Lead scoring: training into the model registry, the model lifecycle, scoring subjects
+//! through the `profiling` purpose, and decisions stored with their explanations.
+//!
+//! Rules:
+//! - a protected attribute (policy `protected_attributes`, or a `[fields]` rule to a protected
+//!   category) is never a feature: naming one as a feature, or leaving it in the file without
+//!   `--protected`/`--exclude`, is an error before anything is trained;
+//! - rows of subjects without a `profiling` grant are dropped from training (when the file names
+//!   its subject column), and such subjects are not scored;
+//! - a subject is scored only by an `active` model (or an explicitly named `approved` one);
+//! - every score is stored as a decision: purpose, model version, digest of the inputs, and the
+//!   outcome with its explanation sealed with the subject's data key.
+
+use std::collections::HashMap;
+
+use candor_crypto::sha256_hex;
+use candor_ml::gbdt::Round;
+use candor_ml::lead::{Reason, ScoringModel, TrainOptions, TrainResult, top_reasons};
+use candor_ml::table::{RawTable, Selection};
+use candor_store::{AuditDraft, DecisionRow, ModelRow, ModelTransition, NewModel, Store};
+use candor_types::{SubjectId, TenantId, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{App, AppError, AppResult, ErrorKind};
+
+/// The registry name of lead-scoring models.
+pub const LEAD_MODEL: &str = "lead_score";
+/// Events read per subject to compute features.
+const EVENTS_PER_SUBJECT: u32 = 20_000;
+/// Most subjects per scoring request.
+pub const MAX_SCORE_BATCH: usize = 1000;
+
+/// What `candor train` / the API asks for.
+#[derive(Clone, Debug)]
+pub struct TrainRequest {
+    pub target: String,
+    pub exclude: Vec<String>,
+    pub protected: Vec<String>,
+    pub features: Option<Vec<String>>,
+    /// Column holding the store's user id: rows of subjects without a profiling grant are
+    /// dropped. Never a feature.
+    pub subject_column: Option<String>,
+    pub options: TrainOptions,
+    /// Where the data came from (file name), for the model card.
+    pub source: String,
+    /// What the target means, e.g. "subscribed within the campaign".
+    pub horizon: Option<String>,
+}
+
+/// The stored artifact of a lead model.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeadArtifact {
+    pub model: ScoringModel,
+    pub horizon: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainedModel {
+    pub version: i64,
+    pub digest: String,
+    pub result: TrainResult,
+    pub dropped_without_consent: usize,
+}
+
+/// A model as the API shows it: the registry row, its card and its lifecycle.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelView {
+    #[serde(flatten)]
+    pub row: ModelRow,
+    pub transitions: Vec<ModelTransition>,
+}
+
+/// One subject to score: the store's user id and optional lead attributes (CRM fields) for
+/// model columns that are not computed from events.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ScoreInput {
+    #[serde(rename = "userId")]
+    pub user_id: String,
+    #[serde(default)]
+    pub attributes: serde_json::Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ReasonView {
+    pub statement: String,
+    pub feature: String,
+    pub contribution: f64,
+}
+
+impl From<&Reason> for ReasonView {
+    fn from(r: &Reason) -> Self {
+        ReasonView {
+            statement: r.statement.clone(),
+            feature: r.column.clone(),
+            contribution: r.contribution,
+        }
+    }
+}
+
+/// The outcome of scoring one subject.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ScoreResult {
+    #[serde(rename = "userId")]
+    pub user_id: String,
+    /// `scored` or `not_scored`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub horizon: Option<String>,
+    #[serde(rename = "reasonsUp", default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons_up: Vec<ReasonView>,
+    #[serde(rename = "reasonsDown", default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons_down: Vec<ReasonView>,
+    #[serde(rename = "modelVersion", skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<i64>,
+    #[serde(rename = "decisionId", skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl ScoreResult {
+    fn not_scored(user_id: &str, reason: &str, message: String) -> Self {
+        ScoreResult {
+            user_id: user_id.to_string(),
+            status: "not_scored".into(),
+            probability: None,
+            tier: None,
+            horizon: None,
+            reasons_up: vec![],
+            reasons_down: vec![],
+            model_version: None,
+            decision_id: None,
+            reason: Some(reason.to_string()),
+            message: Some(message),
+        }
+    }
+}
+
+/// A stored decision, opened for the subject or staff.
+#[derive(Clone, Debug, Serialize)]
+pub struct DecisionView {
+    pub id: String,
+    pub purpose: String,
+    pub kind: String,
+    #[serde(rename = "modelVersion")]
+    pub model_version: Option<i64>,
+    #[serde(rename = "inputsDigest")]
+    pub inputs_digest: String,
+    #[serde(rename = "createdAt")]
+    pub created_at: Timestamp,
+    /// Outcome and explanation; `null` if the subject's key was destroyed.
+    pub outcome: Option<Value>,
+}
+
+fn ml_error(e: candor_ml::MlError) -> AppError {
+    AppError::bad_request(e.code(), e.to_string())
+}
+
+impl App {
+    /// Columns that are protected attributes under the policy (by last path segment or path).
+    fn protected_columns<'a>(&self, headers: &'a [String]) -> Vec<&'a String> {
+        let protected: Vec<&str> = self.policy().protected_attributes().collect();
+        headers
+            .iter()
+            .filter(|h| {
+                protected
+                    .iter()
+                    .any(|p| *p == h.as_str() || p.rsplit('.').next() == Some(h.as_str()))
+                    || self.policy().is_protected_path(&format!("traits.{h}"))
+            })
+            .collect()
+    }
+
+    /// Trains a lead model from a table and registers it as a draft. Nothing is registered if
+    /// any check or the training fails.
+    pub async fn train_lead_model(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        mut table: RawTable,
+        req: TrainRequest,
+        on_round: &mut (dyn FnMut(Round) + Send),
+    ) -> AppResult<TrainedModel> {
+        for col in self.protected_columns(&table.headers) {
+            if req.features.as_ref().is_some_and(|f| f.contains(col)) {
+                return Err(AppError::bad_request(
+                    "protected_feature",
+                    format!(
+                        "{col:?} is a protected attribute under the policy and cannot be a model feature"
+                    ),
+                ));
+            }
+            if !req.protected.contains(col) && !req.exclude.contains(col) && req.target != *col {
+                return Err(AppError::bad_request(
+                    "protected_feature",
+                    format!(
+                        "{col:?} is a protected attribute under the policy; pass it with --protected \
+                         (kept out of the model, available to fairness audits) or --exclude"
+                    ),
+                ));
+            }
+        }
+        let mut exclude = req.exclude.clone();
+        let mut dropped = 0usize;
+        if let Some(col) = &req.subject_column {
+            let idx = table.column(col).ok_or_else(|| {
+                AppError::bad_request(
+                    "column_invalid",
+                    format!("subject column {col:?} is not in the file"),
+                )
+            })?;
+            if !exclude.contains(col) {
+                exclude.push(col.clone());
+            }
+            let purpose = self.purpose("profiling")?;
+            let mut keep = Vec::with_capacity(table.rows.len());
+            let mut cache: HashMap<String, bool> = HashMap::new();
+            for row in std::mem::take(&mut table.rows) {
+                let id = row[idx].clone();
+                let ok = match cache.get(&id) {
+                    Some(ok) => *ok,
+                    None => {
+                        let found = match id.parse::<SubjectId>() {
+                            Ok(sid) => self
+                                .store()
+                                .subject(tenant, sid)
+                                .await?
+                                .ok_or_else(|| AppError::not_found("subject")),
+                            Err(_) => self.resolve_subject(tenant, &id).await,
+                        };
+                        let ok = match found {
+                            Ok(s) => {
+                                s.wrapped_key.is_some()
+                                    && self.grant(tenant, s.id, &purpose).await.is_ok()
+                            }
+                            Err(e) if e.kind == ErrorKind::NotFound => false,
+                            Err(e) => return Err(e),
+                        };
+                        cache.insert(id, ok);
+                        ok
+                    }
+                };
+                if ok {
+                    keep.push(row);
+                } else {
+                    dropped += 1;
+                }
+            }
+            table.rows = keep;
+            if table.rows.is_empty() {
+                return Err(AppError::bad_request(
+                    "no_consented_rows",
+                    "no row belongs to a subject who allows profiling; nothing can be trained",
+                ));
+            }
+        }
+        let sel = Selection {
+            target: &req.target,
+            exclude: &exclude,
+            protected: &req.protected,
+            features: req.features.as_deref(),
+        };
+        let opts = req.options.clone();
+        let mut result = tokio::task::block_in_place(|| {
+            candor_ml::lead::train_from_table(&table, &sel, None, &opts, on_round)
+        })
+        .map_err(ml_error)?;
+        crate::features::apply_descriptions(&mut result.model.schema);
+        let horizon = req
+            .horizon
+            .clone()
+            .unwrap_or_else(|| format!("outcome `{}` as defined in the training data", req.target));
+        let artifact = LeadArtifact {
+            model: result.model.clone(),
+            horizon: horizon.clone(),
+        };
+        let bytes = serde_json::to_vec(&artifact).map_err(|e| AppError::internal("train", &e))?;
+        let digest = sha256_hex(&bytes);
+        let card = json!({
+            "kind": LEAD_MODEL,
+            "source": req.source,
+            "target": req.target,
+            "horizon": horizon,
+            "data": result.data,
+            "dropped_without_profiling_consent": dropped,
+            "parameters": opts,
+            "trees": result.trees,
+            "holdout": result.holdout,
+            "baseline_logistic_regression": result.baseline,
+            "importance": result.importance,
+            "features": result.model.schema.features,
+            "fairness_audit": null,
+        });
+        let version = self
+            .store()
+            .insert_model(
+                tenant,
+                &NewModel { name: LEAD_MODEL.into(), kind: "gbdt".into(), digest: digest.clone(), artifact: bytes, card },
+                self.clock().now(),
+                AuditDraft {
+                    tenant: Some(tenant),
+                    actor: actor.to_string(),
+                    action: "model.registered".into(),
+                    target: None,
+                    details: json!({ "name": LEAD_MODEL, "digest": digest, "rows": result.data.rows }),
+                },
+            )
+            .await?;
+        Ok(TrainedModel {
+            version,
+            digest,
+            result,
+            dropped_without_consent: dropped,
+        })
+    }
+
+    pub async fn model_view(&self, tenant: TenantId, version: i64) -> AppResult<ModelView> {
+        let mut row = self
+            .store()
+            .model(tenant, version)
+            .await?
+            .ok_or_else(|| AppError::not_found("model"))?;
+        row.artifact.clear();
+        let transitions = self.store().model_transitions(tenant, version).await?;
+        Ok(ModelView { row, transitions })
+    }
+
+    /// Loads a model's artifact (checking its digest).
+    pub async fn lead_artifact(
+        &self,
+        tenant: TenantId,
+        version: i64,
+    ) -> AppResult<(ModelRow, LeadArtifact)> {
+        let row = self
+            .store()
+            .model(tenant, version)
+            .await?
+            .ok_or_else(|| AppError::not_found("model"))?;
+        self.open_artifact(row)
+    }
+
+    fn open_artifact(&self, row: ModelRow) -> AppResult<(ModelRow, LeadArtifact)> {
+        if sha256_hex(&row.artifact) != row.digest {
+            return Err(AppError::internal("model", &"artifact digest mismatch"));
+        }
+        let art: LeadArtifact =
+            serde_json::from_slice(&row.artifact).map_err(|e| AppError::internal("model", &e))?;
+        Ok((row, art))
+    }
+
+    /// Moves a model through its lifecycle. `approve` needs a reason (until fairness audits
+    /// exist, an admin's approval with a logged reason stands in for the audit).
+    pub async fn transition_model(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        version: i64,
+        action: &str,
+        reason: &str,
+    ) -> AppResult<ModelView> {
+        let (from, to): (&[&str], &str) = match action {
+            "approve" => (&["draft", "audited"], "approved"),
+            "activate" => (&["approved"], "active"),
+            "retire" => (&["draft", "audited", "approved", "active"], "retired"),
+            other => {
+                return Err(AppError::bad_request(
+                    "unknown_action",
+                    format!("`{other}` is not a model action (approve, activate, retire)"),
+                ));
+            }
+        };
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(AppError::bad_request(
+                "reason_required",
+                "a reason is required and is kept in the audit log",
+            ));
+        }
+        if reason.len() > 2000 {
+            return Err(AppError::bad_request(
+                "reason_too_long",
+                "the reason must be at most 2000 bytes",
+            ));
+        }
+        let audit = AuditDraft {
+            tenant: Some(tenant),
+            actor: actor.to_string(),
+            action: format!("model.{to}"),
+            target: Some(format!("model:{version}")),
+            details: json!({ "reason": reason }),
+        };
+        self.store()
+            .transition_model(
+                tenant,
+                version,
+                from,
+                to,
+                actor,
+                reason,
+                self.clock().now(),
+                audit,
+            )
+            .await
+            .map_err(|e| match e {
+                candor_store::StoreError::NotFound => AppError::not_found("model"),
+                candor_store::StoreError::Conflict(m) => {
+                    AppError::new(ErrorKind::Conflict, "invalid_transition", m)
+                }
+                other => other.into(),
+            })?;
+        self.model_view(tenant, version).await
+    }
+
+    /// The model to score with: the named version if it is approved or active, else the
+    /// active one.
+    async fn scoring_model(
+        &self,
+        tenant: TenantId,
+        version: Option<i64>,
+    ) -> AppResult<(ModelRow, LeadArtifact)> {
+        let row = match version {
+            Some(v) => {
+                let row = self
+                    .store()
+                    .model(tenant, v)
+                    .await?
+                    .ok_or_else(|| AppError::not_found("model"))?;
+                if row.status != "active" && row.status != "approved" {
+                    return Err(AppError::new(
+                        ErrorKind::Conflict,
+                        "model_not_approved",
+                        format!(
+                            "model {v} is {}; only approved or active models score people",
+                            row.status
+                        ),
+                    ));
+                }
+                row
+            }
+            None => self
+                .store()
+                .active_model(tenant, LEAD_MODEL)
+                .await?
+                .ok_or_else(|| {
+                    AppError::new(
+                        ErrorKind::Conflict,
+                        "no_active_model",
+                        "no lead-scoring model is active; train one and approve and activate it",
+                    )
+                })?,
+        };
+        self.open_artifact(row)
+    }
+
+    /// Scores subjects. Each needs a `profiling` grant; others come back `not_scored` with the
+    /// denial's code. Each score is stored as a decision.
+    pub async fn score_subjects(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        inputs: &[ScoreInput],
+        version: Option<i64>,
+    ) -> AppResult<Vec<ScoreResult>> {
+        if inputs.is_empty() || inputs.len() > MAX_SCORE_BATCH {
+            return Err(AppError::bad_request(
+                "batch_size",
+                format!("send between 1 and {MAX_SCORE_BATCH} subjects per request"),
+            ));
+        }
+        let (row, art) = self.scoring_model(tenant, version).await?;
+        let model = &art.model;
+        let purpose = self.purpose("profiling")?;
+        let tk = self.tenant_key(tenant).await?;
+        let now = self.clock().now();
+        let mut out = Vec::with_capacity(inputs.len());
+        let mut decisions = Vec::new();
+        let mut audits = Vec::new();
+        for input in inputs {
+            let subject = match self.resolve_subject(tenant, &input.user_id).await {
+                Ok(s) => s,
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    out.push(ScoreResult::not_scored(
+                        &input.user_id,
+                        "unknown_subject",
+                        "no subject with this userId".into(),
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let grant = match self.grant(tenant, subject.id, &purpose).await {
+                Ok(g) => g,
+                Err(d) => {
+                    out.push(ScoreResult::not_scored(
+                        &input.user_id,
+                        d.code,
+                        d.reason.clone(),
+                    ));
+                    continue;
+                }
+            };
+            let Some(wrapped) = &subject.wrapped_key else {
+                out.push(ScoreResult::not_scored(
+                    &input.user_id,
+                    "erased",
+                    "the subject's data was erased".into(),
+                ));
+                continue;
+            };
+            let key = tk.unwrap_data_key(subject.id, wrapped)?;
+            let events = self.store().events_for(&grant, EVENTS_PER_SUBJECT).await?;
+            let computed = crate::features::event_features(&events, now);
+            let row_values = build_row(model, &computed, &input.attributes)?;
+            let scored = model.score_row(&row_values);
+            let (up, down) = top_reasons(&scored.reasons, 3);
+            let decision_id = uuid_v7();
+            let inputs_digest =
+                sha256_hex(&serde_json::to_vec(&row_values_json(&row_values)).unwrap_or_default());
+            let tier = scored.tier.to_string();
+            let outcome = json!({
+                "probability": scored.probability,
+                "tier": tier,
+                "horizon": art.horizon,
+                "raw": scored.raw,
+                "baseValue": scored.base_value,
+                "reasons": scored.reasons.iter().map(ReasonView::from).collect::<Vec<_>>(),
+            });
+            let sealed = key.seal(
+                &format!("decision:{decision_id}"),
+                &serde_json::to_vec(&outcome).map_err(|e| AppError::internal("score", &e))?,
+            )?;
+            decisions.push(DecisionRow {
+                id: decision_id.clone(),
+                subject: subject.id,
+                purpose: purpose.to_string(),
+                kind: LEAD_MODEL.into(),
+                model_version: Some(row.version),
+                inputs_digest,
+                sealed,
+                created_at: now,
+            });
+            audits.push(AuditDraft {
+                tenant: Some(tenant),
+                actor: actor.to_string(),
+                action: "decision.recorded".into(),
+                target: Some(subject.id.to_string()),
+                details: json!({ "decision": decision_id, "kind": LEAD_MODEL, "model_version": row.version, "purpose": purpose.as_str() }),
+            });
+            out.push(ScoreResult {
+                user_id: input.user_id.clone(),
+                status: "scored".into(),
+                probability: Some(scored.probability),
+                tier: Some(tier),
+                horizon: Some(art.horizon.clone()),
+                reasons_up: up.into_iter().map(ReasonView::from).collect(),
+                reasons_down: down.into_iter().map(ReasonView::from).collect(),
+                model_version: Some(row.version),
+                decision_id: Some(decision_id),
+                reason: None,
+                message: None,
+            });
+        }
+        if !decisions.is_empty() {
+            self.store()
+                .insert_decisions(tenant, &decisions, audits)
+                .await
+                .map_err(|e| match e {
+                    candor_store::StoreError::Conflict(m) => {
+                        AppError::new(ErrorKind::Conflict, "subject_erased", m)
+                    }
+                    other => other.into(),
+                })?;
+        }
+        Ok(out)
+    }
+
+    /// A subject's decisions, newest first, opened with their data key (an audited PII read).
+    pub async fn decisions_for(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        user_id: &str,
+        limit: u32,
+    ) -> AppResult<(SubjectId, Vec<DecisionView>)> {
+        let subject = self.resolve_subject(tenant, user_id).await?;
+        let rows = self
+            .store()
+            .decisions_for(tenant, subject.id, limit)
+            .await?;
+        let key = match &subject.wrapped_key {
+            Some(w) => Some(
+                self.tenant_key(tenant)
+                    .await?
+                    .unwrap_data_key(subject.id, w)?,
+            ),
+            None => None,
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for d in rows {
+            let outcome = match &key {
+                Some(k) => {
+                    let bytes = k.open(&format!("decision:{}", d.id), &d.sealed)?;
+                    Some(
+                        serde_json::from_slice(&bytes)
+                            .map_err(|e| AppError::internal("decision", &e))?,
+                    )
+                }
+                None => None,
+            };
+            out.push(DecisionView {
+                id: d.id,
+                purpose: d.purpose,
+                kind: d.kind,
+                model_version: d.model_version,
+                inputs_digest: d.inputs_digest,
+                created_at: d.created_at,
+                outcome,
+            });
+        }
+        if !out.is_empty() {
+            self.store()
+                .append_audit(vec![AuditDraft {
+                    tenant: Some(tenant),
+                    actor: actor.to_string(),
+                    action: "pii.read".into(),
+                    target: Some(subject.id.to_string()),
+                    details: json!({ "what": "decisions", "count": out.len() }),
+                }])
+                .await?;
+        }
+        Ok((subject.id, out))
+    }
+}
+
+/// A training table built from events (see [`App::export_event_features`]).
+#[derive(Clone, Debug)]
+pub struct FeatureExport {
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    /// Subjects left out because profiling is not allowed for them.
+    pub skipped: usize,
+}
+
+impl App {
+    /// Event features of every subject with a `profiling` grant, as of `as_of`, labelled by
+    /// whether `label_event` happened in the `horizon_days` after it. Subjects without events
+    /// before `as_of` are left out. Columns: `subject_id`, the features, `label`.
+    pub async fn export_event_features(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        as_of: Timestamp,
+        label_event: &str,
+        horizon_days: u32,
+    ) -> AppResult<FeatureExport> {
+        let purpose = self.purpose("profiling")?;
+        let end = as_of.0 + i64::from(horizon_days) * 86_400_000;
+        let mut headers = vec!["subject_id".to_string()];
+        headers.extend(
+            crate::features::EVENT_FEATURES
+                .iter()
+                .map(|(n, _, _)| n.to_string()),
+        );
+        headers.push("label".into());
+        let mut rows = Vec::new();
+        let mut skipped = 0usize;
+        let mut after = None;
+        loop {
+            let page = self.store().list_subjects(tenant, after, 500).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for subject in page {
+                if subject.wrapped_key.is_none() {
+                    continue;
+                }
+                let grant = match self.grant(tenant, subject.id, &purpose).await {
+                    Ok(g) => g,
+                    Err(_) => {
+                        skipped += 1;
+                        continue;
+                    }
+                };
+                let events = self.store().events_for(&grant, EVENTS_PER_SUBJECT).await?;
+                if !events.iter().any(|e| e.occurred_at <= as_of) {
+                    continue;
+                }
+                let f = crate::features::event_features(&events, as_of);
+                let label = events.iter().any(|e| {
+                    e.name.as_deref() == Some(label_event)
+                        && e.occurred_at.0 > as_of.0
+                        && e.occurred_at.0 <= end
+                });
+                let mut row = vec![subject.id.to_string()];
+                for (n, _, _) in crate::features::EVENT_FEATURES {
+                    let v = f.get(n).copied().unwrap_or(f64::NAN);
+                    row.push(if v.is_finite() {
+                        candor_ml::table::format_value(v)
+                    } else {
+                        String::new()
+                    });
+                }
+                row.push(if label { "yes".into() } else { "no".into() });
+                rows.push(row);
+            }
+        }
+        self.store()
+            .append_audit(vec![AuditDraft {
+                tenant: Some(tenant),
+                actor: actor.to_string(),
+                action: "features.exported".into(),
+                target: None,
+                details: json!({ "purpose": purpose.as_str(), "subjects": rows.len(), "skipped_without_grant": skipped, "as_of": as_of.0 }),
+            }])
+            .await?;
+        Ok(FeatureExport {
+            headers,
+            rows,
+            skipped,
+        })
+    }
+}
+
+fn uuid_v7() -> String {
+    candor_types::EventId::new().to_string()
+}
+
+fn row_values_json(row: &[f64]) -> Vec<Option<f64>> {
+    row.iter().map(|v| v.is_finite().then_some(*v)).collect()
+}
+
+/// The model's input row: event features by name, then lead attributes for other columns.
+fn build_row(
+    model: &ScoringModel,
+    computed: &HashMap<&'static str, f64>,
+    attributes: &serde_json::Map<String, Value>,
+) -> AppResult<Vec<f64>> {
+    let mut row = Vec::with_capacity(model.n_features());
+    for (col, feat) in model.schema.columns.iter().zip(&model.schema.features) {
+        if let Some(v) = computed.get(col.name.as_str()) {
+            row.push(*v);
+            continue;
+        }
+        let cell = match attributes.get(&col.name) {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(Value::Bool(b)) => {
+                if *b {
+                    "yes".into()
+                } else {
+                    "no".into()
+                }
+            }
+            Some(_) => {
+                return Err(AppError::bad_request(
+                    "attribute_invalid",
+                    format!(
+                        "attribute {:?} must be a string, number or boolean",
+                        col.name
+                    ),
+                ));
+            }
+        };
+        let table = RawTable {
+            headers: vec![col.name.clone()],
+            rows: vec![vec![cell]],
+            delimiter: b',',
+        };
+        let one = candor_ml::table::Schema {
+            columns: vec![col.clone()],
+            features: vec![feat.clone()],
+        };
+        let v = one
+            .encode(&table)
+            .map_err(|e| AppError::bad_request("attribute_invalid", e.to_string()))?;
+        row.push(v.first().copied().unwrap_or(f64::NAN));
+    }
+    Ok(row)
+}

@@ -1,0 +1,5 @@
+//! candor-ml's integration tests: one binary.
+
+mod bank;
+mod csv_input;
+mod props;
