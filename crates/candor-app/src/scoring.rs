@@ -474,6 +474,18 @@ impl App {
                 format!("send between 1 and {MAX_SCORE_BATCH} subjects per request"),
             ));
         }
+        for input in inputs {
+            if let Some((k, _)) = input
+                .attributes
+                .iter()
+                .find(|(_, v)| v.is_array() || v.is_object())
+            {
+                return Err(AppError::bad_request(
+                    "attribute_invalid",
+                    format!("attribute {k:?} must be a string, number, boolean or null"),
+                ));
+            }
+        }
         let (row, art) = self.scoring_model(tenant, version).await?;
         let model = &art.model;
         let purpose = self.purpose("profiling")?;

@@ -9,12 +9,14 @@
 //! | `invalid_query` / `invalid_path` | 400 | malformed query string or path parameter |
 //! | `not_an_object`, `unsupported_type`, `wrong_type`, `missing_identity`, `missing_event_name`, `too_long`, `bad_timestamp` | 400 | an invalid Segment message on a single-event endpoint |
 //! | `unknown_purpose`, `unknown_jurisdiction`, `invalid_consent_state`, `invalid_consent_source`, `invalid_notice_hash` | 400 | consent input the policy does not know |
+//! | `batch_size`, `attribute_invalid`, `reason_required`, `reason_too_long`, `unknown_action` | 400 | invalid scoring or model-lifecycle input |
 //! | `unauthorized` | 401 | missing, malformed, unknown or revoked API key |
 //! | `forbidden_scope` | 403 | the key's scope is too low for the endpoint |
 //! | `purpose_denied` | 403 | the policy denies the purpose for this subject (reasons attached) |
 //! | `not_found` | 404 | unknown subject, key or route |
 //! | `method_not_allowed` | 405 | known route, wrong method |
 //! | `conflict`, `subject_erased` | 409 | the request conflicts with stored state |
+//! | `no_active_model`, `model_not_approved`, `invalid_transition` | 409 | scoring without an active/approved model; a lifecycle step from the wrong status |
 //! | `payload_too_large` | 413 | body over the limit |
 //! | `internal` | 500 | anything else; the cause is logged, never returned |
 

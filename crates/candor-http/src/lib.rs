@@ -4,6 +4,8 @@
 //! Handlers parse and authenticate, call one use case, and shape the answer. No handler touches
 //! the store or the policy directly.
 
+#![recursion_limit = "256"]
+
 mod docs;
 mod error;
 mod openapi;
@@ -62,6 +64,11 @@ pub fn router(app: App) -> Router {
         .route("/v1/subjects/{id}/consents", get(get_consents))
         .route("/v1/subjects/{id}/consents/{purpose}", put(put_consent))
         .route("/v1/subjects/{id}/data", get(get_data))
+        .route("/v1/subjects/{id}/decisions", get(get_decisions))
+        .route("/v1/scores", post(post_scores))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{version}", get(get_model))
+        .route("/v1/models/{version}/{action}", post(transition_model))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{id}", delete(revoke_key))
         .route("/v1/policy", get(get_policy))
@@ -323,6 +330,119 @@ async fn get_data(
 }
 
 #[derive(Deserialize)]
+struct LimitQuery {
+    limit: Option<u32>,
+}
+
+async fn get_decisions(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<LimitQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Server)?;
+    let Path(id) = path?;
+    let Query(q) = query?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let (subject, decisions) = app.decisions_for(p.tenant, &p.actor(), &id, limit).await?;
+    Ok(Json(json!({ "subject": subject, "decisions": decisions })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScoreBody {
+    #[serde(rename = "userId")]
+    user_id: Option<String>,
+    #[serde(default)]
+    attributes: serde_json::Map<String, Value>,
+    subjects: Option<Vec<candor_app::ScoreInput>>,
+    #[serde(rename = "modelVersion")]
+    model_version: Option<i64>,
+}
+
+async fn post_scores(
+    State(app): State<App>,
+    Auth(p): Auth,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Server)?;
+    let v = parse_json(body)?;
+    let b: ScoreBody = serde_json::from_value(v)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
+    let inputs = match (b.user_id, b.subjects) {
+        (Some(user_id), None) => vec![candor_app::ScoreInput {
+            user_id,
+            attributes: b.attributes,
+        }],
+        (None, Some(list)) if b.attributes.is_empty() => list,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "send either `userId` (with optional `attributes`) or a `subjects` array",
+            ));
+        }
+    };
+    let results = app
+        .score_subjects(p.tenant, &p.actor(), &inputs, b.model_version)
+        .await?;
+    Ok(Json(json!({ "results": results })))
+}
+
+async fn list_models(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
+    use candor_store::Store as _;
+    p.require(Scope::Server)?;
+    let models = app
+        .store()
+        .list_models(p.tenant)
+        .await
+        .map_err(AppError::from)?;
+    Ok(Json(json!({ "models": models })))
+}
+
+fn parse_version(s: &str) -> ApiResult<i64> {
+    s.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "model not found"))
+}
+
+async fn get_model(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Server)?;
+    let Path(version) = path?;
+    let view = app.model_view(p.tenant, parse_version(&version)?).await?;
+    Ok(Json(json!(view)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: String,
+}
+
+async fn transition_model(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Admin)?;
+    let Path((version, action)) = path?;
+    let version = parse_version(&version)?;
+    let v = parse_json(body)?;
+    let b: ReasonBody = serde_json::from_value(v)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
+    let view = app
+        .transition_model(p.tenant, &p.actor(), version, &action, &b.reason)
+        .await?;
+    Ok(Json(json!(view)))
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewKeyBody {
     scope: String,
@@ -445,6 +565,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/subjects/{id}/consents"),
     ("put", "/v1/subjects/{id}/consents/{purpose}"),
     ("get", "/v1/subjects/{id}/data"),
+    ("get", "/v1/subjects/{id}/decisions"),
+    ("post", "/v1/scores"),
+    ("get", "/v1/models"),
+    ("get", "/v1/models/{version}"),
+    ("post", "/v1/models/{version}/{action}"),
     ("post", "/v1/keys"),
     ("get", "/v1/keys"),
     ("delete", "/v1/keys/{id}"),

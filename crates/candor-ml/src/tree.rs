@@ -390,6 +390,19 @@ impl Ensemble {
         out
     }
 
+    /// SHAP values computed without the subset tables (the per-row fallback for leaves with
+    /// many distinct features); equal to [`Ensemble::shap`]. For tests.
+    #[doc(hidden)]
+    pub fn shap_untabled(&self, row: &[f64]) -> Vec<f64> {
+        let mut out = vec![0.0; self.n_features + 1];
+        let mut scratch = Scratch {
+            no_tables: true,
+            ..Scratch::default()
+        };
+        self.shap_into(row, &mut out, &mut scratch);
+        out
+    }
+
     fn shap_into(&self, row: &[f64], out: &mut [f64], scratch: &mut Scratch) {
         let (phi, bias) = out.split_at_mut(self.n_features);
         let plans = self.plan();
@@ -422,6 +435,8 @@ impl Ensemble {
 
 #[derive(Default)]
 struct Scratch {
+    /// Ignore the tables (tests of the per-row fallback).
+    no_tables: bool,
     left: Vec<bool>,
     poly: Vec<f64>,
     unwound: Vec<f64>,
@@ -563,7 +578,7 @@ impl TreePlan {
             if zbar == 0.0 {
                 continue;
             }
-            if !leaf.table.is_empty() {
+            if !leaf.table.is_empty() && !s.no_tables {
                 let t = &leaf.table;
                 let out_term = zbar * t[a as usize];
                 for k in 0..m {

@@ -498,6 +498,15 @@ fn peers_python() -> Option<PathBuf> {
     python.exists().then_some(python)
 }
 
+/// A directory removed when the test ends, failed or not.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[test]
 fn peers_agree_on_bank_marketing() {
     let Some(python) = peers_python() else {
@@ -515,11 +524,12 @@ fn peers_agree_on_bank_marketing() {
         .canonicalize()
         .unwrap_or_else(|e| panic!("{}: {e}", csv.display()));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/lgb_xgb_reference.py");
-    let out = std::env::temp_dir().join(format!("candor-import-{}", std::process::id()));
+    let out = TempDir(std::env::temp_dir().join(format!("candor-import-{}", std::process::id())));
+    let out = &out.0;
     let run = Command::new(&python)
         .arg(&script)
         .arg(&csv)
-        .arg(&out)
+        .arg(out)
         .output()
         .expect("run python");
     assert!(
@@ -586,6 +596,5 @@ fn peers_agree_on_bank_marketing() {
             }
         }
     }
-    let _ = std::fs::remove_dir_all(&out);
     println!("{}", report.join("\n"));
 }

@@ -12,6 +12,8 @@ use candor_types::{Scope, TenantId};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
+mod scoring;
+
 struct H {
     t: TestApp,
     router: Router,

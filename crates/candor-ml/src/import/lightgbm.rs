@@ -96,13 +96,13 @@ pub fn load_lightgbm(text: &str) -> Result<ImportedModel, MlError> {
             trees.len()
         )));
     }
-    if let Some(n) = header.tree_count {
-        if n != trees.len() {
-            return Err(err(format!(
-                "`tree_sizes` lists {n} trees but the file holds {} (is it truncated?)",
-                trees.len()
-            )));
-        }
+    if let Some(n) = header.tree_count
+        && n != trees.len()
+    {
+        return Err(err(format!(
+            "`tree_sizes` lists {n} trees but the file holds {} (is it truncated?)",
+            trees.len()
+        )));
     }
 
     let mut scale = header.sigmoid;
@@ -384,10 +384,8 @@ fn parse_tree(s: &Section, n_features: usize) -> Result<Tree, String> {
     if num_leaves == 0 {
         return Err("num_leaves is 0".into());
     }
-    if let Some(v) = s.get("is_linear") {
-        if v.trim() != "0" {
-            return Err("linear trees (linear_tree=true) are not supported".into());
-        }
+    if s.get("is_linear").is_some_and(|v| v.trim() != "0") {
+        return Err("linear trees (linear_tree=true) are not supported".into());
     }
     let leaf_value = floats(s, "leaf_value", num_leaves)?;
     if let Some(i) = leaf_value.iter().position(|v| !v.is_finite()) {

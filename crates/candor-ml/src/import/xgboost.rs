@@ -56,7 +56,8 @@ pub fn load_xgboost(json: &str) -> Result<ImportedModel, MlError> {
                 .map(|x| Some(x as i64))
                 .ok_or_else(|| {
                     err(format!(
-                        "learner_model_param `{key}` is {v}, not an integer"
+                        "learner_model_param `{key}` is {}, not an integer",
+                        show(v)
                     ))
                 }),
         }
@@ -103,6 +104,7 @@ pub fn load_xgboost(json: &str) -> Result<ImportedModel, MlError> {
         | "rank:ndcg"
         | "rank:map" => (Link::Identity, base_score as f64),
         other => {
+            let other = clip(other);
             return Err(err(format!(
                 "objective `{other}` is not supported; Candor imports binary:logistic, \
                  reg:logistic, binary:logitraw, regression (identity output) and ranking models"
@@ -131,7 +133,10 @@ pub fn load_xgboost(json: &str) -> Result<ImportedModel, MlError> {
     let booster = learner
         .get("gradient_booster")
         .ok_or_else(|| err("no `learner.gradient_booster`"))?;
-    let booster_name = booster.get("name").and_then(Value::as_str).unwrap_or("");
+    let booster_name = booster
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("no `learner.gradient_booster.name`"))?;
     let (model, weights) = match booster_name {
         "gbtree" => (booster.get("model"), None),
         "dart" => {
@@ -155,6 +160,7 @@ pub fn load_xgboost(json: &str) -> Result<ImportedModel, MlError> {
             ));
         }
         other => {
+            let other = clip(other);
             return Err(err(format!(
                 "booster `{other}` is not supported (gbtree and dart are)"
             )));
@@ -169,29 +175,28 @@ pub fn load_xgboost(json: &str) -> Result<ImportedModel, MlError> {
         .get("gbtree_model_param")
         .and_then(|p| p.get("num_trees"))
         .and_then(number)
+        && n != trees_json.len() as f64
     {
-        if n != trees_json.len() as f64 {
-            return Err(err(format!(
-                "num_trees={n} but the model holds {} trees",
-                trees_json.len()
-            )));
-        }
+        return Err(err(format!(
+            "num_trees={n} but the model holds {} trees",
+            trees_json.len()
+        )));
     }
-    if let Some(info) = model.get("tree_info").and_then(Value::as_array) {
-        if info.iter().any(|g| number(g) != Some(0.0)) {
-            return Err(err(
-                "trees belong to several output groups; only single-output models are supported",
-            ));
-        }
+    if let Some(info) = model.get("tree_info").and_then(Value::as_array)
+        && info.iter().any(|g| number(g) != Some(0.0))
+    {
+        return Err(err(
+            "trees belong to several output groups; only single-output models are supported",
+        ));
     }
-    if let Some(w) = &weights {
-        if w.len() != trees_json.len() {
-            return Err(err(format!(
-                "dart `weight_drop` has {} weights for {} trees",
-                w.len(),
-                trees_json.len()
-            )));
-        }
+    if let Some(w) = &weights
+        && w.len() != trees_json.len()
+    {
+        return Err(err(format!(
+            "dart `weight_drop` has {} weights for {} trees",
+            w.len(),
+            trees_json.len()
+        )));
     }
 
     let mut trees = Vec::with_capacity(trees_json.len());
@@ -208,6 +213,18 @@ pub fn load_xgboost(json: &str) -> Result<ImportedModel, MlError> {
         feature_names,
         source: format!("xgboost {version}"),
     })
+}
+
+/// At most 40 characters of a JSON value, for messages.
+fn show(v: &Value) -> String {
+    clip(&v.to_string())
+}
+
+fn clip(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
 }
 
 /// A JSON number, or a string holding one (XGBoost writes parameters as strings).
@@ -241,7 +258,7 @@ fn base_score(v: Option<&Value>) -> Result<f32, MlError> {
     };
     parsed
         .filter(|b| b.is_finite())
-        .ok_or_else(|| err(format!("base_score {v} is not a finite number")))
+        .ok_or_else(|| err(format!("base_score {} is not a finite number", show(v))))
 }
 
 /// The margin of a probability, as XGBoost derives it (in `f32`).
@@ -273,7 +290,7 @@ fn f32s(t: &Value, key: &str, n: usize) -> Result<Vec<f32>, String> {
         .map(|(i, v)| {
             v.as_f64()
                 .map(|x| x as f32)
-                .ok_or_else(|| format!("`{key}` of node {i} is {v}, not a number"))
+                .ok_or_else(|| format!("`{key}` of node {i} is {}, not a number", show(v)))
         })
         .collect()
 }
@@ -284,7 +301,7 @@ fn i64s(t: &Value, key: &str, n: usize) -> Result<Vec<i64>, String> {
         .enumerate()
         .map(|(i, v)| {
             v.as_i64()
-                .ok_or_else(|| format!("`{key}` of node {i} is {v}, not an integer"))
+                .ok_or_else(|| format!("`{key}` of node {i} is {}, not an integer", show(v)))
         })
         .collect()
 }
@@ -307,10 +324,9 @@ fn parse_tree(
         .get("tree_param")
         .and_then(|p| p.get("size_leaf_vector"))
         .and_then(number)
+        && size > 1.0
     {
-        if size > 1.0 {
-            return Err("vector leaves (multi-target trees) are not supported".into());
-        }
+        return Err("vector leaves (multi-target trees) are not supported".into());
     }
     let left = i64s(t, "left_children", n)?;
     let right = i64s(t, "right_children", n)?;
@@ -325,7 +341,10 @@ fn parse_tree(
             _ => match v.as_u64() {
                 Some(0) => Ok(false),
                 Some(1) => Ok(true),
-                _ => Err(format!("`default_left` of node {i} is {v}, not 0 or 1")),
+                _ => Err(format!(
+                    "`default_left` of node {i} is {}, not 0 or 1",
+                    show(v)
+                )),
             },
         })
         .collect::<Result<_, _>>()?;
@@ -417,12 +436,12 @@ fn parse_tree(
         tree.cover.push(f64::from(hess[i]));
     }
     for (i, slot) in id.iter().enumerate() {
-        if let Some(c) = *slot {
-            if c < 0 {
-                let l = !c as usize;
-                tree.leaf_value[l] = leaf_value(i)?;
-                tree.leaf_cover[l] = f64::from(hess[i]);
-            }
+        if let Some(c) = *slot
+            && c < 0
+        {
+            let l = !c as usize;
+            tree.leaf_value[l] = leaf_value(i)?;
+            tree.leaf_cover[l] = f64::from(hess[i]);
         }
     }
     tree.validate(n_features)?;

@@ -139,9 +139,11 @@ proptest! {
         for _ in 0..8 {
             let row = random_row(&mut r, nf);
             let fast = model.shap(&row);
+            let untabled = model.shap_untabled(&row);
             let exact = brute_force_shap(&tree, &row, nf);
             for f in 0..nf {
                 prop_assert!((fast[f] - exact[f]).abs() < 1e-9, "feature {f}: {} vs {}", fast[f], exact[f]);
+                prop_assert!((untabled[f] - exact[f]).abs() < 1e-9, "fallback, feature {f}: {} vs {}", untabled[f], exact[f]);
             }
             let sum: f64 = fast.iter().sum();
             prop_assert!((sum - model.predict_raw(&row)).abs() < 1e-9);
