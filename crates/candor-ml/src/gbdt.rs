@@ -779,7 +779,7 @@ pub fn train(
     for &c in &params.categorical {
         let bad = (0..n)
             .map(|r| data.x[r * data.n_features + c])
-            .find(|v| !v.is_nan() && !(*v >= 0.0 && *v < 255.0 && v.fract() == 0.0));
+            .find(|v| !(v.is_nan() || (*v >= 0.0 && *v < 255.0 && v.fract() == 0.0)));
         if let Some(v) = bad {
             return Err(MlError::Value(format!(
                 "categorical feature {c} holds {v}; codes must be whole numbers from 0 to 254"

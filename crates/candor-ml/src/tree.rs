@@ -272,18 +272,24 @@ pub struct Ensemble {
     pub base_score: f64,
     pub trees: Vec<Tree>,
     pub link: Link,
+    /// Sum the base score and tree outputs in `f32`, in tree order, as XGBoost does, so that
+    /// imported XGBoost models predict exactly XGBoost's margins.
+    #[serde(default)]
+    pub f32_sum: bool,
     #[serde(skip)]
     plan: OnceLock<Vec<TreePlan>>,
 }
 
 impl Clone for Ensemble {
     fn clone(&self) -> Self {
-        Ensemble::new(
+        let mut e = Ensemble::new(
             self.n_features,
             self.base_score,
             self.trees.clone(),
             self.link,
-        )
+        );
+        e.f32_sum = self.f32_sum;
+        e
     }
 }
 
@@ -293,6 +299,7 @@ impl PartialEq for Ensemble {
             && self.base_score == o.base_score
             && self.trees == o.trees
             && self.link == o.link
+            && self.f32_sum == o.f32_sum
     }
 }
 
@@ -315,6 +322,7 @@ impl Ensemble {
             base_score,
             trees,
             link,
+            f32_sum: false,
             plan: OnceLock::new(),
         }
     }
@@ -332,6 +340,13 @@ impl Ensemble {
     }
 
     pub fn predict_raw(&self, row: &[f64]) -> f64 {
+        if self.f32_sum {
+            let mut acc = self.base_score as f32;
+            for t in &self.trees {
+                acc += t.predict(row) as f32;
+            }
+            return f64::from(acc);
+        }
         self.base_score + self.trees.iter().map(|t| t.predict(row)).sum::<f64>()
     }
 
@@ -347,6 +362,12 @@ impl Ensemble {
         let nf = self.n_features.max(1);
         let n = rows.len() / nf;
         let mut out = vec![self.base_score; n];
+        if self.f32_sum {
+            out.par_iter_mut()
+                .enumerate()
+                .for_each(|(r, o)| *o = self.predict_raw(&rows[r * nf..(r + 1) * nf]));
+            return out;
+        }
         out.par_chunks_mut(BLOCK)
             .enumerate()
             .for_each(|(b, chunk)| {
@@ -442,6 +463,9 @@ struct Scratch {
     unwound: Vec<f64>,
 }
 
+/// A node to visit with the path that leads to it: steps, distinct features, zero fractions.
+type PathSoFar = (i32, Vec<Step>, Vec<u32>, Vec<f64>);
+
 /// One step of a leaf's path: the internal node, the direction taken, the feature's slot.
 #[derive(Clone, Copy, Debug)]
 struct Step {
@@ -503,7 +527,7 @@ impl TreePlan {
             });
         } else {
             // Depth-first over the tree with the path so far.
-            let mut stack: Vec<(i32, Vec<Step>, Vec<u32>, Vec<f64>)> =
+            let mut stack: Vec<PathSoFar> =
                 vec![(0, vec![], vec![], vec![])];
             while let Some((c, steps, features, z)) = stack.pop() {
                 if c < 0 {
@@ -630,6 +654,7 @@ impl LeafPlan {
         let mut table = vec![0.0f64; size];
         polys[0] = 1.0;
         table[0] = self.value * f_of(&polys[0..1], &weights);
+        #[allow(clippy::needless_range_loop)] // `b` is a subset mask, not only an index
         for b in 1..size {
             let hi = usize::BITS as usize - 1 - b.leading_zeros() as usize;
             let prev = b & !(1 << hi);

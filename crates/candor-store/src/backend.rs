@@ -998,9 +998,15 @@ macro_rules! impl_store {
 
             async fn insert_model(&self, tenant: TenantId, new: &NewModel, at: Timestamp, audit: AuditDraft) -> Result<i64> {
                 let mut tx = self.write_tx().await?;
-                let version: i64 = sqlx::query(concat!(
-                    "SELECT COALESCE(MAX(version), 0) + 1 AS v FROM models WHERE tenant_id = $1"
-                ))
+                // Versions are numbered per tenant: concurrent registrations wait on the tenant row.
+                sqlx::query(concat!("SELECT id FROM tenants WHERE id = $1", $update))
+                    .bind(tenant.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?;
+                let version: i64 = sqlx::query(
+                    "SELECT COALESCE(MAX(version), 0) + 1 AS v FROM models WHERE tenant_id = $1",
+                )
                 .bind(tenant.to_string())
                 .fetch_one(&mut *tx)
                 .await?

@@ -206,7 +206,8 @@ pub fn load_xgboost(json: &str) -> Result<ImportedModel, MlError> {
             .map_err(|m| err(format!("tree {i}: {m}")))?;
         trees.push(tree);
     }
-    let ensemble = Ensemble::new(n_features, base_margin, trees, link);
+    let mut ensemble = Ensemble::new(n_features, base_margin, trees, link);
+    ensemble.f32_sum = true;
     check_ensemble(&ensemble, ORIGIN)?;
     Ok(ImportedModel {
         ensemble,

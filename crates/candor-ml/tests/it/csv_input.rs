@@ -67,9 +67,12 @@ fn reads_semicolons_commas_tabs_quotes_and_bom() {
     train(&ones, "y", &[], &["age"], None).expect("1/0 target");
 }
 
+/// CSV text, target, excluded, protected, features, expected error fragment.
+type Case<'a> = (String, &'a str, Vec<&'a str>, Vec<&'a str>, Option<Vec<&'a str>>, &'a str);
+
 #[test]
 fn refuses_files_that_cannot_train() {
-    let cases: Vec<(String, &str, Vec<&str>, Vec<&str>, Option<Vec<&str>>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             good(","),
             "outcome",

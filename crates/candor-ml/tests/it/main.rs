@@ -2,4 +2,5 @@
 
 mod bank;
 mod csv_input;
+mod import;
 mod props;
