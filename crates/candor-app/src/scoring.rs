@@ -321,6 +321,151 @@ impl App {
         })
     }
 
+    /// Registers a model trained elsewhere (LightGBM text or XGBoost JSON) as a draft lead
+    /// model, scored and explained by the same engine. Its columns are the model's feature
+    /// names; LightGBM's pandas categories become categorical columns.
+    pub async fn import_lead_model(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        text: &str,
+        format: &str,
+        source: &str,
+        horizon: Option<String>,
+    ) -> AppResult<TrainedModel> {
+        use candor_ml::table::{ColumnKind, ColumnSpec, FeatureSpec, Schema};
+        let (imported, categories) = match format {
+            "lightgbm" => (
+                candor_ml::import::load_lightgbm(text).map_err(ml_error)?,
+                candor_ml::import::lightgbm_categories(text).map_err(ml_error)?,
+            ),
+            "xgboost" => (
+                candor_ml::import::load_xgboost(text).map_err(ml_error)?,
+                vec![],
+            ),
+            other => {
+                return Err(AppError::bad_request(
+                    "model_format_invalid",
+                    format!("unknown model format {other:?} (lightgbm or xgboost)"),
+                ));
+            }
+        };
+        if imported.ensemble.link != candor_ml::tree::Link::Logistic {
+            return Err(AppError::bad_request(
+                "model_format_invalid",
+                "a lead-scoring model must be a binary classifier (logistic output)",
+            ));
+        }
+        if let Some(col) = self.protected_columns(&imported.feature_names).first() {
+            return Err(AppError::bad_request(
+                "protected_feature",
+                format!(
+                    "the model uses {col:?}, a protected attribute under the policy; it cannot be registered"
+                ),
+            ));
+        }
+        let mut columns = Vec::new();
+        let mut features = Vec::new();
+        for (i, name) in imported.feature_names.iter().enumerate() {
+            let (kind, spec) = match categories.get(i).cloned().flatten() {
+                Some(values) if !values.is_empty() => (
+                    ColumnKind::Categorical {
+                        values: values.clone(),
+                    },
+                    FeatureSpec {
+                        levels: Some(values),
+                        categorical: true,
+                        ..FeatureSpec::numeric(name)
+                    },
+                ),
+                _ => (ColumnKind::Numeric, FeatureSpec::numeric(name)),
+            };
+            columns.push(ColumnSpec {
+                name: name.clone(),
+                kind,
+            });
+            features.push(spec);
+        }
+        let mut schema = Schema { columns, features };
+        crate::features::apply_descriptions(&mut schema);
+        let trees = imported.ensemble.trees.len();
+        let model = ScoringModel {
+            schema,
+            estimator: candor_ml::lead::Estimator::Gbdt {
+                ensemble: imported.ensemble,
+            },
+            calibrator: None,
+            tiers: candor_ml::lead::Tiers::default(),
+        };
+        let horizon = horizon.unwrap_or_else(|| "as defined when the model was trained".into());
+        let artifact = LeadArtifact {
+            model: model.clone(),
+            horizon: horizon.clone(),
+        };
+        let bytes = serde_json::to_vec(&artifact).map_err(|e| AppError::internal("import", &e))?;
+        let digest = sha256_hex(&bytes);
+        let card = json!({
+            "kind": LEAD_MODEL,
+            "source": source,
+            "imported_from": imported.source,
+            "horizon": horizon,
+            "trees": trees,
+            "features": model.schema.features,
+            "holdout": null,
+            "fairness_audit": null,
+        });
+        let version = self
+            .store()
+            .insert_model(
+                tenant,
+                &NewModel {
+                    name: LEAD_MODEL.into(),
+                    kind: format!("imported-{format}"),
+                    digest: digest.clone(),
+                    artifact: bytes,
+                    card,
+                },
+                self.clock().now(),
+                AuditDraft {
+                    tenant: Some(tenant),
+                    actor: actor.to_string(),
+                    action: "model.imported".into(),
+                    target: None,
+                    details: json!({ "name": LEAD_MODEL, "digest": digest, "from": imported.source }),
+                },
+            )
+            .await?;
+        let n_features = model.schema.features.len();
+        Ok(TrainedModel {
+            version,
+            digest,
+            result: TrainResult {
+                data: candor_ml::lead::DataSummary {
+                    rows: 0,
+                    positives: 0,
+                    train_rows: 0,
+                    holdout_rows: 0,
+                    holdout_rule: "imported".into(),
+                    columns_used: model
+                        .schema
+                        .columns
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .collect(),
+                    excluded: vec![],
+                    protected: vec![],
+                    features: n_features,
+                },
+                model,
+                holdout: None,
+                baseline: None,
+                trees,
+                importance: vec![],
+            },
+            dropped_without_consent: 0,
+        })
+    }
+
     pub async fn model_view(&self, tenant: TenantId, version: i64) -> AppResult<ModelView> {
         let mut row = self
             .store()

@@ -108,6 +108,18 @@ pub enum ModelsCommand {
     Approve(TransitionArgs),
     Activate(TransitionArgs),
     Retire(TransitionArgs),
+    /// Register a model trained elsewhere (LightGBM text file or XGBoost JSON) as a draft;
+    /// prints its version alone on the last line.
+    Import {
+        file: PathBuf,
+        /// lightgbm or xgboost (default: JSON files are XGBoost, others LightGBM).
+        #[arg(long)]
+        format: Option<String>,
+        #[arg(long)]
+        horizon: Option<String>,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -482,6 +494,34 @@ pub async fn models(app: &App, cmd: &ModelsCommand) -> Result<i32> {
             let t = app.find_tenant(tenant).await?;
             let v = app.model_view(t.id, *version).await.map_err(err)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        ModelsCommand::Import {
+            file,
+            format,
+            horizon,
+            tenant,
+        } => {
+            let t = app.find_tenant(tenant).await?;
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let format = match format {
+                Some(f) => f.clone(),
+                None if text.trim_start().starts_with('{') => "xgboost".into(),
+                None => "lightgbm".into(),
+            };
+            let source = file
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let m = app
+                .import_lead_model(t.id, "cli", &text, &format, &source, horizon.clone())
+                .await
+                .map_err(err)?;
+            eprintln!(
+                "imported {} trees over {} features as draft model {}",
+                m.result.trees, m.result.data.features, m.version
+            );
+            println!("{}", m.version);
         }
         ModelsCommand::Approve(a) | ModelsCommand::Activate(a) | ModelsCommand::Retire(a) => {
             let action = match cmd {

@@ -469,7 +469,8 @@ impl Schema {
                     // Unknown values (unseen in training) are missing values.
                     ColumnKind::Categorical { values } => out.push(
                         values
-                            .binary_search_by(|v| v.as_str().cmp(cell))
+                            .iter()
+                            .position(|v| v == cell)
                             .map_or(f64::NAN, |i| i as f64),
                     ),
                 }

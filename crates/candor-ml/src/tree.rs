@@ -527,8 +527,7 @@ impl TreePlan {
             });
         } else {
             // Depth-first over the tree with the path so far.
-            let mut stack: Vec<PathSoFar> =
-                vec![(0, vec![], vec![], vec![])];
+            let mut stack: Vec<PathSoFar> = vec![(0, vec![], vec![], vec![])];
             while let Some((c, steps, features, z)) = stack.pop() {
                 if c < 0 {
                     let l = !c as usize;

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod http;
+mod ml;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

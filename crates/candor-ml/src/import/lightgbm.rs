@@ -498,3 +498,46 @@ fn parse_tree(s: &Section, n_features: usize) -> Result<Tree, String> {
     tree.validate(n_features)?;
     Ok(tree)
 }
+
+/// The value names of a LightGBM model's categorical features, one entry per feature: `None`
+/// for numeric features, `Some(names)` for categorical ones when the model was trained from a
+/// pandas DataFrame (`pandas_categorical` lists the category names; code `i` is name `i`),
+/// `Some(vec![])` for categorical features without names (the codes are the values).
+pub fn lightgbm_categories(text: &str) -> Result<Vec<Option<Vec<String>>>, MlError> {
+    let infos = text
+        .lines()
+        .find_map(|l| l.strip_prefix("feature_infos="))
+        .ok_or_else(|| err("no `feature_infos` line"))?;
+    let pandas: Option<Vec<Vec<serde_json::Value>>> = match text
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("pandas_categorical:"))
+    {
+        Some(json) => serde_json::from_str(json.trim())
+            .map_err(|e| err(format!("unreadable `pandas_categorical`: {e}")))?,
+        None => None,
+    };
+    let mut lists = pandas.unwrap_or_default().into_iter();
+    Ok(infos
+        .split(' ')
+        .map(|info| {
+            if info.starts_with('[') || info == "none" {
+                None
+            } else {
+                Some(
+                    lists
+                        .next()
+                        .map(|l| {
+                            l.into_iter()
+                                .map(|v| match v {
+                                    serde_json::Value::String(s) => s,
+                                    other => other.to_string(),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                )
+            }
+        })
+        .collect())
+}

@@ -13,7 +13,7 @@
 mod lightgbm;
 mod xgboost;
 
-pub use lightgbm::load_lightgbm;
+pub use lightgbm::{lightgbm_categories, load_lightgbm};
 pub use xgboost::load_xgboost;
 
 use crate::MlError;

@@ -68,7 +68,14 @@ fn reads_semicolons_commas_tabs_quotes_and_bom() {
 }
 
 /// CSV text, target, excluded, protected, features, expected error fragment.
-type Case<'a> = (String, &'a str, Vec<&'a str>, Vec<&'a str>, Option<Vec<&'a str>>, &'a str);
+type Case<'a> = (
+    String,
+    &'a str,
+    Vec<&'a str>,
+    Vec<&'a str>,
+    Option<Vec<&'a str>>,
+    &'a str,
+);
 
 #[test]
 fn refuses_files_that_cannot_train() {
