@@ -267,3 +267,48 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// The Python of the peer libraries (LightGBM, XGBoost, shap, …) that cross-check tests run:
+/// `$CANDOR_PEERS_VENV` or `<workspace>/.peers-venv`, installed on first use with
+/// `bench/peers-install.sh` (pinned versions from PyPI). With `CANDOR_SKIP_PEERS=1` and no
+/// virtualenv it prints `SKIPPED-PEERS` (CI fails on that word) and returns `None`; if the
+/// install fails, the test fails.
+pub fn peers_python() -> Option<PathBuf> {
+    static PY: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let venv = std::env::var_os("CANDOR_PEERS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace.join(".peers-venv"));
+    let py = venv.join("bin/python");
+    if !py.exists() && std::env::var("CANDOR_SKIP_PEERS").as_deref() == Ok("1") {
+        println!("SKIPPED-PEERS: no virtualenv at {}", venv.display());
+        return None;
+    }
+    let got = PY.get_or_init(|| {
+        if py.exists() {
+            return Ok(py.clone());
+        }
+        // Serialize installs across test binaries running at the same time.
+        let lock = workspace.join("target/.peers-install.lock");
+        let _ = std::fs::create_dir_all(workspace.join("target"));
+        let status = std::process::Command::new("flock")
+            .arg(&lock)
+            .arg("bash")
+            .arg(workspace.join("bench/peers-install.sh"))
+            .arg(&venv)
+            .status()
+            .map_err(|e| format!("cannot run bench/peers-install.sh: {e}"))?;
+        if status.success() && py.exists() {
+            Ok(py.clone())
+        } else {
+            Err(format!(
+                "installing the peer libraries into {} failed ({status})",
+                venv.display()
+            ))
+        }
+    });
+    match got {
+        Ok(p) => Some(p.clone()),
+        Err(e) => panic!("{e}; set CANDOR_SKIP_PEERS=1 to skip cross-checks locally"),
+    }
+}

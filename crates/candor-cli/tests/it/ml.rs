@@ -273,20 +273,9 @@ async fn lightgbm_models_are_scored_and_explained_like_lightgbm() {
     let Some(bank) = data("bank_marketing/bank/bank.csv") else {
         return;
     };
-    let venv = std::env::var_os("CANDOR_PEERS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.peers-venv"));
-    let py = venv.join("bin/python");
-    if !py.exists() {
-        assert_eq!(
-            std::env::var("CANDOR_SKIP_PEERS").as_deref(),
-            Ok("1"),
-            "peers missing at {}",
-            venv.display()
-        );
-        println!("SKIPPED-PEERS");
+    let Some(py) = candor_testkit::peers_python() else {
         return;
-    }
+    };
     let Some(d) = Deployment::new(BACKENDS[0]).await else {
         return;
     };

@@ -15,32 +15,15 @@ pub fn bank_full() -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
-/// The peers' Python, or None when the test may skip (CANDOR_SKIP_PEERS=1).
-pub fn peers_python() -> Option<PathBuf> {
-    let venv = std::env::var_os("CANDOR_PEERS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join(".peers-venv"));
-    let py = venv.join("bin/python");
-    if py.exists() {
-        return Some(py);
-    }
-    if std::env::var("CANDOR_SKIP_PEERS").as_deref() == Ok("1") {
-        println!("SKIPPED-PEERS: no virtualenv at {}", venv.display());
-        return None;
-    }
-    panic!(
-        "peer libraries are missing: run `bash ../shared/peers/install.sh {}` (or set CANDOR_SKIP_PEERS=1)",
-        venv.display()
-    );
-}
-
 #[test]
 fn bank_full_auc_matches_lightgbm() {
     let Some(path) = bank_full() else {
         println!("SKIPPED-DATA: bank-full.csv not found");
         return;
     };
-    let Some(py) = peers_python() else { return };
+    let Some(py) = candor_testkit::peers_python() else {
+        return;
+    };
     let bytes = std::fs::read(&path).expect("read bank-full");
     let table = read_csv(&bytes).expect("parse");
     let exclude = vec!["duration".to_string()];
