@@ -4,6 +4,7 @@
 //! store reads that take the grant. There is no other read path to events or personal fields.
 
 mod access;
+mod card;
 mod clock;
 mod consent;
 mod error;
@@ -23,6 +24,7 @@ use candor_store::AnyStore;
 use candor_types::{KeyId, Scope, TenantId};
 
 pub use access::{EventData, SubjectData};
+pub use card::model_card_html;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::{ConsentInput, ConsentView, PurposeStatus};
 pub use error::{AppError, AppResult, ErrorKind};

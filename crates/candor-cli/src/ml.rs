@@ -103,6 +103,14 @@ pub enum ModelsCommand {
         #[arg(long, default_value = "default")]
         tenant: String,
     },
+    /// Write the model card as HTML (with charts) to a file.
+    Card {
+        version: i64,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
     /// approve / activate / retire a model, with a reason kept in the audit log.
     #[command(name = "approve")]
     Approve(TransitionArgs),
@@ -494,6 +502,17 @@ pub async fn models(app: &App, cmd: &ModelsCommand) -> Result<i32> {
             let t = app.find_tenant(tenant).await?;
             let v = app.model_view(t.id, *version).await.map_err(err)?;
             println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        ModelsCommand::Card {
+            version,
+            out,
+            tenant,
+        } => {
+            let t = app.find_tenant(tenant).await?;
+            let v = app.model_view(t.id, *version).await.map_err(err)?;
+            std::fs::write(out, candor_app::model_card_html(&v))
+                .with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("model card of version {version} → {}", out.display());
         }
         ModelsCommand::Import {
             file,

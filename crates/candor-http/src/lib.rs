@@ -68,6 +68,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/scores", post(post_scores))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{version}", get(get_model))
+        .route("/v1/models/{version}/card", get(get_model_card))
         .route("/v1/models/{version}/{action}", post(transition_model))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{id}", delete(revoke_key))
@@ -418,6 +419,17 @@ async fn get_model(
     Ok(Json(json!(view)))
 }
 
+async fn get_model_card(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Html<String>> {
+    p.require(Scope::Server)?;
+    let Path(version) = path?;
+    let view = app.model_view(p.tenant, parse_version(&version)?).await?;
+    Ok(Html(candor_app::model_card_html(&view)))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
@@ -569,6 +581,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/scores"),
     ("get", "/v1/models"),
     ("get", "/v1/models/{version}"),
+    ("get", "/v1/models/{version}/card"),
     ("post", "/v1/models/{version}/{action}"),
     ("post", "/v1/keys"),
     ("get", "/v1/keys"),
