@@ -233,6 +233,26 @@ pub struct TrainResult {
     pub importance: Vec<(String, f64)>,
 }
 
+/// Expands features with `levels[f] > 0` values into that many 0/1 indicators (missing or
+/// unknown: all 0). Returns the new row-major matrix and its width.
+fn one_hot(x: &[f64], nf: usize, levels: &[usize]) -> (Vec<f64>, usize) {
+    let width: usize = levels.iter().map(|&k| k.max(1)).sum();
+    let n = x.len() / nf.max(1);
+    let mut out = Vec::with_capacity(n * width);
+    for row in x.chunks(nf) {
+        for (v, &k) in row.iter().zip(levels) {
+            if k == 0 {
+                out.push(*v);
+            } else {
+                for j in 0..k {
+                    out.push(if *v == j as f64 { 1.0 } else { 0.0 });
+                }
+            }
+        }
+    }
+    (out, width)
+}
+
 fn rows_of(x: &[f64], nf: usize, idx: &[usize]) -> Vec<f64> {
     let mut out = Vec::with_capacity(idx.len() * nf);
     for &r in idx {
@@ -317,9 +337,29 @@ pub fn train_from_table(
             })
             .collect();
         holdout = Some(metrics::evaluate(&p, &yh));
-        let lin = linear::fit(&train, opts.logistic_lambda)?;
+        // The baseline sees categorical columns as one indicator per value.
+        let levels: Vec<usize> = schema
+            .features
+            .iter()
+            .map(|f| {
+                if f.categorical {
+                    f.levels.as_ref().map_or(0, Vec::len)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let (xt1, w1) = one_hot(&xt, nf, &levels);
+        let (xh1, _) = one_hot(&xh, nf, &levels);
+        let train1 = Dataset {
+            x: &xt1,
+            n_features: w1,
+            y: &yt,
+            weight: wt.as_deref(),
+        };
+        let lin = linear::fit(&train1, opts.logistic_lambda)?;
         let lp: Vec<f64> = (0..hold.n_rows())
-            .map(|r| crate::tree::sigmoid(lin.predict_raw(&xh[r * nf..(r + 1) * nf])))
+            .map(|r| crate::tree::sigmoid(lin.predict_raw(&xh1[r * w1..(r + 1) * w1])))
             .collect();
         baseline = Some(metrics::evaluate(&lp, &yh));
         let shap = ensemble.shap_batch(&xh);
