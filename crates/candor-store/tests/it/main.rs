@@ -665,3 +665,196 @@ async fn a_stale_prepared_write_is_replanned_inside_the_transaction() {
         assert_eq!(out[0].as_ref().unwrap().1, vec![true]);
     });
 }
+
+fn new_model(n: u8) -> candor_store::NewModel {
+    candor_store::NewModel {
+        name: "lead_score".into(),
+        kind: "gbdt".into(),
+        digest: format!("{n:064}"),
+        artifact: vec![n; 16],
+        card: json!({"n": n}),
+    }
+}
+
+#[tokio::test]
+async fn model_versions_lifecycle_and_one_active_model() {
+    each_backend!(|db| {
+        let (t, _) = tenant(&db, "shop").await;
+        let (other, _) = tenant(&db, "other").await;
+        let now = Timestamp::now();
+        // Concurrent registrations get distinct versions 1..=6.
+        let mut handles = Vec::new();
+        for n in 0..6u8 {
+            let store = db.store.clone();
+            handles.push(tokio::spawn(async move {
+                store
+                    .insert_model(t, &new_model(n), now, audit(Some(t), "model.registered"))
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut versions: Vec<i64> = Vec::new();
+        for h in handles {
+            versions.push(h.await.unwrap());
+        }
+        versions.sort_unstable();
+        assert_eq!(versions, (1..=6).collect::<Vec<_>>());
+        // Versions are per tenant.
+        assert_eq!(
+            db.store
+                .insert_model(other, &new_model(9), now, audit(Some(other), "m"))
+                .await
+                .unwrap(),
+            1
+        );
+        let m = db.store.model(t, 3).await.unwrap().unwrap();
+        assert_eq!((m.status.as_str(), m.artifact.len()), ("draft", 16));
+        assert!(
+            db.store
+                .list_models(t)
+                .await
+                .unwrap()
+                .iter()
+                .all(|m| m.artifact.is_empty())
+        );
+        assert!(db.store.model(other, 6).await.unwrap().is_none());
+
+        let step = |v: i64, from: &'static [&'static str], to: &'static str| {
+            let store = db.store.clone();
+            async move {
+                store
+                    .transition_model(
+                        t,
+                        v,
+                        from,
+                        to,
+                        "admin",
+                        "why",
+                        now,
+                        audit(Some(t), "model.step"),
+                    )
+                    .await
+            }
+        };
+        assert!(matches!(
+            step(1, &["approved"], "active").await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            step(99, &["draft"], "approved").await,
+            Err(StoreError::NotFound)
+        ));
+        for v in [1, 2] {
+            assert_eq!(step(v, &["draft"], "approved").await.unwrap(), "draft");
+        }
+        step(1, &["approved"], "active").await.unwrap();
+        assert_eq!(
+            db.store
+                .active_model(t, "lead_score")
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            1
+        );
+        // Activating another retires the first, atomically.
+        step(2, &["approved"], "active").await.unwrap();
+        assert_eq!(
+            db.store
+                .active_model(t, "lead_score")
+                .await
+                .unwrap()
+                .unwrap()
+                .version,
+            2
+        );
+        assert_eq!(
+            db.store.model(t, 1).await.unwrap().unwrap().status,
+            "retired"
+        );
+        let steps: Vec<(String, String)> = db
+            .store
+            .model_transitions(t, 1)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.from, s.to))
+            .collect();
+        assert_eq!(
+            steps,
+            vec![
+                ("draft".into(), "approved".into()),
+                ("approved".into(), "active".into()),
+                ("active".into(), "retired".into())
+            ]
+        );
+        assert!(
+            db.store
+                .active_model(other, "lead_score")
+                .await
+                .unwrap()
+                .is_none()
+        );
+    });
+}
+
+#[tokio::test]
+async fn decisions_are_per_subject_and_refused_after_erasure() {
+    each_backend!(|db| {
+        let (t, tk) = tenant(&db, "shop").await;
+        let s1 = subject(&db, t, &tk, "u1").await;
+        let s2 = subject(&db, t, &tk, "u2").await;
+        let row = |id: &str, s: SubjectId, at: i64| candor_store::DecisionRow {
+            id: id.into(),
+            subject: s,
+            purpose: "profiling".into(),
+            kind: "lead_score".into(),
+            model_version: Some(1),
+            inputs_digest: "d".repeat(64),
+            sealed: Sealed::from_stored(vec![1, 2, 3]),
+            created_at: Timestamp(at),
+        };
+        db.store
+            .insert_decisions(
+                t,
+                &[row("a", s1, 10), row("b", s1, 20), row("c", s2, 15)],
+                vec![audit(Some(t), "decision.recorded")],
+            )
+            .await
+            .unwrap();
+        let got: Vec<String> = db
+            .store
+            .decisions_for(t, s1, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(got, vec!["b", "a"]);
+        assert_eq!(db.store.decisions_for(t, s1, 1).await.unwrap().len(), 1);
+        db.store
+            .shred_subject_key(t, s2, audit(Some(t), "subject.key_destroyed"))
+            .await
+            .unwrap();
+        // A batch touching an erased subject writes nothing at all.
+        let r = db
+            .store
+            .insert_decisions(t, &[row("d", s1, 30), row("e", s2, 30)], vec![])
+            .await;
+        assert!(matches!(r, Err(StoreError::Conflict(_))), "{r:?}");
+        assert_eq!(db.store.decisions_for(t, s1, 10).await.unwrap().len(), 2);
+        let listed: Vec<SubjectId> = db
+            .store
+            .list_subjects(t, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        let mut want = vec![s1, s2];
+        want.sort_by_key(|s| s.to_string());
+        assert_eq!(listed, want);
+        let after = db.store.list_subjects(t, Some(want[0]), 10).await.unwrap();
+        assert_eq!(after.len(), 1);
+    });
+}
