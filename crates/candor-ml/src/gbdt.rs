@@ -351,6 +351,9 @@ struct Grower<'a> {
     nf: usize,
 }
 
+/// Deepest leaf Candor grows (see `tree.rs`: TreeSHAP masks are 64 bits).
+const MAX_DEPTH: usize = 64;
+
 /// Rows per histogram chunk when building in parallel.
 const HIST_CHUNK: usize = 8192;
 
@@ -397,7 +400,9 @@ impl Grower<'_> {
 
     fn best_split(&self, leaf: &Leaf) -> Option<Split> {
         let p = self.params;
-        if p.max_depth > 0 && leaf.depth >= p.max_depth {
+        // TreeSHAP tracks a path's distinct features in 64 bits: no path is deeper than that.
+        let max_depth = if p.max_depth == 0 { MAX_DEPTH } else { p.max_depth.min(MAX_DEPTH) };
+        if leaf.depth >= max_depth {
             return None;
         }
         let count = (leaf.end - leaf.start) as f64;

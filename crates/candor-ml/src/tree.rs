@@ -278,6 +278,8 @@ pub struct Ensemble {
     pub f32_sum: bool,
     #[serde(skip)]
     plan: OnceLock<Vec<TreePlan>>,
+    #[serde(skip)]
+    flat: OnceLock<Vec<FlatTree>>,
 }
 
 impl Clone for Ensemble {
@@ -324,6 +326,7 @@ impl Ensemble {
             link,
             f32_sum: false,
             plan: OnceLock::new(),
+            flat: OnceLock::new(),
         }
     }
 
@@ -340,14 +343,16 @@ impl Ensemble {
     }
 
     pub fn predict_raw(&self, row: &[f64]) -> f64 {
+        let flat = self.flat();
+        let leaf = |(t, f): (&Tree, &FlatTree)| t.leaf_value[f.leaf_index(t, row)];
         if self.f32_sum {
             let mut acc = self.base_score as f32;
-            for t in &self.trees {
-                acc += t.predict(row) as f32;
+            for v in self.trees.iter().zip(flat).map(leaf) {
+                acc += v as f32;
             }
             return f64::from(acc);
         }
-        self.base_score + self.trees.iter().map(|t| t.predict(row)).sum::<f64>()
+        self.base_score + self.trees.iter().zip(flat).map(leaf).sum::<f64>()
     }
 
     pub fn transform(&self, raw: f64) -> f64 {
@@ -368,14 +373,15 @@ impl Ensemble {
                 .for_each(|(r, o)| *o = self.predict_raw(&rows[r * nf..(r + 1) * nf]));
             return out;
         }
+        let flat = self.flat();
         out.par_chunks_mut(BLOCK)
             .enumerate()
             .for_each(|(b, chunk)| {
                 let start = b * BLOCK;
-                for t in &self.trees {
+                for (t, f) in self.trees.iter().zip(flat) {
                     for (i, o) in chunk.iter_mut().enumerate() {
                         let r = start + i;
-                        *o += t.predict(&rows[r * nf..(r + 1) * nf]);
+                        *o += t.leaf_value[f.leaf_index(t, &rows[r * nf..(r + 1) * nf])];
                     }
                 }
             });
@@ -385,6 +391,11 @@ impl Ensemble {
     /// Σ of the trees' expected values plus the base score (SHAP's base value).
     pub fn expected_value(&self) -> f64 {
         self.base_score + self.trees.iter().map(Tree::expected_value).sum::<f64>()
+    }
+
+    fn flat(&self) -> &[FlatTree] {
+        self.flat
+            .get_or_init(|| self.trees.iter().map(FlatTree::new).collect())
     }
 
     fn plan(&self) -> &[TreePlan] {
@@ -427,10 +438,11 @@ impl Ensemble {
     fn shap_into(&self, row: &[f64], out: &mut [f64], scratch: &mut Scratch) {
         let (phi, bias) = out.split_at_mut(self.n_features);
         let plans = self.plan();
+        let flat = self.flat();
         let mut base = self.base_score;
-        for (t, p) in self.trees.iter().zip(plans) {
+        for ((t, p), f) in self.trees.iter().zip(plans).zip(flat) {
             base += p.expected;
-            p.add_contributions(t, row, phi, scratch);
+            p.add_contributions(t, f, row, phi, scratch);
         }
         bias[0] = base;
     }
@@ -463,6 +475,87 @@ struct Scratch {
     unwound: Vec<f64>,
 }
 
+/// How a flat node decides, for the common cases without a branch on missing values.
+const FAST_NAN_RIGHT: u8 = 0;
+const FAST_NAN_LEFT: u8 = 1;
+const FAST_NAN_AS_ZERO: u8 = 2;
+const SLOW: u8 = 3;
+
+/// One internal node in a single cache-friendly record (prediction's hot path).
+#[derive(Clone, Copy, Debug)]
+struct FlatNode {
+    threshold: f64,
+    feature: u32,
+    kind: u8,
+    children: [i32; 2],
+}
+
+/// A tree's nodes as [`FlatNode`]s; node `i` is node `i` of the [`Tree`].
+#[derive(Debug)]
+struct FlatTree {
+    nodes: Vec<FlatNode>,
+}
+
+impl FlatTree {
+    fn new(t: &Tree) -> Self {
+        let nodes = (0..t.feature.len())
+            .map(|n| {
+                let fl = t.flags[n];
+                let missing = (fl >> 2) & 3;
+                let kind = if fl & (CATEGORICAL | STRICT_F32) != 0 {
+                    SLOW
+                } else if missing == MISSING_NAN {
+                    if fl & DEFAULT_LEFT != 0 {
+                        FAST_NAN_LEFT
+                    } else {
+                        FAST_NAN_RIGHT
+                    }
+                } else if missing == MISSING_NONE {
+                    FAST_NAN_AS_ZERO
+                } else {
+                    SLOW
+                };
+                FlatNode {
+                    threshold: t.threshold[n],
+                    feature: t.feature[n],
+                    kind,
+                    children: [t.left[n], t.right[n]],
+                }
+            })
+            .collect();
+        FlatTree { nodes }
+    }
+
+    /// The same decision as [`Tree::goes_left`], faster for numeric nodes.
+    #[inline(always)]
+    fn goes_left(&self, tree: &Tree, n: usize, row: &[f64]) -> bool {
+        let nd = &self.nodes[n];
+        let x = row[nd.feature as usize];
+        match nd.kind {
+            // NaN compares false: `x <= t` sends it right, `!(x > t)` left.
+            FAST_NAN_RIGHT => x <= nd.threshold,
+            FAST_NAN_LEFT => !(x > nd.threshold),
+            FAST_NAN_AS_ZERO => (if x.is_nan() { 0.0 } else { x }) <= nd.threshold,
+            _ => tree.goes_left(n, x),
+        }
+    }
+
+    #[inline(always)]
+    fn leaf_index(&self, tree: &Tree, row: &[f64]) -> usize {
+        if self.nodes.is_empty() {
+            return 0;
+        }
+        let mut n = 0usize;
+        loop {
+            let c = self.nodes[n].children[usize::from(!self.goes_left(tree, n, row))];
+            if c < 0 {
+                return !c as usize;
+            }
+            n = c as usize;
+        }
+    }
+}
+
 /// A node to visit with the path that leads to it: steps, distinct features, zero fractions.
 type PathSoFar = (i32, Vec<Step>, Vec<u32>, Vec<f64>);
 
@@ -474,21 +567,20 @@ struct Step {
     slot: u8,
 }
 
-#[derive(Debug)]
-struct LeafPlan {
-    value: f64,
-    steps: Vec<Step>,
-    /// Distinct features on the path and their zero fractions.
-    features: Vec<u32>,
-    z: Vec<f64>,
-    /// `v · F(B)` for every subset `B` of slots, or empty (computed per row).
-    table: Vec<f64>,
-}
-
-#[derive(Debug)]
+/// A tree's TreeSHAP plan, flattened: leaf `l`'s steps, distinct features, zero fractions and
+/// subset table are ranges `off[l]..off[l + 1]` of shared arrays (an empty table range means
+/// the leaf is computed per row).
+#[derive(Debug, Default)]
 struct TreePlan {
     expected: f64,
-    leaves: Vec<LeafPlan>,
+    values: Vec<f64>,
+    step_off: Vec<usize>,
+    steps: Vec<Step>,
+    feat_off: Vec<usize>,
+    features: Vec<u32>,
+    z: Vec<f64>,
+    table_off: Vec<usize>,
+    table: Vec<f64>,
 }
 
 /// Shapley weight `k! (m − k − 1)! / m!` for every `k < m`.
@@ -516,195 +608,190 @@ fn f_of(e: &[f64], weights: &[f64]) -> f64 {
 
 impl TreePlan {
     fn new(tree: &Tree, budget: &mut usize) -> Self {
-        let mut leaves: Vec<Option<LeafPlan>> = (0..tree.num_leaves()).map(|_| None).collect();
+        let mut plan = TreePlan {
+            step_off: vec![0],
+            feat_off: vec![0],
+            table_off: vec![0],
+            ..TreePlan::default()
+        };
         if tree.feature.is_empty() {
-            leaves[0] = Some(LeafPlan {
-                value: tree.leaf_value[0],
-                steps: vec![],
-                features: vec![],
-                z: vec![],
-                table: vec![],
-            });
-        } else {
-            // Depth-first over the tree with the path so far.
-            let mut stack: Vec<PathSoFar> = vec![(0, vec![], vec![], vec![])];
-            while let Some((c, steps, features, z)) = stack.pop() {
-                if c < 0 {
-                    let l = !c as usize;
-                    leaves[l] = Some(LeafPlan::new(
-                        tree.leaf_value[l],
-                        steps,
-                        features,
-                        z,
-                        budget,
-                    ));
-                    continue;
-                }
-                let n = c as usize;
-                let f = tree.feature[n];
-                for (child, left) in [(tree.left[n], true), (tree.right[n], false)] {
-                    let frac = tree.fraction(n, child);
-                    let (mut s, mut fs, mut zs) = (steps.clone(), features.clone(), z.clone());
-                    let slot = match fs.iter().position(|&g| g == f) {
-                        Some(k) => {
-                            zs[k] *= frac;
-                            k
-                        }
-                        None => {
-                            fs.push(f);
-                            zs.push(frac);
-                            fs.len() - 1
-                        }
-                    };
-                    s.push(Step {
-                        node: n as u32,
-                        left,
-                        slot: slot as u8,
-                    });
-                    stack.push((child, s, fs, zs));
-                }
+            plan.expected = tree.leaf_value[0];
+            return plan;
+        }
+        // Depth-first over the tree with the path so far; leaves in index order afterwards.
+        let mut paths: Vec<Option<(Vec<Step>, Vec<u32>, Vec<f64>)>> =
+            (0..tree.num_leaves()).map(|_| None).collect();
+        let mut stack: Vec<PathSoFar> = vec![(0, vec![], vec![], vec![])];
+        while let Some((c, steps, features, z)) = stack.pop() {
+            if c < 0 {
+                paths[!c as usize] = Some((steps, features, z));
+                continue;
+            }
+            let n = c as usize;
+            let f = tree.feature[n];
+            for (child, left) in [(tree.left[n], true), (tree.right[n], false)] {
+                let frac = tree.fraction(n, child);
+                let (mut s, mut fs, mut zs) = (steps.clone(), features.clone(), z.clone());
+                let slot = match fs.iter().position(|&g| g == f) {
+                    Some(k) => {
+                        zs[k] *= frac;
+                        k
+                    }
+                    None => {
+                        fs.push(f);
+                        zs.push(frac);
+                        fs.len() - 1
+                    }
+                };
+                s.push(Step {
+                    node: n as u32,
+                    left,
+                    slot: slot as u8,
+                });
+                stack.push((child, s, fs, zs));
             }
         }
-        let leaves: Vec<LeafPlan> = leaves.into_iter().flatten().collect();
-        let expected = leaves
-            .iter()
-            .map(|l| l.value * l.z.iter().product::<f64>())
-            .sum();
-        TreePlan { expected, leaves }
+        for (l, path) in paths.into_iter().enumerate() {
+            let (steps, features, z) = path.unwrap_or_default();
+            let value = tree.leaf_value[l];
+            plan.expected += value * z.iter().product::<f64>();
+            let m = features.len();
+            if m > 0 && m <= MAX_TABLE_FEATURES && (1usize << m) <= *budget {
+                *budget -= 1 << m;
+                plan.table.extend(build_table(value, &z));
+            }
+            plan.values.push(value);
+            plan.steps.extend(steps);
+            plan.features.extend(features);
+            plan.z.extend(z);
+            plan.step_off.push(plan.steps.len());
+            plan.feat_off.push(plan.features.len());
+            plan.table_off.push(plan.table.len());
+        }
+        plan
     }
 
-    fn add_contributions(&self, tree: &Tree, row: &[f64], phi: &mut [f64], s: &mut Scratch) {
+    fn add_contributions(
+        &self,
+        tree: &Tree,
+        flat: &FlatTree,
+        row: &[f64],
+        phi: &mut [f64],
+        s: &mut Scratch,
+    ) {
         if tree.feature.is_empty() {
             return;
         }
         s.left.clear();
-        s.left.extend(
-            (0..tree.feature.len()).map(|n| tree.goes_left(n, row[tree.feature[n] as usize])),
-        );
-        for leaf in &self.leaves {
-            let m = leaf.features.len();
+        s.left
+            .extend((0..tree.feature.len()).map(|n| flat.goes_left(tree, n, row)));
+        for (l, &value) in self.values.iter().enumerate() {
+            let features = &self.features[self.feat_off[l]..self.feat_off[l + 1]];
+            let z = &self.z[self.feat_off[l]..self.feat_off[l + 1]];
+            let m = features.len();
             if m == 0 {
                 continue;
             }
             let mut a: u64 = if m >= 64 { u64::MAX } else { (1u64 << m) - 1 };
-            for st in &leaf.steps {
+            for st in &self.steps[self.step_off[l]..self.step_off[l + 1]] {
                 if s.left[st.node as usize] != st.left {
                     a &= !(1u64 << st.slot);
                 }
             }
             let mut zbar = 1.0;
-            for k in 0..m {
+            for (k, zk) in z.iter().enumerate() {
                 if a & (1 << k) == 0 {
-                    zbar *= leaf.z[k];
+                    zbar *= zk;
                 }
             }
             if zbar == 0.0 {
                 continue;
             }
-            if !leaf.table.is_empty() && !s.no_tables {
-                let t = &leaf.table;
-                let out_term = zbar * t[a as usize];
-                for k in 0..m {
+            let table = &self.table[self.table_off[l]..self.table_off[l + 1]];
+            if !table.is_empty() && !s.no_tables {
+                let out_term = zbar * table[a as usize];
+                for (k, (&f, &zk)) in features.iter().zip(z).enumerate() {
                     let bit = 1u64 << k;
-                    let f = leaf.features[k] as usize;
                     if a & bit != 0 {
-                        phi[f] += (1.0 - leaf.z[k]) * zbar * t[(a ^ bit) as usize];
+                        phi[f as usize] += (1.0 - zk) * zbar * table[(a ^ bit) as usize];
                     } else {
-                        phi[f] -= out_term;
+                        phi[f as usize] -= out_term;
                     }
                 }
             } else {
-                leaf.contributions_slow(a, zbar, phi, s);
+                contributions_slow(value, features, z, a, zbar, phi, s);
             }
         }
     }
 }
 
-impl LeafPlan {
-    fn new(
-        value: f64,
-        steps: Vec<Step>,
-        features: Vec<u32>,
-        z: Vec<f64>,
-        budget: &mut usize,
-    ) -> Self {
-        let m = features.len();
-        let mut plan = LeafPlan {
-            value,
-            steps,
-            features,
-            z,
-            table: vec![],
-        };
-        if m > 0 && m <= MAX_TABLE_FEATURES && (1usize << m) <= *budget {
-            *budget -= 1 << m;
-            plan.table = plan.build_table();
+/// `v · F(B)` for every subset `B` of a leaf's slots, from the polynomial of `B` without its
+/// highest bit.
+fn build_table(value: f64, z: &[f64]) -> Vec<f64> {
+    let m = z.len();
+    let weights = shapley_weights(m);
+    let size = 1usize << m;
+    let stride = m + 1;
+    let mut polys = vec![0.0f64; size * stride];
+    let mut table = vec![0.0f64; size];
+    polys[0] = 1.0;
+    table[0] = value * f_of(&polys[0..1], &weights);
+    #[allow(clippy::needless_range_loop)] // `b` is a subset mask, not only an index
+    for b in 1..size {
+        let hi = usize::BITS as usize - 1 - b.leading_zeros() as usize;
+        let prev = b & !(1 << hi);
+        let deg = b.count_ones() as usize;
+        let zh = z[hi];
+        let (before, after) = polys.split_at_mut(b * stride);
+        let p = &before[prev * stride..prev * stride + deg];
+        let q = &mut after[..=deg];
+        q[0] = 1.0;
+        for j in 1..=deg {
+            let hi_term = if j < deg { p[j] } else { 0.0 };
+            q[j] = hi_term + zh * p[j - 1];
         }
-        plan
+        table[b] = value * f_of(&after[..=deg], &weights);
     }
+    table
+}
 
-    /// `v · F(B)` for every subset `B`, from the polynomials of `B` without its highest bit.
-    fn build_table(&self) -> Vec<f64> {
-        let m = self.features.len();
-        let weights = shapley_weights(m);
-        let size = 1usize << m;
-        let stride = m + 1;
-        let mut polys = vec![0.0f64; size * stride];
-        let mut table = vec![0.0f64; size];
-        polys[0] = 1.0;
-        table[0] = self.value * f_of(&polys[0..1], &weights);
-        #[allow(clippy::needless_range_loop)] // `b` is a subset mask, not only an index
-        for b in 1..size {
-            let hi = usize::BITS as usize - 1 - b.leading_zeros() as usize;
-            let prev = b & !(1 << hi);
-            let deg = b.count_ones() as usize;
-            let z = self.z[hi];
-            let (before, after) = polys.split_at_mut(b * stride);
-            let p = &before[prev * stride..prev * stride + deg];
-            let q = &mut after[..=deg];
-            q[0] = 1.0;
-            for j in 1..=deg {
-                let hi_term = if j < deg { p[j] } else { 0.0 };
-                q[j] = hi_term + z * p[j - 1];
+/// Per-row fallback: the polynomial of `A`, then one division per member of `A`.
+fn contributions_slow(
+    value: f64,
+    features: &[u32],
+    z: &[f64],
+    a: u64,
+    zbar: f64,
+    phi: &mut [f64],
+    s: &mut Scratch,
+) {
+    let m = features.len();
+    let weights = shapley_weights(m);
+    s.poly.clear();
+    s.poly.push(1.0);
+    for (k, &zk) in z.iter().enumerate() {
+        if a & (1 << k) != 0 {
+            s.poly.push(0.0);
+            for j in (1..s.poly.len()).rev() {
+                s.poly[j] += zk * s.poly[j - 1];
             }
-            table[b] = self.value * f_of(&after[..=deg], &weights);
         }
-        table
     }
-
-    /// Per-row fallback: the polynomial of `A`, then one division per member of `A`.
-    fn contributions_slow(&self, a: u64, zbar: f64, phi: &mut [f64], s: &mut Scratch) {
-        let m = self.features.len();
-        let weights = shapley_weights(m);
-        s.poly.clear();
-        s.poly.push(1.0);
-        for k in 0..m {
-            if a & (1 << k) != 0 {
-                let z = self.z[k];
-                s.poly.push(0.0);
-                for j in (1..s.poly.len()).rev() {
-                    s.poly[j] += z * s.poly[j - 1];
-                }
-            }
+    let full = value * f_of(&s.poly, &weights);
+    let deg = s.poly.len() - 1;
+    for (k, (&f, &zk)) in features.iter().zip(z).enumerate() {
+        if a & (1 << k) == 0 {
+            phi[f as usize] -= zbar * full;
+            continue;
         }
-        let full = self.value * f_of(&s.poly, &weights);
-        let deg = s.poly.len() - 1;
-        for k in 0..m {
-            let f = self.features[k] as usize;
-            if a & (1 << k) == 0 {
-                phi[f] -= zbar * full;
-                continue;
-            }
-            // Divide (1 + z t) out of the polynomial: e_j(A\k) = e_j(A) − z · e_{j−1}(A\k).
-            let z = self.z[k];
-            s.unwound.clear();
-            s.unwound.push(1.0);
-            for j in 1..deg {
-                let prev = s.unwound[j - 1];
-                s.unwound.push(s.poly[j] - z * prev);
-            }
-            phi[f] += (1.0 - z) * zbar * self.value * f_of(&s.unwound, &weights);
+        // Divide (1 + z t) out of the polynomial: e_j(A\k) = e_j(A) − z · e_{j−1}(A\k).
+        s.unwound.clear();
+        s.unwound.push(1.0);
+        for j in 1..deg {
+            let prev = s.unwound[j - 1];
+            s.unwound.push(s.poly[j] - zk * prev);
         }
+        phi[f as usize] += (1.0 - zk) * zbar * value * f_of(&s.unwound, &weights);
     }
 }
 
