@@ -252,3 +252,120 @@ pub fn event_features(events: &[EventView], as_of: Timestamp) -> HashMap<&'stati
     );
     f
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candor_types::{Category, EventId};
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn ev(kind: &str, name: Option<&str>, days_ago: f64, props: Value) -> EventView {
+        let cat: Category = "behavioural".parse().expect("category");
+        let mut plain = BTreeMap::new();
+        plain.insert(cat.clone(), json!({ "properties": props }));
+        EventView {
+            id: EventId::new(),
+            message_id: "m".into(),
+            kind: kind.into(),
+            name: name.map(String::from),
+            category: cat,
+            plain,
+            sealed: BTreeMap::new(),
+            occurred_at: Timestamp(NOW - (days_ago * DAY_MS as f64) as i64),
+            received_at: Timestamp(NOW),
+        }
+    }
+
+    #[test]
+    fn recency_frequency_monetary_windows_sessions_and_carts() {
+        let events = vec![
+            ev(
+                "track",
+                Some("Product Viewed"),
+                1.0,
+                json!({"category": "lamps"}),
+            ),
+            ev(
+                "track",
+                Some("Product Viewed"),
+                1.0 + 1.0 / 1440.0,
+                json!({"category": "lamps"}),
+            ),
+            ev(
+                "track",
+                Some("Product Viewed"),
+                10.0,
+                json!({"category": "rugs"}),
+            ),
+            ev(
+                "track",
+                Some("Product Viewed"),
+                100.0,
+                json!({"category": "rugs"}),
+            ),
+            ev("track", Some("Product Added"), 1.0, json!({})),
+            ev("track", Some("Product Added"), 20.0, json!({})),
+            ev(
+                "track",
+                Some("Order Completed"),
+                19.5,
+                json!({"revenue": 30.0}),
+            ),
+            ev(
+                "track",
+                Some("Order Completed"),
+                60.0,
+                json!({"total": "12.5"}),
+            ),
+            ev("page", None, 2.0, json!({})),
+            // After the as-of time: ignored.
+            ev(
+                "track",
+                Some("Order Completed"),
+                -1.0,
+                json!({"revenue": 99.0}),
+            ),
+        ];
+        let f = event_features(&events, Timestamp(NOW));
+        assert_eq!(f["days_since_last_event"], 1.0);
+        assert_eq!(f["days_since_last_order"], 19.0);
+        assert_eq!(f["orders_total"], 2.0);
+        assert_eq!(f["revenue_total"], 42.5);
+        assert_eq!(f["average_order_value"], 21.25);
+        assert_eq!(
+            (
+                f["product_views_7d"],
+                f["product_views_30d"],
+                f["product_views_90d"]
+            ),
+            (2.0, 3.0, 3.0)
+        );
+        assert_eq!((f["cart_adds_7d"], f["cart_adds_30d"]), (1.0, 2.0));
+        assert_eq!((f["orders_30d"], f["orders_90d"]), (1.0, 2.0));
+        assert_eq!(f["page_views_7d"], 1.0);
+        // Views 1 minute apart are one visit; the page 2 days ago, the order and cart 20 days
+        // ago, and the view 10 days ago are others.
+        assert_eq!(f["sessions_30d"], 5.0);
+        // The cart 20 days ago was followed by an order within a day; yesterday's was not.
+        assert_eq!(f["abandoned_carts_30d"], 1.0);
+        assert_eq!(f["categories_viewed_90d"], 2.0);
+        assert_eq!(f["top_category_share_90d"], 67.0);
+        assert!(EVENT_FEATURES.iter().all(|(n, _, _)| f.contains_key(n)));
+        // Nobody's history: counts are 0, recencies unknown.
+        let empty = event_features(&[], Timestamp(NOW));
+        assert!(empty["days_since_last_event"].is_nan());
+        assert_eq!(empty["orders_total"], 0.0);
+        // Statements read as plain language.
+        let spec = describe("product_views_7d").expect("known");
+        assert_eq!(spec.describe(6.0), "6 product views in the last 7 days");
+        assert_eq!(
+            describe("days_since_last_order")
+                .expect("known")
+                .describe(3.0),
+            "last order 3 days ago"
+        );
+    }
+}

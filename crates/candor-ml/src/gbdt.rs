@@ -401,7 +401,11 @@ impl Grower<'_> {
     fn best_split(&self, leaf: &Leaf) -> Option<Split> {
         let p = self.params;
         // TreeSHAP tracks a path's distinct features in 64 bits: no path is deeper than that.
-        let max_depth = if p.max_depth == 0 { MAX_DEPTH } else { p.max_depth.min(MAX_DEPTH) };
+        let max_depth = if p.max_depth == 0 {
+            MAX_DEPTH
+        } else {
+            p.max_depth.min(MAX_DEPTH)
+        };
         if leaf.depth >= max_depth {
             return None;
         }

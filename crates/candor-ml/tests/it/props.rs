@@ -357,3 +357,130 @@ fn calibrators_are_monotone_and_fit_rates() {
         assert!((mean_p - rate).abs() < 0.01, "{mean_p} vs {rate}");
     }
 }
+
+/// AUC, log-loss, Brier score, isotonic and Platt calibration and the logistic-regression
+/// baseline against scikit-learn on the same numbers.
+#[test]
+fn metrics_calibration_and_baseline_match_scikit_learn() {
+    let Some(py) = candor_testkit::peers_python() else {
+        return;
+    };
+    let nf = 4;
+    let (mut x, y) = synthetic(3_000, nf, 21, 0.0);
+    // Standardize so that both fits see the same features (Candor standardizes internally;
+    // on standardized input its scaling is the identity up to rounding).
+    for f in 0..nf {
+        let col: Vec<f64> = (0..y.len()).map(|r| x[r * nf + f]).collect();
+        let m = col.iter().sum::<f64>() / col.len() as f64;
+        let sd = (col.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / col.len() as f64).sqrt();
+        for r in 0..y.len() {
+            x[r * nf + f] = (x[r * nf + f] - m) / sd;
+        }
+    }
+    let lambda = 2.0;
+    let data = Dataset {
+        x: &x,
+        n_features: nf,
+        y: &y,
+        weight: None,
+    };
+    let lin = candor_ml::linear::fit(&data, lambda).expect("fit");
+    let scores: Vec<f64> = (0..y.len())
+        .map(|r| x[r * nf] * 0.8 - x[r * nf + 1] * 0.3 + 0.1 * (r % 7) as f64)
+        .collect();
+
+    let dir = candor_testkit::TempDir::new("candor-sklearn");
+    let lines = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join("\n");
+    std::fs::write(
+        dir.0.join("x.csv"),
+        lines(&mut x.chunks(nf).map(|r| {
+            r.iter()
+                .map(|v| format!("{v:.17e}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.0.join("y.csv"),
+        lines(&mut y.iter().map(|v| format!("{v}"))),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.0.join("s.csv"),
+        lines(&mut scores.iter().map(|v| format!("{v:.17e}"))),
+    )
+    .unwrap();
+    std::fs::write(dir.0.join("lambda.txt"), format!("{lambda}")).unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/sklearn_reference.py");
+    let out = std::process::Command::new(py)
+        .arg(script)
+        .arg(&dir.0)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = |k: &str| r[k].as_f64().unwrap();
+    let close = |a: f64, b: f64, tol: f64, what: &str| {
+        assert!(
+            (a - b).abs() <= tol,
+            "{what}: candor {a} vs scikit-learn {b}"
+        )
+    };
+
+    let p: Vec<f64> = scores
+        .iter()
+        .map(|&s| candor_ml::tree::sigmoid(s))
+        .collect();
+    close(auc(&scores, &y).unwrap(), f("auc"), 1e-12, "AUC");
+    close(
+        candor_ml::metrics::log_loss(&p, &y),
+        f("log_loss"),
+        1e-12,
+        "log-loss",
+    );
+    close(
+        candor_ml::metrics::brier(&p, &y),
+        f("brier"),
+        1e-12,
+        "Brier",
+    );
+    let iso = isotonic(&scores, &y);
+    for (g, want) in r["isotonic_grid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(r["isotonic"].as_array().unwrap())
+    {
+        close(
+            iso.apply(g.as_f64().unwrap()),
+            want.as_f64().unwrap(),
+            1e-9,
+            "isotonic",
+        );
+    }
+    let candor_ml::calibrate::Calibrator::Platt { a, b } = platt(&scores, &y) else {
+        panic!("platt")
+    };
+    close(a, f("platt_a"), 1e-4, "Platt a");
+    close(b, f("platt_b"), 1e-4, "Platt b");
+    // Candor's coefficients are on its own standardization of the (already standardized) input.
+    for (j, c) in r["coef"].as_array().unwrap().iter().enumerate() {
+        close(
+            lin.coef[j] / lin.scales[j],
+            c.as_f64().unwrap(),
+            1e-5,
+            "coefficient",
+        );
+    }
+    let intercept = lin.intercept
+        - (0..nf)
+            .map(|j| lin.coef[j] * lin.means[j] / lin.scales[j])
+            .sum::<f64>();
+    close(intercept, f("intercept"), 1e-5, "intercept");
+}
