@@ -347,47 +347,67 @@ struct Leaf {
 struct Grower<'a> {
     params: &'a GbdtParams,
     bins: &'a Bins,
-    binned: &'a [u8],
+    /// Bin of every value, column-major: `cols[f * n + r]`.
+    cols: &'a [u8],
+    n: usize,
     nf: usize,
 }
 
 /// Deepest leaf Candor grows (see `tree.rs`: TreeSHAP masks are 64 bits).
 const MAX_DEPTH: usize = 64;
 
-/// Rows per histogram chunk when building in parallel.
-const HIST_CHUNK: usize = 8192;
+/// Leaves with at least this many rows are partitioned in parallel.
+const PAR_PARTITION: usize = 65_536;
+
+/// Leaves with at least this many rows build their histogram features in parallel.
+const PAR_HIST: usize = 4096;
+
+/// Rows per chunk when partitioning in parallel.
+const PART_CHUNK: usize = 16_384;
 
 impl Grower<'_> {
-    fn hist(&self, rows: &[u32], gh: &[[f64; 2]]) -> Vec<[f64; 2]> {
-        let build = |rows: &[u32]| {
-            let mut h = vec![[0.0f64; 2]; self.bins.total];
-            for &r in rows {
-                let r = r as usize;
-                let [g, hh] = gh[r];
-                let row = &self.binned[r * self.nf..(r + 1) * self.nf];
-                for (&off, &b) in self.bins.offsets.iter().zip(row) {
-                    let cell = &mut h[off + b as usize];
-                    cell[0] += g;
-                    cell[1] += hh;
+    /// The histogram of a leaf's rows, feature by feature (LightGBM's column-wise mode): each
+    /// feature's few kilobytes of bins stay in L1 while its column is read, features run in
+    /// parallel, and every sum is taken in row order, so the result does not depend on the
+    /// number of threads. The leaf's gradients are gathered once into row order.
+    fn hist(&self, rows: &[u32], gh: &[[f32; 2]]) -> Vec<[f64; 2]> {
+        let gathered: Vec<[f32; 2]>;
+        let og: &[[f32; 2]] = if rows.len() == gh.len() {
+            // The root: rows are 0..n in order.
+            gh
+        } else {
+            gathered = rows.iter().map(|&r| gh[r as usize]).collect();
+            &gathered
+        };
+        let feature = |f: usize| {
+            let nb = self.bins.uppers[f].len() + 1;
+            let col = &self.cols[f * self.n..(f + 1) * self.n];
+            let mut h = vec![[0.0f64; 2]; nb];
+            if rows.len() == self.n {
+                for (&b, g) in col.iter().zip(og) {
+                    let cell = &mut h[b as usize];
+                    cell[0] += f64::from(g[0]);
+                    cell[1] += f64::from(g[1]);
+                }
+            } else {
+                for (&r, g) in rows.iter().zip(og) {
+                    let cell = &mut h[col[r as usize] as usize];
+                    cell[0] += f64::from(g[0]);
+                    cell[1] += f64::from(g[1]);
                 }
             }
             h
         };
-        if rows.len() <= HIST_CHUNK {
-            return build(rows);
+        let parts: Vec<Vec<[f64; 2]>> = if rows.len() >= PAR_HIST {
+            (0..self.nf).into_par_iter().map(feature).collect()
+        } else {
+            (0..self.nf).map(feature).collect()
+        };
+        let mut out = Vec::with_capacity(self.bins.total);
+        for p in parts {
+            out.extend(p);
         }
-        let parts: Vec<Vec<[f64; 2]>> = rows.par_chunks(HIST_CHUNK).map(build).collect();
-        let mut iter = parts.into_iter();
-        let mut acc = iter
-            .next()
-            .unwrap_or_else(|| vec![[0.0; 2]; self.bins.total]);
-        for p in iter {
-            for (a, b) in acc.iter_mut().zip(&p) {
-                a[0] += b[0];
-                a[1] += b[1];
-            }
-        }
-        acc
+        out
     }
 
     fn output(&self, g: f64, h: f64, lower: f64, upper: f64) -> f64 {
@@ -580,10 +600,13 @@ impl Grower<'_> {
 
     /// Grows one tree over `order` (row indices, permuted in place so that every leaf's rows
     /// are contiguous). Returns the tree and, per leaf, its row range.
-    fn grow(&self, order: &mut [u32], gh: &[[f64; 2]]) -> (Tree, Vec<(usize, usize)>) {
+    fn grow(&self, order: &mut [u32], gh: &[[f32; 2]]) -> (Tree, Vec<(usize, usize)>) {
         let p = self.params;
         let (g, h) = order.iter().fold((0.0, 0.0), |(a, b), &r| {
-            (a + gh[r as usize][0], b + gh[r as usize][1])
+            (
+                a + f64::from(gh[r as usize][0]),
+                b + f64::from(gh[r as usize][1]),
+            )
         });
         let mut root = Leaf {
             start: 0,
@@ -618,25 +641,53 @@ impl Grower<'_> {
             let f = split.feature;
             let nb = self.bins.uppers[f].len();
             let (start, end) = (leaves[li].start, leaves[li].end);
-            scratch.clear();
-            let mut w = start;
-            for i in start..end {
-                let r = order[i];
-                let b = self.binned[r as usize * self.nf + f] as usize;
-                let left = match &split.cats {
+            let goes_left = |r: u32| {
+                let b = self.cols[f * self.n + r as usize] as usize;
+                match &split.cats {
                     Some(set) => has_cat(set, b),
                     None if b == nb => split.default_left,
                     None => b <= split.bin,
-                };
-                if left {
-                    order[w] = r;
-                    w += 1;
-                } else {
-                    scratch.push(r);
                 }
-            }
-            order[w..end].copy_from_slice(&scratch);
-            let mid = w;
+            };
+            let mid = if end - start >= PAR_PARTITION {
+                // Chunks partition in parallel; lefts then rights, in chunk order (stable).
+                let parts: Vec<(Vec<u32>, Vec<u32>)> = order[start..end]
+                    .par_chunks(PART_CHUNK)
+                    .map(|c| {
+                        let (mut l, mut r) =
+                            (Vec::with_capacity(c.len()), Vec::with_capacity(c.len()));
+                        for &x in c {
+                            if goes_left(x) { l.push(x) } else { r.push(x) }
+                        }
+                        (l, r)
+                    })
+                    .collect();
+                let mut w = start;
+                for (l, _) in &parts {
+                    order[w..w + l.len()].copy_from_slice(l);
+                    w += l.len();
+                }
+                let mid = w;
+                for (_, r) in &parts {
+                    order[w..w + r.len()].copy_from_slice(r);
+                    w += r.len();
+                }
+                mid
+            } else {
+                scratch.clear();
+                let mut w = start;
+                for i in start..end {
+                    let r = order[i];
+                    if goes_left(r) {
+                        order[w] = r;
+                        w += 1;
+                    } else {
+                        scratch.push(r);
+                    }
+                }
+                order[w..end].copy_from_slice(&scratch);
+                w
+            };
 
             // Record the internal node.
             let node = tree.feature.len();
@@ -829,21 +880,34 @@ fn train_inner(
     let n = data.n_rows();
     let nf = data.n_features;
     let bins = Bins::learn(data, params);
+    // Bin row by row (reading the rows in order), then transpose to columns.
     let mut binned = vec![0u8; n * nf];
     binned.par_chunks_mut(nf).enumerate().for_each(|(r, row)| {
         for (f, b) in row.iter_mut().enumerate() {
             *b = bins.bin(f, data.x[r * nf + f]);
         }
     });
+    let mut cols = vec![0u8; n * nf];
+    cols.par_chunks_mut(n.max(1))
+        .enumerate()
+        .for_each(|(f, col)| {
+            for (r, b) in col.iter_mut().enumerate() {
+                *b = binned[r * nf + f];
+            }
+        });
+    drop(binned);
     let base = (mean / (1.0 - mean)).ln();
     let grower = Grower {
         params,
         bins: &bins,
-        binned: &binned,
+        cols: &cols,
+        n,
         nf,
     };
     let mut scores = vec![base; n];
-    let mut gh = vec![[0.0f64; 2]; n];
+    // Gradients are stored as f32 (half the memory traffic of the histogram loop, as LightGBM
+    // does); histograms and split statistics sum them in f64.
+    let mut gh = vec![[0.0f32; 2]; n];
     let mut order: Vec<u32> = (0..n as u32).collect();
     let mut trees = Vec::with_capacity(params.num_trees);
     let mut valid_raw: Vec<f64> = valid.map(|v| vec![base; v.n_rows()]).unwrap_or_default();
@@ -853,8 +917,17 @@ fn train_inner(
         gh.par_iter_mut().enumerate().for_each(|(i, o)| {
             let p = sigmoid(scores[i]);
             let w = data.weight.map_or(1.0, |w| w[i]);
-            *o = [(p - data.y[i]) * w, (p * (1.0 - p)).max(1e-16) * w];
+            *o = [
+                ((p - data.y[i]) * w) as f32,
+                ((p * (1.0 - p)).max(1e-16) * w) as f32,
+            ];
         });
+        // Every tree starts from rows in index order; stable partitions keep each leaf's rows
+        // ascending, so the histogram loops walk memory forward.
+        order
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = i as u32);
         let (tree, ranges) = grower.grow(&mut order, &gh);
         for (leaf, &(s, e)) in ranges.iter().enumerate() {
             let v = tree.leaf_value[leaf];
