@@ -316,6 +316,8 @@ pub fn sigmoid(x: f64) -> f64 {
 
 /// Rows per block when predicting: a block's rows stay in cache while every tree passes.
 const BLOCK: usize = 64;
+/// Rows that walk a tree together.
+const LANES: usize = 8;
 
 impl Ensemble {
     pub fn new(n_features: usize, base_score: f64, trees: Vec<Tree>, link: Link) -> Self {
@@ -378,10 +380,39 @@ impl Ensemble {
             .enumerate()
             .for_each(|(b, chunk)| {
                 let start = b * BLOCK;
+                let row = |i: usize| &rows[(start + i) * nf..(start + i + 1) * nf];
                 for (t, f) in self.trees.iter().zip(flat) {
-                    for (i, o) in chunk.iter_mut().enumerate() {
-                        let r = start + i;
-                        *o += t.leaf_value[f.leaf_index(t, &rows[r * nf..(r + 1) * nf])];
+                    if f.internal == 0 {
+                        chunk.iter_mut().for_each(|o| *o += t.leaf_value[0]);
+                        continue;
+                    }
+                    // LANES rows walk the tree together for `depth` steps (leaves loop to
+                    // themselves): no branch on where a row is, and the lanes' loads overlap.
+                    for (g, outs) in chunk.chunks_mut(LANES).enumerate() {
+                        let base = g * LANES;
+                        let k = outs.len();
+                        let lanes: [&[f64]; LANES] =
+                            std::array::from_fn(|j| row(base + j.min(k - 1)));
+                        let mut node = [0usize; LANES];
+                        if f.numeric {
+                            for _ in 0..f.depth {
+                                for (nd, r) in node.iter_mut().zip(&lanes) {
+                                    let rec = &f.nodes[*nd];
+                                    let x = r[rec.feature as usize];
+                                    let right = (x > rec.threshold) | (x.is_nan() & rec.nan_right);
+                                    *nd = rec.children[usize::from(right)] as usize;
+                                }
+                            }
+                        } else {
+                            for _ in 0..f.depth {
+                                for (nd, r) in node.iter_mut().zip(&lanes) {
+                                    *nd = f.next(t, *nd, r);
+                                }
+                            }
+                        }
+                        for (o, nd) in outs.iter_mut().zip(node) {
+                            *o += t.leaf_value[nd - f.internal];
+                        }
                     }
                 }
             });
@@ -479,7 +510,8 @@ struct Scratch {
 const FAST_NAN_RIGHT: u8 = 0;
 const FAST_NAN_LEFT: u8 = 1;
 const FAST_NAN_AS_ZERO: u8 = 2;
-const SLOW: u8 = 3;
+const FAST_CATEGORY: u8 = 3;
+const SLOW: u8 = 4;
 
 /// One internal node in a single cache-friendly record (prediction's hot path).
 #[derive(Clone, Copy, Debug)]
@@ -488,21 +520,40 @@ struct FlatNode {
     feature: u32,
     kind: u8,
     children: [i32; 2],
+    /// Categorical nodes: the range of their bitset in `FlatTree::cat_words`.
+    cat: [u32; 2],
+    /// Numeric nodes: where a missing value goes (its NaN → 0 rule included).
+    nan_right: bool,
 }
 
 /// A tree's nodes as [`FlatNode`]s; node `i` is node `i` of the [`Tree`].
 #[derive(Debug)]
 struct FlatTree {
+    /// Internal nodes `0..n`, then one self-looping record per leaf (`n + l`), so that a row
+    /// can take `depth` steps without testing whether it reached a leaf.
     nodes: Vec<FlatNode>,
+    cat_words: Vec<u32>,
+    internal: usize,
+    depth: usize,
+    /// Every internal node is numeric with a plain `<=` and no zero-as-missing rule: rows
+    /// take the branch-free path.
+    numeric: bool,
 }
 
 impl FlatTree {
     fn new(t: &Tree) -> Self {
+        let mut cat_words = Vec::new();
         let nodes = (0..t.feature.len())
             .map(|n| {
                 let fl = t.flags[n];
                 let missing = (fl >> 2) & 3;
-                let kind = if fl & (CATEGORICAL | STRICT_F32) != 0 {
+                let mut cat = [0u32; 2];
+                let kind = if fl & CATEGORICAL != 0 {
+                    let set = &t.cat_sets[t.threshold[n] as usize];
+                    cat = [cat_words.len() as u32, set.len() as u32];
+                    cat_words.extend_from_slice(set);
+                    FAST_CATEGORY
+                } else if fl & STRICT_F32 != 0 {
                     SLOW
                 } else if missing == MISSING_NAN {
                     if fl & DEFAULT_LEFT != 0 {
@@ -515,15 +566,64 @@ impl FlatTree {
                 } else {
                     SLOW
                 };
+                let nan_right = match kind {
+                    FAST_NAN_RIGHT => true,
+                    FAST_NAN_LEFT => false,
+                    FAST_NAN_AS_ZERO => !(0.0 <= t.threshold[n]),
+                    _ => true,
+                };
                 FlatNode {
                     threshold: t.threshold[n],
                     feature: t.feature[n],
                     kind,
                     children: [t.left[n], t.right[n]],
+                    cat,
+                    nan_right,
                 }
             })
+            .collect::<Vec<_>>();
+        let internal = nodes.len();
+        let numeric = nodes.iter().all(|nd| nd.kind <= FAST_NAN_AS_ZERO);
+        let unify = |c: i32| {
+            if c < 0 {
+                (internal + !c as usize) as i32
+            } else {
+                c
+            }
+        };
+        let mut unified: Vec<FlatNode> = nodes
+            .iter()
+            .map(|nd| FlatNode {
+                children: [unify(nd.children[0]), unify(nd.children[1])],
+                ..*nd
+            })
             .collect();
-        FlatTree { nodes }
+        if internal > 0 {
+            for l in 0..t.num_leaves() {
+                let me = (internal + l) as i32;
+                unified.push(FlatNode {
+                    threshold: 0.0,
+                    feature: 0,
+                    kind: FAST_NAN_RIGHT,
+                    children: [me, me],
+                    cat: [0, 0],
+                    nan_right: false,
+                });
+            }
+        }
+        FlatTree {
+            nodes: unified,
+            cat_words,
+            internal,
+            depth: t.depth(),
+            numeric,
+        }
+    }
+
+    /// The record a row goes to from record `n` (a leaf's record loops to itself).
+    #[inline(always)]
+    fn next(&self, tree: &Tree, n: usize, row: &[f64]) -> usize {
+        self.nodes[n].children[usize::from(!self.goes_left(tree, n, row))] as usize
     }
 
     /// The same decision as [`Tree::goes_left`], faster for numeric nodes.
@@ -536,23 +636,30 @@ impl FlatTree {
             FAST_NAN_RIGHT => x <= nd.threshold,
             FAST_NAN_LEFT => !(x > nd.threshold),
             FAST_NAN_AS_ZERO => (if x.is_nan() { 0.0 } else { x }) <= nd.threshold,
+            FAST_CATEGORY => {
+                // As LightGBM: NaN and negative codes go right; codes truncate toward zero.
+                if x.is_nan() || x <= -1.0 {
+                    return false;
+                }
+                let c = x as usize;
+                let [off, len] = nd.cat;
+                (c / 32) < len as usize
+                    && (self.cat_words[off as usize + c / 32] >> (c % 32)) & 1 == 1
+            }
             _ => tree.goes_left(n, x),
         }
     }
 
     #[inline(always)]
     fn leaf_index(&self, tree: &Tree, row: &[f64]) -> usize {
-        if self.nodes.is_empty() {
+        if self.internal == 0 {
             return 0;
         }
         let mut n = 0usize;
-        loop {
-            let c = self.nodes[n].children[usize::from(!self.goes_left(tree, n, row))];
-            if c < 0 {
-                return !c as usize;
-            }
-            n = c as usize;
+        while n < self.internal {
+            n = self.next(tree, n, row);
         }
+        n - self.internal
     }
 }
 

@@ -147,6 +147,10 @@ proptest! {
             }
             let sum: f64 = fast.iter().sum();
             prop_assert!((sum - model.predict_raw(&row)).abs() < 1e-9);
+            // The branch-free batch path, the single-row path and the reference agree.
+            let reference = 0.25 + tree.predict(&row);
+            prop_assert_eq!(model.predict_raw(&row), reference);
+            prop_assert_eq!(model.predict_raw_batch(&row)[0], reference);
         }
     }
 
