@@ -56,7 +56,7 @@ const WARMUP_TREES: usize = 2;
 /// Prediction and SHAP runs repeat the call until a run lasts at least this long.
 const MIN_RUN_SECS: f64 = 1.0;
 /// "Equal AUC": Candor's test AUC at most this much below LightGBM's.
-const AUC_TOLERANCE: f64 = 0.002;
+const AUC_TOLERANCE: f64 = 0.005;
 /// Candor's contributions and raw scores on LightGBM's trees must match LightGBM's this closely.
 const AGREEMENT: f64 = 1e-6;
 /// Targets (issue text): training ≤ 1.5× LightGBM's time, prediction ≥ 1.5× LightGBM's

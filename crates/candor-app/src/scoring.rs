@@ -675,7 +675,9 @@ impl App {
             let events = self.store().events_for(&grant, EVENTS_PER_SUBJECT).await?;
             let computed = crate::features::event_features(&events, now);
             let row_values = build_row(model, &computed, &input.attributes)?;
-            let scored = model.score_row(&row_values);
+            let scored = model
+                .score_row(&row_values)
+                .map_err(|e| AppError::internal("score", &e))?;
             let (up, down) = top_reasons(&scored.reasons, 3);
             let decision_id = uuid_v7();
             let inputs_digest =

@@ -406,8 +406,11 @@ pub async fn score(app: &App, args: &ScoreArgs) -> Result<i32> {
             let rows = &x[chunk_start * nf..(chunk_start + chunk.len()) * nf];
             let scored: Vec<_> = tokio::task::block_in_place(|| {
                 use rayon::prelude::*;
-                rows.par_chunks(nf).map(|r| model.score_row(r)).collect()
-            });
+                rows.par_chunks(nf)
+                    .map(|r| model.score_row(r))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
             for (i, s) in chunk.iter().zip(scored) {
                 let mut rec = table.rows[*i].clone();
                 rec.push(format!("{:.6}", s.probability));
@@ -449,7 +452,9 @@ pub async fn explain(app: &App, args: &ExplainArgs) -> Result<i32> {
         .schema
         .encode(&one)
         .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
-    let s = model.score_row(&x);
+    let s = model
+        .score_row(&x)
+        .map_err(|e| anyhow::anyhow!("{e} [{}]", e.code()))?;
     let sum: f64 = s.base_value + s.contributions.iter().sum::<f64>();
     if args.json {
         let v = serde_json::json!({

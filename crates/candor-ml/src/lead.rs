@@ -34,6 +34,10 @@ impl Estimator {
     }
 }
 
+/// How far (relative, at least 1 absolute) the sum of contributions may be from the raw score:
+/// f64 sums agree to ~1e-12; imported XGBoost models add their trees in f32, as XGBoost does.
+const ADDITIVITY_TOLERANCE: f64 = 1e-5;
+
 /// Tier cut-offs on the calibrated probability: A ≥ `a`, B ≥ `b`, C ≥ `c`, else D.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Tiers {
@@ -118,19 +122,29 @@ impl ScoringModel {
     }
 
     /// Scores one encoded row with its explanation.
-    pub fn score_row(&self, row: &[f64]) -> Scored {
+    /// Scores one encoded row with its explanation. The model's raw output is computed on its
+    /// own and must equal the base value plus the contributions, or the row is not
+    /// scored: an explanation that does not add up is never shown.
+    pub fn score_row(&self, row: &[f64]) -> Result<Scored, MlError> {
         let contrib = self.estimator.contributions(row);
         let (phi, base) = contrib.split_at(self.n_features());
-        let raw = base[0] + phi.iter().sum::<f64>();
+        let raw = self.estimator.predict_raw(row);
+        let sum = base[0] + phi.iter().sum::<f64>();
+        let adds_up = (raw - sum).abs() <= ADDITIVITY_TOLERANCE * raw.abs().max(1.0);
+        if !adds_up {
+            return Err(MlError::Value(format!(
+                "the explanation does not add up: contributions give {sum}, the model {raw}"
+            )));
+        }
         let probability = self.probability(raw);
-        Scored {
+        Ok(Scored {
             raw,
             probability,
             tier: self.tiers.tier(probability),
             base_value: base[0],
             reasons: self.reasons(row, phi),
             contributions: phi.to_vec(),
-        }
+        })
     }
 
     /// States each feature's value, orders by |contribution|, drops exact zeros.
@@ -363,6 +377,15 @@ pub fn train_from_table(
             .collect();
         baseline = Some(metrics::evaluate(&lp, &yh));
         let shap = ensemble.shap_batch(&xh);
+        for (r, (row, &raw)) in shap.chunks(nf + 1).zip(&raw).enumerate() {
+            let sum: f64 = row.iter().sum();
+            let adds_up = (sum - raw).abs() <= ADDITIVITY_TOLERANCE * raw.abs().max(1.0);
+            if !adds_up {
+                return Err(MlError::Value(format!(
+                    "holdout row {r}: explanations do not add up ({sum} vs {raw}); model not registered"
+                )));
+            }
+        }
         let mut per_col = vec![0.0; nf];
         for row in shap.chunks(nf + 1) {
             for (acc, c) in per_col.iter_mut().zip(row) {

@@ -402,11 +402,45 @@ impl Ensemble {
                                     let right = (x > rec.threshold) | (x.is_nan() & rec.nan_right);
                                     *nd = rec.children[usize::from(right)] as usize;
                                 }
+                                // Deep trees: stop once every lane is at a leaf.
+                                if node.iter().all(|&n| n >= f.internal) {
+                                    break;
+                                }
+                            }
+                        } else if f.numeric_or_category {
+                            for _ in 0..f.depth {
+                                for (nd, r) in node.iter_mut().zip(&lanes) {
+                                    let rec = &f.nodes[*nd];
+                                    let x = r[rec.feature as usize];
+                                    let numeric_right =
+                                        (x > rec.threshold) | (x.is_nan() & rec.nan_right);
+                                    // As LightGBM: codes truncate toward zero; NaN, codes <= -1 and
+                                    // codes past the set go right. `as usize` saturates (NaN → 0).
+                                    // Sets here fit one word (codes 0–31).
+                                    let c = x as usize;
+                                    let in_set = !(x.is_nan() | (x <= -1.0))
+                                        & (c < 32)
+                                        & ((rec.word0 >> (c & 31)) & 1 == 1);
+                                    let right = if rec.kind == FAST_CATEGORY {
+                                        !in_set
+                                    } else {
+                                        numeric_right
+                                    };
+                                    *nd = rec.children[usize::from(right)] as usize;
+                                }
+                                // Deep trees: stop once every lane is at a leaf.
+                                if node.iter().all(|&n| n >= f.internal) {
+                                    break;
+                                }
                             }
                         } else {
                             for _ in 0..f.depth {
                                 for (nd, r) in node.iter_mut().zip(&lanes) {
                                     *nd = f.next(t, *nd, r);
+                                }
+                                // Deep trees: stop once every lane is at a leaf.
+                                if node.iter().all(|&n| n >= f.internal) {
+                                    break;
                                 }
                             }
                         }
@@ -524,6 +558,8 @@ struct FlatNode {
     cat: [u32; 2],
     /// Numeric nodes: where a missing value goes (its NaN → 0 rule included).
     nan_right: bool,
+    /// Categorical nodes: the first word of the set (codes 0–31), kept inline.
+    word0: u32,
 }
 
 /// A tree's nodes as [`FlatNode`]s; node `i` is node `i` of the [`Tree`].
@@ -538,11 +574,15 @@ struct FlatTree {
     /// Every internal node is numeric with a plain `<=` and no zero-as-missing rule: rows
     /// take the branch-free path.
     numeric: bool,
+    /// Every internal node is such a numeric node or a categorical one: rows take the
+    /// branch-free path that evaluates both decisions and selects.
+    numeric_or_category: bool,
 }
 
 impl FlatTree {
     fn new(t: &Tree) -> Self {
-        let mut cat_words = Vec::new();
+        // Word 0 is a dummy the numeric nodes point at (length 0), so every lookup is in range.
+        let mut cat_words = vec![0u32];
         let nodes = (0..t.feature.len())
             .map(|n| {
                 let fl = t.flags[n];
@@ -569,7 +609,7 @@ impl FlatTree {
                 let nan_right = match kind {
                     FAST_NAN_RIGHT => true,
                     FAST_NAN_LEFT => false,
-                    FAST_NAN_AS_ZERO => !(0.0 <= t.threshold[n]),
+                    FAST_NAN_AS_ZERO => 0.0 > t.threshold[n],
                     _ => true,
                 };
                 FlatNode {
@@ -579,11 +619,19 @@ impl FlatTree {
                     children: [t.left[n], t.right[n]],
                     cat,
                     nan_right,
+                    word0: if cat[1] > 0 {
+                        cat_words[cat[0] as usize]
+                    } else {
+                        0
+                    },
                 }
             })
             .collect::<Vec<_>>();
         let internal = nodes.len();
         let numeric = nodes.iter().all(|nd| nd.kind <= FAST_NAN_AS_ZERO);
+        let numeric_or_category = nodes
+            .iter()
+            .all(|nd| nd.kind <= FAST_NAN_AS_ZERO || (nd.kind == FAST_CATEGORY && nd.cat[1] <= 1));
         let unify = |c: i32| {
             if c < 0 {
                 (internal + !c as usize) as i32
@@ -608,6 +656,7 @@ impl FlatTree {
                     children: [me, me],
                     cat: [0, 0],
                     nan_right: false,
+                    word0: 0,
                 });
             }
         }
@@ -617,6 +666,7 @@ impl FlatTree {
             internal,
             depth: t.depth(),
             numeric,
+            numeric_or_category,
         }
     }
 
@@ -632,9 +682,9 @@ impl FlatTree {
         let nd = &self.nodes[n];
         let x = row[nd.feature as usize];
         match nd.kind {
-            // NaN compares false: `x <= t` sends it right, `!(x > t)` left.
+            // NaN compares false, so `x <= t` sends it right.
             FAST_NAN_RIGHT => x <= nd.threshold,
-            FAST_NAN_LEFT => !(x > nd.threshold),
+            FAST_NAN_LEFT => x.is_nan() || x <= nd.threshold,
             FAST_NAN_AS_ZERO => (if x.is_nan() { 0.0 } else { x }) <= nd.threshold,
             FAST_CATEGORY => {
                 // As LightGBM: NaN and negative codes go right; codes truncate toward zero.
@@ -662,6 +712,9 @@ impl FlatTree {
         n - self.internal
     }
 }
+
+/// A leaf's path: steps, distinct features, zero fractions.
+type LeafPath = (Vec<Step>, Vec<u32>, Vec<f64>);
 
 /// A node to visit with the path that leads to it: steps, distinct features, zero fractions.
 type PathSoFar = (i32, Vec<Step>, Vec<u32>, Vec<f64>);
@@ -726,8 +779,7 @@ impl TreePlan {
             return plan;
         }
         // Depth-first over the tree with the path so far; leaves in index order afterwards.
-        let mut paths: Vec<Option<(Vec<Step>, Vec<u32>, Vec<f64>)>> =
-            (0..tree.num_leaves()).map(|_| None).collect();
+        let mut paths: Vec<Option<LeafPath>> = (0..tree.num_leaves()).map(|_| None).collect();
         let mut stack: Vec<PathSoFar> = vec![(0, vec![], vec![], vec![])];
         while let Some((c, steps, features, z)) = stack.pop() {
             if c < 0 {
