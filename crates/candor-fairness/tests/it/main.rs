@@ -1,0 +1,190 @@
+//! candor-fairness against Fairlearn, on scores of a real model.
+
+#![allow(clippy::unwrap_used)]
+
+use candor_fairness::{Attribute, MISSING, audit_attribute, group_counts};
+use candor_ml::lead::{TrainOptions, train_from_table};
+use candor_ml::table::{Selection, read_csv};
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn bank_full() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/bank_marketing/bank/bank-full.csv");
+    if p.exists() {
+        Some(p)
+    } else {
+        println!("SKIPPED-DATA: {} not found", p.display());
+        None
+    }
+}
+
+fn age_band(age: &str) -> Option<&'static str> {
+    let a: f64 = age.parse().ok()?;
+    Some(match a {
+        a if a < 30.0 => "<30",
+        a if a < 45.0 => "30-44",
+        a if a < 60.0 => "45-59",
+        _ => "60+",
+    })
+}
+
+/// Group metrics and disparities equal Fairlearn's to 1e-9 on Candor's bank-full scores, for
+/// age band, marital status (with some values removed: a missing group) and their intersection.
+#[test]
+fn matches_fairlearn_on_bank_full_scores() {
+    let Some(path) = bank_full() else { return };
+    let Some(py) = candor_testkit::peers_python() else {
+        return;
+    };
+    let table = read_csv(&std::fs::read(&path).unwrap()).unwrap();
+    let (exclude, protected) = (
+        vec!["duration".to_string()],
+        vec!["age".to_string(), "marital".to_string()],
+    );
+    let sel = Selection {
+        target: "y",
+        exclude: &exclude,
+        protected: &protected,
+        features: None,
+    };
+    let opts = TrainOptions {
+        gbdt: candor_ml::gbdt::GbdtParams {
+            num_trees: 30,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let res = train_from_table(&table, &sel, None, &opts, &mut |_| {}).unwrap();
+    let x = res.model.schema.encode(&table).unwrap();
+    let nf = res.model.n_features();
+    let y_true: Vec<u8> = table
+        .rows
+        .iter()
+        .map(|r| u8::from(r[16] == "yes"))
+        .collect();
+    let y_pred: Vec<u8> = x
+        .chunks(nf)
+        .map(|row| u8::from(res.model.score_row(row).unwrap().probability >= 0.2))
+        .collect();
+    let age: Vec<Option<&str>> = table.rows.iter().map(|r| age_band(&r[0])).collect();
+    let marital: Vec<Option<&str>> = table
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if i % 97 == 0 {
+                None
+            } else {
+                Some(r[2].as_str())
+            }
+        })
+        .collect();
+    let a = Attribute::from_values("a", age.iter().copied());
+    let b = Attribute::from_values("b", marital.iter().copied());
+    assert!(b.labels.iter().any(|l| l == MISSING));
+    let ab = Attribute::intersect(&a, &b);
+
+    let dir = candor_testkit::TempDir::new("candor-fairlearn");
+    let csv: String = std::iter::once("y,p,a,b".to_string())
+        .chain((0..y_true.len()).map(|i| {
+            format!(
+                "{},{},{},{}",
+                y_true[i],
+                y_pred[i],
+                age[i].unwrap_or(""),
+                marital[i].unwrap_or("")
+            )
+        }))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let file = dir.0.join("scores.csv");
+    std::fs::write(&file, csv).unwrap();
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/fairlearn_reference.py");
+    let out = std::process::Command::new(py)
+        .arg(script)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    let close = |a: f64, b: &Value, what: &str| {
+        let b = b.as_f64().unwrap_or_else(|| panic!("{what}: missing"));
+        assert!((a - b).abs() <= 1e-9, "{what}: candor {a} vs fairlearn {b}");
+    };
+    for (key, attr) in [("a", &a), ("b", &b), ("a × b", &ab)] {
+        let audit = audit_attribute(attr, &y_true, &y_pred, 0);
+        let w = &want[key];
+        assert_eq!(
+            audit.groups.len(),
+            w["groups"].as_object().unwrap().len(),
+            "{key}: group count"
+        );
+        for g in &audit.groups {
+            let wg = &w["groups"][&g.group];
+            for (name, v) in [
+                ("selection_rate", g.selection_rate),
+                ("tpr", g.tpr),
+                ("fpr", g.fpr),
+                ("fnr", g.fnr),
+                ("precision", g.precision),
+                ("accuracy", g.accuracy),
+            ] {
+                close(v, &wg[name], &format!("{key} / {} / {name}", g.group));
+            }
+        }
+        let dp = audit.demographic_parity.as_ref().unwrap();
+        close(
+            dp.difference,
+            &w["dp_difference"],
+            "demographic parity difference",
+        );
+        close(dp.ratio, &w["dp_ratio"], "demographic parity ratio");
+        close(
+            audit.equalized_odds_difference.unwrap(),
+            &w["eo_difference"],
+            "equalized odds difference",
+        );
+        close(
+            audit.equalized_odds_ratio.unwrap(),
+            &w["eo_ratio"],
+            "equalized odds ratio",
+        );
+        let eop = audit.equal_opportunity.as_ref().unwrap();
+        close(
+            eop.difference,
+            &w["eop_difference"],
+            "equal opportunity difference",
+        );
+        close(eop.ratio, &w["eop_ratio"], "equal opportunity ratio");
+    }
+}
+
+#[test]
+fn small_groups_are_reported_not_measured_and_missing_is_a_group() {
+    let vals = [Some("x"), Some("x"), Some("x"), Some("y"), None, Some(" ")];
+    let attr = Attribute::from_values("g", vals);
+    assert_eq!(attr.labels, vec!["x", "y", MISSING]);
+    let y = [1, 0, 1, 1, 0, 1];
+    let p = [1, 0, 0, 1, 1, 0];
+    let audit = audit_attribute(&attr, &y, &p, 2);
+    let names: Vec<(&str, bool)> = audit
+        .groups
+        .iter()
+        .map(|g| (g.group.as_str(), g.too_small))
+        .collect();
+    assert_eq!(names, vec![("x", false), ("y", true), (MISSING, false)]);
+    // Disparities use x and (missing) only: selection rates 1/3 and 1/2.
+    let dp = audit.demographic_parity.unwrap();
+    assert!((dp.difference - (0.5 - 1.0 / 3.0)).abs() < 1e-12);
+    assert!((dp.ratio - (1.0 / 3.0) / 0.5).abs() < 1e-12);
+    assert_eq!(audit.four_fifths_violated, Some(true));
+    let c = group_counts(&attr.codes, 3, &y, &p);
+    assert_eq!(c[0].tp + c[0].fp + c[0].tn + c[0].fn_, 3);
+}
