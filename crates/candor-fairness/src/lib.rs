@@ -12,6 +12,8 @@
 use serde::Serialize;
 use std::collections::HashMap;
 
+pub mod bootstrap;
+
 /// The label of the group of rows whose protected value is missing.
 pub const MISSING: &str = "(missing)";
 
@@ -196,11 +198,25 @@ pub fn audit_attribute(
     min_group_size: u64,
 ) -> AttributeAudit {
     let counts = group_counts(&attr.codes, attr.labels.len(), y_true, y_pred);
-    let groups: Vec<GroupMetrics> = counts
+    let groups: Vec<(String, Counts)> = attr
+        .labels
         .iter()
-        .zip(&attr.labels)
-        .filter(|(c, _)| c.n() > 0)
-        .map(|(c, label)| GroupMetrics {
+        .cloned()
+        .zip(counts)
+        .filter(|(_, c)| c.n() > 0)
+        .collect();
+    audit_counts(&attr.name, &groups, min_group_size)
+}
+
+/// The audit from groups' confusion counts (groups without rows left out by the caller).
+pub fn audit_counts(
+    attribute: &str,
+    groups: &[(String, Counts)],
+    min_group_size: u64,
+) -> AttributeAudit {
+    let groups: Vec<GroupMetrics> = groups
+        .iter()
+        .map(|(label, c)| GroupMetrics {
             group: label.clone(),
             count: c.n(),
             too_small: c.n() < min_group_size,
@@ -227,7 +243,7 @@ pub fn audit_attribute(
         _ => None,
     };
     AttributeAudit {
-        attribute: attr.name.clone(),
+        attribute: attribute.to_string(),
         four_fifths_violated: dp.as_ref().map(|d| d.ratio < 0.8),
         demographic_parity: dp,
         equal_opportunity: eo,

@@ -188,3 +188,111 @@ fn small_groups_are_reported_not_measured_and_missing_is_a_group() {
     let c = group_counts(&attr.codes, 3, &y, &p);
     assert_eq!(c[0].tp + c[0].fp + c[0].tn + c[0].fn_, 3);
 }
+
+mod bootstrap {
+    use candor_fairness::Counts;
+    use candor_fairness::bootstrap::{Rng, bootstrap};
+
+    #[test]
+    fn binomial_draws_have_the_right_mean_and_variance() {
+        let mut rng = Rng(7);
+        for (n, p) in [
+            (5u64, 0.3),
+            (50, 0.1),
+            (1000, 0.02),
+            (1000, 0.3),
+            (1_000_000, 0.45),
+            (1_000_000, 0.9),
+            (40, 1.0),
+        ] {
+            let draws: Vec<f64> = (0..20_000)
+                .map(|_| {
+                    let k = rng.binomial(n, p);
+                    assert!(k <= n);
+                    k as f64
+                })
+                .collect();
+            let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+            let var = draws.iter().map(|d| (d - mean) * (d - mean)).sum::<f64>()
+                / (draws.len() - 1) as f64;
+            let (m, v) = (n as f64 * p, n as f64 * p * (1.0 - p));
+            assert!(
+                (mean - m).abs() <= 5.0 * (v / draws.len() as f64).sqrt() + 1e-9,
+                "n {n} p {p}: mean {mean} vs {m}"
+            );
+            assert!(
+                (var - v).abs() <= 0.1 * v + 1e-9,
+                "n {n} p {p}: variance {var} vs {v}"
+            );
+        }
+        let k = rng.multinomial(1000, &[10, 0, 30, 60]);
+        assert_eq!(k.iter().sum::<u64>(), 1000);
+        assert_eq!(k[1], 0);
+    }
+
+    /// Drawing on counts gives the same intervals as resampling rows.
+    #[test]
+    fn count_bootstrap_agrees_with_row_bootstrap_and_is_seeded() {
+        let groups = vec![
+            (
+                "a".to_string(),
+                Counts {
+                    tp: 120,
+                    fp: 80,
+                    tn: 700,
+                    fn_: 100,
+                },
+            ),
+            (
+                "b".to_string(),
+                Counts {
+                    tp: 30,
+                    fp: 10,
+                    tn: 400,
+                    fn_: 60,
+                },
+            ),
+            (
+                "tiny".to_string(),
+                Counts {
+                    tp: 1,
+                    fp: 0,
+                    tn: 0,
+                    fn_: 0,
+                },
+            ),
+        ];
+        let ci = bootstrap(&groups, 10, 2000, 0.95, 42);
+        assert_eq!(ci, bootstrap(&groups, 10, 2000, 0.95, 42));
+        assert_ne!(ci, bootstrap(&groups, 10, 2000, 0.95, 43));
+        // Row bootstrap of group a's selection rate.
+        let rows: Vec<u8> = std::iter::repeat_n(1u8, 200)
+            .chain(std::iter::repeat_n(0u8, 800))
+            .collect();
+        let mut rng = Rng(9);
+        let mut rates: Vec<f64> = (0..2000)
+            .map(|_| {
+                let s: u32 = (0..rows.len())
+                    .map(|_| u32::from(rows[(rng.uniform() * rows.len() as f64) as usize]))
+                    .sum();
+                f64::from(s) / rows.len() as f64
+            })
+            .collect();
+        rates.sort_by(f64::total_cmp);
+        let (lo, hi) = (rates[49], rates[1949]);
+        assert!(
+            (ci.selection_rate[0].low - lo).abs() < 0.006,
+            "{:?} vs {lo}",
+            ci.selection_rate[0]
+        );
+        assert!(
+            (ci.selection_rate[0].high - hi).abs() < 0.006,
+            "{:?} vs {hi}",
+            ci.selection_rate[0]
+        );
+        // The tiny group is resampled without crashing; disparities leave it out.
+        assert_eq!(ci.selection_rate[2].low, 1.0);
+        let dpd = ci.demographic_parity_difference.unwrap();
+        assert!(dpd.low > 0.05 && dpd.high < 0.2, "{dpd:?}");
+    }
+}
