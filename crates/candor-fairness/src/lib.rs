@@ -13,6 +13,8 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 pub mod bootstrap;
+pub mod gates;
+pub mod proxy;
 
 /// The label of the group of rows whose protected value is missing.
 pub const MISSING: &str = "(missing)";

@@ -296,3 +296,123 @@ mod bootstrap {
         assert!(dpd.low > 0.05 && dpd.high < 0.2, "{dpd:?}");
     }
 }
+
+mod proxies_and_gates {
+    use candor_fairness::gates::{Gates, evaluate};
+    use candor_fairness::proxy::{association, proxy_strength};
+    use candor_fairness::{Attribute, audit_attribute};
+
+    fn rng(seed: &mut u64) -> f64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*seed >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    #[test]
+    fn a_leaked_proxy_is_flagged_and_a_biased_model_fails_its_gates() {
+        let mut s = 5u64;
+        let n = 4000;
+        let group: Vec<Option<&str>> = (0..n)
+            .map(|_| Some(if rng(&mut s) < 0.4 { "f" } else { "m" }))
+            .collect();
+        let attr = Attribute::from_values("gender", group.iter().copied());
+        let is_f: Vec<bool> = group.iter().map(|g| *g == Some("f")).collect();
+        // A "postcode" that mostly reveals the group, and a noise feature.
+        let proxy: Vec<f64> = is_f
+            .iter()
+            .map(|&f| if (rng(&mut s) < 0.85) == f { 1.0 } else { 0.0 })
+            .collect();
+        let noise: Vec<f64> = (0..n).map(|_| (rng(&mut s) * 100.0).floor()).collect();
+        let p = proxy_strength("postcode", &proxy, true, &attr);
+        let q = proxy_strength("basket_size", &noise, false, &attr);
+        assert!(p.cramers_v > 0.6 && p.auc > 0.8, "{p:?}");
+        assert!(q.cramers_v < 0.1 && q.auc < 0.6, "{q:?}");
+        // A model that selects through the proxy.
+        let y_true: Vec<u8> = (0..n).map(|_| u8::from(rng(&mut s) < 0.3)).collect();
+        let y_pred: Vec<u8> = proxy.iter().map(|&v| u8::from(v == 0.0)).collect();
+        let audit = audit_attribute(&attr, &y_true, &y_pred, 30);
+        let verdicts = evaluate(&Gates::default(), &[audit], &[p, q]);
+        let failed: Vec<&str> = verdicts
+            .iter()
+            .filter(|v| !v.passed)
+            .map(|v| v.gate.as_str())
+            .collect();
+        assert!(failed.contains(&"min_selection_rate_ratio"), "{verdicts:?}");
+        assert!(
+            failed.contains(&"max_equalized_odds_difference"),
+            "{verdicts:?}"
+        );
+        assert_eq!(
+            failed
+                .iter()
+                .filter(|g| **g == "max_proxy_cramers_v")
+                .count(),
+            1,
+            "{verdicts:?}"
+        );
+        // A fair model passes the disparity gates.
+        let fair: Vec<u8> = (0..n).map(|_| u8::from(rng(&mut s) < 0.3)).collect();
+        let audit = audit_attribute(&attr, &y_true, &fair, 30);
+        assert!(
+            evaluate(&Gates::default(), &[audit], &[])
+                .iter()
+                .all(|v| v.passed)
+        );
+        // One group only: the gate cannot be cleared.
+        let one = Attribute::from_values("g", std::iter::repeat_n(Some("x"), n));
+        let audit = audit_attribute(&one, &y_true, &fair, 30);
+        assert!(
+            evaluate(&Gates::default(), &[audit], &[])
+                .iter()
+                .all(|v| !v.passed)
+        );
+    }
+
+    #[test]
+    fn association_matches_scipy_and_scikit_learn() {
+        let Some(py) = candor_testkit::peers_python() else {
+            return;
+        };
+        let mut s = 11u64;
+        let a: Vec<u32> = (0..3000).map(|_| (rng(&mut s) * 4.0) as u32).collect();
+        let b: Vec<u32> = a
+            .iter()
+            .map(|&x| {
+                if rng(&mut s) < 0.5 {
+                    x % 3
+                } else {
+                    (rng(&mut s) * 3.0) as u32
+                }
+            })
+            .collect();
+        let (v, mi) = association(&a, 4, &b, 3);
+        let dir = candor_testkit::TempDir::new("candor-assoc");
+        let body: String = std::iter::once("a,b".to_string())
+            .chain(a.iter().zip(&b).map(|(x, y)| format!("{x},{y}")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(dir.0.join("ab.csv"), body).unwrap();
+        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/peers/association_reference.py");
+        let out = std::process::Command::new(py)
+            .arg(script)
+            .arg(dir.0.join("ab.csv"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            (v - r["cramers_v"].as_f64().unwrap()).abs() < 1e-12,
+            "{v} vs {r}"
+        );
+        assert!(
+            (mi - r["mutual_information"].as_f64().unwrap()).abs() < 1e-12,
+            "{mi} vs {r}"
+        );
+    }
+}
