@@ -11,7 +11,7 @@ mod policy;
 
 pub use decide::{Denial, Grant};
 pub use error::{PolicyError, PolicyErrors};
-pub use policy::{Basis, CategoryDef, JurisdictionDef, Policy, PurposeDef, Regime};
+pub use policy::{Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, Regime};
 
 /// The default policy for an online store, commented for a compliance officer: the
 /// `candor.toml` a new installation starts from.

@@ -10,7 +10,9 @@ use sha2::{Digest, Sha256};
 use toml::de::{DeString, DeTable, DeValue};
 
 use crate::error::{PolicyError, PolicyErrors};
-use crate::policy::{Basis, CategoryDef, JurisdictionDef, Policy, PurposeDef, Regime, field_rule};
+use crate::policy::{
+    Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, Regime, field_rule,
+};
 
 type Key<'i> = Spanned<DeString<'i>>;
 type Val<'i> = Spanned<DeValue<'i>>;
@@ -50,6 +52,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
         c.default_jurisdiction(root.get("default_jurisdiction"), &jurisdictions);
     let (event_default, events) = c.events(root.get("events"), &known_categories);
     let (fields, wildcards) = c.fields(root.get("fields"), &known_categories);
+    let fairness = c.fairness(root.get("fairness"));
 
     // Protected categories: those marked so, and any a protected attribute is mapped to.
     let mut protected: BTreeSet<Category> = categories
@@ -110,6 +113,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
             fields,
             wildcards,
             protected_attributes,
+            fairness,
         }),
         _ => Err(c.finish(file, text)),
     }
@@ -264,6 +268,112 @@ impl Checker {
             }
         }
         out
+    }
+
+    /// A number (integer or float) with its span, or an error.
+    fn number(&mut self, v: &Val<'_>, key: &str) -> Option<f64> {
+        let parsed = match v.get_ref() {
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .map(|x| x as f64),
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(x) if x.is_finite() => Some(x),
+            _ => {
+                self.err(
+                    v.span(),
+                    format!("`{key}` must be a number, not {}", a(v.get_ref())),
+                );
+                None
+            }
+        }
+    }
+
+    fn fairness(&mut self, v: Option<&Val<'_>>) -> FairnessPolicy {
+        let mut f = FairnessPolicy::default();
+        let Some(v) = v else { return f };
+        let Some(t) = self.table(v, "fairness") else {
+            return f;
+        };
+        self.known_keys(
+            t,
+            &[
+                "min_selection_rate_ratio",
+                "max_demographic_parity_difference",
+                "max_equalized_odds_difference",
+                "max_equal_opportunity_difference",
+                "min_group_size",
+                "max_proxy_cramers_v",
+                "age_bands",
+            ],
+            "fairness",
+        );
+        for (key, slot) in [
+            ("min_selection_rate_ratio", &mut f.min_selection_rate_ratio),
+            (
+                "max_demographic_parity_difference",
+                &mut f.max_demographic_parity_difference,
+            ),
+            (
+                "max_equalized_odds_difference",
+                &mut f.max_equalized_odds_difference,
+            ),
+            (
+                "max_equal_opportunity_difference",
+                &mut f.max_equal_opportunity_difference,
+            ),
+            ("max_proxy_cramers_v", &mut f.max_proxy_cramers_v),
+        ] {
+            if let Some(v) = t.get(key)
+                && let Some(x) = self.number(v, key)
+            {
+                if (0.0..=1.0).contains(&x) {
+                    *slot = Some(x);
+                } else {
+                    self.err(
+                        v.span(),
+                        format!("`{key}` must be between 0 and 1, not {x}"),
+                    );
+                }
+            }
+        }
+        if let Some(v) = t.get("min_group_size")
+            && let Some(x) = self.number(v, "min_group_size")
+        {
+            if x >= 1.0 && x.fract() == 0.0 {
+                f.min_group_size = x as u64;
+            } else {
+                self.err(
+                    v.span(),
+                    format!("`min_group_size` must be a whole number of at least 1, not {x}"),
+                );
+            }
+        }
+        if let Some(v) = t.get("age_bands") {
+            let DeValue::Array(items) = v.get_ref() else {
+                self.err(
+                    v.span(),
+                    format!(
+                        "`age_bands` must be an array of ages, not {}",
+                        a(v.get_ref())
+                    ),
+                );
+                return f;
+            };
+            let mut bands = Vec::new();
+            for item in items.iter() {
+                if let Some(x) = self.number(item, "age_bands") {
+                    if bands.last().is_some_and(|&last| x <= last) {
+                        self.err(item.span(), "`age_bands` must increase".to_string());
+                    }
+                    bands.push(x);
+                }
+            }
+            f.age_bands = bands;
+        }
+        f
     }
 
     fn version(&mut self, v: Option<&Val<'_>>) {

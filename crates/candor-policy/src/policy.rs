@@ -150,6 +150,38 @@ pub struct Policy {
     /// Wildcard `[fields]` rules keyed by their prefix: `traits.*` is stored as `traits`.
     pub(crate) wildcards: BTreeMap<String, Category>,
     pub(crate) protected_attributes: Vec<String>,
+    pub(crate) fairness: FairnessPolicy,
+}
+
+/// `[fairness]`: the limits every model's audit must meet before it may decide about people,
+/// and how numeric protected attributes are banded for audits.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FairnessPolicy {
+    /// Lowest acceptable selection-rate ratio (min / max over groups); 0.8 is the four-fifths rule.
+    pub min_selection_rate_ratio: Option<f64>,
+    pub max_demographic_parity_difference: Option<f64>,
+    pub max_equalized_odds_difference: Option<f64>,
+    pub max_equal_opportunity_difference: Option<f64>,
+    /// Groups with fewer rows are reported as too small, not as numbers.
+    pub min_group_size: u64,
+    /// Features revealing a protected attribute more than this (Cramér's V) are flagged.
+    pub max_proxy_cramers_v: Option<f64>,
+    /// Band boundaries for ages (`[30, 45, 60]` gives <30, 30–44, 45–59, 60+).
+    pub age_bands: Vec<f64>,
+}
+
+impl Default for FairnessPolicy {
+    fn default() -> Self {
+        FairnessPolicy {
+            min_selection_rate_ratio: Some(0.8),
+            max_demographic_parity_difference: None,
+            max_equalized_odds_difference: Some(0.1),
+            max_equal_opportunity_difference: None,
+            min_group_size: 30,
+            max_proxy_cramers_v: Some(0.3),
+            age_bands: vec![30.0, 45.0, 60.0],
+        }
+    }
 }
 
 impl Policy {
@@ -267,6 +299,11 @@ impl Policy {
                 .field_rule(path)
                 .and_then(|c| self.category(c))
                 .is_some_and(|c| c.protected)
+    }
+
+    /// The `[fairness]` limits (defaults when the section is absent).
+    pub fn fairness(&self) -> &FairnessPolicy {
+        &self.fairness
     }
 
     /// The `protected_attributes` paths, in file order.

@@ -547,3 +547,55 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn fairness_limits_have_defaults_and_are_validated() {
+    let d = Policy::parse("t.toml", MIN).expect("valid");
+    assert_eq!(d.fairness(), &crate::FairnessPolicy::default());
+    assert_eq!(
+        default_policy().fairness().min_selection_rate_ratio,
+        Some(0.8)
+    );
+    let p = Policy::parse(
+        "t.toml",
+        &format!("{MIN}[fairness]\nmin_selection_rate_ratio = 0.9\nmin_group_size = 50\nage_bands = [25, 40.5]\nmax_proxy_cramers_v = 1\n"),
+    )
+    .expect("valid");
+    let f = p.fairness();
+    assert_eq!(
+        (
+            f.min_selection_rate_ratio,
+            f.min_group_size,
+            f.max_proxy_cramers_v
+        ),
+        (Some(0.9), 50, Some(1.0))
+    );
+    assert_eq!(f.age_bands, vec![25.0, 40.5]);
+    assert_eq!(f.max_equalized_odds_difference, Some(0.1));
+    let line = MIN.lines().count() + 2;
+    one_error(
+        &format!("{MIN}[fairness]\nmin_selection_rate_ratio = 1.5\n"),
+        &format!("{line}:28"),
+        "between 0 and 1",
+    );
+    one_error(
+        &format!("{MIN}[fairness]\nmin_group_size = 0.5\n"),
+        &format!("{line}:18"),
+        "whole number",
+    );
+    one_error(
+        &format!("{MIN}[fairness]\nage_bands = [40, 30]\n"),
+        &format!("{line}:18"),
+        "must increase",
+    );
+    one_error(
+        &format!("{MIN}[fairness]\nmax_equalized_odds_difference = \"low\"\n"),
+        &format!("{line}:33"),
+        "must be a number",
+    );
+    one_error(
+        &format!("{MIN}[fairness]\nmin_ratio = 0.8\n"),
+        &format!("{line}:1"),
+        "unknown key `min_ratio` in [fairness]",
+    );
+}
