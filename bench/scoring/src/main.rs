@@ -383,10 +383,11 @@ fn bank(path: &Path) -> Result<Data> {
         exclude: &exclude,
         protected: &protected,
         features: None,
+        positive: None,
     };
     let schema = infer_schema(&table, &sel)?;
     let x = schema.encode(&table)?;
-    let y = parse_target(&table, "y")?;
+    let y = parse_target(&table, "y", None)?;
     let nf = schema.features.len();
     let categorical: Vec<usize> = schema
         .features

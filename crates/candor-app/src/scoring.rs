@@ -44,6 +44,8 @@ pub struct TrainRequest {
     pub options: TrainOptions,
     /// Where the data came from (file name), for the model card.
     pub source: String,
+    /// The target value that counts as the outcome, when it is not yes/no-like.
+    pub positive: Option<String>,
     /// What the target means, e.g. "subscribed within the campaign".
     pub horizon: Option<String>,
 }
@@ -266,6 +268,7 @@ impl App {
             exclude: &exclude,
             protected: &req.protected,
             features: req.features.as_deref(),
+            positive: req.positive.as_deref(),
         };
         let opts = req.options.clone();
         let mut result = tokio::task::block_in_place(|| {

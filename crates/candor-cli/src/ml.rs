@@ -17,9 +17,12 @@ pub struct TrainArgs {
     /// CSV file (`,` `;` or tab separated, optional UTF-8 BOM).
     #[arg(long)]
     pub data: PathBuf,
-    /// Outcome column (yes/no, true/false or 1/0).
+    /// Outcome column (yes/no, true/false or 1/0, or any values with --positive).
     #[arg(long)]
     pub target: String,
+    /// The target value that counts as the outcome, e.g. `--positive 2`.
+    #[arg(long)]
+    pub positive: Option<String>,
     /// Protected attributes: never features, kept for fairness audits.
     #[arg(long, value_delimiter = ',')]
     pub protected: Vec<String>,
@@ -252,6 +255,7 @@ pub async fn train(app: &App, args: &TrainArgs) -> Result<i32> {
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default(),
         horizon: args.horizon.clone(),
+        positive: args.positive.clone(),
     };
     let bar = progress(args.trees as u64, "training");
     let b = bar.clone();

@@ -284,7 +284,7 @@ pub fn train_from_table(
     opts: &TrainOptions,
     on_round: &mut (dyn FnMut(Round) + Send),
 ) -> Result<TrainResult, MlError> {
-    let y = crate::table::parse_target(table, sel.target)?;
+    let y = crate::table::parse_target(table, sel.target, sel.positive)?;
     let schema = crate::table::infer_schema(table, sel)?;
     let mut opts = opts.clone();
     opts.gbdt.categorical = schema

@@ -117,7 +117,11 @@ pub fn parse_label(cell: &str) -> Option<f64> {
 }
 
 /// The target column as 0/1. Errors name the first bad row; a constant target is an error.
-pub fn parse_target(table: &RawTable, target: &str) -> Result<Vec<f64>, MlError> {
+pub fn parse_target(
+    table: &RawTable,
+    target: &str,
+    positive: Option<&str>,
+) -> Result<Vec<f64>, MlError> {
     let col = table.column(target).ok_or_else(|| {
         MlError::Target(format!(
             "target column {target:?} is not in the file (columns: {})",
@@ -133,9 +137,18 @@ pub fn parse_target(table: &RawTable, target: &str) -> Result<Vec<f64>, MlError>
                 i + 2
             )));
         }
-        y.push(parse_label(cell).ok_or_else(|| {
+        let label = match positive {
+            Some(p) => Some(if cell.eq_ignore_ascii_case(p.trim()) {
+                1.0
+            } else {
+                0.0
+            }),
+            None => parse_label(cell),
+        };
+        y.push(label.ok_or_else(|| {
             MlError::Target(format!(
-                "row {}: target {target:?} is {cell:?}; expected yes/no, true/false or 1/0",
+                "row {}: target {target:?} is {cell:?}; expected yes/no, true/false or 1/0 \
+                 (or name the outcome value with --positive)",
                 i + 2
             ))
         })?);
@@ -252,6 +265,9 @@ pub struct Selection<'a> {
     pub protected: &'a [String],
     /// If set, exactly these columns are features.
     pub features: Option<&'a [String]>,
+    /// The target value that counts as the outcome (e.g. `2` in German credit's 1/2 column);
+    /// without it the target must read as yes/no, true/false or 1/0.
+    pub positive: Option<&'a str>,
 }
 
 fn parse_number(cell: &str) -> Option<f64> {

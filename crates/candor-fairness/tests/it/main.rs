@@ -47,6 +47,7 @@ fn matches_fairlearn_on_bank_full_scores() {
         exclude: &exclude,
         protected: &protected,
         features: None,
+        positive: None,
     };
     let opts = TrainOptions {
         gbdt: candor_ml::gbdt::GbdtParams {

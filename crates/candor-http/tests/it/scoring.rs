@@ -69,6 +69,7 @@ async fn train(h: &H) -> i64 {
         },
         source: "synthetic.csv".into(),
         horizon: Some("purchase within 30 days".into()),
+        positive: None,
     };
     h.t.app
         .train_lead_model(h.tenant, "test", training_table(), req, &mut |_| {})

@@ -33,6 +33,7 @@ fn bank_full_auc_matches_lightgbm() {
         exclude: &exclude,
         protected: &protected,
         features: None,
+        positive: None,
     };
     let opts = TrainOptions::default();
     let t0 = std::time::Instant::now();

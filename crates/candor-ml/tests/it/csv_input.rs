@@ -19,6 +19,7 @@ fn train(
         exclude: &ex,
         protected: &pr,
         features: fe.as_deref(),
+        positive: None,
     };
     let opts = TrainOptions {
         gbdt: candor_ml::gbdt::GbdtParams {
@@ -192,4 +193,35 @@ fn refuses_files_that_cannot_train() {
         let got = train(&csv, target, &ex, &pr, fe.as_deref()).expect_err(want);
         assert!(got.contains(want), "wanted {want:?}, got {got:?}");
     }
+}
+
+#[test]
+fn any_two_valued_target_trains_with_a_named_positive_value() {
+    let csv = lines("x,risk", ",", 80, |i| {
+        format!("{},{}", i % 9, if i % 3 == 0 { "2" } else { "1" })
+    });
+    let table = read_csv(csv.as_bytes()).unwrap();
+    let opts = TrainOptions {
+        gbdt: candor_ml::gbdt::GbdtParams {
+            num_trees: 5,
+            min_data_in_leaf: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut sel = Selection {
+        target: "risk",
+        exclude: &[],
+        protected: &[],
+        features: None,
+        positive: None,
+    };
+    let e = train_from_table(&table, &sel, None, &opts, &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("--positive"), "{e}");
+    sel.positive = Some("2");
+    let r = train_from_table(&table, &sel, None, &opts, &mut |_| {}).unwrap();
+    assert_eq!(r.data.positives, 27);
+    sel.positive = Some("3");
+    let e = train_from_table(&table, &sel, None, &opts, &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("single value"), "{e}");
 }
