@@ -90,7 +90,7 @@ enum Command {
     },
     /// Train a lead-scoring model from a CSV file; registers a draft and prints its version
     /// alone on the last line.
-    Train(ml::TrainArgs),
+    Train(Box<ml::TrainArgs>),
     /// Score a CSV file with a model: the input rows plus probability, tier and reasons.
     Score(ml::ScoreArgs),
     /// Explain one row of a CSV file: every factor's contribution to the score.
