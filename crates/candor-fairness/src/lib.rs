@@ -15,6 +15,7 @@ use std::collections::HashMap;
 pub mod bootstrap;
 pub mod gates;
 pub mod proxy;
+pub mod report;
 
 /// The label of the group of rows whose protected value is missing.
 pub const MISSING: &str = "(missing)";

@@ -417,3 +417,80 @@ mod proxies_and_gates {
         );
     }
 }
+
+mod full_audit {
+    use candor_fairness::Attribute;
+    use candor_fairness::gates::Gates;
+    use candor_fairness::report::{AuditInput, Feature, audit};
+
+    #[test]
+    fn one_audit_covers_attributes_intersections_intervals_proxies_and_gates() {
+        let mut s = 3u64;
+        let mut r = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let n = 3000;
+        let sex: Vec<&str> = (0..n).map(|_| if r() < 0.5 { "f" } else { "m" }).collect();
+        let band: Vec<&str> = (0..n)
+            .map(|_| if r() < 0.3 { "<30" } else { "30+" })
+            .collect();
+        let a = Attribute::from_values("sex", sex.iter().map(|v| Some(*v)));
+        let b = Attribute::from_values("age", band.iter().map(|v| Some(*v)));
+        let y: Vec<u8> = (0..n).map(|_| u8::from(r() < 0.3)).collect();
+        let fair: Vec<u8> = (0..n).map(|_| u8::from(r() < 0.3)).collect();
+        let noise: Vec<f64> = (0..n).map(|_| r()).collect();
+        let features = [Feature {
+            name: "noise",
+            values: &noise,
+            categorical: false,
+        }];
+        let gates = Gates::default();
+        let input = AuditInput {
+            y_true: &y,
+            y_pred: &fair,
+            attributes: &[a.clone(), b.clone()],
+            features: &features,
+            gates: &gates,
+            resamples: 200,
+            level: 0.95,
+            seed: 1,
+        };
+        let rep = audit(&input);
+        let names: Vec<&str> = rep
+            .attributes
+            .iter()
+            .map(|x| x.audit.attribute.as_str())
+            .collect();
+        assert_eq!(names, vec!["sex", "age", "sex × age"]);
+        assert_eq!(rep.attributes[2].audit.groups.len(), 4);
+        assert!(rep.passed, "{:?}", rep.verdicts);
+        assert_eq!(rep.proxies.len(), 2);
+        for x in &rep.attributes {
+            for (g, ci) in x.audit.groups.iter().zip(&x.intervals.selection_rate) {
+                assert!(
+                    ci.low <= g.selection_rate && g.selection_rate <= ci.high,
+                    "{g:?} {ci:?}"
+                );
+            }
+        }
+        // Selecting mostly women under 30 fails, in the intersection too.
+        let biased: Vec<u8> = (0..n)
+            .map(|i| u8::from(sex[i] == "f" && (band[i] == "<30" || r() < 0.2)))
+            .collect();
+        let rep = audit(&AuditInput {
+            y_pred: &biased,
+            ..input
+        });
+        assert!(!rep.passed);
+        assert!(
+            rep.verdicts
+                .iter()
+                .any(|v| !v.passed && v.subject == "sex × age")
+        );
+        let json = serde_json::to_value(&rep).unwrap();
+        assert_eq!(json["passed"], false);
+    }
+}
