@@ -67,6 +67,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     metrics: Metrics,
     tenant_keys: RwLock<HashMap<TenantId, TenantKey>>,
+    /// Parsed lead models by artifact digest (artifacts never change), so scoring does not
+    /// reload, re-parse and rebuild TreeSHAP tables on every request.
+    models: RwLock<HashMap<String, Arc<scoring::LeadArtifact>>>,
     writer: OnceLock<writer::Writer>,
 }
 
@@ -95,6 +98,7 @@ impl App {
                 clock,
                 metrics: Metrics::default(),
                 tenant_keys: RwLock::new(HashMap::new()),
+                models: RwLock::new(HashMap::new()),
                 writer: OnceLock::new(),
             }),
         }
@@ -155,6 +159,16 @@ impl App {
             .store()
             .ensure_subjects(tenant, rows, self.clock().now())
             .await?)
+    }
+
+    pub(crate) fn cached_model(&self, digest: &str) -> Option<Arc<scoring::LeadArtifact>> {
+        self.inner.models.read().ok()?.get(digest).cloned()
+    }
+
+    pub(crate) fn cache_model(&self, digest: &str, artifact: Arc<scoring::LeadArtifact>) {
+        if let Ok(mut cache) = self.inner.models.write() {
+            cache.insert(digest.to_owned(), artifact);
+        }
     }
 
     /// The tenant's key, unwrapped once and kept in memory.

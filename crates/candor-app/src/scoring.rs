@@ -567,12 +567,12 @@ impl App {
     }
 
     /// The model to score with: the named version if it is approved or active, else the
-    /// active one.
+    /// active one. Parsed artifacts are cached by digest; the status is read every time.
     async fn scoring_model(
         &self,
         tenant: TenantId,
         version: Option<i64>,
-    ) -> AppResult<(ModelRow, LeadArtifact)> {
+    ) -> AppResult<(ModelRow, std::sync::Arc<LeadArtifact>)> {
         let row = match version {
             Some(v) => {
                 let row = self
@@ -604,7 +604,25 @@ impl App {
                     )
                 })?,
         };
-        self.open_artifact(row)
+        if let Some(art) = self.cached_model(&row.digest) {
+            return Ok((row, art));
+        }
+        let row = if row.artifact.is_empty() {
+            self.store()
+                .model(tenant, row.version)
+                .await?
+                .ok_or_else(|| AppError::not_found("model"))?
+        } else {
+            row
+        };
+        let (mut row, art) = self.open_artifact(row)?;
+        if let candor_ml::lead::Estimator::Gbdt { ensemble } = &art.model.estimator {
+            ensemble.prepare_explanations();
+        }
+        let art = std::sync::Arc::new(art);
+        self.cache_model(&row.digest, art.clone());
+        row.artifact = Vec::new();
+        Ok((row, art))
     }
 
     /// Scores subjects. Each needs a `profiling` grant; others come back `not_scored` with the

@@ -1061,7 +1061,7 @@ macro_rules! impl_store {
 
             async fn active_model(&self, tenant: TenantId, name: &str) -> Result<Option<ModelRow>> {
                 sqlx::query(
-                    "SELECT version, name, kind, status, digest, artifact, card, created_at FROM models \
+                    "SELECT version, name, kind, status, digest, card, created_at FROM models \
                      WHERE tenant_id = $1 AND name = $2 AND status = 'active'",
                 )
                 .bind(tenant.to_string())
@@ -1069,7 +1069,7 @@ macro_rules! impl_store {
                 .fetch_optional(self.reader())
                 .await?
                 .as_ref()
-                .map(|r| model_from(tenant, r, true))
+                .map(|r| model_from(tenant, r, false))
                 .transpose()
             }
 

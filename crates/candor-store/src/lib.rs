@@ -500,6 +500,7 @@ pub trait Store: Send + Sync {
     ) -> impl Future<Output = Result<Option<ModelRow>>> + Send;
     /// All versions, oldest first, without artifacts.
     fn list_models(&self, tenant: TenantId) -> impl Future<Output = Result<Vec<ModelRow>>> + Send;
+    /// The active version of a model name, without its artifact (load it with [`Store::model`]).
     fn active_model(
         &self,
         tenant: TenantId,
