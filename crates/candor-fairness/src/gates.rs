@@ -2,34 +2,10 @@
 
 use crate::AttributeAudit;
 use crate::proxy::ProxyStrength;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Gates {
-    /// Lowest acceptable selection-rate ratio (min / max across groups), e.g. 0.8.
-    pub min_selection_rate_ratio: Option<f64>,
-    pub max_demographic_parity_difference: Option<f64>,
-    pub max_equalized_odds_difference: Option<f64>,
-    pub max_equal_opportunity_difference: Option<f64>,
-    /// Groups with fewer rows are reported as too small and left out of the disparities.
-    pub min_group_size: u64,
-    /// Features revealing a protected attribute more than this (Cramér's V) are flagged.
-    pub max_proxy_cramers_v: Option<f64>,
-}
-
-impl Default for Gates {
-    fn default() -> Self {
-        Gates {
-            min_selection_rate_ratio: Some(0.8),
-            max_demographic_parity_difference: None,
-            max_equalized_odds_difference: Some(0.1),
-            max_equal_opportunity_difference: None,
-            min_group_size: 30,
-            max_proxy_cramers_v: Some(0.3),
-        }
-    }
-}
+/// The limits come from the policy file's `[fairness]` section (defaults when it is absent).
+pub use candor_policy::FairnessPolicy as Gates;
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Verdict {
