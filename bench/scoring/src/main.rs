@@ -287,20 +287,12 @@ fn read_f64(path: &Path) -> Result<Vec<f64>> {
         .collect())
 }
 
-/// SplitMix64: a small seeded generator.
-struct Rng(u64);
+/// Candor's seeded SplitMix64, plus normal draws.
+struct Rng(candor_ml::gbdt::SplitMix);
 
 impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.next_f64()
     }
 
     fn normal(&mut self) -> f64 {
@@ -318,7 +310,7 @@ const NAN_FEATURES: [usize; 5] = [3, 7, 12, 21, 27];
 /// missingness). The last 20% of rows are the test set.
 fn synthetic(rows: usize) -> Data {
     let nf = N_FEATURES;
-    let mut rng = Rng(SEED);
+    let mut rng = Rng(candor_ml::gbdt::SplitMix(SEED));
     let mut x = vec![0.0; rows * nf];
     let mut y = vec![0.0; rows];
     for (r, row) in x.chunks_exact_mut(nf).enumerate() {

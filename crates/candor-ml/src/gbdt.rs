@@ -294,7 +294,7 @@ fn midpoint(a: f64, b: f64) -> f64 {
 }
 
 /// A small deterministic generator (SplitMix64) for sampling.
-pub(crate) struct SplitMix(pub u64);
+pub struct SplitMix(pub u64);
 
 impl SplitMix {
     pub fn next_u64(&mut self) -> u64 {
