@@ -16,6 +16,7 @@ pub mod bootstrap;
 pub mod gates;
 pub mod proxy;
 pub mod report;
+pub mod scores;
 
 /// The label of the group of rows whose protected value is missing.
 pub const MISSING: &str = "(missing)";
@@ -142,6 +143,19 @@ pub struct GroupMetrics {
     pub fnr: f64,
     pub precision: f64,
     pub accuracy: f64,
+    /// Against the attribute's reference group (`None` for too-small groups).
+    pub vs_reference: Option<VsReference>,
+}
+
+/// One group against the reference group: differences (group − reference) and ratios
+/// (group / reference; 0 when the reference's rate is 0).
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct VsReference {
+    pub selection_rate_difference: f64,
+    pub selection_rate_ratio: f64,
+    pub tpr_difference: f64,
+    pub fpr_difference: f64,
+    pub precision_difference: f64,
 }
 
 /// A disparity across groups: max − min and min / max (0 when max is 0), and the groups at the
@@ -180,6 +194,8 @@ fn disparity(groups: &[&GroupMetrics], f: impl Fn(&GroupMetrics) -> f64) -> Opti
 pub struct AttributeAudit {
     pub attribute: String,
     pub groups: Vec<GroupMetrics>,
+    /// The reference group: the largest group big enough to be audited.
+    pub reference: Option<String>,
     pub demographic_parity: Option<Disparity>,
     pub equal_opportunity: Option<Disparity>,
     pub false_positive_rate: Option<Disparity>,
@@ -231,8 +247,27 @@ pub fn audit_counts(
             fnr: c.fnr(),
             precision: c.precision(),
             accuracy: c.accuracy(),
+            vs_reference: None,
         })
         .collect();
+    let reference = groups
+        .iter()
+        .filter(|g| !g.too_small)
+        .max_by_key(|g| g.count)
+        .cloned();
+    let mut groups = groups;
+    if let Some(r) = &reference {
+        let ratio = |a: f64, b: f64| if b == 0.0 { 0.0 } else { a / b };
+        for g in groups.iter_mut().filter(|g| !g.too_small) {
+            g.vs_reference = Some(VsReference {
+                selection_rate_difference: g.selection_rate - r.selection_rate,
+                selection_rate_ratio: ratio(g.selection_rate, r.selection_rate),
+                tpr_difference: g.tpr - r.tpr,
+                fpr_difference: g.fpr - r.fpr,
+                precision_difference: g.precision - r.precision,
+            });
+        }
+    }
     let usable: Vec<&GroupMetrics> = groups.iter().filter(|g| !g.too_small).collect();
     let dp = disparity(&usable, |g| g.selection_rate);
     let eo = disparity(&usable, |g| g.tpr);
@@ -247,6 +282,7 @@ pub fn audit_counts(
     };
     AttributeAudit {
         attribute: attribute.to_string(),
+        reference: reference.map(|r| r.group),
         four_fifths_violated: dp.as_ref().map(|d| d.ratio < 0.8),
         demographic_parity: dp,
         equal_opportunity: eo,

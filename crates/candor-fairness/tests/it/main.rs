@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use candor_fairness::scores::group_scores;
 use candor_fairness::{Attribute, MISSING, audit_attribute, group_counts};
 use candor_ml::lead::{TrainOptions, train_from_table};
 use candor_ml::table::{Selection, read_csv};
@@ -29,25 +30,31 @@ fn age_band(age: &str) -> Option<&'static str> {
     })
 }
 
-/// Group metrics and disparities equal Fairlearn's to 1e-9 on Candor's bank-full scores, for
-/// age band, marital status (with some values removed: a missing group) and their intersection.
-#[test]
-fn matches_fairlearn_on_bank_full_scores() {
-    let Some(path) = bank_full() else { return };
-    let Some(py) = candor_testkit::peers_python() else {
-        return;
-    };
-    let table = read_csv(&std::fs::read(&path).unwrap()).unwrap();
-    let (exclude, protected) = (
-        vec!["duration".to_string()],
-        vec!["age".to_string(), "marital".to_string()],
-    );
+fn german_credit() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/german_credit/german_credit.csv");
+    if p.exists() {
+        Some(p)
+    } else {
+        println!("SKIPPED-DATA: {} not found", p.display());
+        None
+    }
+}
+
+/// Trains a small Candor model on `table` and returns its scores for every row.
+fn train_and_score(
+    table: &candor_ml::table::RawTable,
+    target: &str,
+    positive: Option<&str>,
+    exclude: &[String],
+    protected: &[String],
+) -> (Vec<u8>, Vec<f64>) {
     let sel = Selection {
-        target: "y",
-        exclude: &exclude,
-        protected: &protected,
+        target,
+        exclude,
+        protected,
         features: None,
-        positive: None,
+        positive,
     };
     let opts = TrainOptions {
         gbdt: candor_ml::gbdt::GbdtParams {
@@ -56,45 +63,45 @@ fn matches_fairlearn_on_bank_full_scores() {
         },
         ..Default::default()
     };
-    let res = train_from_table(&table, &sel, None, &opts, &mut |_| {}).unwrap();
-    let x = res.model.schema.encode(&table).unwrap();
+    let res = train_from_table(table, &sel, None, &opts, &mut |_| {}).unwrap();
+    let x = res.model.schema.encode(table).unwrap();
     let nf = res.model.n_features();
-    let y_true: Vec<u8> = table
-        .rows
-        .iter()
-        .map(|r| u8::from(r[16] == "yes"))
-        .collect();
-    let y_pred: Vec<u8> = x
+    let y = candor_ml::table::parse_target(table, target, positive).unwrap();
+    let scores = x
         .chunks(nf)
-        .map(|row| u8::from(res.model.score_row(row).unwrap().probability >= 0.2))
+        .map(|row| res.model.score_row(row).unwrap().probability)
         .collect();
-    let age: Vec<Option<&str>> = table.rows.iter().map(|r| age_band(&r[0])).collect();
-    let marital: Vec<Option<&str>> = table
-        .rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            if i % 97 == 0 {
-                None
-            } else {
-                Some(r[2].as_str())
-            }
-        })
-        .collect();
-    let a = Attribute::from_values("a", age.iter().copied());
-    let b = Attribute::from_values("b", marital.iter().copied());
-    assert!(b.labels.iter().any(|l| l == MISSING));
+    (y.iter().map(|&v| u8::from(v > 0.5)).collect(), scores)
+}
+
+/// Every number of `audit_attribute` and `group_scores` for `a`, `b` and `a × b` equals
+/// Fairlearn's (MetricFrame group values and the disparity functions) and scikit-learn's
+/// per-group `roc_auc_score`, to 1e-9.
+fn check_against_fairlearn(
+    y_true: &[u8],
+    scores: &[f64],
+    threshold: f64,
+    a_vals: &[Option<String>],
+    b_vals: &[Option<String>],
+) {
+    let Some(py) = candor_testkit::peers_python() else {
+        return;
+    };
+    let y_pred: Vec<u8> = scores.iter().map(|&s| u8::from(s >= threshold)).collect();
+    let a = Attribute::from_values("a", a_vals.iter().map(|v| v.as_deref()));
+    let b = Attribute::from_values("b", b_vals.iter().map(|v| v.as_deref()));
     let ab = Attribute::intersect(&a, &b);
 
     let dir = candor_testkit::TempDir::new("candor-fairlearn");
-    let csv: String = std::iter::once("y,p,a,b".to_string())
+    let csv: String = std::iter::once("y,p,s,a,b".to_string())
         .chain((0..y_true.len()).map(|i| {
             format!(
-                "{},{},{},{}",
+                "{},{},{:?},{},{}",
                 y_true[i],
                 y_pred[i],
-                age[i].unwrap_or(""),
-                marital[i].unwrap_or("")
+                scores[i],
+                a_vals[i].as_deref().unwrap_or(""),
+                b_vals[i].as_deref().unwrap_or("")
             )
         }))
         .collect::<Vec<_>>()
@@ -119,8 +126,10 @@ fn matches_fairlearn_on_bank_full_scores() {
         let b = b.as_f64().unwrap_or_else(|| panic!("{what}: missing"));
         assert!((a - b).abs() <= 1e-9, "{what}: candor {a} vs fairlearn {b}");
     };
+    let mut checked = 0;
     for (key, attr) in [("a", &a), ("b", &b), ("a × b", &ab)] {
-        let audit = audit_attribute(attr, &y_true, &y_pred, 0);
+        let audit = audit_attribute(attr, y_true, &y_pred, 0);
+        let sc = group_scores(&attr.codes, &attr.labels, scores, y_true);
         let w = &want[key];
         assert_eq!(
             audit.groups.len(),
@@ -136,8 +145,20 @@ fn matches_fairlearn_on_bank_full_scores() {
                 ("fnr", g.fnr),
                 ("precision", g.precision),
                 ("accuracy", g.accuracy),
+                ("count", g.count as f64),
             ] {
                 close(v, &wg[name], &format!("{key} / {} / {name}", g.group));
+                checked += 1;
+            }
+            let gs = sc.iter().find(|s| s.group == g.group).unwrap();
+            close(
+                gs.mean_score,
+                &wg["mean_score"],
+                &format!("{key} / {} / mean score", g.group),
+            );
+            match gs.auc {
+                Some(auc) => close(auc, &wg["auc"], &format!("{key} / {} / auc", g.group)),
+                None => assert!(wg["auc"].is_null(), "{key} / {}: auc", g.group),
             }
         }
         let dp = audit.demographic_parity.as_ref().unwrap();
@@ -165,6 +186,69 @@ fn matches_fairlearn_on_bank_full_scores() {
         );
         close(eop.ratio, &w["eop_ratio"], "equal opportunity ratio");
     }
+    assert!(checked > 50, "only {checked} numbers compared");
+}
+
+/// Bank-full scores: age band, marital status (with some values removed: a missing group) and
+/// their intersection.
+#[test]
+fn matches_fairlearn_on_bank_full_scores() {
+    let Some(path) = bank_full() else { return };
+    let table = read_csv(&std::fs::read(&path).unwrap()).unwrap();
+    let (y_true, scores) = train_and_score(
+        &table,
+        "y",
+        None,
+        &["duration".to_string()],
+        &["age".to_string(), "marital".to_string()],
+    );
+    let age: Vec<Option<String>> = table
+        .rows
+        .iter()
+        .map(|r| age_band(&r[0]).map(str::to_string))
+        .collect();
+    let marital: Vec<Option<String>> = table
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if i % 97 == 0 {
+                None
+            } else {
+                Some(r[2].clone())
+            }
+        })
+        .collect();
+    assert!(marital.iter().any(Option::is_none));
+    check_against_fairlearn(&y_true, &scores, 0.2, &age, &marital);
+}
+
+/// German credit (1,000 applicants): personal status & sex and age band, on Candor's scores of
+/// good credit risk.
+#[test]
+fn matches_fairlearn_on_german_credit() {
+    let Some(path) = german_credit() else { return };
+    let table = read_csv(&std::fs::read(&path).unwrap()).unwrap();
+    let col = |name: &str| table.headers.iter().position(|c| c == name).unwrap();
+    let (sex, age) = (col("personal_status_and_sex"), col("age_in_years"));
+    let (y_true, scores) = train_and_score(
+        &table,
+        "credit_risk",
+        Some("1"),
+        &[],
+        &[
+            "personal_status_and_sex".to_string(),
+            "age_in_years".to_string(),
+        ],
+    );
+    assert_eq!(y_true.iter().filter(|&&y| y == 1).count(), 700);
+    let a: Vec<Option<String>> = table.rows.iter().map(|r| Some(r[sex].clone())).collect();
+    let b: Vec<Option<String>> = table
+        .rows
+        .iter()
+        .map(|r| age_band(&r[age]).map(str::to_string))
+        .collect();
+    check_against_fairlearn(&y_true, &scores, 0.7, &a, &b);
 }
 
 #[test]
@@ -421,7 +505,7 @@ mod proxies_and_gates {
 mod full_audit {
     use candor_fairness::Attribute;
     use candor_fairness::gates::Gates;
-    use candor_fairness::report::{AuditInput, Feature, audit};
+    use candor_fairness::report::{AuditInput, Feature, audit, summary};
 
     #[test]
     fn one_audit_covers_attributes_intersections_intervals_proxies_and_gates() {
@@ -451,6 +535,8 @@ mod full_audit {
         let input = AuditInput {
             y_true: &y,
             y_pred: &fair,
+            scores: Some(&noise),
+            threshold: 0.7,
             attributes: &[a.clone(), b.clone()],
             features: &features,
             gates: &gates,
@@ -492,5 +578,155 @@ mod full_audit {
         );
         let json = serde_json::to_value(&rep).unwrap();
         assert_eq!(json["passed"], false);
+        // Every attribute carries score metrics and parity thresholds per group, in order.
+        for x in &rep.attributes {
+            assert_eq!(x.scores.len(), x.audit.groups.len());
+            assert_eq!(x.parity_thresholds.len(), x.audit.groups.len());
+            for (g, sc) in x.audit.groups.iter().zip(&x.scores) {
+                assert_eq!(g.group, sc.group);
+            }
+        }
+        let words = summary(&rep);
+        assert!(
+            words
+                .iter()
+                .any(|l| l.starts_with("FAILED") && l.contains("sex")),
+            "{words:?}"
+        );
+        assert!(words.last().unwrap().contains("override"), "{words:?}");
+    }
+}
+
+mod mitigation {
+    use candor_fairness::Attribute;
+    use candor_fairness::scores::{group_auc, group_scores, parity_thresholds, reweighing_weights};
+
+    fn lcg(s: &mut u64) -> f64 {
+        *s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*s >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// After reweighing, the weighted base rate is the same in every group (and equals the
+    /// overall rate), and the total weight is the row count.
+    #[test]
+    fn reweighing_makes_the_label_independent_of_the_group() {
+        let mut s = 1u64;
+        let n = 5000;
+        let g: Vec<u32> = (0..n).map(|_| (lcg(&mut s) * 3.0) as u32).collect();
+        let y: Vec<u8> = g
+            .iter()
+            .map(|&c| u8::from(lcg(&mut s) < [0.1, 0.3, 0.6][c as usize]))
+            .collect();
+        let w = reweighing_weights(&g, 3, &y);
+        let total: f64 = w.iter().sum();
+        assert!((total - n as f64).abs() < 1e-6, "{total}");
+        let overall = y.iter().filter(|&&v| v == 1).count() as f64 / n as f64;
+        for c in 0..3 {
+            let (mut wp, mut wa) = (0.0, 0.0);
+            for i in 0..n {
+                if g[i] == c {
+                    wa += w[i];
+                    wp += w[i] * f64::from(y[i]);
+                }
+            }
+            assert!(
+                (wp / wa - overall).abs() < 1e-9,
+                "group {c}: {} vs {overall}",
+                wp / wa
+            );
+        }
+    }
+
+    /// Parity thresholds give every group (nearly) the overall selection rate.
+    #[test]
+    fn parity_thresholds_equalise_selection_rates() {
+        let mut s = 2u64;
+        let n = 6000;
+        let g: Vec<u32> = (0..n).map(|_| u32::from(lcg(&mut s) < 0.4)).collect();
+        let scores: Vec<f64> = g
+            .iter()
+            .map(|&c| (lcg(&mut s) * 0.8 + if c == 1 { 0.2 } else { 0.0 }).min(1.0))
+            .collect();
+        let th = parity_thresholds(&g, 2, &scores, 0.6);
+        let overall = scores.iter().filter(|&&x| x >= 0.6).count() as f64 / n as f64;
+        for c in 0..2u32 {
+            let (sel, tot) = scores
+                .iter()
+                .zip(&g)
+                .filter(|(_, k)| **k == c)
+                .fold((0usize, 0usize), |(a, b), (&x, _)| {
+                    (a + usize::from(x >= th[c as usize]), b + 1)
+                });
+            let rate = sel as f64 / tot as f64;
+            assert!(
+                (rate - overall).abs() < 2.0 / tot as f64,
+                "group {c}: {rate} vs {overall}"
+            );
+        }
+        assert!(th[1] > th[0], "{th:?}");
+    }
+
+    /// Per-group AUC equals the brute-force pair count with ties; curves are well formed.
+    #[test]
+    fn group_auc_counts_pairs_with_ties() {
+        let mut s = 3u64;
+        let n = 700;
+        let attr = Attribute::from_values(
+            "g",
+            (0..n).map(|_| Some(if lcg(&mut s) < 0.5 { "x" } else { "y" })),
+        );
+        let y: Vec<u8> = (0..n).map(|_| u8::from(lcg(&mut s) < 0.35)).collect();
+        let scores: Vec<f64> = y
+            .iter()
+            .map(|&t| ((lcg(&mut s) + 0.3 * f64::from(t)) * 10.0).round() / 13.0)
+            .collect();
+        let aucs = group_auc(&attr.codes, 2, &scores, &y);
+        for (c, auc) in aucs.iter().enumerate() {
+            let (mut wins, mut pairs) = (0.0, 0.0);
+            for i in 0..n {
+                for j in 0..n {
+                    if attr.codes[i] as usize == c
+                        && attr.codes[j] as usize == c
+                        && y[i] == 1
+                        && y[j] == 0
+                    {
+                        pairs += 1.0;
+                        wins += if scores[i] > scores[j] {
+                            1.0
+                        } else if scores[i] == scores[j] {
+                            0.5
+                        } else {
+                            0.0
+                        };
+                    }
+                }
+            }
+            assert!((auc.unwrap() - wins / pairs).abs() < 1e-12);
+        }
+        let gs = group_scores(&attr.codes, &attr.labels, &scores, &y);
+        for g in &gs {
+            assert_eq!(g.roc.first(), Some(&(0.0, 0.0)));
+            let last = g.roc.last().unwrap();
+            assert!((last.0 - 1.0).abs() < 1e-12 && (last.1 - 1.0).abs() < 1e-12);
+            assert!(
+                g.roc
+                    .windows(2)
+                    .all(|w| w[1].0 >= w[0].0 && w[1].1 >= w[0].1)
+            );
+            assert_eq!(
+                g.calibration.iter().map(|b| b.count).sum::<u64>() as usize,
+                attr.codes
+                    .iter()
+                    .filter(|&&c| attr.labels[c as usize] == g.group)
+                    .count()
+            );
+            assert!(g.calibration_error >= 0.0 && g.calibration_error <= 1.0);
+        }
+        // A group with one class has no AUC and no ROC.
+        let one = group_auc(&[0, 0, 1, 1], 2, &[0.1, 0.2, 0.3, 0.4], &[1, 1, 0, 1]);
+        assert_eq!(one[0], None);
+        assert!(one[1].is_some());
     }
 }
