@@ -167,7 +167,7 @@ macro_rules! impl_store {
         };
         use crate::backend::EventInsert;
         use crate::{
-            Alias, ApiKeyRow, AuditDraft, AuditEntry, DecisionRow, EventView, FieldRow, IngestJob,
+            Alias, AlertRow, ApiKeyRow, AuditDraft, AuditEntry, AuditOverride, DecisionRow, ModelAuditRow, NewAlert, NewModelAudit, EventView, FieldRow, IngestJob,
             IngestSnapshot, IngestWrite, ModelRow, ModelTransition, NewApiKey, NewModel, NewSubject,
             Result, Store, StoreError, SubjectRow, SweepCounts, TenantRow,
         };
@@ -1102,6 +1102,21 @@ macro_rules! impl_store {
                         allowed_from.join(" or ")
                     )));
                 }
+                if to == "approved" || to == "active" {
+                    match latest_validation(&mut tx, tenant, version).await? {
+                        None => {
+                            return Err(StoreError::Gate(format!(
+                                "model {version} has no fairness audit; run one first"
+                            )));
+                        }
+                        Some((id, false, false)) => {
+                            return Err(StoreError::Gate(format!(
+                                "model {version} failed fairness audit {id}; an admin may record an override with a reason"
+                            )));
+                        }
+                        Some(_) => {}
+                    }
+                }
                 let mut audits = Vec::new();
                 if to == "active" {
                     let current: Vec<i64> = sqlx::query(concat!(
@@ -1227,6 +1242,216 @@ macro_rules! impl_store {
                 .collect()
             }
 
+            async fn decisions_in(
+                &self,
+                tenant: TenantId,
+                kind: &str,
+                from: Timestamp,
+                to: Timestamp,
+                after: Option<(Timestamp, String)>,
+                limit: u32,
+            ) -> Result<Vec<DecisionRow>> {
+                let (after_at, after_id) = after.unwrap_or((Timestamp(i64::MIN), String::new()));
+                sqlx::query(
+                    "SELECT id, subject_id, purpose, kind, model_version, inputs_digest, sealed, created_at FROM decisions \
+                     WHERE tenant_id = $1 AND kind = $2 AND created_at >= $3 AND created_at < $4 \
+                     AND (created_at > $5 OR (created_at = $5 AND id > $6)) \
+                     ORDER BY created_at, id LIMIT $7",
+                )
+                .bind(tenant.to_string())
+                .bind(kind)
+                .bind(from.0)
+                .bind(to.0)
+                .bind(after_at.0)
+                .bind(after_id)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(decision_from)
+                .collect()
+            }
+
+            async fn insert_model_audit(
+                &self,
+                tenant: TenantId,
+                new: &NewModelAudit,
+                alerts: &[NewAlert],
+                actor: &str,
+                at: Timestamp,
+                audit: AuditDraft,
+            ) -> Result<i64> {
+                let mut tx = self.write_tx().await?;
+                let status: String = sqlx::query(concat!(
+                    "SELECT status FROM models WHERE tenant_id = $1 AND version = $2",
+                    $update
+                ))
+                .bind(tenant.to_string())
+                .bind(new.version)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?
+                .try_get("status")?;
+                let id: i64 = sqlx::query(
+                    "INSERT INTO model_audits (tenant_id, version, kind, passed, report, actor, created_at, period_start, period_end) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
+                )
+                .bind(tenant.to_string())
+                .bind(new.version)
+                .bind(&new.kind)
+                .bind(new.passed)
+                .bind(new.report.to_string())
+                .bind(actor)
+                .bind(at.0)
+                .bind(new.period.map(|p| p.0.0))
+                .bind(new.period.map(|p| p.1.0))
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("seq")?;
+                for a in alerts {
+                    sqlx::query(
+                        "INSERT INTO fairness_alerts (tenant_id, version, audit_seq, gate, subject, value, limit_value, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(new.version)
+                    .bind(id)
+                    .bind(&a.gate)
+                    .bind(&a.subject)
+                    .bind(a.value)
+                    .bind(a.limit)
+                    .bind(at.0)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if new.kind == "validation" {
+                    let step = match (status.as_str(), new.passed) {
+                        ("draft", true) => Some(("audited", format!("fairness audit {id} passed"))),
+                        ("audited", false) => Some(("draft", format!("fairness audit {id} failed"))),
+                        _ => None,
+                    };
+                    if let Some((to, why)) = step {
+                        set_status(&mut tx, tenant, new.version, to).await?;
+                        insert_transition(&mut tx, tenant, new.version, &status, to, actor, &why, at).await?;
+                    }
+                }
+                let mut audit = audit;
+                audit.details["audit_id"] = serde_json::json!(id);
+                audit_tx(&mut tx, vec![audit], at).await?;
+                tx.commit().await?;
+                Ok(id)
+            }
+
+            async fn model_audits(
+                &self,
+                tenant: TenantId,
+                version: i64,
+                kind: Option<&str>,
+                limit: u32,
+            ) -> Result<Vec<ModelAuditRow>> {
+                sqlx::query(
+                    "SELECT seq, version, kind, passed, report, actor, created_at, period_start, period_end, \
+                     override_actor, override_reason, override_at FROM model_audits \
+                     WHERE tenant_id = $1 AND version = $2 AND ($3 = '' OR kind = $3) ORDER BY seq DESC LIMIT $4",
+                )
+                .bind(tenant.to_string())
+                .bind(version)
+                .bind(kind.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(audit_row_from)
+                .collect()
+            }
+
+            async fn override_model_audit(
+                &self,
+                tenant: TenantId,
+                version: i64,
+                actor: &str,
+                reason: &str,
+                at: Timestamp,
+                audit: AuditDraft,
+            ) -> Result<i64> {
+                let mut tx = self.write_tx().await?;
+                let status: String = sqlx::query(concat!(
+                    "SELECT status FROM models WHERE tenant_id = $1 AND version = $2",
+                    $update
+                ))
+                .bind(tenant.to_string())
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?
+                .try_get("status")?;
+                let id = match latest_validation(&mut tx, tenant, version).await? {
+                    None => {
+                        return Err(StoreError::Conflict(format!(
+                            "model {version} has no fairness audit to override"
+                        )));
+                    }
+                    Some((id, true, _)) => {
+                        return Err(StoreError::Conflict(format!(
+                            "fairness audit {id} of model {version} passed; there is nothing to override"
+                        )));
+                    }
+                    Some((id, false, true)) => {
+                        return Err(StoreError::Conflict(format!(
+                            "fairness audit {id} of model {version} is already overridden"
+                        )));
+                    }
+                    Some((id, false, false)) => id,
+                };
+                sqlx::query(
+                    "UPDATE model_audits SET override_actor = $1, override_reason = $2, override_at = $3 \
+                     WHERE tenant_id = $4 AND seq = $5",
+                )
+                .bind(actor)
+                .bind(reason)
+                .bind(at.0)
+                .bind(tenant.to_string())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                if status == "draft" {
+                    set_status(&mut tx, tenant, version, "audited").await?;
+                    let why = format!("override of failed fairness audit {id}: {reason}");
+                    insert_transition(&mut tx, tenant, version, "draft", "audited", actor, &why, at).await?;
+                }
+                let mut audit = audit;
+                audit.details["audit_id"] = serde_json::json!(id);
+                audit_tx(&mut tx, vec![audit], at).await?;
+                tx.commit().await?;
+                Ok(id)
+            }
+
+            async fn fairness_alerts(&self, tenant: TenantId, before: Option<i64>, limit: u32) -> Result<Vec<AlertRow>> {
+                sqlx::query(
+                    "SELECT seq, version, audit_seq, gate, subject, value, limit_value, created_at FROM fairness_alerts \
+                     WHERE tenant_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                )
+                .bind(tenant.to_string())
+                .bind(before.unwrap_or(i64::MAX))
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(|r| {
+                    Ok(AlertRow {
+                        id: r.try_get("seq")?,
+                        version: r.try_get("version")?,
+                        audit_id: r.try_get("audit_seq")?,
+                        gate: r.try_get("gate")?,
+                        subject: r.try_get("subject")?,
+                        value: r.try_get("value")?,
+                        limit: r.try_get("limit_value")?,
+                        created_at: Timestamp(r.try_get("created_at")?),
+                    })
+                })
+                .collect()
+            }
+
             async fn list_subjects(&self, tenant: TenantId, after: Option<SubjectId>, limit: u32) -> Result<Vec<SubjectRow>> {
                 sqlx::query(
                     "SELECT id, wrapped_key, created_at FROM subjects WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
@@ -1246,6 +1471,74 @@ macro_rules! impl_store {
                 })
                 .collect()
             }
+        }
+
+        fn decision_from(r: &DbRow) -> Result<DecisionRow> {
+            Ok(DecisionRow {
+                id: r.try_get("id")?,
+                subject: parse("subject id", &r.try_get::<String, _>("subject_id")?)?,
+                purpose: r.try_get("purpose")?,
+                kind: r.try_get("kind")?,
+                model_version: r.try_get("model_version")?,
+                inputs_digest: r.try_get("inputs_digest")?,
+                sealed: Sealed::from_stored(r.try_get("sealed")?),
+                created_at: Timestamp(r.try_get("created_at")?),
+            })
+        }
+
+        fn audit_row_from(r: &DbRow) -> Result<ModelAuditRow> {
+            let report: String = r.try_get("report")?;
+            let override_actor: Option<String> = r.try_get("override_actor")?;
+            Ok(ModelAuditRow {
+                id: r.try_get("seq")?,
+                version: r.try_get("version")?,
+                kind: r.try_get("kind")?,
+                passed: r.try_get("passed")?,
+                report: serde_json::from_str(&report)
+                    .map_err(|_| StoreError::Corrupt("unreadable audit report".into()))?,
+                actor: r.try_get("actor")?,
+                created_at: Timestamp(r.try_get("created_at")?),
+                period_start: r.try_get::<Option<i64>, _>("period_start")?.map(Timestamp),
+                period_end: r.try_get::<Option<i64>, _>("period_end")?.map(Timestamp),
+                override_: match override_actor {
+                    Some(actor) => Some(AuditOverride {
+                        actor,
+                        reason: r.try_get::<Option<String>, _>("override_reason")?.unwrap_or_default(),
+                        at: Timestamp(r.try_get::<Option<i64>, _>("override_at")?.unwrap_or_default()),
+                    }),
+                    None => None,
+                },
+            })
+        }
+
+        /// The latest validation audit of a model: (id, passed, overridden).
+        async fn latest_validation(tx: &mut Tx, tenant: TenantId, version: i64) -> Result<Option<(i64, bool, bool)>> {
+            let row = sqlx::query(
+                "SELECT seq, passed, override_actor FROM model_audits \
+                 WHERE tenant_id = $1 AND version = $2 AND kind = 'validation' ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(tenant.to_string())
+            .bind(version)
+            .fetch_optional(&mut **tx)
+            .await?;
+            match row {
+                Some(r) => Ok(Some((
+                    r.try_get("seq")?,
+                    r.try_get("passed")?,
+                    r.try_get::<Option<String>, _>("override_actor")?.is_some(),
+                ))),
+                None => Ok(None),
+            }
+        }
+
+        async fn set_status(tx: &mut Tx, tenant: TenantId, version: i64, to: &str) -> Result<()> {
+            sqlx::query("UPDATE models SET status = $1 WHERE tenant_id = $2 AND version = $3")
+                .bind(to)
+                .bind(tenant.to_string())
+                .bind(version)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
         }
 
         fn model_from(tenant: TenantId, r: &DbRow, with_artifact: bool) -> Result<ModelRow> {

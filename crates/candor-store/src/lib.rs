@@ -37,6 +37,9 @@ pub enum StoreError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A fairness gate refuses the step (the model's latest audit failed, or there is none).
+    #[error("refused by the fairness gate: {0}")]
+    Gate(String),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
@@ -284,6 +287,64 @@ pub struct ModelTransition {
     pub actor: String,
     pub reason: String,
     pub at: Timestamp,
+}
+
+/// A fairness audit to record: `validation` (gates the model's lifecycle) or `monitoring` (over
+/// live decisions in `period`). The report holds group metrics and counts, no personal values.
+#[derive(Clone, Debug)]
+pub struct NewModelAudit {
+    pub version: i64,
+    pub kind: String,
+    pub passed: bool,
+    pub report: Value,
+    pub period: Option<(Timestamp, Timestamp)>,
+}
+
+/// A gate breached by a monitoring audit.
+#[derive(Clone, Debug)]
+pub struct NewAlert {
+    pub gate: String,
+    pub subject: String,
+    /// `None` when the value could not be computed (too few groups to compare).
+    pub value: Option<f64>,
+    pub limit: f64,
+}
+
+/// An admin's override of a failed validation audit.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AuditOverride {
+    pub actor: String,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+/// A recorded fairness audit.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelAuditRow {
+    pub id: i64,
+    pub version: i64,
+    pub kind: String,
+    pub passed: bool,
+    pub report: Value,
+    pub actor: String,
+    pub created_at: Timestamp,
+    pub period_start: Option<Timestamp>,
+    pub period_end: Option<Timestamp>,
+    #[serde(rename = "override")]
+    pub override_: Option<AuditOverride>,
+}
+
+/// A recorded fairness alert.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AlertRow {
+    pub id: i64,
+    pub version: i64,
+    pub audit_id: i64,
+    pub gate: String,
+    pub subject: String,
+    pub value: Option<f64>,
+    pub limit: f64,
+    pub created_at: Timestamp,
 }
 
 /// An automated decision about a subject. The outcome and explanation are sealed with the
@@ -548,6 +609,58 @@ pub trait Store: Send + Sync {
         after: Option<SubjectId>,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<SubjectRow>>> + Send;
+    /// Decisions of one kind made in `[from, to)`, oldest first, after the `(created_at, id)`
+    /// cursor.
+    #[allow(clippy::too_many_arguments)]
+    fn decisions_in(
+        &self,
+        tenant: TenantId,
+        kind: &str,
+        from: Timestamp,
+        to: Timestamp,
+        after: Option<(Timestamp, String)>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<DecisionRow>>> + Send;
+
+    /// Records a fairness audit and its alerts in one transaction. A validation audit moves a
+    /// `draft` model to `audited` when it passes, and an `audited` one back to `draft` when it
+    /// fails (recorded as lifecycle steps). Returns the audit's id.
+    fn insert_model_audit(
+        &self,
+        tenant: TenantId,
+        new: &NewModelAudit,
+        alerts: &[NewAlert],
+        actor: &str,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<i64>> + Send;
+    /// A model's audits of `kind` (all kinds for `None`), newest first.
+    fn model_audits(
+        &self,
+        tenant: TenantId,
+        version: i64,
+        kind: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ModelAuditRow>>> + Send;
+    /// Records an override of the model's latest validation audit, which must have failed
+    /// and not been overridden (else `Conflict`); a `draft` model becomes `audited`.
+    #[allow(clippy::too_many_arguments)]
+    fn override_model_audit(
+        &self,
+        tenant: TenantId,
+        version: i64,
+        actor: &str,
+        reason: &str,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<i64>> + Send;
+    /// Alerts of a tenant, newest first, with ids below `before` (all for `None`).
+    fn fairness_alerts(
+        &self,
+        tenant: TenantId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<AlertRow>>> + Send;
 }
 
 /// The backend chosen at start-up.
@@ -762,5 +875,55 @@ impl Store for AnyStore {
         limit: u32,
     ) -> Result<Vec<SubjectRow>> {
         dispatch!(self, s => s.list_subjects(tenant, after, limit))
+    }
+    async fn decisions_in(
+        &self,
+        tenant: TenantId,
+        kind: &str,
+        from: Timestamp,
+        to: Timestamp,
+        after: Option<(Timestamp, String)>,
+        limit: u32,
+    ) -> Result<Vec<DecisionRow>> {
+        dispatch!(self, s => s.decisions_in(tenant, kind, from, to, after, limit))
+    }
+    async fn insert_model_audit(
+        &self,
+        tenant: TenantId,
+        new: &NewModelAudit,
+        alerts: &[NewAlert],
+        actor: &str,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> Result<i64> {
+        dispatch!(self, s => s.insert_model_audit(tenant, new, alerts, actor, at, audit))
+    }
+    async fn model_audits(
+        &self,
+        tenant: TenantId,
+        version: i64,
+        kind: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ModelAuditRow>> {
+        dispatch!(self, s => s.model_audits(tenant, version, kind, limit))
+    }
+    async fn override_model_audit(
+        &self,
+        tenant: TenantId,
+        version: i64,
+        actor: &str,
+        reason: &str,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> Result<i64> {
+        dispatch!(self, s => s.override_model_audit(tenant, version, actor, reason, at, audit))
+    }
+    async fn fairness_alerts(
+        &self,
+        tenant: TenantId,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AlertRow>> {
+        dispatch!(self, s => s.fairness_alerts(tenant, before, limit))
     }
 }

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "models",
         include_str!("../migrations/postgres/0002_models.sql"),
     ),
+    (
+        3,
+        "fairness",
+        include_str!("../migrations/postgres/0003_fairness.sql"),
+    ),
 ];
 
 impl PgStore {

@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "models",
         include_str!("../migrations/sqlite/0002_models.sql"),
     ),
+    (
+        3,
+        "fairness",
+        include_str!("../migrations/sqlite/0003_fairness.sql"),
+    ),
 ];
 
 impl SqliteStore {

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use candor_crypto::{IdentifierKind, MasterKey, Sealed};
 use candor_policy::{DEFAULT_POLICY, Grant, Policy};
 use candor_store::{
-    Alias, AuditDraft, EventRow, FieldRow, IngestWrite, NewApiKey, NewSubject, Store, StoreError,
-    TenantRow, verify_chain,
+    Alias, AuditDraft, EventRow, FieldRow, IngestWrite, NewAlert, NewApiKey, NewModelAudit,
+    NewSubject, Store, StoreError, TenantRow, verify_chain,
 };
 use candor_testkit::{BACKENDS, Backend, TestDb};
 use candor_types::{
@@ -744,9 +744,130 @@ async fn model_versions_lifecycle_and_one_active_model() {
             step(99, &["draft"], "approved").await,
             Err(StoreError::NotFound)
         ));
+        // No audit, no approval.
+        assert!(matches!(
+            step(1, &["draft"], "approved").await,
+            Err(StoreError::Gate(_))
+        ));
+        let record = |v: i64, kind: &'static str, passed: bool, alerts: Vec<NewAlert>| {
+            let store = db.store.clone();
+            async move {
+                store
+                    .insert_model_audit(
+                        t,
+                        &NewModelAudit {
+                            version: v,
+                            kind: kind.into(),
+                            passed,
+                            report: serde_json::json!({ "passed": passed }),
+                            period: None,
+                        },
+                        &alerts,
+                        "auditor",
+                        now,
+                        audit(Some(t), "model.audited"),
+                    )
+                    .await
+            }
+        };
+        // Version 1 passes its audit and becomes `audited`; version 2 fails and stays `draft`.
+        record(1, "validation", true, vec![]).await.unwrap();
+        let failed = record(2, "validation", false, vec![]).await.unwrap();
+        assert_eq!(
+            db.store.model(t, 1).await.unwrap().unwrap().status,
+            "audited"
+        );
+        assert_eq!(db.store.model(t, 2).await.unwrap().unwrap().status, "draft");
+        assert!(matches!(
+            step(2, &["draft", "audited"], "approved").await,
+            Err(StoreError::Gate(_))
+        ));
+        // The override moves version 2 on, once; an audit that passed cannot be overridden.
+        let ov = |v: i64| {
+            let store = db.store.clone();
+            async move {
+                store
+                    .override_model_audit(
+                        t,
+                        v,
+                        "admin",
+                        "reviewed by legal",
+                        now,
+                        audit(Some(t), "model.override"),
+                    )
+                    .await
+            }
+        };
+        assert_eq!(ov(2).await.unwrap(), failed);
+        assert!(matches!(ov(2).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(ov(1).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(ov(3).await, Err(StoreError::Conflict(_))));
+        let a = db
+            .store
+            .model_audits(t, 2, Some("validation"), 10)
+            .await
+            .unwrap();
+        assert_eq!(a.len(), 1);
+        assert!(!a[0].passed);
+        let o = a[0].override_.as_ref().unwrap();
+        assert_eq!(
+            (o.actor.as_str(), o.reason.as_str()),
+            ("admin", "reviewed by legal")
+        );
+        assert_eq!(a[0].report["passed"], false);
         for v in [1, 2] {
-            assert_eq!(step(v, &["draft"], "approved").await.unwrap(), "draft");
+            assert_eq!(step(v, &["audited"], "approved").await.unwrap(), "audited");
         }
+        // Monitoring audits do not move the lifecycle; their alerts are listed newest first.
+        record(
+            1,
+            "monitoring",
+            false,
+            vec![
+                NewAlert {
+                    gate: "min_selection_rate_ratio".into(),
+                    subject: "age".into(),
+                    value: Some(0.5),
+                    limit: 0.8,
+                },
+                NewAlert {
+                    gate: "max_equalized_odds_difference".into(),
+                    subject: "age".into(),
+                    value: None,
+                    limit: 0.1,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            db.store.model(t, 1).await.unwrap().unwrap().status,
+            "approved"
+        );
+        let alerts = db.store.fairness_alerts(t, None, 10).await.unwrap();
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts[0].gate, "max_equalized_odds_difference");
+        assert_eq!(alerts[0].value, None);
+        assert_eq!(alerts[1].value, Some(0.5));
+        assert_eq!(
+            db.store
+                .fairness_alerts(t, Some(alerts[0].id), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            db.store
+                .fairness_alerts(other, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            db.store.model_audits(t, 1, None, 10).await.unwrap().len(),
+            2
+        );
         step(1, &["approved"], "active").await.unwrap();
         assert_eq!(
             db.store
@@ -783,7 +904,8 @@ async fn model_versions_lifecycle_and_one_active_model() {
         assert_eq!(
             steps,
             vec![
-                ("draft".into(), "approved".into()),
+                ("draft".into(), "audited".into()),
+                ("audited".into(), "approved".into()),
                 ("approved".into(), "active".into()),
                 ("active".into(), "retired".into())
             ]
