@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::scoring::ModelView;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -21,7 +21,7 @@ fn esc(s: &str) -> String {
     out
 }
 
-fn num(v: &Value, digits: usize) -> String {
+pub(crate) fn num(v: &Value, digits: usize) -> String {
     v.as_f64()
         .map_or_else(|| "–".to_string(), |x| format!("{x:.digits$}"))
 }
@@ -117,6 +117,73 @@ fn metrics_row(name: &str, m: &Value) -> String {
     )
 }
 
+/// The card's fairness section: the latest validation audit (verdict, words, gates, selection
+/// bars), its override if any, and recent monitoring.
+fn fairness_html(f: &crate::fairness::FairnessRecord) -> String {
+    let Some(a) = &f.validation else {
+        return "<p class=\"warn\">No fairness audit has been recorded for this model. It cannot be \
+                approved or activated until one passes (<code>candor audit</code>) or an administrator \
+                overrides a failed one.</p>"
+            .to_string();
+    };
+    let mut out = format!(
+        "<p class=\"{}\">Validation audit {} on {} by {}: <strong>{}</strong>.</p>",
+        if a.passed { "ok" } else { "warn" },
+        a.id,
+        a.created_at,
+        esc(&a.actor),
+        if a.passed {
+            "every gate passed"
+        } else {
+            "FAILED"
+        }
+    );
+    if let Some(o) = &a.override_ {
+        out.push_str(&format!(
+            "<p class=\"override\"><strong>Override</strong> of the failed audit by {} on {}: \
+             “{}”. The model may be approved and activated despite the failed gates; the override \
+             is in the audit log.</p>",
+            esc(&o.actor),
+            o.at,
+            esc(&o.reason)
+        ));
+    }
+    out.push_str(&crate::audit_html::audit_overview(&a.report));
+    out.push_str("<div class=\"charts\">");
+    if let Some(attrs) = a.report["report"]["attributes"].as_array() {
+        for x in attrs.iter().take(4) {
+            out.push_str(&format!(
+                "<figure>{}</figure>",
+                crate::audit_html::selection_bars(x)
+            ));
+        }
+    }
+    out.push_str("</div>");
+    if !f.monitoring.is_empty() {
+        let rows: String = f
+            .monitoring
+            .iter()
+            .map(|m| {
+                format!(
+                    "<tr><td>{}</td><td>{} – {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    m.id,
+                    m.period_start.map(|t| t.to_string()).unwrap_or_default(),
+                    m.period_end.map(|t| t.to_string()).unwrap_or_default(),
+                    m.rows,
+                    if m.passed { "passed" } else { "ALERT" },
+                    esc(&m.failed_gates.join(", "))
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "<h3>Monitoring of live decisions</h3><table><thead><tr><th>audit</th><th>period</th>\
+             <th>decisions with known outcome</th><th>verdict</th><th>breached gates</th></tr></thead>\
+             <tbody>{rows}</tbody></table>"
+        ));
+    }
+    out
+}
+
 /// Renders a model card.
 pub fn model_card_html(view: &ModelView) -> String {
     let c = &view.row.card;
@@ -189,16 +256,7 @@ pub fn model_card_html(view: &ModelView) -> String {
         .as_array()
         .map(|b| calibration_svg(b))
         .unwrap_or_default();
-    let audit = if c["fairness_audit"].is_null() {
-        "<p class=\"warn\">No fairness audit has been recorded for this model. Until one is, an \
-         administrator's approval with a logged reason stands in for it (see the lifecycle below).</p>"
-            .to_string()
-    } else {
-        format!(
-            "<pre>{}</pre>",
-            esc(&serde_json::to_string_pretty(&c["fairness_audit"]).unwrap_or_default())
-        )
-    };
+    let audit = fairness_html(&view.fairness);
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -210,6 +268,9 @@ table {{ border-collapse: collapse; margin: .5rem 0; }} th, td {{ border: 1px so
 .status {{ display: inline-block; padding: .1rem .5rem; border-radius: .3rem; background: #e8eef7; }}
 .warn {{ background: #fff4d6; border-left: 4px solid #b7791f; padding: .5rem .75rem; }}
 .charts {{ display: flex; flex-wrap: wrap; gap: 2rem; }}
+.ok {{ background: #eaf6ee; border-left: 4px solid #1e7b45; padding: .5rem .75rem; }}
+.override {{ background: #fdecea; border-left: 4px solid #c0392b; padding: .5rem .75rem; }}
+tr.fail td {{ background: #fdecea; }}
 </style></head><body>
 <h1>{title}</h1>
 <p><span class="status">status: {status}</span> · created {created} · digest <code>{digest}</code></p>

@@ -85,6 +85,7 @@ impl From<candor_store::StoreError> for AppError {
         match e {
             candor_store::StoreError::NotFound => Self::not_found("resource"),
             candor_store::StoreError::Conflict(m) => Self::new(ErrorKind::Conflict, "conflict", m),
+            candor_store::StoreError::Gate(m) => Self::new(ErrorKind::Conflict, "fairness_gate", m),
             other => Self::internal("store", &other),
         }
     }

@@ -4,10 +4,12 @@
 //! store reads that take the grant. There is no other read path to events or personal fields.
 
 mod access;
+mod audit_html;
 mod card;
 mod clock;
 mod consent;
 mod error;
+pub mod fairness;
 pub mod features;
 mod ingest;
 mod metrics;
@@ -24,10 +26,12 @@ use candor_store::AnyStore;
 use candor_types::{KeyId, Scope, TenantId};
 
 pub use access::{EventData, SubjectData};
+pub use audit_html::audit_report_html;
 pub use card::model_card_html;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::{ConsentInput, ConsentView, PurposeStatus};
 pub use error::{AppError, AppResult, ErrorKind};
+pub use fairness::{AuditRequest, FairnessRecord, MonitorRequest, RecordedAudit};
 pub use ingest::{EventResult, IngestOptions, IngestReport};
 pub use metrics::Metrics;
 pub use ops::{ChainReport, TenantSweep, VerifyReport};

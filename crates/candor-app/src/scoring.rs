@@ -48,6 +48,12 @@ pub struct TrainRequest {
     pub positive: Option<String>,
     /// What the target means, e.g. "subscribed within the campaign".
     pub horizon: Option<String>,
+    /// Mitigation: reweigh rows (Kamiran & Calders) over the protected columns so that the
+    /// outcome is independent of the group in the training data. An unweighted model is
+    /// trained too, and both are audited on the holdout for the card's before/after.
+    pub reweigh: bool,
+    /// The score at which the before/after audits count a lead as selected.
+    pub audit_threshold: f64,
 }
 
 /// The stored artifact of a lead model.
@@ -63,6 +69,8 @@ pub struct TrainedModel {
     pub digest: String,
     pub result: TrainResult,
     pub dropped_without_consent: usize,
+    /// Reweighing: the weights and the holdout audits before and after (`None` without it).
+    pub mitigation: Option<Value>,
 }
 
 /// A model as the API shows it: the registry row, its card and its lifecycle.
@@ -71,6 +79,8 @@ pub struct ModelView {
     #[serde(flatten)]
     pub row: ModelRow,
     pub transitions: Vec<ModelTransition>,
+    /// The latest validation audit (with its override, if any) and recent monitoring.
+    pub fairness: crate::fairness::FairnessRecord,
 }
 
 /// One subject to score: the store's user id and optional lead attributes (CRM fields) for
@@ -161,7 +171,25 @@ pub struct DecisionView {
     pub outcome: Option<Value>,
 }
 
-fn ml_error(e: candor_ml::MlError) -> AppError {
+/// A lifecycle reason: required, at most 2000 bytes, trimmed.
+pub(crate) fn check_reason(reason: &str) -> AppResult<&str> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(AppError::bad_request(
+            "reason_required",
+            "a reason is required and is kept in the audit log",
+        ));
+    }
+    if reason.len() > 2000 {
+        return Err(AppError::bad_request(
+            "reason_too_long",
+            "the reason must be at most 2000 bytes",
+        ));
+    }
+    Ok(reason)
+}
+
+pub(crate) fn ml_error(e: candor_ml::MlError) -> AppError {
     AppError::bad_request(e.code(), e.to_string())
 }
 
@@ -271,10 +299,67 @@ impl App {
             positive: req.positive.as_deref(),
         };
         let opts = req.options.clone();
-        let mut result = tokio::task::block_in_place(|| {
-            candor_ml::lead::train_from_table(&table, &sel, None, &opts, on_round)
-        })
-        .map_err(ml_error)?;
+        let mut mitigation = Value::Null;
+        let mut result = if req.reweigh {
+            let (weights, how) = crate::fairness::reweigh_table(
+                &table,
+                &req.target,
+                req.positive.as_deref(),
+                &req.protected,
+                &self.policy().fairness().age_bands,
+            )?;
+            let gates = self.policy().fairness().clone();
+            tokio::task::block_in_place(|| {
+                let before =
+                    candor_ml::lead::train_from_table(&table, &sel, None, &opts, &mut |_| {})
+                        .map_err(ml_error)?;
+                let after = candor_ml::lead::train_from_table(
+                    &table,
+                    &sel,
+                    Some(&weights),
+                    &opts,
+                    on_round,
+                )
+                .map_err(ml_error)?;
+                let k = opts.holdout_every;
+                let rows: Vec<usize> = if k >= 2 {
+                    (0..table.rows.len()).filter(|i| (i + 1) % k == 0).collect()
+                } else {
+                    (0..table.rows.len()).collect()
+                };
+                let audit = |m: &ScoringModel| {
+                    crate::fairness::audit_table(
+                        &gates,
+                        m,
+                        &table,
+                        &crate::fairness::TableAudit {
+                            target: &req.target,
+                            positive: req.positive.as_deref(),
+                            protected: &req.protected,
+                            threshold: req.audit_threshold,
+                            resamples: 0,
+                            seed: 1,
+                            rows: Some(&rows),
+                        },
+                    )
+                    .map(|(r, _)| crate::fairness::headline(&r))
+                };
+                let mut b = audit(&before.model)?;
+                let mut a = audit(&after.model)?;
+                b["holdout_auc"] = json!(before.holdout.as_ref().map(|h| h.auc));
+                a["holdout_auc"] = json!(after.holdout.as_ref().map(|h| h.auc));
+                mitigation = how;
+                mitigation["threshold"] = json!(req.audit_threshold);
+                mitigation["before"] = b;
+                mitigation["after"] = a;
+                Ok::<_, AppError>(after)
+            })?
+        } else {
+            tokio::task::block_in_place(|| {
+                candor_ml::lead::train_from_table(&table, &sel, None, &opts, on_round)
+            })
+            .map_err(ml_error)?
+        };
         crate::features::apply_descriptions(&mut result.model.schema);
         let horizon = req
             .horizon
@@ -299,7 +384,7 @@ impl App {
             "baseline_logistic_regression": result.baseline,
             "importance": result.importance,
             "features": result.model.schema.features,
-            "fairness_audit": null,
+            "mitigation": &mitigation,
         });
         let version = self
             .store()
@@ -321,6 +406,7 @@ impl App {
             digest,
             result,
             dropped_without_consent: dropped,
+            mitigation: (!mitigation.is_null()).then_some(mitigation),
         })
     }
 
@@ -415,7 +501,6 @@ impl App {
             "trees": trees,
             "features": model.schema.features,
             "holdout": null,
-            "fairness_audit": null,
         });
         let version = self
             .store()
@@ -466,6 +551,7 @@ impl App {
                 importance: vec![],
             },
             dropped_without_consent: 0,
+            mitigation: None,
         })
     }
 
@@ -477,7 +563,12 @@ impl App {
             .ok_or_else(|| AppError::not_found("model"))?;
         row.artifact.clear();
         let transitions = self.store().model_transitions(tenant, version).await?;
-        Ok(ModelView { row, transitions })
+        let fairness = self.fairness_record(tenant, version).await?;
+        Ok(ModelView {
+            row,
+            transitions,
+            fairness,
+        })
     }
 
     /// Loads a model's artifact (checking its digest).
@@ -503,8 +594,9 @@ impl App {
         Ok((row, art))
     }
 
-    /// Moves a model through its lifecycle. `approve` needs a reason (until fairness audits
-    /// exist, an admin's approval with a logged reason stands in for the audit).
+    /// Moves a model through its lifecycle, with a reason kept in the audit log. Approval and
+    /// activation need the model's latest fairness audit to have passed or been overridden
+    /// (the store checks it in the same transaction: `fairness_gate`).
     pub async fn transition_model(
         &self,
         tenant: TenantId,
@@ -514,7 +606,7 @@ impl App {
         reason: &str,
     ) -> AppResult<ModelView> {
         let (from, to): (&[&str], &str) = match action {
-            "approve" => (&["draft", "audited"], "approved"),
+            "approve" => (&["audited"], "approved"),
             "activate" => (&["approved"], "active"),
             "retire" => (&["draft", "audited", "approved", "active"], "retired"),
             other => {
@@ -524,19 +616,7 @@ impl App {
                 ));
             }
         };
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(AppError::bad_request(
-                "reason_required",
-                "a reason is required and is kept in the audit log",
-            ));
-        }
-        if reason.len() > 2000 {
-            return Err(AppError::bad_request(
-                "reason_too_long",
-                "the reason must be at most 2000 bytes",
-            ));
-        }
+        let reason = check_reason(reason)?;
         let audit = AuditDraft {
             tenant: Some(tenant),
             actor: actor.to_string(),

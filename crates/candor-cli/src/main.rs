@@ -14,6 +14,7 @@ use candor_policy::{DEFAULT_POLICY, Policy};
 use candor_store::{AnyStore, Store};
 use candor_types::Scope;
 
+mod audit;
 mod ml;
 
 // glibc's allocator spent ~15% of ingestion time in malloc/free under concurrency;
@@ -95,7 +96,15 @@ enum Command {
     Score(ml::ScoreArgs),
     /// Explain one row of a CSV file: every factor's contribution to the score.
     Explain(ml::ExplainArgs),
-    /// The model registry: list, show, approve, activate, retire.
+    /// Fairness audit of a model on labelled data: group and intersectional metrics with
+    /// intervals, proxies, the policy's gates (exit 3 when a gate fails; recorded either way).
+    Audit(Box<audit::AuditArgs>),
+    /// Fairness audit of live decisions whose outcomes are known; breached gates raise alerts
+    /// (exit 3).
+    Monitor(Box<audit::MonitorArgs>),
+    /// Fairness alerts raised by monitoring, newest first.
+    Alerts(audit::AlertsArgs),
+    /// The model registry: list, show, card, audits, approve, override, activate, retire.
     Models {
         #[command(subcommand)]
         command: ml::ModelsCommand,
@@ -297,6 +306,15 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Explain(args) => {
             ml::explain(&open(&cli.dir, cli.database_url.as_deref()).await?, args).await
+        }
+        Command::Audit(args) => {
+            audit::audit(&open(&cli.dir, cli.database_url.as_deref()).await?, args).await
+        }
+        Command::Monitor(args) => {
+            audit::monitor(&open(&cli.dir, cli.database_url.as_deref()).await?, args).await
+        }
+        Command::Alerts(args) => {
+            audit::alerts(&open(&cli.dir, cli.database_url.as_deref()).await?, args).await
         }
         Command::Models { command } => {
             ml::models(&open(&cli.dir, cli.database_url.as_deref()).await?, command).await

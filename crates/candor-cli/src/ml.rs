@@ -60,6 +60,13 @@ pub struct TrainArgs {
     /// What the outcome means in time, e.g. "orders within 30 days" (shown with every score).
     #[arg(long)]
     pub horizon: Option<String>,
+    /// Mitigate bias by reweighing rows over the --protected columns (Kamiran & Calders); an
+    /// unweighted model is trained too and both are audited on the holdout (before/after).
+    #[arg(long)]
+    pub reweigh: bool,
+    /// The score at which the before/after audits of --reweigh count a lead as selected.
+    #[arg(long, default_value_t = 0.5)]
+    pub audit_threshold: f64,
     /// Print the report as JSON (the version still ends stdout on its own line).
     #[arg(long)]
     pub json: bool,
@@ -114,9 +121,22 @@ pub enum ModelsCommand {
         #[arg(long, default_value = "default")]
         tenant: String,
     },
-    /// approve / activate / retire a model, with a reason kept in the audit log.
+    /// approve / activate / retire a model, with a reason kept in the audit log. Approving and
+    /// activating need a passed (or overridden) fairness audit.
     #[command(name = "approve")]
     Approve(TransitionArgs),
+    /// Record an admin's override of the model's failed fairness audit, with a reason (kept
+    /// in the audit log and shown on the model card).
+    Override(TransitionArgs),
+    /// The model's fairness audits, newest first, as JSON.
+    Audits {
+        version: i64,
+        /// validation or monitoring (default: both).
+        #[arg(long)]
+        kind: Option<String>,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
     Activate(TransitionArgs),
     Retire(TransitionArgs),
     /// Register a model trained elsewhere (LightGBM text file or XGBoost JSON) as a draft;
@@ -161,7 +181,7 @@ pub enum FeaturesCommand {
     },
 }
 
-fn read_table(path: &Path) -> Result<RawTable> {
+pub(crate) fn read_table(path: &Path) -> Result<RawTable> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     read_csv(&bytes).map_err(|e| anyhow::anyhow!("{}: {e} [{}]", path.display(), e.code()))
 }
@@ -256,6 +276,8 @@ pub async fn train(app: &App, args: &TrainArgs) -> Result<i32> {
             .unwrap_or_default(),
         horizon: args.horizon.clone(),
         positive: args.positive.clone(),
+        reweigh: args.reweigh,
+        audit_threshold: args.audit_threshold,
     };
     let bar = progress(args.trees as u64, "training");
     let b = bar.clone();
@@ -343,10 +365,37 @@ pub async fn train(app: &App, args: &TrainArgs) -> Result<i32> {
                 .collect();
             writeln!(out, "  strongest factors (mean |SHAP|): {}", top.join(", "))?;
         }
+        if let Some(m) = trained.mitigation.as_ref() {
+            for (when, v) in [("before", &m["before"]), ("after", &m["after"])] {
+                let attrs: Vec<String> = v["attributes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|a| {
+                        format!(
+                            "{} selection ratio {}",
+                            a["attribute"].as_str().unwrap_or(""),
+                            a["selection_rate_ratio"]
+                                .as_f64()
+                                .map_or("-".into(), |x| format!("{x:.3}"))
+                        )
+                    })
+                    .collect();
+                writeln!(
+                    out,
+                    "  reweighing {when}: holdout AUC {}, {}",
+                    v["holdout_auc"]
+                        .as_f64()
+                        .map_or("-".into(), |x| format!("{x:.4}")),
+                    attrs.join(", ")
+                )?;
+            }
+        }
         writeln!(
             out,
-            "  next: candor models approve {} --reason \"…\" && candor models activate {} --reason \"…\"",
-            trained.version, trained.version
+            "  next: candor audit --model {} --data FILE --target COL --protected COLS, then \
+             candor models approve {} --reason \"…\" && candor models activate {} --reason \"…\"",
+            trained.version, trained.version, trained.version
         )?;
     }
     writeln!(out, "{}", trained.version)?;
@@ -551,6 +600,29 @@ pub async fn models(app: &App, cmd: &ModelsCommand) -> Result<i32> {
             );
             println!("{}", m.version);
         }
+        ModelsCommand::Override(a) => {
+            let t = app.find_tenant(&a.tenant).await?;
+            let v = app
+                .override_fairness(t.id, "cli", a.version, &a.reason)
+                .await
+                .map_err(err)?;
+            println!(
+                "fairness audit of model {} overridden; the model is {}",
+                v.row.version, v.row.status
+            );
+        }
+        ModelsCommand::Audits {
+            version,
+            kind,
+            tenant,
+        } => {
+            let t = app.find_tenant(tenant).await?;
+            let list = app
+                .model_audits(t.id, *version, kind.as_deref(), 100)
+                .await
+                .map_err(err)?;
+            println!("{}", serde_json::to_string_pretty(&list)?);
+        }
         ModelsCommand::Approve(a) | ModelsCommand::Activate(a) | ModelsCommand::Retire(a) => {
             let action = match cmd {
                 ModelsCommand::Approve(_) => "approve",
@@ -605,7 +677,7 @@ pub async fn features(app: &App, cmd: &FeaturesCommand) -> Result<i32> {
     Ok(0)
 }
 
-fn parse_time(s: &str) -> Result<Timestamp> {
+pub(crate) fn parse_time(s: &str) -> Result<Timestamp> {
     if let Ok(ts) = s.parse::<jiff::Timestamp>() {
         return Ok(Timestamp(ts.as_millisecond()));
     }

@@ -44,6 +44,8 @@ pub struct AttributeReport {
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct AuditReport {
     pub threshold: f64,
+    /// Bootstrap resamples behind the intervals.
+    pub resamples: usize,
     pub rows: usize,
     pub selected: usize,
     pub positives: usize,
@@ -120,6 +122,7 @@ pub fn audit(input: &AuditInput) -> AuditReport {
     let verdicts = evaluate(input.gates, &audits, &proxies);
     AuditReport {
         threshold: input.threshold,
+        resamples: input.resamples,
         rows: input.y_true.len(),
         selected: input.y_pred.iter().filter(|&&p| p != 0).count(),
         positives: input.y_true.iter().filter(|&&t| t != 0).count(),

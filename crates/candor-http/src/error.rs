@@ -16,7 +16,7 @@
 //! | `not_found` | 404 | unknown subject, key or route |
 //! | `method_not_allowed` | 405 | known route, wrong method |
 //! | `conflict`, `subject_erased` | 409 | the request conflicts with stored state |
-//! | `no_active_model`, `model_not_approved`, `invalid_transition` | 409 | scoring without an active/approved model; a lifecycle step from the wrong status |
+//! | `no_active_model`, `model_not_approved`, `invalid_transition`, `fairness_gate`, `nothing_to_override`, `no_known_outcomes`, `no_protected_data` | 409 | scoring without an active/approved model; a lifecycle step from the wrong status |
 //! | `payload_too_large` | 413 | body over the limit |
 //! | `internal` | 500 | anything else; the cause is logged, never returned |
 

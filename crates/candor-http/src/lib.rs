@@ -69,7 +69,14 @@ pub fn router(app: App) -> Router {
         .route("/v1/models", get(list_models))
         .route("/v1/models/{version}", get(get_model))
         .route("/v1/models/{version}/card", get(get_model_card))
+        .route("/v1/models/{version}/audits", get(get_model_audits))
+        .route(
+            "/v1/models/{version}/audits/{id}/report",
+            get(get_audit_report),
+        )
         .route("/v1/models/{version}/{action}", post(transition_model))
+        .route("/v1/fairness/alerts", get(get_fairness_alerts))
+        .route("/v1/fairness/monitor", post(post_fairness_monitor))
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{id}", delete(revoke_key))
         .route("/v1/policy", get(get_policy))
@@ -448,10 +455,126 @@ async fn transition_model(
     let v = parse_json(body)?;
     let b: ReasonBody = serde_json::from_value(v)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
-    let view = app
-        .transition_model(p.tenant, &p.actor(), version, &action, &b.reason)
-        .await?;
+    let view = if action == "override" {
+        app.override_fairness(p.tenant, &p.actor(), version, &b.reason)
+            .await?
+    } else {
+        app.transition_model(p.tenant, &p.actor(), version, &action, &b.reason)
+            .await?
+    };
     Ok(Json(json!(view)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditsQuery {
+    kind: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn get_model_audits(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<AuditsQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Server)?;
+    let Path(version) = path?;
+    let Query(q) = query?;
+    let audits = app
+        .model_audits(
+            p.tenant,
+            parse_version(&version)?,
+            q.kind.as_deref(),
+            q.limit.unwrap_or(20),
+        )
+        .await?;
+    Ok(Json(json!({ "audits": audits })))
+}
+
+async fn get_audit_report(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Html<String>> {
+    p.require(Scope::Server)?;
+    let Path((version, id)) = path?;
+    let version = parse_version(&version)?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "not_found", "audit not found"))?;
+    let audit = app
+        .model_audits(p.tenant, version, None, 500)
+        .await?
+        .into_iter()
+        .find(|a| a.id == id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "audit not found"))?;
+    Ok(Html(candor_app::audit_report_html(&audit.report)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsQuery {
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn get_fairness_alerts(
+    State(app): State<App>,
+    Auth(p): Auth,
+    query: Result<Query<AlertsQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Server)?;
+    let Query(q) = query?;
+    let alerts = app
+        .fairness_alerts(p.tenant, q.before, q.limit.unwrap_or(100))
+        .await?;
+    Ok(Json(json!({ "alerts": alerts })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct MonitorBody {
+    model_version: Option<i64>,
+    from: String,
+    to: Option<String>,
+    outcome_event: Option<String>,
+    within_days: Option<u32>,
+    threshold: Option<f64>,
+}
+
+async fn post_fairness_monitor(
+    State(app): State<App>,
+    Auth(p): Auth,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Admin)?;
+    let v = parse_json(body)?;
+    let b: MonitorBody = serde_json::from_value(v)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
+    let time = |s: &str| {
+        candor_types::Timestamp::parse_rfc3339(s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_time",
+                format!("{s:?} is not an RFC 3339 time"),
+            )
+        })
+    };
+    let req = candor_app::MonitorRequest {
+        version: b.model_version,
+        from: time(&b.from)?,
+        to: match &b.to {
+            Some(t) => time(t)?,
+            None => app.clock().now(),
+        },
+        outcome_event: b.outcome_event.unwrap_or_else(|| "Order Completed".into()),
+        within_days: b.within_days.unwrap_or(30),
+        threshold: b.threshold.unwrap_or(0.5),
+        resamples: candor_app::fairness::DEFAULT_RESAMPLES,
+    };
+    let rec = app.monitor_fairness(p.tenant, &p.actor(), &req).await?;
+    Ok(Json(json!(rec)))
 }
 
 #[derive(Deserialize)]
@@ -582,7 +705,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/models"),
     ("get", "/v1/models/{version}"),
     ("get", "/v1/models/{version}/card"),
+    ("get", "/v1/models/{version}/audits"),
+    ("get", "/v1/models/{version}/audits/{id}/report"),
     ("post", "/v1/models/{version}/{action}"),
+    ("get", "/v1/fairness/alerts"),
+    ("post", "/v1/fairness/monitor"),
     ("post", "/v1/keys"),
     ("get", "/v1/keys"),
     ("delete", "/v1/keys/{id}"),

@@ -1096,6 +1096,12 @@ macro_rules! impl_store {
                 .ok_or(StoreError::NotFound)?;
                 let name: String = row.try_get("name")?;
                 let from: String = row.try_get("status")?;
+                if from == "draft" && (to == "approved" || to == "active") {
+                    return Err(StoreError::Gate(format!(
+                        "model {version} is a draft without a passed fairness audit; audit it \
+                         (candor audit), or an admin may override a failed audit with a reason"
+                    )));
+                }
                 if !allowed_from.contains(&from.as_str()) {
                     return Err(StoreError::Conflict(format!(
                         "model {version} is {from}; it can become {to} only from {}",

@@ -14,15 +14,26 @@ const DAY: i64 = 86_400_000;
 /// A synthetic training table whose outcome rises with recent product views and with the
 /// `plan` attribute (a CRM field), falls with days since the last event.
 fn training_table() -> RawTable {
+    let mut t = labelled_table(600, 17);
+    for r in &mut t.rows {
+        r.pop();
+    }
+    t.headers.pop();
+    t
+}
+
+/// Rows of the same population with a `gender` column that neither the features nor the
+/// outcome depend on: the data of a fairness audit the model should pass.
+pub(crate) fn labelled_table(n: usize, seed: u64) -> RawTable {
     let mut rows = Vec::new();
-    let mut s: u64 = 17;
+    let mut s: u64 = seed;
     let mut r = || {
         s = s
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         (s >> 11) as f64 / (1u64 << 53) as f64
     };
-    for _ in 0..600 {
+    for _ in 0..n {
         let views = (r() * 12.0).floor();
         let idle = (r() * 60.0).floor();
         let plan = if r() < 0.5 { "pro" } else { "free" };
@@ -36,6 +47,7 @@ fn training_table() -> RawTable {
             idle.to_string(),
             plan.to_string(),
             y.to_string(),
+            if r() < 0.5 { "f" } else { "m" }.to_string(),
         ]);
     }
     RawTable {
@@ -44,6 +56,7 @@ fn training_table() -> RawTable {
             "days_since_last_event",
             "plan",
             "converted",
+            "gender",
         ]
         .map(String::from)
         .to_vec(),
@@ -70,12 +83,40 @@ async fn train(h: &H) -> i64 {
         source: "synthetic.csv".into(),
         horizon: Some("purchase within 30 days".into()),
         positive: None,
+        reweigh: false,
+        audit_threshold: 0.5,
     };
     h.t.app
         .train_lead_model(h.tenant, "test", training_table(), req, &mut |_| {})
         .await
         .unwrap()
         .version
+}
+
+/// Records a validation audit of `version` on fresh data where gender is independent of
+/// everything: it passes.
+async fn audit_fair(h: &H, version: i64) {
+    let rec =
+        h.t.app
+            .audit_model(
+                h.tenant,
+                "test",
+                &labelled_table(6000, 5),
+                &candor_app::AuditRequest {
+                    version,
+                    target: "converted".into(),
+                    positive: None,
+                    protected: vec!["gender".into()],
+                    threshold: 0.5,
+                    resamples: 200,
+                    seed: 1,
+                    source: "fresh.csv".into(),
+                },
+            )
+            .await
+            .unwrap();
+    assert!(rec.passed, "{}", rec.document["summary"]);
+    assert_eq!(rec.status, "audited");
 }
 
 impl H {
@@ -87,7 +128,7 @@ impl H {
         assert_eq!(s, StatusCode::OK, "{v}");
     }
 
-    async fn score(&self, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn score(&self, body: Value) -> (StatusCode, Value) {
         self.call("POST", "/v1/scores", &self.server, Some(body))
             .await
     }
@@ -159,7 +200,7 @@ async fn scores_need_an_active_model_and_profiling_consent_and_are_stored_as_exp
             .await;
         assert_eq!(
             (s, v["error"]["code"].as_str()),
-            (StatusCode::CONFLICT, Some("invalid_transition")),
+            (StatusCode::CONFLICT, Some("fairness_gate")),
             "{v}"
         );
         let (s, v) = h
@@ -174,6 +215,21 @@ async fn scores_need_an_active_model_and_profiling_consent_and_are_stored_as_exp
             (s, v["error"]["code"].as_str()),
             (StatusCode::BAD_REQUEST, Some("unknown_action"))
         );
+        // No fairness audit, no approval.
+        let (s, v) = h
+            .call(
+                "POST",
+                &path("approve"),
+                &h.admin,
+                Some(json!({"reason": "holdout AUC reviewed"})),
+            )
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("fairness_gate")),
+            "{v}"
+        );
+        audit_fair(&h, version).await;
         let (s, v) = h
             .call(
                 "POST",
@@ -207,9 +263,12 @@ async fn scores_need_an_active_model_and_profiling_consent_and_are_stored_as_exp
             .map(|t| (t["to"].as_str().unwrap(), t["reason"].as_str().unwrap()))
             .collect();
         assert_eq!(
-            steps,
-            vec![("approved", "holdout AUC reviewed"), ("active", "go live")]
+            steps[1..],
+            [("approved", "holdout AUC reviewed"), ("active", "go live")]
         );
+        assert_eq!(steps[0].0, "audited");
+        assert!(steps[0].1.contains("passed"), "{steps:?}");
+        assert_eq!(v["fairness"]["validation"]["passed"], true, "{v}");
         assert!(v["card"]["holdout"]["auc"].as_f64().unwrap() > 0.6, "{v}");
 
         let (s, v) = h
@@ -332,6 +391,7 @@ async fn no_profiling_consent_means_no_score() {
             continue;
         };
         let version = train(&h).await;
+        audit_fair(&h, version).await;
         for a in ["approve", "activate"] {
             let (s, v) = h
                 .call(

@@ -736,8 +736,13 @@ async fn model_versions_lifecycle_and_one_active_model() {
                     .await
             }
         };
+        // A draft goes nowhere near customers: the fairness gate answers first.
         assert!(matches!(
             step(1, &["approved"], "active").await,
+            Err(StoreError::Gate(_))
+        ));
+        assert!(matches!(
+            step(1, &["audited"], "retired").await,
             Err(StoreError::Conflict(_))
         ));
         assert!(matches!(
