@@ -75,6 +75,7 @@ pub struct Counts {
     pub tp: u64,
     pub fp: u64,
     pub tn: u64,
+    #[serde(rename = "fn")]
     pub fn_: u64,
 }
 

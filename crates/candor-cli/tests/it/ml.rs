@@ -123,17 +123,81 @@ async fn train_score_and_explain_a_csv_as_users_have_it() {
         let text = ok(&d.run(&["explain", "--model", "1", "--data", bank, "--row", "7"]));
         assert!(text.contains("raises") || text.contains("lowers"), "{text}");
 
-        // Lifecycle through the CLI.
+        // Lifecycle through the CLI: no audit, no activation.
+        let out = d.run(&["models", "activate", "1", "--reason", "skip"]);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("fairness_gate"), "{}", stderr(&out));
+        // The audit is recorded and reported; on this data older people are selected far more
+        // often, so the gate fails (exit 3) and the model stays a draft.
+        let (html, json) = (d.dir.0.join("audit.html"), d.dir.0.join("audit.json"));
+        let out = d.run(&[
+            "audit",
+            "--model",
+            "1",
+            "--data",
+            bank,
+            "--target",
+            "y",
+            "--protected",
+            "age,marital",
+            "--threshold",
+            "0.3",
+            "--resamples",
+            "200",
+            "--html",
+            html.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        let text = stdout(&out);
         assert!(
-            !d.run(&["models", "activate", "1", "--reason", "skip"])
-                .status
-                .success()
+            text.contains("FAILED") && text.contains("model 1 is draft"),
+            "{text}"
         );
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(doc["passed"], false);
+        let names: Vec<&str> = doc["report"]["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["audit"]["attribute"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["age", "marital", "age × marital"]);
+        assert_eq!(doc["protected"][0]["banded"], true);
+        let page = std::fs::read_to_string(&html).unwrap();
+        for want in [
+            "Selection rate by age",
+            "ROC by marital",
+            "Calibration by age",
+            "Proxies",
+        ] {
+            assert!(page.contains(want), "{want} missing from the report");
+        }
+        let out = d.run(&["models", "approve", "1", "--reason", "holdout reviewed"]);
+        assert!(stderr(&out).contains("fairness_gate"), "{}", stderr(&out));
+        ok(&d.run(&[
+            "models",
+            "override",
+            "1",
+            "--reason",
+            "age is a legitimate factor for pension products (legal memo 12)",
+        ]));
         ok(&d.run(&["models", "approve", "1", "--reason", "holdout reviewed"]));
         ok(&d.run(&["models", "activate", "1", "--reason", "go live"]));
         let show: Value = serde_json::from_str(&ok(&d.run(&["models", "show", "1"]))).unwrap();
         assert_eq!(show["status"], "active");
-        assert_eq!(show["transitions"].as_array().unwrap().len(), 2);
+        assert_eq!(show["transitions"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            show["fairness"]["validation"]["override"]["reason"],
+            "age is a legitimate factor for pension products (legal memo 12)"
+        );
+        let audits: Value = serde_json::from_str(&ok(&d.run(&["models", "audits", "1"]))).unwrap();
+        assert_eq!(audits.as_array().unwrap().len(), 1);
+        let card = d.dir.0.join("card.html");
+        ok(&d.run(&["models", "card", "1", "--out", card.to_str().unwrap()]));
+        let card = std::fs::read_to_string(card).unwrap();
+        assert!(card.contains("legal memo 12") && card.contains("Override"));
         let _ = d.backend;
     }
 }
