@@ -187,7 +187,7 @@ pub(crate) fn selection_bars(attr: &Value) -> String {
             attr["audit"]["attribute"].as_str().unwrap_or("")
         ),
         &bars,
-        (highest > 0.0).then_some((highest * 0.8, "⅘ of highest")),
+        (highest > 0.0).then_some((highest * 0.8, "4/5 of highest")),
     )
 }
 
@@ -195,7 +195,15 @@ fn verdicts_table(doc: &Value) -> String {
     let rows: String = doc["report"]["verdicts"]
         .as_array()
         .map(|v| {
-            v.iter()
+            // Passed proxy checks (one per feature and attribute) are summed up in one row;
+            // the Proxies section lists them all.
+            let quiet = v
+                .iter()
+                .filter(|x| x["gate"] == "max_proxy_cramers_v" && x["passed"] == true)
+                .count();
+            let mut rows: String = v
+                .iter()
+                .filter(|x| !(x["gate"] == "max_proxy_cramers_v" && x["passed"] == true))
                 .map(|x| {
                     let passed = x["passed"].as_bool().unwrap_or(false);
                     format!(
@@ -208,7 +216,13 @@ fn verdicts_table(doc: &Value) -> String {
                         if passed { "passed" } else { "FAILED" }
                     )
                 })
-                .collect()
+                .collect();
+            if quiet > 0 {
+                rows.push_str(&format!(
+                    "<tr class=\"pass\"><td>max_proxy_cramers_v</td><td colspan=\"3\">{quiet} more feature–attribute pairs below the limit (see Proxies)</td><td>passed</td></tr>"
+                ));
+            }
+            rows
         })
         .unwrap_or_default();
     format!(

@@ -54,18 +54,33 @@ impl Attribute {
         }
     }
 
-    /// The intersection of two attributes (`a × b`): labels `"x & y"`, only combinations seen.
+    /// The intersection of two attributes (`a × b`): labels `"x & y"`, only combinations seen,
+    /// in order of first appearance. One pass with a table of the `|a|·|b|` combinations.
     pub fn intersect(a: &Attribute, b: &Attribute) -> Attribute {
-        let values: Vec<String> = a
+        let nb = b.labels.len();
+        let mut slot = vec![u32::MAX; a.labels.len() * nb];
+        let mut labels = Vec::new();
+        let codes = a
             .codes
             .iter()
             .zip(&b.codes)
-            .map(|(&x, &y)| format!("{} & {}", a.labels[x as usize], b.labels[y as usize]))
+            .map(|(&x, &y)| {
+                let k = x as usize * nb + y as usize;
+                if slot[k] == u32::MAX {
+                    slot[k] = labels.len() as u32;
+                    labels.push(format!(
+                        "{} & {}",
+                        a.labels[x as usize], b.labels[y as usize]
+                    ));
+                }
+                slot[k]
+            })
             .collect();
-        Attribute::from_values(
-            &format!("{} × {}", a.name, b.name),
-            values.iter().map(|s| Some(s.as_str())),
-        )
+        Attribute {
+            name: format!("{} × {}", a.name, b.name),
+            codes,
+            labels,
+        }
     }
 }
 
