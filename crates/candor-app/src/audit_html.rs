@@ -17,11 +17,14 @@ fn pct(v: &Value) -> String {
         .map_or_else(|| "–".into(), |x| format!("{:.1}%", x * 100.0))
 }
 
+/// One bar: group, rate, its interval, too small to judge.
+pub(crate) type Bar = (String, f64, Option<(f64, f64)>, bool);
+
 /// Horizontal bars of a rate per group with interval whiskers and an optional reference line
 /// (e.g. four fifths of the highest rate).
 pub(crate) fn rate_bars_svg(
     title: &str,
-    groups: &[(String, f64, Option<(f64, f64)>, bool)],
+    groups: &[Bar],
     line: Option<(f64, &str)>,
 ) -> String {
     let row = 24.0;
@@ -164,7 +167,7 @@ pub(crate) fn selection_bars(attr: &Value) -> String {
         .as_array()
         .cloned()
         .unwrap_or_default();
-    let bars: Vec<(String, f64, Option<(f64, f64)>, bool)> = groups
+    let bars: Vec<Bar> = groups
         .iter()
         .enumerate()
         .map(|(i, g)| {

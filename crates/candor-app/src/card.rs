@@ -277,6 +277,9 @@ tr.fail td {{ background: #fdecea; }}
 <h2>What it predicts</h2>
 <p>Probability of <strong>{target}</strong> ({horizon}), as a number from 0 to 1 and a tier (A ≥ 0.5, B ≥ 0.25, C ≥ 0.1, D below).
 Scores are computed only for people who allow <em>profiling</em>; each score is stored as a decision with its reasons and can be contested.</p>
+<h2>Intended use and limitations</h2>
+<p>{intended}</p>
+<ul>{limits}</ul>
 <h2>Data</h2>
 <table><tbody>
 <tr><th scope="row">Source</th><td>{source}</td></tr>
@@ -300,6 +303,18 @@ Scores are computed only for people who allow <em>profiling</em>; each score is 
 <table><thead><tr><th>when</th><th>step</th><th>by</th><th>reason</th></tr></thead><tbody>{transitions}</tbody></table>
 </body></html>
 "#,
+        intended = esc(c["intended_use"]
+            .as_str()
+            .unwrap_or("Not recorded for this model.")),
+        limits = c["limitations"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(|l| format!("<li>{}</li>", esc(l)))
+                    .collect::<String>()
+            })
+            .unwrap_or_default(),
         status = esc(&view.row.status),
         created = view.row.created_at,
         digest = esc(&view.row.digest),

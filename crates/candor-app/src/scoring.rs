@@ -171,6 +171,29 @@ pub struct DecisionView {
     pub outcome: Option<Value>,
 }
 
+/// What a lead-scoring model is for, on every card.
+const INTENDED_USE: &str = "Ranking leads and customers by how likely the outcome is, to decide whom \
+marketing contacts first and with what message. Not for decisions with legal or similarly \
+significant effects on people (credit, employment, housing, insurance, individual prices): those \
+need a different model, a different legal basis and a human in the loop.";
+
+/// The limits of a lead-scoring model, on every card.
+fn limitations(data: &str) -> Vec<String> {
+    vec![
+        format!("Trained on {data}; it can be less accurate for people unlike them."),
+        "Protected attributes are never features, but other features can reveal them: see the \
+         proxies in the fairness audit."
+            .into(),
+        "Fairness is checked for the protected attributes audited, their pairs, and groups large \
+         enough to measure; smaller groups are not judged."
+            .into(),
+        "Probabilities are calibrated on held-out rows and drift as behaviour changes: monitor \
+         live decisions and retrain."
+            .into(),
+        "Reasons describe what moved the model's score, not what causes people to buy.".into(),
+    ]
+}
+
 /// A lifecycle reason: required, at most 2000 bytes, trimmed.
 pub(crate) fn check_reason(reason: &str) -> AppResult<&str> {
     let reason = reason.trim();
@@ -385,6 +408,8 @@ impl App {
             "importance": result.importance,
             "features": result.model.schema.features,
             "mitigation": &mitigation,
+            "intended_use": INTENDED_USE,
+            "limitations": limitations(&format!("{} ({} rows)", req.source, result.data.rows)),
         });
         let version = self
             .store()
@@ -501,6 +526,8 @@ impl App {
             "trees": trees,
             "features": model.schema.features,
             "holdout": null,
+            "intended_use": INTENDED_USE,
+            "limitations": limitations(&format!("data Candor has not seen (imported from {})", imported.source)),
         });
         let version = self
             .store()

@@ -101,27 +101,31 @@ pub fn association(a: &[u32], na: usize, b: &[u32], nb: usize) -> (f64, f64) {
     (v, mi)
 }
 
-/// AUC of `score` for `label` (Mann–Whitney with ties counted half); 0.5 if one class is empty.
-fn auc(score: &[f64], label: &[bool]) -> f64 {
-    let mut idx: Vec<usize> = (0..score.len()).collect();
-    idx.sort_by(|&a, &b| score[a].total_cmp(&score[b]));
-    let pos = label.iter().filter(|&&l| l).count() as f64;
-    let neg = label.len() as f64 - pos;
-    if pos == 0.0 || neg == 0.0 {
+/// AUC (Mann–Whitney, ties counted half) of a score that is constant within each bin, from the
+/// per-bin counts of positives and negatives: bins are sorted by score and bins with equal
+/// scores form one tie block. 0.5 if one class is empty.
+fn binned_auc(score: &[f64], pos: &[u64], neg: &[u64]) -> f64 {
+    let (p, n): (u64, u64) = (pos.iter().sum(), neg.iter().sum());
+    if p == 0 || n == 0 {
         return 0.5;
     }
-    let mut rank_sum = 0.0;
+    let mut order: Vec<usize> = (0..score.len()).collect();
+    order.sort_by(|&a, &b| score[a].total_cmp(&score[b]));
+    let (mut wins, mut neg_below) = (0.0f64, 0u64);
     let mut i = 0;
-    while i < idx.len() {
+    while i < order.len() {
         let mut j = i;
-        while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
+        let (mut bp, mut bn) = (0u64, 0u64);
+        while j < order.len() && score[order[j]] == score[order[i]] {
+            bp += pos[order[j]];
+            bn += neg[order[j]];
             j += 1;
         }
-        let avg = (i + j) as f64 / 2.0 + 1.0;
-        rank_sum += idx[i..=j].iter().filter(|&&k| label[k]).count() as f64 * avg;
-        i = j + 1;
+        wins += bp as f64 * (neg_below as f64 + bn as f64 / 2.0);
+        neg_below += bn;
+        i = j;
     }
-    (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
+    wins / (p as f64 * n as f64)
 }
 
 /// How strongly `values` (one feature) reveals `attr`.
@@ -135,23 +139,30 @@ pub fn proxy_strength(
     let (cramers_v, mutual_information) =
         association(&codes, nbins, &attr.codes, attr.labels.len());
     // The feature as a score: its bin's share of each group (target encoding), so categories
-    // and bins are ordered by how typical they are of the group.
+    // and bins are ordered by how typical they are of the group. The score is constant within
+    // a bin, so the AUC comes from the bin × group table alone.
+    let ng = attr.labels.len();
+    let mut table = vec![0u64; nbins * ng];
+    for (&b, &g) in codes.iter().zip(&attr.codes) {
+        table[b as usize * ng + g as usize] += 1;
+    }
+    let in_bin: Vec<u64> = (0..nbins)
+        .map(|b| table[b * ng..(b + 1) * ng].iter().sum())
+        .collect();
     let mut best = (0.5, String::new());
     for (g, label) in attr.labels.iter().enumerate() {
-        let is_g: Vec<bool> = attr.codes.iter().map(|&c| c as usize == g).collect();
-        let mut in_bin = vec![(0u64, 0u64); nbins];
-        for (&b, &m) in codes.iter().zip(&is_g) {
-            in_bin[b as usize].0 += u64::from(m);
-            in_bin[b as usize].1 += 1;
-        }
-        let score: Vec<f64> = codes
-            .iter()
-            .map(|&b| {
-                let (k, n) = in_bin[b as usize];
-                if n == 0 { 0.0 } else { k as f64 / n as f64 }
+        let pos: Vec<u64> = (0..nbins).map(|b| table[b * ng + g]).collect();
+        let neg: Vec<u64> = (0..nbins).map(|b| in_bin[b] - pos[b]).collect();
+        let score: Vec<f64> = (0..nbins)
+            .map(|b| {
+                if in_bin[b] == 0 {
+                    0.0
+                } else {
+                    pos[b] as f64 / in_bin[b] as f64
+                }
             })
             .collect();
-        let a = auc(&score, &is_g);
+        let a = binned_auc(&score, &pos, &neg);
         let a = a.max(1.0 - a);
         if a > best.0 {
             best = (a, label.clone());

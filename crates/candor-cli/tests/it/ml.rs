@@ -407,3 +407,53 @@ print(json.dumps({"raw": b.predict(row, raw_score=True).tolist()[0], "contrib": 
         "{reasons}"
     );
 }
+
+#[tokio::test]
+async fn a_bad_audit_gets_a_clear_error_and_records_nothing() {
+    let Some(bank) = data("bank_marketing/bank/bank.csv") else {
+        return;
+    };
+    let bank = bank.to_str().unwrap();
+    let Some(d) = Deployment::new(BACKENDS[0]).await else {
+        return;
+    };
+    ok(&d.run(&["init"]));
+    ok(&d.run(&[
+        "train",
+        "--data",
+        bank,
+        "--target",
+        "y",
+        "--protected",
+        "age,marital",
+        "--exclude",
+        "duration",
+        "--trees",
+        "10",
+    ]));
+    let base = ["audit", "--data", bank, "--target", "y"];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--model", "1", "--protected", "gender"],
+            "protected column \"gender\" is not in the file [column_invalid]",
+        ),
+        (
+            vec!["--model", "1", "--protected", "age", "--threshold", "0"],
+            "[threshold_invalid]",
+        ),
+        (vec!["--model", "9", "--protected", "age"], "[not_found]"),
+        (vec!["--model", "1"], "--protected"),
+    ];
+    for (args, want) in cases {
+        let mut all = base.to_vec();
+        all.extend(&args);
+        let out = d.run(&all);
+        assert!(!out.status.success(), "{args:?}");
+        assert_ne!(out.status.code(), Some(3), "{args:?}: not an audit verdict");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+    let audits: Value = serde_json::from_str(&ok(&d.run(&["models", "audits", "1"]))).unwrap();
+    assert_eq!(audits, serde_json::json!([]));
+    let show: Value = serde_json::from_str(&ok(&d.run(&["models", "show", "1"]))).unwrap();
+    assert_eq!(show["status"], "draft");
+}

@@ -413,6 +413,37 @@ mod proxies_and_gates {
         let q = proxy_strength("basket_size", &noise, false, &attr);
         assert!(p.cramers_v > 0.6 && p.auc > 0.8, "{p:?}");
         assert!(q.cramers_v < 0.1 && q.auc < 0.6, "{q:?}");
+        // The proxy AUC equals the pair count over rows of the target-encoded feature.
+        let share = |v: f64| {
+            let (k, m) = proxy
+                .iter()
+                .zip(&is_f)
+                .filter(|(x, _)| **x == v)
+                .fold((0.0, 0.0), |(k, m), (_, f)| {
+                    (k + f64::from(u8::from(*f)), m + 1.0)
+                });
+            k / m
+        };
+        let score: Vec<f64> = proxy.iter().map(|&v| share(v)).collect();
+        let (mut wins, mut pairs) = (0.0, 0.0);
+        for i in (0..n).filter(|&i| is_f[i]) {
+            for j in (0..n).filter(|&j| !is_f[j]) {
+                pairs += 1.0;
+                wins += if score[i] > score[j] {
+                    1.0
+                } else if score[i] == score[j] {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        let brute: f64 = wins / pairs;
+        assert!(
+            (p.auc - brute.max(1.0 - brute)).abs() < 1e-12,
+            "{} vs {brute}",
+            p.auc
+        );
         // A model that selects through the proxy.
         let y_true: Vec<u8> = (0..n).map(|_| u8::from(rng(&mut s) < 0.3)).collect();
         let y_pred: Vec<u8> = proxy.iter().map(|&v| u8::from(v == 0.0)).collect();
