@@ -22,11 +22,7 @@ pub(crate) type Bar = (String, f64, Option<(f64, f64)>, bool);
 
 /// Horizontal bars of a rate per group with interval whiskers and an optional reference line
 /// (e.g. four fifths of the highest rate).
-pub(crate) fn rate_bars_svg(
-    title: &str,
-    groups: &[Bar],
-    line: Option<(f64, &str)>,
-) -> String {
+pub(crate) fn rate_bars_svg(title: &str, groups: &[Bar], line: Option<(f64, &str)>) -> String {
     let row = 24.0;
     let (label_w, bar_w) = (200.0, 300.0);
     let h = row * groups.len() as f64 + 34.0;
