@@ -61,10 +61,19 @@ impl App {
                 blind: tk.blind_index(kind, external_id),
             });
         let found = self.store().find_subjects(tenant, &aliases).await?;
-        aliases
+        let s = aliases
             .iter()
             .find_map(|a| found.get(a).cloned())
-            .ok_or_else(|| AppError::not_found("subject"))
+            .ok_or_else(|| AppError::not_found("subject"))?;
+        // An erased person's identifiers point to the suppression subject: they are gone.
+        if s.id.to_string() == candor_store::SUPPRESSED {
+            return Err(AppError::new(
+                crate::ErrorKind::NotFound,
+                "subject_erased",
+                "this person's data was erased",
+            ));
+        }
+        Ok(s)
     }
 
     /// Asks the policy whether `purpose` may use `subject`'s data now. Errors deny.
@@ -74,6 +83,35 @@ impl App {
         subject: SubjectId,
         purpose: &Purpose,
     ) -> Result<Grant, Denial> {
+        // Restriction of processing (GDPR Art. 18) and erasure deny every purpose.
+        match self.store().subject_state(tenant, subject).await {
+            Ok(Some(st)) if st.erased_at.is_some() => {
+                return Err(Denial {
+                    purpose: purpose.to_string(),
+                    code: "erased",
+                    reason: "the person's data was erased".into(),
+                });
+            }
+            Ok(Some(st)) if st.restricted_at.is_some() => {
+                return Err(Denial {
+                    purpose: purpose.to_string(),
+                    code: "restricted",
+                    reason: format!(
+                        "the person restricted processing on {}; their data is only stored",
+                        st.restricted_at.map(|t| t.to_string()).unwrap_or_default()
+                    ),
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "subject state unreadable; denying");
+                return Err(Denial {
+                    purpose: purpose.to_string(),
+                    code: "error",
+                    reason: "the person's state could not be checked; access is denied".into(),
+                });
+            }
+        }
         match self.store().consent_ledger(tenant, subject).await {
             Ok(ledger) => {
                 let state = ConsentState::from_ledger(&ledger);

@@ -116,9 +116,11 @@ impl PlanInput {
         &self,
         ledgers: &HashMap<SubjectId, Vec<ConsentRecord>>,
         existing: &HashSet<String>,
+        erased_since: &HashSet<SubjectId>,
     ) -> AppResult<(IngestWrite, Vec<Planned>)> {
         let policy = self.app.policy();
         let pairs = self.pairs();
+        let erased: HashSet<SubjectId> = self.erased.union(erased_since).copied().collect();
         let p = plan(
             policy,
             self.tenant,
@@ -127,7 +129,7 @@ impl PlanInput {
             &pairs,
             ledgers,
             existing,
-            &self.erased,
+            &erased,
         );
         materialize(
             policy,
@@ -635,7 +637,8 @@ impl App {
             .store()
             .ingest_snapshot(tenant, &subjects, &message_ids)
             .await?;
-        let (pre_write, pre_planned) = input.run(&pre.ledgers, &pre.existing_message_ids)?;
+        let (pre_write, pre_planned) =
+            input.run(&pre.ledgers, &pre.existing_message_ids, &pre.erased)?;
         let slot: Arc<Mutex<Option<AppResult<Vec<Planned>>>>> = Arc::new(Mutex::new(None));
         let (plan_input, plan_slot) = (input.clone(), slot.clone());
         let job = IngestJob {
@@ -649,7 +652,7 @@ impl App {
             }),
             plan: Box::new(move |snap| {
                 let (write, result) =
-                    match plan_input.run(&snap.ledgers, &snap.existing_message_ids) {
+                    match plan_input.run(&snap.ledgers, &snap.existing_message_ids, &snap.erased) {
                         Ok((w, planned)) => (Some(w), Ok(planned)),
                         Err(e) => (None, Err(e)),
                     };

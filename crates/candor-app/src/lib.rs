@@ -14,6 +14,7 @@ pub mod features;
 mod ingest;
 mod metrics;
 mod ops;
+pub mod rights;
 mod scoring;
 mod writer;
 
@@ -35,6 +36,9 @@ pub use fairness::{AuditRequest, FairnessRecord, MonitorRequest, RecordedAudit};
 pub use ingest::{EventResult, IngestOptions, IngestReport};
 pub use metrics::Metrics;
 pub use ops::{ChainReport, TenantSweep, VerifyReport};
+pub use rights::{
+    ContestView, CreatedRequest, ErasureReceipt, NewRequest, RequestView, Verification,
+};
 pub use scoring::{
     DecisionView, FeatureExport, LEAD_MODEL, LeadArtifact, MAX_SCORE_BATCH, ModelView, ReasonView,
     ScoreInput, ScoreResult, TrainRequest, TrainedModel,

@@ -933,12 +933,15 @@ pub struct FeatureExport {
     pub rows: Vec<Vec<String>>,
     /// Subjects left out because profiling is not allowed for them.
     pub skipped: usize,
+    /// Rows whose label is a reviewer's correction of a contested decision.
+    pub relabelled: usize,
 }
 
 impl App {
     /// Event features of every subject with a `profiling` grant, as of `as_of`, labelled by
-    /// whether `label_event` happened in the `horizon_days` after it. Subjects without events
-    /// before `as_of` are left out. Columns: `subject_id`, the features, `label`.
+    /// whether `label_event` happened in the `horizon_days` after it, or by the label a
+    /// reviewer gave when overriding a contested decision. Subjects without events before
+    /// `as_of` are left out. Columns: `subject_id`, the features, `label`.
     pub async fn export_event_features(
         &self,
         tenant: TenantId,
@@ -956,6 +959,10 @@ impl App {
                 .map(|(n, _, _)| n.to_string()),
         );
         headers.push("label".into());
+        let mut relabelled = 0usize;
+        // A reviewer who overrode a contested decision gave the corrected outcome: it replaces
+        // the observed label (the person's own account, checked by a human).
+        let corrected = self.contest_labels(tenant).await?;
         let mut rows = Vec::new();
         let mut skipped = 0usize;
         let mut after = None;
@@ -993,6 +1000,13 @@ impl App {
                         String::new()
                     });
                 }
+                let label = match corrected.get(&subject.id) {
+                    Some(l) => {
+                        relabelled += 1;
+                        *l == 1
+                    }
+                    None => label,
+                };
                 row.push(if label { "yes".into() } else { "no".into() });
                 rows.push(row);
             }
@@ -1010,6 +1024,7 @@ impl App {
             headers,
             rows,
             skipped,
+            relabelled,
         })
     }
 }

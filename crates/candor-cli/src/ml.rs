@@ -667,9 +667,10 @@ pub async fn features(app: &App, cmd: &FeaturesCommand) -> Result<i32> {
     }
     w.flush()?;
     eprintln!(
-        "{} subjects exported ({} without a profiling grant left out) → {}; train with: candor train --data {} --target label --subject-column subject_id",
+        "{} subjects exported ({} without a profiling grant left out, {} labels corrected by contest reviews) → {}; train with: candor train --data {} --target label --subject-column subject_id",
         export.rows.len(),
         export.skipped,
+        export.relabelled,
         out.display(),
         out.display()
     );

@@ -376,6 +376,15 @@ impl ApiKeyHasher {
         Ok(NewApiKey { secret, hash })
     }
 
+    /// A one-time token (`<prefix>_<43 chars of base64url>`, 256 random bits) with its stored
+    /// form, e.g. the identity check of a data-subject request.
+    pub fn new_token(&self, prefix: &str) -> Result<NewApiKey, CryptoError> {
+        let raw: Zeroizing<[u8; 32]> = Zeroizing::new(random_bytes()?);
+        let secret = Zeroizing::new(format!("{prefix}_{}", URL_SAFE_NO_PAD.encode(*raw)));
+        let hash = self.hash(&secret);
+        Ok(NewApiKey { secret, hash })
+    }
+
     /// The stored form of an API key.
     pub fn hash(&self, secret: &str) -> [u8; 32] {
         hmac(&self.0.0, &[secret.as_bytes()])

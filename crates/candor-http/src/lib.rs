@@ -65,6 +65,18 @@ pub fn router(app: App) -> Router {
         .route("/v1/subjects/{id}/consents/{purpose}", put(put_consent))
         .route("/v1/subjects/{id}/data", get(get_data))
         .route("/v1/subjects/{id}/decisions", get(get_decisions))
+        .route("/v1/subjects/{id}/decisions/{decision}", get(get_decision))
+        .route(
+            "/v1/subjects/{id}/decisions/{decision}/contest",
+            post(post_contest),
+        )
+        .route("/v1/subjects/{id}/export", get(get_export))
+        .route("/v1/subjects/{id}", delete(delete_subject))
+        .route("/v1/requests", post(post_request).get(list_requests))
+        .route("/v1/requests/{id}", get(get_request))
+        .route("/v1/requests/{id}/{action}", post(request_action))
+        .route("/v1/contests", get(list_contests))
+        .route("/v1/contests/{id}/review", post(review_contest))
         .route("/v1/scores", post(post_scores))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{version}", get(get_model))
@@ -354,6 +366,300 @@ async fn get_decisions(
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let (subject, decisions) = app.decisions_for(p.tenant, &p.actor(), &id, limit).await?;
     Ok(Json(json!({ "subject": subject, "decisions": decisions })))
+}
+
+fn body_as<T: serde::de::DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> ApiResult<T> {
+    let v = parse_json(body)?;
+    serde_json::from_value(v)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))
+}
+
+async fn get_decision(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Server)?;
+    let Path((id, decision)) = path?;
+    Ok(Json(
+        app.explain_decision(p.tenant, &p.actor(), &id, &decision)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContestBody {
+    statement: String,
+}
+
+async fn post_contest(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    p.require(Scope::Server)?;
+    let Path((id, decision)) = path?;
+    let b: ContestBody = body_as(body)?;
+    let c = app
+        .contest_decision(p.tenant, &p.actor(), &id, &decision, &b.statement)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(c))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    /// One table as CSV instead of the whole JSON document.
+    table: Option<String>,
+}
+
+async fn get_export(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ExportQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    p.require(Scope::Server)?;
+    let Path(id) = path?;
+    let Query(q) = query?;
+    let subject = app.resolve_subject(p.tenant, &id).await?.id;
+    if let Some(t) = &q.table
+        && !candor_store::SUBJECT_TABLES.contains(&t.as_str())
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "table_invalid",
+            format!(
+                "`{t}` is not a table of the export ({})",
+                candor_store::SUBJECT_TABLES.join(", ")
+            ),
+        ));
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(16);
+    let actor = p.actor();
+    let tenant = p.tenant;
+    let task_app = app.clone();
+    let task = tokio::spawn(async move {
+        let r = task_app.export_subject(tenant, &actor, subject, &tx).await;
+        if let Err(e) = &r {
+            tracing::warn!(code = e.code, "export stopped");
+        }
+        r
+    });
+    if let Some(table) = q.table {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = rx.recv().await {
+            bytes.extend(chunk);
+        }
+        task.await.map_err(|e| AppError::internal("export", &e))??;
+        let doc: Value =
+            serde_json::from_slice(&bytes).map_err(|e| AppError::internal("export", &e))?;
+        let rows = doc["tables"][&table]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            candor_app::rights::section_csv(&rows),
+        )
+            .into_response());
+    }
+    // Stream the JSON document as it is produced (events page by page).
+    let first = rx.recv().await;
+    let stream = futures_util::stream::unfold((first, rx), |(next, mut rx)| async move {
+        let chunk = next?;
+        let after = rx.recv().await;
+        Some((
+            Ok::<_, std::convert::Infallible>(Bytes::from(chunk)),
+            (after, rx),
+        ))
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"candor-export.json\"",
+            ),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+async fn delete_subject(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Server)?;
+    let Path(id) = path?;
+    let receipt = app.erase_subject(p.tenant, &p.actor(), &id).await?;
+    let digest = candor_app::rights::receipt_digest(&receipt);
+    Ok(Json(json!({ "receipt": receipt, "sha256": digest })))
+}
+
+async fn post_request(
+    State(app): State<App>,
+    Auth(p): Auth,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    p.require(Scope::Server)?;
+    let b: candor_app::NewRequest = body_as(body)?;
+    let created = app.create_request(p.tenant, &p.actor(), &b).await?;
+    Ok((StatusCode::CREATED, Json(json!(created))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestsQuery {
+    open: Option<bool>,
+    overdue: Option<bool>,
+}
+
+async fn list_requests(
+    State(app): State<App>,
+    Auth(p): Auth,
+    query: Result<Query<RequestsQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Admin)?;
+    let Query(q) = query?;
+    let list = app
+        .list_requests(
+            p.tenant,
+            q.open.unwrap_or(false),
+            q.overdue.unwrap_or(false),
+        )
+        .await?;
+    Ok(Json(json!({ "requests": list })))
+}
+
+async fn get_request(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Server)?;
+    let Path(id) = path?;
+    Ok(Json(json!(app.request_view(p.tenant, &id).await?)))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RequestActionBody {
+    token: Option<String>,
+    staff_note: Option<String>,
+    notice: Option<String>,
+    reason: Option<String>,
+}
+
+async fn request_action(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let Path((id, action)) = path?;
+    let b: RequestActionBody = match body {
+        Ok(bytes) if bytes.is_empty() => RequestActionBody::default(),
+        other => body_as(other)?,
+    };
+    let (t, a) = (p.tenant, p.actor());
+    let v = match action.as_str() {
+        "verify" => match (b.token, b.staff_note) {
+            // The subject's token arrives through the store's backend (server key); staff
+            // verification is an admin's act.
+            (Some(token), None) => {
+                p.require(Scope::Server)?;
+                app.verify_request(t, &a, &id, candor_app::Verification::Token(token))
+                    .await?
+            }
+            (None, Some(note)) => {
+                p.require(Scope::Admin)?;
+                app.verify_request(t, &a, &id, candor_app::Verification::Staff(note))
+                    .await?
+            }
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "send either `token` (the subject's one-time token) or `staffNote`",
+                ));
+            }
+        },
+        "acknowledge" => {
+            p.require(Scope::Admin)?;
+            app.acknowledge_request(t, &a, &id).await?
+        }
+        "extend" => {
+            p.require(Scope::Admin)?;
+            app.extend_request(t, &a, &id, b.notice.as_deref().unwrap_or(""))
+                .await?
+        }
+        "reject" => {
+            p.require(Scope::Admin)?;
+            app.reject_request(t, &a, &id, b.reason.as_deref().unwrap_or(""))
+                .await?
+        }
+        "process" => {
+            p.require(Scope::Admin)?;
+            app.process_request(t, &a, &id).await?
+        }
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_action",
+                format!(
+                    "`{other}` is not a request action (verify, acknowledge, extend, reject, process)"
+                ),
+            ));
+        }
+    };
+    Ok(Json(json!(v)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContestsQuery {
+    status: Option<String>,
+}
+
+async fn list_contests(
+    State(app): State<App>,
+    Auth(p): Auth,
+    query: Result<Query<ContestsQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Admin)?;
+    let Query(q) = query?;
+    let list = app
+        .contests(p.tenant, &p.actor(), q.status.as_deref())
+        .await?;
+    Ok(Json(json!({ "contests": list })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewBody {
+    outcome: String,
+    note: String,
+    label: Option<i64>,
+}
+
+async fn review_contest(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Admin)?;
+    let Path(id) = path?;
+    let b: ReviewBody = body_as(body)?;
+    let c = app
+        .review_contest(p.tenant, &p.actor(), &id, &b.outcome, &b.note, b.label)
+        .await?;
+    Ok(Json(json!(c)))
 }
 
 #[derive(Deserialize)]
@@ -701,6 +1007,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/subjects/{id}/consents/{purpose}"),
     ("get", "/v1/subjects/{id}/data"),
     ("get", "/v1/subjects/{id}/decisions"),
+    ("get", "/v1/subjects/{id}/decisions/{decision}"),
+    ("post", "/v1/subjects/{id}/decisions/{decision}/contest"),
+    ("get", "/v1/subjects/{id}/export"),
+    ("delete", "/v1/subjects/{id}"),
+    ("post", "/v1/requests"),
+    ("get", "/v1/requests"),
+    ("get", "/v1/requests/{id}"),
+    ("post", "/v1/requests/{id}/{action}"),
+    ("get", "/v1/contests"),
+    ("post", "/v1/contests/{id}/review"),
     ("post", "/v1/scores"),
     ("get", "/v1/models"),
     ("get", "/v1/models/{version}"),

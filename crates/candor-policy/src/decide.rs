@@ -85,7 +85,29 @@ fn said(r: &ConsentRecord) -> String {
     format!("at {} via {}", r.at, r.source)
 }
 
+/// The purpose named on grants that answer a subject's own request.
+pub const RIGHTS_PURPOSE: &str = "data_subject_rights";
+
 impl Policy {
+    /// A grant to answer the subject's own request (GDPR Arts. 15 and 20, CCPA's right to
+    /// know): every category the policy defines, protected ones included, on the basis of the
+    /// legal obligation to answer. Only the rights use case asks for it, after the request's
+    /// identity check (or for staff acting on a verified request).
+    pub fn rights_grant(&self, tenant: TenantId, subject: SubjectId, right: &str) -> Grant {
+        Grant {
+            tenant,
+            subject,
+            purpose: Purpose::try_from(RIGHTS_PURPOSE.to_string())
+                .unwrap_or_else(|_| unreachable!("a valid purpose name")),
+            basis: Basis::LegalObligation,
+            jurisdiction: self.default_jurisdiction().to_owned(),
+            categories: self.categories().map(|c| c.name.clone()).collect(),
+            reasons: vec![format!(
+                "answering the subject's {right} request (basis: legal_obligation)"
+            )],
+        }
+    }
+
     /// Decides whether `purpose` may process `subject`'s data, given their current consent.
     ///
     /// Deny by default: an unknown purpose or jurisdiction, a missing opt-in, a withdrawal or an

@@ -9,7 +9,7 @@ mod error;
 mod parse;
 mod policy;
 
-pub use decide::{Denial, Grant};
+pub use decide::{Denial, Grant, RIGHTS_PURPOSE};
 pub use error::{PolicyError, PolicyErrors};
 pub use policy::{Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, Regime};
 

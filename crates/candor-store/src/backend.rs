@@ -167,7 +167,7 @@ macro_rules! impl_store {
         };
         use crate::backend::EventInsert;
         use crate::{
-            Alias, AlertRow, ApiKeyRow, AuditDraft, AuditEntry, AuditOverride, DecisionRow, ModelAuditRow, NewAlert, NewModelAudit, EventView, FieldRow, IngestJob,
+            Alias, AlertRow, ApiKeyRow, AuditDraft, AuditEntry, AuditOverride, ContestRow, DecisionRow, ErasureCounts, ModelAuditRow, NewAlert, NewModelAudit, RequestRow, SubjectState, EventView, FieldRow, IngestJob,
             IngestSnapshot, IngestWrite, ModelRow, ModelTransition, NewApiKey, NewModel, NewSubject,
             Result, Store, StoreError, SubjectRow, SweepCounts, TenantRow,
         };
@@ -359,7 +359,7 @@ macro_rules! impl_store {
             tenant: TenantId,
             subjects: &[String],
             message_ids: &[String],
-        ) -> Result<((i64, i64), HashSet<String>)> {
+        ) -> Result<((i64, i64), HashSet<String>, i64)> {
             let q = sqlx::query($check_sql).bind(tenant.to_string());
             let row = bind_texts(bind_texts(q, subjects), message_ids)
                 .fetch_one(&mut *conn)
@@ -369,6 +369,7 @@ macro_rules! impl_store {
             Ok((
                 (row.try_get::<i64, _>("n")?, row.try_get::<i64, _>("s")?),
                 existing.into_iter().collect(),
+                row.try_get::<i64, _>("gone")?,
             ))
         }
 
@@ -392,6 +393,13 @@ macro_rules! impl_store {
             ));
             for r in bind_texts(q.bind(tenant.to_string()), message_ids).fetch_all(&mut *conn).await? {
                 snapshot.existing_message_ids.insert(r.try_get("message_id")?);
+            }
+            // Subjects erased after they were resolved: their events are dropped, not stored.
+            let q = sqlx::query(concat!(
+                "SELECT id FROM subjects WHERE tenant_id = $1 AND wrapped_key IS NULL AND id ", $text_in
+            ));
+            for r in bind_texts(q.bind(tenant.to_string()), subjects).fetch_all(&mut *conn).await? {
+                snapshot.erased.insert(parse("subject id", &r.try_get::<String, _>("id")?)?);
             }
             Ok(snapshot)
         }
@@ -731,9 +739,10 @@ macro_rules! impl_store {
                     let subjects: Vec<String> = job.subjects.iter().map(|s| s.to_string()).collect();
                     lock_subjects(&mut tx, job.tenant, &subjects).await?;
                     if let Some(prepared) = job.prepared.take() {
-                        let (fingerprint, existing) =
+                        let (fingerprint, existing, gone) =
                             check_on(&mut tx, job.tenant, &subjects, &job.message_ids).await?;
-                        if fingerprint == prepared.fingerprint
+                        if gone == 0
+                            && fingerprint == prepared.fingerprint
                             && existing == prepared.existing_message_ids
                         {
                             write = Some(prepared.write);
@@ -1432,6 +1441,405 @@ macro_rules! impl_store {
                 Ok(id)
             }
 
+            async fn erase_subject(
+                &self,
+                tenant: TenantId,
+                id: SubjectId,
+                at: Timestamp,
+                audit: AuditDraft,
+            ) -> Result<ErasureCounts> {
+                let mut tx = self.write_tx().await?;
+                let t = tenant.to_string();
+                let sid = id.to_string();
+                // The row lock waits for ingestion in flight (it holds a share lock); ingestion
+                // that starts later sees the tombstone and drops the person's events.
+                let row = sqlx::query(concat!(
+                    "SELECT erased_at FROM subjects WHERE tenant_id = $1 AND id = $2",
+                    $update
+                ))
+                .bind(&t)
+                .bind(&sid)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+                if sid == crate::SUPPRESSED {
+                    return Err(StoreError::NotFound);
+                }
+                let mut counts = ErasureCounts {
+                    already_erased: row.try_get::<Option<i64>, _>("erased_at")?.is_some(),
+                    ..ErasureCounts::default()
+                };
+                sqlx::query(
+                    "INSERT INTO subjects (tenant_id, id, wrapped_key, created_at, erased_at) VALUES ($1, $2, NULL, $3, $3) \
+                     ON CONFLICT (tenant_id, id) DO NOTHING",
+                )
+                .bind(&t)
+                .bind(crate::SUPPRESSED)
+                .bind(at.0)
+                .execute(&mut *tx)
+                .await?;
+                counts.identifiers_suppressed = sqlx::query(
+                    "UPDATE subject_aliases SET subject_id = $3 WHERE tenant_id = $1 AND subject_id = $2",
+                )
+                .bind(&t)
+                .bind(&sid)
+                .bind(crate::SUPPRESSED)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                counts.decision_contests = sqlx::query("DELETE FROM decision_contests WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                counts.decisions = sqlx::query("DELETE FROM decisions WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                // Events are indexed by subject alone (ids are global); the tenant is checked too.
+                counts.events = sqlx::query("DELETE FROM events WHERE subject_id = $2 AND tenant_id = $1")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                counts.subject_fields = sqlx::query("DELETE FROM subject_fields WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                counts.consents = sqlx::query("DELETE FROM consents WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                counts.dsr_requests_scrubbed = sqlx::query(
+                    "UPDATE dsr_requests SET sealed = NULL, token_hash = NULL WHERE tenant_id = $1 AND subject_id = $2 \
+                     AND (sealed IS NOT NULL OR token_hash IS NOT NULL)",
+                )
+                .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                counts.key_destroyed = sqlx::query(
+                    "UPDATE subjects SET wrapped_key = NULL, restricted_at = NULL, erased_at = COALESCE(erased_at, $3) \
+                     WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL",
+                )
+                .bind(&t).bind(&sid).bind(at.0).execute(&mut *tx).await?.rows_affected() > 0;
+                sqlx::query("UPDATE subjects SET erased_at = COALESCE(erased_at, $3) WHERE tenant_id = $1 AND id = $2")
+                    .bind(&t).bind(&sid).bind(at.0).execute(&mut *tx).await?;
+                let mut audit = audit;
+                audit.details["erased"] = serde_json::to_value(&counts).unwrap_or_default();
+                audit_tx(&mut tx, vec![audit], at).await?;
+                tx.commit().await?;
+                Ok(counts)
+            }
+
+            async fn upsert_fields(&self, tenant: TenantId, fields: Vec<FieldRow>, audit: AuditDraft) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                for f in &fields {
+                    let live = sqlx::query(concat!(
+                        "SELECT id FROM subjects WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL",
+                        $update
+                    ))
+                    .bind(tenant.to_string())
+                    .bind(f.subject.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if live.is_none() {
+                        return Err(StoreError::NotFound);
+                    }
+                    sqlx::query(
+                        "INSERT INTO subject_fields (tenant_id, subject_id, path, category, sealed, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, subject_id, path) \
+                         DO UPDATE SET category = excluded.category, sealed = excluded.sealed, updated_at = excluded.updated_at",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(f.subject.to_string())
+                    .bind(&f.path)
+                    .bind(f.category.as_str())
+                    .bind(f.sealed.as_bytes())
+                    .bind(f.updated_at.0)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                audit_tx(&mut tx, vec![audit], Timestamp::now()).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn subject_state(&self, tenant: TenantId, id: SubjectId) -> Result<Option<SubjectState>> {
+                sqlx::query(
+                    "SELECT id, created_at, erased_at, restricted_at FROM subjects WHERE tenant_id = $1 AND id = $2",
+                )
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .fetch_optional(self.reader())
+                .await?
+                .map(|r| {
+                    Ok(SubjectState {
+                        id: parse("subject id", &r.try_get::<String, _>("id")?)?,
+                        created_at: Timestamp(r.try_get("created_at")?),
+                        erased_at: r.try_get::<Option<i64>, _>("erased_at")?.map(Timestamp),
+                        restricted_at: r.try_get::<Option<i64>, _>("restricted_at")?.map(Timestamp),
+                    })
+                })
+                .transpose()
+            }
+
+            async fn set_restricted(&self, tenant: TenantId, id: SubjectId, at: Option<Timestamp>, audit: AuditDraft) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                let n = sqlx::query(
+                    "UPDATE subjects SET restricted_at = $3 WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL",
+                )
+                .bind(tenant.to_string())
+                .bind(id.to_string())
+                .bind(at.map(|t| t.0))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                audit_tx(&mut tx, vec![audit], at.unwrap_or_else(Timestamp::now)).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn subject_aliases(&self, tenant: TenantId, id: SubjectId) -> Result<Vec<(String, Vec<u8>)>> {
+                sqlx::query("SELECT kind, blind FROM subject_aliases WHERE tenant_id = $1 AND subject_id = $2 ORDER BY kind, blind")
+                    .bind(tenant.to_string())
+                    .bind(id.to_string())
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("kind")?, r.try_get("blind")?)))
+                    .collect()
+            }
+
+            async fn events_page(&self, grant: &Grant, after: Option<(Timestamp, EventId)>, limit: u32) -> Result<Vec<EventView>> {
+                let (after_at, after_id) = match after {
+                    Some((t, id)) => (t.0, id.to_string()),
+                    None => (i64::MIN, String::new()),
+                };
+                let rows = sqlx::query(
+                    "SELECT id, message_id, kind, name, category, plain, sealed, occurred_at, received_at \
+                     FROM events WHERE subject_id = $2 AND tenant_id = $1 \
+                     AND (occurred_at > $3 OR (occurred_at = $3 AND id > $4)) \
+                     ORDER BY occurred_at, id LIMIT $5",
+                )
+                .bind(grant.tenant().to_string())
+                .bind(grant.subject().to_string())
+                .bind(after_at)
+                .bind(after_id)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    let category: Category = parse("category", &r.try_get::<String, _>("category")?)?;
+                    let mut plain = decode_plain(&r.try_get::<String, _>("plain")?)?;
+                    plain.retain(|c, _| grant.allows(c));
+                    let mut sealed = decode_sealed(&r.try_get::<String, _>("sealed")?)?;
+                    sealed.retain(|c, _| grant.allows(c));
+                    out.push(EventView {
+                        id: parse::<EventId>("event id", &r.try_get::<String, _>("id")?)?,
+                        message_id: r.try_get("message_id")?,
+                        kind: r.try_get("kind")?,
+                        name: r.try_get("name")?,
+                        category,
+                        plain,
+                        sealed,
+                        occurred_at: Timestamp(r.try_get("occurred_at")?),
+                        received_at: Timestamp(r.try_get("received_at")?),
+                    });
+                }
+                Ok(out)
+            }
+
+            async fn save_request(&self, tenant: TenantId, row: &RequestRow, expected: Option<&str>, audit: AuditDraft) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                let n = match expected {
+                    None => sqlx::query(
+                        "INSERT INTO dsr_requests (tenant_id, id, subject_id, kind, regime, status, received_at, acknowledge_by, \
+                         acknowledged_at, due_at, extended, extension_notice, token_hash, token_expires_at, verified_at, verified_by, \
+                         completed_at, rejection_reason, sealed, result) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                    ),
+                    Some(_) => sqlx::query(
+                        "UPDATE dsr_requests SET subject_id = $3, kind = $4, regime = $5, status = $6, received_at = $7, \
+                         acknowledge_by = $8, acknowledged_at = $9, due_at = $10, extended = $11, extension_notice = $12, \
+                         token_hash = $13, token_expires_at = $14, verified_at = $15, verified_by = $16, completed_at = $17, \
+                         rejection_reason = $18, sealed = $19, result = $20 \
+                         WHERE tenant_id = $1 AND id = $2 AND status = $21",
+                    ),
+                }
+                .bind(tenant.to_string())
+                .bind(&row.id)
+                .bind(row.subject.to_string())
+                .bind(&row.kind)
+                .bind(&row.regime)
+                .bind(&row.status)
+                .bind(row.received_at.0)
+                .bind(row.acknowledge_by.map(|t| t.0))
+                .bind(row.acknowledged_at.map(|t| t.0))
+                .bind(row.due_at.0)
+                .bind(row.extended)
+                .bind(&row.extension_notice)
+                .bind(&row.token_hash)
+                .bind(row.token_expires_at.map(|t| t.0))
+                .bind(row.verified_at.map(|t| t.0))
+                .bind(&row.verified_by)
+                .bind(row.completed_at.map(|t| t.0))
+                .bind(&row.rejection_reason)
+                .bind(row.sealed.as_ref().map(|s| s.as_bytes().to_vec()))
+                .bind(row.result.as_ref().map(|v| v.to_string()))
+                .bind(expected.unwrap_or(""))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "request {} changed meanwhile; read it again",
+                        row.id
+                    )));
+                }
+                audit_tx(&mut tx, vec![audit], Timestamp::now()).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn request(&self, tenant: TenantId, id: &str) -> Result<Option<RequestRow>> {
+                sqlx::query("SELECT * FROM dsr_requests WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.to_string())
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .as_ref()
+                    .map(request_from)
+                    .transpose()
+            }
+
+            async fn list_requests(&self, tenant: TenantId, open_only: bool, limit: u32) -> Result<Vec<RequestRow>> {
+                sqlx::query(
+                    "SELECT * FROM dsr_requests WHERE tenant_id = $1 \
+                     AND ($2 = 0 OR status NOT IN ('completed', 'rejected')) ORDER BY due_at, id LIMIT $3",
+                )
+                .bind(tenant.to_string())
+                .bind(i64::from(open_only))
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(request_from)
+                .collect()
+            }
+
+            async fn requests_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<RequestRow>> {
+                sqlx::query("SELECT * FROM dsr_requests WHERE tenant_id = $1 AND subject_id = $2 ORDER BY received_at, id")
+                    .bind(tenant.to_string())
+                    .bind(subject.to_string())
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(request_from)
+                    .collect()
+            }
+
+            async fn insert_contest(&self, tenant: TenantId, row: &ContestRow, audit: AuditDraft) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                let t = tenant.to_string();
+                sqlx::query(concat!(
+                    "SELECT id FROM decisions WHERE tenant_id = $1 AND id = $2 AND subject_id = $3",
+                    $update
+                ))
+                .bind(&t)
+                .bind(&row.decision_id)
+                .bind(row.subject.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+                let open: i64 = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM decision_contests WHERE tenant_id = $1 AND decision_id = $2 AND status = 'open'",
+                )
+                .bind(&t)
+                .bind(&row.decision_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+                if open > 0 {
+                    return Err(StoreError::Conflict("this decision is already contested and under review".into()));
+                }
+                sqlx::query(
+                    "INSERT INTO decision_contests (tenant_id, id, decision_id, subject_id, status, sealed, created_at, due_at) \
+                     VALUES ($1, $2, $3, $4, 'open', $5, $6, $7)",
+                )
+                .bind(&t)
+                .bind(&row.id)
+                .bind(&row.decision_id)
+                .bind(row.subject.to_string())
+                .bind(row.sealed.as_bytes())
+                .bind(row.created_at.0)
+                .bind(row.due_at.0)
+                .execute(&mut *tx)
+                .await?;
+                audit_tx(&mut tx, vec![audit], row.created_at).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn resolve_contest(
+                &self,
+                tenant: TenantId,
+                id: &str,
+                status: &str,
+                reviewer: &str,
+                note: &Sealed,
+                label: Option<i64>,
+                at: Timestamp,
+                audit: AuditDraft,
+            ) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                let n = sqlx::query(
+                    "UPDATE decision_contests SET status = $3, reviewer = $4, note_sealed = $5, outcome_label = $6, resolved_at = $7 \
+                     WHERE tenant_id = $1 AND id = $2 AND status = 'open'",
+                )
+                .bind(tenant.to_string())
+                .bind(id)
+                .bind(status)
+                .bind(reviewer)
+                .bind(note.as_bytes())
+                .bind(label)
+                .bind(at.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 0 {
+                    return Err(StoreError::Conflict(format!("contest {id} is not open")));
+                }
+                audit_tx(&mut tx, vec![audit], at).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn contest(&self, tenant: TenantId, id: &str) -> Result<Option<ContestRow>> {
+                sqlx::query("SELECT * FROM decision_contests WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant.to_string())
+                    .bind(id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .as_ref()
+                    .map(contest_from)
+                    .transpose()
+            }
+
+            async fn list_contests(&self, tenant: TenantId, status: Option<&str>, limit: u32) -> Result<Vec<ContestRow>> {
+                sqlx::query(
+                    "SELECT * FROM decision_contests WHERE tenant_id = $1 AND ($2 = '' OR status = $2) ORDER BY due_at, id LIMIT $3",
+                )
+                .bind(tenant.to_string())
+                .bind(status.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(contest_from)
+                .collect()
+            }
+
+            async fn contests_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<ContestRow>> {
+                sqlx::query("SELECT * FROM decision_contests WHERE tenant_id = $1 AND subject_id = $2 ORDER BY created_at, id")
+                    .bind(tenant.to_string())
+                    .bind(subject.to_string())
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(contest_from)
+                    .collect()
+            }
+
             async fn fairness_alerts(&self, tenant: TenantId, before: Option<i64>, limit: u32) -> Result<Vec<AlertRow>> {
                 sqlx::query(
                     "SELECT seq, version, audit_seq, gate, subject, value, limit_value, created_at FROM fairness_alerts \
@@ -1489,6 +1897,51 @@ macro_rules! impl_store {
                 inputs_digest: r.try_get("inputs_digest")?,
                 sealed: Sealed::from_stored(r.try_get("sealed")?),
                 created_at: Timestamp(r.try_get("created_at")?),
+            })
+        }
+
+        fn request_from(r: &DbRow) -> Result<RequestRow> {
+            let ts = |c: &str| -> Result<Option<Timestamp>> { Ok(r.try_get::<Option<i64>, _>(c)?.map(Timestamp)) };
+            let result: Option<String> = r.try_get("result")?;
+            Ok(RequestRow {
+                id: r.try_get("id")?,
+                subject: parse("subject id", &r.try_get::<String, _>("subject_id")?)?,
+                kind: r.try_get("kind")?,
+                regime: r.try_get("regime")?,
+                status: r.try_get("status")?,
+                received_at: Timestamp(r.try_get("received_at")?),
+                acknowledge_by: ts("acknowledge_by")?,
+                acknowledged_at: ts("acknowledged_at")?,
+                due_at: Timestamp(r.try_get("due_at")?),
+                extended: r.try_get("extended")?,
+                extension_notice: r.try_get("extension_notice")?,
+                token_hash: r.try_get("token_hash")?,
+                token_expires_at: ts("token_expires_at")?,
+                verified_at: ts("verified_at")?,
+                verified_by: r.try_get("verified_by")?,
+                completed_at: ts("completed_at")?,
+                rejection_reason: r.try_get("rejection_reason")?,
+                sealed: r.try_get::<Option<Vec<u8>>, _>("sealed")?.map(Sealed::from_stored),
+                result: match result {
+                    Some(s) => Some(serde_json::from_str(&s).map_err(|_| StoreError::Corrupt("unreadable request result".into()))?),
+                    None => None,
+                },
+            })
+        }
+
+        fn contest_from(r: &DbRow) -> Result<ContestRow> {
+            Ok(ContestRow {
+                id: r.try_get("id")?,
+                decision_id: r.try_get("decision_id")?,
+                subject: parse("subject id", &r.try_get::<String, _>("subject_id")?)?,
+                status: r.try_get("status")?,
+                sealed: Sealed::from_stored(r.try_get("sealed")?),
+                created_at: Timestamp(r.try_get("created_at")?),
+                due_at: Timestamp(r.try_get("due_at")?),
+                reviewer: r.try_get("reviewer")?,
+                note_sealed: r.try_get::<Option<Vec<u8>>, _>("note_sealed")?.map(Sealed::from_stored),
+                outcome_label: r.try_get("outcome_label")?,
+                resolved_at: r.try_get::<Option<i64>, _>("resolved_at")?.map(Timestamp),
             })
         }
 

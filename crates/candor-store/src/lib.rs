@@ -189,6 +189,8 @@ pub struct IngestSnapshot {
     /// (number of ledger records, sum of their sequence numbers) for the requested subjects:
     /// the ledger is append-only with never-reused sequence numbers, so any change moves it.
     pub fingerprint: (i64, i64),
+    /// Requested subjects erased since they were resolved (their key is gone).
+    pub erased: HashSet<SubjectId>,
 }
 
 /// A write planned outside the transaction from a snapshot, used as is if the snapshot's
@@ -345,6 +347,90 @@ pub struct AlertRow {
     pub value: Option<f64>,
     pub limit: f64,
     pub created_at: Timestamp,
+}
+
+/// Every table that holds a subject's data, by name: the export has one section per table
+/// and erasure reaches each (a test enumerates the schema against this list).
+pub const SUBJECT_TABLES: &[&str] = &[
+    "subjects",
+    "subject_aliases",
+    "subject_fields",
+    "consents",
+    "events",
+    "decisions",
+    "decision_contests",
+    "dsr_requests",
+];
+
+/// The subject every erased person's identifiers point to: the nil id, never holding a key.
+pub const SUPPRESSED: &str = "00000000-0000-0000-0000-000000000000";
+
+/// What one erasure removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ErasureCounts {
+    pub events: u64,
+    pub subject_fields: u64,
+    pub consents: u64,
+    pub decisions: u64,
+    pub decision_contests: u64,
+    /// Requests keep their dates and outcome as proof; their sealed details are deleted.
+    pub dsr_requests_scrubbed: u64,
+    /// Identifiers (keyed hashes) moved to the suppression list.
+    pub identifiers_suppressed: u64,
+    pub key_destroyed: bool,
+    /// The subject had been erased before: nothing was left.
+    pub already_erased: bool,
+}
+
+/// A subject's tombstone and restriction state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SubjectState {
+    pub id: SubjectId,
+    pub created_at: Timestamp,
+    pub erased_at: Option<Timestamp>,
+    pub restricted_at: Option<Timestamp>,
+}
+
+/// A data-subject request as stored.
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestRow {
+    pub id: String,
+    pub subject: SubjectId,
+    pub kind: String,
+    pub regime: String,
+    pub status: String,
+    pub received_at: Timestamp,
+    pub acknowledge_by: Option<Timestamp>,
+    pub acknowledged_at: Option<Timestamp>,
+    pub due_at: Timestamp,
+    pub extended: bool,
+    pub extension_notice: Option<String>,
+    #[serde(skip)]
+    pub token_hash: Option<Vec<u8>>,
+    pub token_expires_at: Option<Timestamp>,
+    pub verified_at: Option<Timestamp>,
+    pub verified_by: Option<String>,
+    pub completed_at: Option<Timestamp>,
+    pub rejection_reason: Option<String>,
+    #[serde(skip)]
+    pub sealed: Option<Sealed>,
+    pub result: Option<Value>,
+}
+
+/// A contest of a decision as stored.
+#[derive(Clone, Debug)]
+pub struct ContestRow {
+    pub id: String,
+    pub decision_id: String,
+    pub subject: SubjectId,
+    pub status: String,
+    pub sealed: Sealed,
+    pub created_at: Timestamp,
+    pub due_at: Timestamp,
+    pub reviewer: Option<String>,
+    pub note_sealed: Option<Sealed>,
+    pub outcome_label: Option<i64>,
+    pub resolved_at: Option<Timestamp>,
 }
 
 /// An automated decision about a subject. The outcome and explanation are sealed with the
@@ -654,6 +740,114 @@ pub trait Store: Send + Sync {
         at: Timestamp,
         audit: AuditDraft,
     ) -> impl Future<Output = Result<i64>> + Send;
+    /// Erases a subject in one transaction: deletes their events, fields, consents, decisions
+    /// and contests, scrubs their requests, moves their identifiers to the suppression list,
+    /// destroys their data key and keeps a tombstone. Waits for ingestion in flight (row lock).
+    fn erase_subject(
+        &self,
+        tenant: TenantId,
+        id: SubjectId,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<ErasureCounts>> + Send;
+    /// Writes (or replaces) sealed fields of live subjects, audited: rectification.
+    fn upsert_fields(
+        &self,
+        tenant: TenantId,
+        fields: Vec<FieldRow>,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn subject_state(
+        &self,
+        tenant: TenantId,
+        id: SubjectId,
+    ) -> impl Future<Output = Result<Option<SubjectState>>> + Send;
+    /// Sets or lifts the restriction of processing, recorded with `audit`.
+    fn set_restricted(
+        &self,
+        tenant: TenantId,
+        id: SubjectId,
+        at: Option<Timestamp>,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The subject's aliases: (kind, blind index).
+    fn subject_aliases(
+        &self,
+        tenant: TenantId,
+        id: SubjectId,
+    ) -> impl Future<Output = Result<Vec<(String, Vec<u8>)>>> + Send;
+    /// Events of the grant's subject in (occurred_at, id) order after the cursor, only the
+    /// grant's categories: the export's stream.
+    fn events_page(
+        &self,
+        grant: &Grant,
+        after: Option<(Timestamp, EventId)>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<EventView>>> + Send;
+    /// Inserts a request, or updates it if its status is still `expected` (else `Conflict`).
+    fn save_request(
+        &self,
+        tenant: TenantId,
+        row: &RequestRow,
+        expected: Option<&str>,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn request(
+        &self,
+        tenant: TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<RequestRow>>> + Send;
+    /// Requests of a tenant: open ones (not completed or rejected) for `open_only`, by due date.
+    fn list_requests(
+        &self,
+        tenant: TenantId,
+        open_only: bool,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<RequestRow>>> + Send;
+    fn requests_for(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> impl Future<Output = Result<Vec<RequestRow>>> + Send;
+    /// Inserts a contest (the decision must belong to the subject, else `NotFound`; one open
+    /// contest per decision, else `Conflict`).
+    fn insert_contest(
+        &self,
+        tenant: TenantId,
+        row: &ContestRow,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Resolves an open contest (else `Conflict`).
+    #[allow(clippy::too_many_arguments)]
+    fn resolve_contest(
+        &self,
+        tenant: TenantId,
+        id: &str,
+        status: &str,
+        reviewer: &str,
+        note: &Sealed,
+        label: Option<i64>,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn contest(
+        &self,
+        tenant: TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<ContestRow>>> + Send;
+    /// Contests by status (all for `None`), oldest due first.
+    fn list_contests(
+        &self,
+        tenant: TenantId,
+        status: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<ContestRow>>> + Send;
+    fn contests_for(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> impl Future<Output = Result<Vec<ContestRow>>> + Send;
+
     /// Alerts of a tenant, newest first, with ids below `before` (all for `None`).
     fn fairness_alerts(
         &self,
@@ -917,6 +1111,108 @@ impl Store for AnyStore {
         audit: AuditDraft,
     ) -> Result<i64> {
         dispatch!(self, s => s.override_model_audit(tenant, version, actor, reason, at, audit))
+    }
+    async fn erase_subject(
+        &self,
+        tenant: TenantId,
+        id: SubjectId,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> Result<ErasureCounts> {
+        dispatch!(self, s => s.erase_subject(tenant, id, at, audit))
+    }
+    async fn upsert_fields(
+        &self,
+        tenant: TenantId,
+        fields: Vec<FieldRow>,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        dispatch!(self, s => s.upsert_fields(tenant, fields, audit))
+    }
+    async fn subject_state(&self, tenant: TenantId, id: SubjectId) -> Result<Option<SubjectState>> {
+        dispatch!(self, s => s.subject_state(tenant, id))
+    }
+    async fn set_restricted(
+        &self,
+        tenant: TenantId,
+        id: SubjectId,
+        at: Option<Timestamp>,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        dispatch!(self, s => s.set_restricted(tenant, id, at, audit))
+    }
+    async fn subject_aliases(
+        &self,
+        tenant: TenantId,
+        id: SubjectId,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        dispatch!(self, s => s.subject_aliases(tenant, id))
+    }
+    async fn events_page(
+        &self,
+        grant: &Grant,
+        after: Option<(Timestamp, EventId)>,
+        limit: u32,
+    ) -> Result<Vec<EventView>> {
+        dispatch!(self, s => s.events_page(grant, after, limit))
+    }
+    async fn save_request(
+        &self,
+        tenant: TenantId,
+        row: &RequestRow,
+        expected: Option<&str>,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        dispatch!(self, s => s.save_request(tenant, row, expected, audit))
+    }
+    async fn request(&self, tenant: TenantId, id: &str) -> Result<Option<RequestRow>> {
+        dispatch!(self, s => s.request(tenant, id))
+    }
+    async fn list_requests(
+        &self,
+        tenant: TenantId,
+        open_only: bool,
+        limit: u32,
+    ) -> Result<Vec<RequestRow>> {
+        dispatch!(self, s => s.list_requests(tenant, open_only, limit))
+    }
+    async fn requests_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<RequestRow>> {
+        dispatch!(self, s => s.requests_for(tenant, subject))
+    }
+    async fn insert_contest(
+        &self,
+        tenant: TenantId,
+        row: &ContestRow,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        dispatch!(self, s => s.insert_contest(tenant, row, audit))
+    }
+    async fn resolve_contest(
+        &self,
+        tenant: TenantId,
+        id: &str,
+        status: &str,
+        reviewer: &str,
+        note: &Sealed,
+        label: Option<i64>,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        dispatch!(self, s => s.resolve_contest(tenant, id, status, reviewer, note, label, at, audit))
+    }
+    async fn contest(&self, tenant: TenantId, id: &str) -> Result<Option<ContestRow>> {
+        dispatch!(self, s => s.contest(tenant, id))
+    }
+    async fn list_contests(
+        &self,
+        tenant: TenantId,
+        status: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ContestRow>> {
+        dispatch!(self, s => s.list_contests(tenant, status, limit))
+    }
+    async fn contests_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<ContestRow>> {
+        dispatch!(self, s => s.contests_for(tenant, subject))
     }
     async fn fairness_alerts(
         &self,

@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fairness",
         include_str!("../migrations/postgres/0003_fairness.sql"),
     ),
+    (
+        4,
+        "rights",
+        include_str!("../migrations/postgres/0004_rights.sql"),
+    ),
 ];
 
 impl PgStore {
@@ -164,6 +169,7 @@ impl_store!(
         COUNT(*) AS n, CAST(COALESCE(SUM(seq), 0) AS BIGINT) AS s \
         FROM consents WHERE tenant_id = $1 AND subject_id = ANY($2)",
     check_sql = "SELECT COUNT(*) AS n, CAST(COALESCE(SUM(seq), 0) AS BIGINT) AS s, \
-        (SELECT COALESCE(json_agg(message_id), '[]')::text FROM events WHERE tenant_id = $1 AND message_id = ANY($3)) AS existing \
+        (SELECT COALESCE(json_agg(message_id), '[]')::text FROM events WHERE tenant_id = $1 AND message_id = ANY($3)) AS existing, \
+        (SELECT COUNT(*) FROM subjects WHERE tenant_id = $1 AND id = ANY($2) AND wrapped_key IS NULL) AS gone \
         FROM consents WHERE tenant_id = $1 AND subject_id = ANY($2)"
 );

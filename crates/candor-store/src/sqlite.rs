@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fairness",
         include_str!("../migrations/sqlite/0003_fairness.sql"),
     ),
+    (
+        4,
+        "rights",
+        include_str!("../migrations/sqlite/0004_rights.sql"),
+    ),
 ];
 
 impl SqliteStore {
@@ -195,5 +200,6 @@ impl_store!(
     check_sql = "SELECT \
         (SELECT COUNT(*) FROM consents WHERE tenant_id = $1 AND subject_id IN (SELECT value FROM json_each($2))) AS n, \
         (SELECT COALESCE(SUM(seq), 0) FROM consents WHERE tenant_id = $1 AND subject_id IN (SELECT value FROM json_each($2))) AS s, \
-        (SELECT COALESCE(json_group_array(message_id), '[]') FROM events WHERE tenant_id = $1 AND message_id IN (SELECT value FROM json_each($3))) AS existing"
+        (SELECT COALESCE(json_group_array(message_id), '[]') FROM events WHERE tenant_id = $1 AND message_id IN (SELECT value FROM json_each($3))) AS existing, \
+        (SELECT COUNT(*) FROM subjects WHERE tenant_id = $1 AND id IN (SELECT value FROM json_each($2)) AND wrapped_key IS NULL) AS gone"
 );

@@ -52,6 +52,8 @@ pub enum ConsentSource {
     Event,
     /// A bulk import of consent history.
     Import,
+    /// A data-subject request: an objection, a do-not-sell or limit-sensitive-use request.
+    Request,
 }
 
 impl ConsentSource {
@@ -62,6 +64,7 @@ impl ConsentSource {
             Self::Gpc => "gpc",
             Self::Event => "event",
             Self::Import => "import",
+            Self::Request => "request",
         }
     }
 }
@@ -75,8 +78,9 @@ impl FromStr for ConsentSource {
             "gpc" => Ok(Self::Gpc),
             "event" => Ok(Self::Event),
             "import" => Ok(Self::Import),
+            "request" => Ok(Self::Request),
             other => Err(format!(
-                "unknown consent source `{other}`: expected banner, api, gpc, event or import"
+                "unknown consent source `{other}`: expected banner, api, gpc, event, import or request"
             )),
         }
     }

@@ -65,7 +65,7 @@ pub(crate) fn labelled_table(n: usize, seed: u64) -> RawTable {
     }
 }
 
-async fn train(h: &H) -> i64 {
+pub(crate) async fn train(h: &H) -> i64 {
     let req = TrainRequest {
         target: "converted".into(),
         exclude: vec![],
@@ -95,7 +95,7 @@ async fn train(h: &H) -> i64 {
 
 /// Records a validation audit of `version` on fresh data where gender is independent of
 /// everything: it passes.
-async fn audit_fair(h: &H, version: i64) {
+pub(crate) async fn audit_fair(h: &H, version: i64) {
     let rec =
         h.t.app
             .audit_model(
