@@ -15,6 +15,7 @@ use candor_store::{AnyStore, Store};
 use candor_types::Scope;
 
 mod audit;
+mod dsr;
 mod ml;
 
 // glibc's allocator spent ~15% of ingestion time in malloc/free under concurrency;
@@ -104,6 +105,11 @@ enum Command {
     Monitor(Box<audit::MonitorArgs>),
     /// Fairness alerts raised by monitoring, newest first.
     Alerts(audit::AlertsArgs),
+    /// Data-subject requests, erasure, export and contested decisions.
+    Dsr {
+        #[command(subcommand)]
+        command: dsr::DsrCommand,
+    },
     /// The model registry: list, show, card, audits, approve, override, activate, retire.
     Models {
         #[command(subcommand)]
@@ -315,6 +321,9 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Alerts(args) => {
             audit::alerts(&open(&cli.dir, cli.database_url.as_deref()).await?, args).await
+        }
+        Command::Dsr { command } => {
+            dsr::run(&open(&cli.dir, cli.database_url.as_deref()).await?, command).await
         }
         Command::Models { command } => {
             ml::models(&open(&cli.dir, cli.database_url.as_deref()).await?, command).await
