@@ -10,12 +10,15 @@
 //! | `not_an_object`, `unsupported_type`, `wrong_type`, `missing_identity`, `missing_event_name`, `too_long`, `bad_timestamp` | 400 | an invalid Segment message on a single-event endpoint |
 //! | `unknown_purpose`, `unknown_jurisdiction`, `invalid_consent_state`, `invalid_consent_source`, `invalid_notice_hash` | 400 | consent input the policy does not know |
 //! | `batch_size`, `attribute_invalid`, `reason_required`, `reason_too_long`, `unknown_action` | 400 | invalid scoring or model-lifecycle input |
+//! | `kind_invalid`, `regime_invalid`, `details_required`, `details_invalid`, `statement_invalid`, `outcome_invalid`, `label_invalid`, `status_invalid`, `table_invalid`, `invalid_time`, `period_invalid`, `threshold_invalid` | 400 | invalid rights, contest or fairness input |
 //! | `unauthorized` | 401 | missing, malformed, unknown or revoked API key |
 //! | `forbidden_scope` | 403 | the key's scope is too low for the endpoint |
 //! | `purpose_denied` | 403 | the policy denies the purpose for this subject (reasons attached) |
+//! | `verification_failed` | 403 | a request's one-time token is wrong or expired |
 //! | `not_found` | 404 | unknown subject, key or route |
+//! | `subject_erased` | 404 | the person was erased (their identifiers are suppressed) |
 //! | `method_not_allowed` | 405 | known route, wrong method |
-//! | `conflict`, `subject_erased` | 409 | the request conflicts with stored state |
+//! | `conflict`, `subject_erased`, `not_verified`, `already_contested`, `contest_closed` | 409 | the request conflicts with stored state |
 //! | `no_active_model`, `model_not_approved`, `invalid_transition`, `fairness_gate`, `nothing_to_override`, `no_known_outcomes`, `no_protected_data` | 409 | scoring without an active/approved model; a lifecycle step from the wrong status |
 //! | `payload_too_large` | 413 | body over the limit |
 //! | `internal` | 500 | anything else; the cause is logged, never returned |
