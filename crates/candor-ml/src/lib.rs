@@ -15,6 +15,7 @@ pub mod import;
 pub mod lead;
 pub mod linear;
 pub mod metrics;
+pub mod recs;
 pub mod table;
 pub mod tree;
 

@@ -4,3 +4,4 @@ mod bank;
 mod csv_input;
 mod import;
 mod props;
+mod recs;
