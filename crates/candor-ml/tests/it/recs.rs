@@ -221,7 +221,7 @@ fn item_knn_top_k_and_metrics() {
     let t = top_k(&[1.0, 3.0, 3.0, f32::NEG_INFINITY, 2.0], 3, &[2]);
     assert_eq!(t, vec![(1, 3.0), (4, 2.0), (0, 1.0)]);
     // Metrics by hand: one user, 2 of 3 relevant found at ranks 1 and 3.
-    let r = ranking_metrics(&[vec![5, 6, 7]], &[vec![5, 7, 9]], 3, 10, &vec![1.0; 10]);
+    let r = ranking_metrics(&[vec![5, 6, 7]], &[vec![5, 7, 9]], 3, 10, &[1.0; 10]);
     assert!((r.precision - 2.0 / 3.0).abs() < 1e-12);
     assert!((r.recall - 2.0 / 3.0).abs() < 1e-12);
     let dcg = 1.0 + 1.0 / 4f64.log2();
