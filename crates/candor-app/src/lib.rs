@@ -14,6 +14,7 @@ pub mod features;
 mod ingest;
 mod metrics;
 mod ops;
+pub mod recs;
 pub mod rights;
 mod scoring;
 mod writer;
@@ -78,6 +79,8 @@ struct Inner {
     /// Parsed lead models by artifact digest (artifacts never change), so scoring does not
     /// reload, re-parse and rebuild TreeSHAP tables on every request.
     models: RwLock<HashMap<String, Arc<scoring::LeadArtifact>>>,
+    /// Parsed recommendation models by artifact digest.
+    recs: RwLock<HashMap<String, Arc<recs::RecsArtifact>>>,
     writer: OnceLock<writer::Writer>,
 }
 
@@ -107,6 +110,7 @@ impl App {
                 metrics: Metrics::default(),
                 tenant_keys: RwLock::new(HashMap::new()),
                 models: RwLock::new(HashMap::new()),
+                recs: RwLock::new(HashMap::new()),
                 writer: OnceLock::new(),
             }),
         }
@@ -175,6 +179,16 @@ impl App {
 
     pub(crate) fn cache_model(&self, digest: &str, artifact: Arc<scoring::LeadArtifact>) {
         if let Ok(mut cache) = self.inner.models.write() {
+            cache.insert(digest.to_owned(), artifact);
+        }
+    }
+
+    pub(crate) fn cached_recs(&self, digest: &str) -> Option<Arc<recs::RecsArtifact>> {
+        self.inner.recs.read().ok()?.get(digest).cloned()
+    }
+
+    pub(crate) fn cache_recs(&self, digest: &str, artifact: Arc<recs::RecsArtifact>) {
+        if let Ok(mut cache) = self.inner.recs.write() {
             cache.insert(digest.to_owned(), artifact);
         }
     }

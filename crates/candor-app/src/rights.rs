@@ -959,6 +959,13 @@ impl App {
         }
         counts.insert("decision_contests", contests.len());
         send(format!(",\"decision_contests\":{}", json!(contests)).into_bytes()).await?;
+        // rec_factors: the person's recommendation factors and purchase history per model.
+        let mut recs = Vec::new();
+        for (version, sealed) in self.store().rec_factors_for(tenant, subject).await? {
+            recs.push(json!({ "model_version": version, "value": open(&format!("recs:{version}"), &sealed)? }));
+        }
+        counts.insert("rec_factors", recs.len());
+        send(format!(",\"rec_factors\":{}", json!(recs)).into_bytes()).await?;
         // dsr_requests
         let now = self.clock().now();
         let requests: Vec<Value> = self

@@ -17,6 +17,7 @@ use candor_types::Scope;
 mod audit;
 mod dsr;
 mod ml;
+mod recs;
 
 // glibc's allocator spent ~15% of ingestion time in malloc/free under concurrency;
 // mimalloc lifted bench/ingest on SQLite from ~15k to ~19k events/s.
@@ -105,6 +106,11 @@ enum Command {
     Monitor(Box<audit::MonitorArgs>),
     /// Fairness alerts raised by monitoring, newest first.
     Alerts(audit::AlertsArgs),
+    /// Recommendations: train, recommend, evaluate.
+    Recs {
+        #[command(subcommand)]
+        command: recs::RecsCommand,
+    },
     /// Data-subject requests, erasure, export and contested decisions.
     Dsr {
         #[command(subcommand)]
@@ -321,6 +327,14 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Alerts(args) => {
             audit::alerts(&open(&cli.dir, cli.database_url.as_deref()).await?, args).await
+        }
+        Command::Recs { command } => {
+            // Evaluation reads a file and writes reports: no deployment needed.
+            if matches!(command, recs::RecsCommand::Evaluate { .. }) {
+                recs::evaluate_cmd(command)
+            } else {
+                recs::run(&open(&cli.dir, cli.database_url.as_deref()).await?, command).await
+            }
         }
         Command::Dsr { command } => {
             dsr::run(&open(&cli.dir, cli.database_url.as_deref()).await?, command).await

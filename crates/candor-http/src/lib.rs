@@ -71,6 +71,11 @@ pub fn router(app: App) -> Router {
             post(post_contest),
         )
         .route("/v1/subjects/{id}/export", get(get_export))
+        .route(
+            "/v1/subjects/{id}/recommendations",
+            get(get_recommendations),
+        )
+        .route("/v1/items/{id}/similar", get(get_similar))
         .route("/v1/subjects/{id}", delete(delete_subject))
         .route("/v1/requests", post(post_request).get(list_requests))
         .route("/v1/requests/{id}", get(get_request))
@@ -487,6 +492,54 @@ async fn get_export(
         axum::body::Body::from_stream(stream),
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecsQuery {
+    k: Option<usize>,
+    context_item: Option<String>,
+}
+
+async fn get_recommendations(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<RecsQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Server)?;
+    let Path(id) = path?;
+    let Query(q) = query?;
+    let list = app
+        .recommend(
+            p.tenant,
+            &p.actor(),
+            &id,
+            q.k.unwrap_or(10),
+            q.context_item.as_deref(),
+        )
+        .await?;
+    Ok(Json(json!(list)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimilarQuery {
+    k: Option<usize>,
+}
+
+async fn get_similar(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<SimilarQuery>, QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    p.require(Scope::Server)?;
+    let Path(id) = path?;
+    let Query(q) = query?;
+    Ok(Json(json!(
+        app.similar_items(p.tenant, &id, q.k.unwrap_or(10)).await?
+    )))
 }
 
 async fn delete_subject(
@@ -1010,6 +1063,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/subjects/{id}/decisions/{decision}"),
     ("post", "/v1/subjects/{id}/decisions/{decision}/contest"),
     ("get", "/v1/subjects/{id}/export"),
+    ("get", "/v1/subjects/{id}/recommendations"),
+    ("get", "/v1/items/{id}/similar"),
     ("delete", "/v1/subjects/{id}"),
     ("post", "/v1/requests"),
     ("get", "/v1/requests"),

@@ -158,6 +158,19 @@ pub fn openapi_document() -> Value {
                 "parameters": [subject_id, { "name": "table", "in": "query", "required": false, "schema": { "type": "string" } }],
                 "responses": { "200": { "description": "application/json (whole export) or text/csv (one table)" },
                     "400": error_response("Unknown table."), "403": error_response("Needs a server or admin key."), "404": error_response("Unknown subject.") } } },
+            "/v1/subjects/{id}/recommendations": { "get": {
+                "tags": ["recommendations"], "summary": "Top-k products for a person, each with its reason; unpersonalized (same shape, marked) without personalization consent",
+                "description": "With a `personalization` grant and a purchase history: ALS, each item explained by the purchase that contributes most (`because you bought …`), stored as a decision. Otherwise trending or bestselling items (`personalized: false`, `basis` says why). `context_item` asks for items bought with that item instead.",
+                "security": [{ "bearer": [] }],
+                "parameters": [subject_id, { "name": "k", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 100 } },
+                    { "name": "context_item", "in": "query", "required": false, "schema": { "type": "string" } }],
+                "responses": { "200": ok("The list.", json!({ "type": "object", "properties": { "personalized": { "type": "boolean" }, "model": { "type": "string" }, "basis": { "type": "string" }, "items": { "type": "array", "items": { "type": "object" } } } })),
+                    "400": error_response("k out of range."), "404": error_response("Unknown context item."), "409": error_response("No recommendation model trained yet.") } } },
+            "/v1/items/{id}/similar": { "get": {
+                "tags": ["recommendations"], "summary": "Items often bought with this one (item-to-item), for product pages",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }, { "name": "k", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 100 } }],
+                "responses": { "200": ok("The list.", json!({ "type": "object" })), "404": error_response("Unknown item."), "409": error_response("No recommendation model trained yet.") } } },
             "/v1/subjects/{id}": { "delete": {
                 "tags": ["rights"], "summary": "Erase the person: every row, their data key, a suppression entry; returns the receipt",
                 "security": [{ "bearer": [] }],

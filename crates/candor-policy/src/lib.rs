@@ -11,7 +11,9 @@ mod policy;
 
 pub use decide::{Denial, Grant, RIGHTS_PURPOSE};
 pub use error::{PolicyError, PolicyErrors};
-pub use policy::{Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, Regime};
+pub use policy::{
+    Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, RecsPolicy, Regime,
+};
 
 /// The default policy for an online store, commented for a compliance officer: the
 /// `candor.toml` a new installation starts from.

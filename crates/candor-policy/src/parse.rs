@@ -11,7 +11,8 @@ use toml::de::{DeString, DeTable, DeValue};
 
 use crate::error::{PolicyError, PolicyErrors};
 use crate::policy::{
-    Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, Regime, field_rule,
+    Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, RecsPolicy, Regime,
+    field_rule,
 };
 
 type Key<'i> = Spanned<DeString<'i>>;
@@ -53,6 +54,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
     let (event_default, events) = c.events(root.get("events"), &known_categories);
     let (fields, wildcards) = c.fields(root.get("fields"), &known_categories);
     let fairness = c.fairness(root.get("fairness"));
+    let recommendations = c.recommendations(root.get("recommendations"));
 
     // Protected categories: those marked so, and any a protected attribute is mapped to.
     let mut protected: BTreeSet<Category> = categories
@@ -114,6 +116,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
             wildcards,
             protected_attributes,
             fairness,
+            recommendations,
         }),
         _ => Err(c.finish(file, text)),
     }
@@ -289,6 +292,34 @@ impl Checker {
                 None
             }
         }
+    }
+
+    fn recommendations(&mut self, v: Option<&Val<'_>>) -> RecsPolicy {
+        let mut r = RecsPolicy::default();
+        let Some(v) = v else { return r };
+        let Some(t) = self.table(v, "recommendations") else {
+            return r;
+        };
+        self.known_keys(
+            t,
+            &["sensitive_categories", "exclude_categories"],
+            "recommendations",
+        );
+        if let Some(v) = t.get("sensitive_categories") {
+            r.sensitive_categories = self
+                .strings(v, "sensitive_categories")
+                .into_iter()
+                .map(|(s, _)| s.to_lowercase())
+                .collect();
+        }
+        if let Some(v) = t.get("exclude_categories") {
+            r.exclude_categories = self
+                .strings(v, "exclude_categories")
+                .into_iter()
+                .map(|(s, _)| s.to_lowercase())
+                .collect();
+        }
+        r
     }
 
     fn fairness(&mut self, v: Option<&Val<'_>>) -> FairnessPolicy {

@@ -151,6 +151,27 @@ pub struct Policy {
     pub(crate) wildcards: BTreeMap<String, Category>,
     pub(crate) protected_attributes: Vec<String>,
     pub(crate) fairness: FairnessPolicy,
+    pub(crate) recommendations: RecsPolicy,
+}
+
+/// `[recommendations]`: product categories that are never personalized (sensitive: what a
+/// person buys there can reveal health, pregnancy, religion or sexuality) and categories never
+/// recommended at all.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RecsPolicy {
+    pub sensitive_categories: Vec<String>,
+    pub exclude_categories: Vec<String>,
+}
+
+impl Default for RecsPolicy {
+    fn default() -> Self {
+        RecsPolicy {
+            sensitive_categories: ["health", "baby", "religion", "sexuality", "adult"]
+                .map(String::from)
+                .to_vec(),
+            exclude_categories: Vec::new(),
+        }
+    }
 }
 
 /// `[fairness]`: the limits every model's audit must meet before it may decide about people,
@@ -304,6 +325,22 @@ impl Policy {
     /// The `[fairness]` limits (defaults when the section is absent).
     pub fn fairness(&self) -> &FairnessPolicy {
         &self.fairness
+    }
+
+    /// Product categories never personalized (lower case).
+    pub fn sensitive_categories(&self) -> impl Iterator<Item = &str> {
+        self.recommendations
+            .sensitive_categories
+            .iter()
+            .map(String::as_str)
+    }
+
+    /// Product categories never recommended (lower case).
+    pub fn excluded_categories(&self) -> impl Iterator<Item = &str> {
+        self.recommendations
+            .exclude_categories
+            .iter()
+            .map(String::as_str)
     }
 
     /// The `protected_attributes` paths, in file order.

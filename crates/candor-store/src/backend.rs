@@ -308,6 +308,15 @@ macro_rules! impl_store {
             .bind(c.at.0)
             .execute(&mut **tx)
             .await?;
+            // Withdrawing personalization removes the person's recommendation factors in the
+            // same transaction: nothing personal is left to recommend from.
+            if c.action == candor_types::ConsentAction::Withdrawn && c.purpose.as_str() == crate::RECS_PURPOSE {
+                sqlx::query("DELETE FROM rec_factors WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(tenant.to_string())
+                    .bind(subject.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+            }
             Ok(())
         }
 
@@ -1489,6 +1498,8 @@ macro_rules! impl_store {
                 .rows_affected();
                 counts.decision_contests = sqlx::query("DELETE FROM decision_contests WHERE tenant_id = $1 AND subject_id = $2")
                     .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                counts.rec_factors = sqlx::query("DELETE FROM rec_factors WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
                 counts.decisions = sqlx::query("DELETE FROM decisions WHERE tenant_id = $1 AND subject_id = $2")
                     .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
                 // Events are indexed by subject alone (ids are global); the tenant is checked too.
@@ -1837,6 +1848,65 @@ macro_rules! impl_store {
                     .await?
                     .iter()
                     .map(contest_from)
+                    .collect()
+            }
+
+            async fn insert_rec_factors(&self, tenant: TenantId, version: i64, rows: &[(SubjectId, Sealed)]) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                for (subject, sealed) in rows {
+                    // Only live subjects: an erased person gets no factors.
+                    sqlx::query(
+                        "INSERT INTO rec_factors (tenant_id, model_version, subject_id, sealed) \
+                         SELECT $1, $2, $3, $4 FROM subjects WHERE tenant_id = $1 AND id = $3 AND wrapped_key IS NOT NULL \
+                         ON CONFLICT (tenant_id, model_version, subject_id) DO UPDATE SET sealed = excluded.sealed",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(version)
+                    .bind(subject.to_string())
+                    .bind(sealed.as_bytes())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn rec_factors(&self, tenant: TenantId, version: i64, subject: SubjectId) -> Result<Option<Sealed>> {
+                Ok(sqlx::query("SELECT sealed FROM rec_factors WHERE tenant_id = $1 AND model_version = $2 AND subject_id = $3")
+                    .bind(tenant.to_string())
+                    .bind(version)
+                    .bind(subject.to_string())
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(|r| r.try_get::<Vec<u8>, _>("sealed"))
+                    .transpose()?
+                    .map(Sealed::from_stored))
+            }
+
+            async fn rec_subjects(&self, tenant: TenantId, version: i64, after: Option<SubjectId>, limit: u32) -> Result<Vec<(SubjectId, Sealed)>> {
+                sqlx::query(
+                    "SELECT subject_id, sealed FROM rec_factors WHERE tenant_id = $1 AND model_version = $2 AND subject_id > $3 \
+                     ORDER BY subject_id LIMIT $4",
+                )
+                .bind(tenant.to_string())
+                .bind(version)
+                .bind(after.map(|s| s.to_string()).unwrap_or_default())
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(|r| Ok((parse("subject id", &r.try_get::<String, _>("subject_id")?)?, Sealed::from_stored(r.try_get("sealed")?))))
+                .collect()
+            }
+
+            async fn rec_factors_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<(i64, Sealed)>> {
+                sqlx::query("SELECT model_version, sealed FROM rec_factors WHERE tenant_id = $1 AND subject_id = $2 ORDER BY model_version")
+                    .bind(tenant.to_string())
+                    .bind(subject.to_string())
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("model_version")?, Sealed::from_stored(r.try_get("sealed")?))))
                     .collect()
             }
 

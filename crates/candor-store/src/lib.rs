@@ -360,7 +360,11 @@ pub const SUBJECT_TABLES: &[&str] = &[
     "decisions",
     "decision_contests",
     "dsr_requests",
+    "rec_factors",
 ];
+
+/// The purpose recommendation factors serve: withdrawing it deletes them.
+pub const RECS_PURPOSE: &str = "personalization";
 
 /// The subject every erased person's identifiers point to: the nil id, never holding a key.
 pub const SUPPRESSED: &str = "00000000-0000-0000-0000-000000000000";
@@ -373,6 +377,7 @@ pub struct ErasureCounts {
     pub consents: u64,
     pub decisions: u64,
     pub decision_contests: u64,
+    pub rec_factors: u64,
     /// Requests keep their dates and outcome as proof; their sealed details are deleted.
     pub dsr_requests_scrubbed: u64,
     /// Identifiers (keyed hashes) moved to the suppression list.
@@ -848,6 +853,35 @@ pub trait Store: Send + Sync {
         subject: SubjectId,
     ) -> impl Future<Output = Result<Vec<ContestRow>>> + Send;
 
+    /// Stores sealed recommendation factors of people (one row per person and model version),
+    /// replacing earlier rows of the same version.
+    fn insert_rec_factors(
+        &self,
+        tenant: TenantId,
+        version: i64,
+        rows: &[(SubjectId, Sealed)],
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn rec_factors(
+        &self,
+        tenant: TenantId,
+        version: i64,
+        subject: SubjectId,
+    ) -> impl Future<Output = Result<Option<Sealed>>> + Send;
+    /// Every person with factors in a model version, in id order after `after`.
+    fn rec_subjects(
+        &self,
+        tenant: TenantId,
+        version: i64,
+        after: Option<SubjectId>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<(SubjectId, Sealed)>>> + Send;
+    /// A person's factors in every model version (export).
+    fn rec_factors_for(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> impl Future<Output = Result<Vec<(i64, Sealed)>>> + Send;
+
     /// Alerts of a tenant, newest first, with ids below `before` (all for `None`).
     fn fairness_alerts(
         &self,
@@ -1213,6 +1247,38 @@ impl Store for AnyStore {
     }
     async fn contests_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<ContestRow>> {
         dispatch!(self, s => s.contests_for(tenant, subject))
+    }
+    async fn insert_rec_factors(
+        &self,
+        tenant: TenantId,
+        version: i64,
+        rows: &[(SubjectId, Sealed)],
+    ) -> Result<()> {
+        dispatch!(self, s => s.insert_rec_factors(tenant, version, rows))
+    }
+    async fn rec_factors(
+        &self,
+        tenant: TenantId,
+        version: i64,
+        subject: SubjectId,
+    ) -> Result<Option<Sealed>> {
+        dispatch!(self, s => s.rec_factors(tenant, version, subject))
+    }
+    async fn rec_subjects(
+        &self,
+        tenant: TenantId,
+        version: i64,
+        after: Option<SubjectId>,
+        limit: u32,
+    ) -> Result<Vec<(SubjectId, Sealed)>> {
+        dispatch!(self, s => s.rec_subjects(tenant, version, after, limit))
+    }
+    async fn rec_factors_for(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> Result<Vec<(i64, Sealed)>> {
+        dispatch!(self, s => s.rec_factors_for(tenant, subject))
     }
     async fn fairness_alerts(
         &self,

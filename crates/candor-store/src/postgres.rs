@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "rights",
         include_str!("../migrations/postgres/0004_rights.sql"),
     ),
+    (
+        5,
+        "recs",
+        include_str!("../migrations/postgres/0005_recs.sql"),
+    ),
 ];
 
 impl PgStore {

@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "rights",
         include_str!("../migrations/sqlite/0004_rights.sql"),
     ),
+    (
+        5,
+        "recs",
+        include_str!("../migrations/sqlite/0005_recs.sql"),
+    ),
 ];
 
 impl SqliteStore {

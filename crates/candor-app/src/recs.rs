@@ -1,0 +1,956 @@
+//! Consent-aware recommendations: training from order lines (or events), per-person factors
+//! only for people who allow `personalization` (sealed with their key), serving that falls
+//! back to unpersonalized models with the same shape, explanations from the model's own
+//! arithmetic, each personalized list stored as a decision, and offline evaluation.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use candor_crypto::sha256_hex;
+use candor_ml::recs::{
+    Als, AlsParams, Csr, ItemKnn, RankingMetrics, popularity, ranking_metrics, top_k, train_als,
+};
+use candor_ml::table::RawTable;
+use candor_store::{AuditDraft, DecisionRow, NewModel, Store};
+use candor_types::{EventId, SubjectId, TenantId, Timestamp};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::{App, AppError, AppResult, ErrorKind};
+
+/// The model name of recommendation models in the registry.
+pub const RECS_MODEL: &str = "recommendations";
+/// Trending: interactions in the last 7 days before the training cut-off.
+const TRENDING_DAYS: u32 = 7;
+/// Neighbours kept per item.
+const NEIGHBOURS: usize = 50;
+/// The largest list served.
+pub const MAX_K: usize = 100;
+
+/// Where the columns of an order-lines file are (defaults: UCI Online Retail).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OrderColumns {
+    pub user: String,
+    pub item: String,
+    pub name: Option<String>,
+    pub category: Option<String>,
+    pub time: String,
+    pub quantity: Option<String>,
+    /// Rows whose value here starts with `C` are cancellations and skipped.
+    pub invoice: Option<String>,
+    /// Customer segment for evaluation (e.g. country).
+    pub segment: Option<String>,
+}
+
+impl Default for OrderColumns {
+    fn default() -> Self {
+        OrderColumns {
+            user: "CustomerID".into(),
+            item: "StockCode".into(),
+            name: Some("Description".into()),
+            category: None,
+            time: "InvoiceDate".into(),
+            quantity: Some("Quantity".into()),
+            invoice: Some("InvoiceNo".into()),
+            segment: Some("Country".into()),
+        }
+    }
+}
+
+/// One purchase line, parsed.
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub user: String,
+    pub item: String,
+    pub name: String,
+    pub category: String,
+    pub at: Timestamp,
+    pub segment: String,
+}
+
+fn parse_time(s: &str) -> Option<Timestamp> {
+    let s = s.trim();
+    if let Some(t) = Timestamp::parse_rfc3339(s) {
+        return Some(t);
+    }
+    let dt: jiff::civil::DateTime = s.replace(' ', "T").parse().ok()?;
+    let z = dt.to_zoned(jiff::tz::TimeZone::UTC).ok()?;
+    Some(Timestamp(z.timestamp().as_millisecond()))
+}
+
+/// The purchase lines of a table: rows without a user, cancelled or with a quantity ≤ 0 are
+/// skipped (counted).
+pub fn order_lines(table: &RawTable, cols: &OrderColumns) -> AppResult<(Vec<Line>, usize)> {
+    let col = |name: &str| {
+        table.column(name).ok_or_else(|| {
+            AppError::bad_request(
+                "column_invalid",
+                format!("column {name:?} is not in the file"),
+            )
+        })
+    };
+    let opt = |name: &Option<String>| name.as_deref().map(col).transpose();
+    let (u, i, t) = (col(&cols.user)?, col(&cols.item)?, col(&cols.time)?);
+    let (n, c, q, inv, seg) = (
+        opt(&cols.name)?,
+        opt(&cols.category)?,
+        opt(&cols.quantity)?,
+        opt(&cols.invoice)?,
+        opt(&cols.segment)?,
+    );
+    let mut out = Vec::with_capacity(table.rows.len());
+    let mut skipped = 0;
+    for (r, row) in table.rows.iter().enumerate() {
+        let user = row[u].trim();
+        let user = user.strip_suffix(".0").unwrap_or(user);
+        if user.is_empty()
+            || inv.is_some_and(|k| row[k].starts_with('C'))
+            || q.is_some_and(|k| row[k].trim().parse::<f64>().map_or(true, |v| v <= 0.0))
+        {
+            skipped += 1;
+            continue;
+        }
+        let at = parse_time(&row[t]).ok_or_else(|| {
+            AppError::bad_request(
+                "time_invalid",
+                format!("row {}: {:?} is not a time", r + 2, row[t]),
+            )
+        })?;
+        out.push(Line {
+            user: user.to_string(),
+            item: row[i].trim().to_string(),
+            name: n.map(|k| row[k].trim().to_string()).unwrap_or_default(),
+            category: c.map(|k| row[k].trim().to_lowercase()).unwrap_or_default(),
+            at,
+            segment: seg.map(|k| row[k].trim().to_string()).unwrap_or_default(),
+        });
+    }
+    Ok((out, skipped))
+}
+
+/// An item of the catalog as the model knows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ItemInfo {
+    pub id: String,
+    pub name: String,
+    pub category: String,
+}
+
+/// The stored recommendation model: item side only. Per-person factors live in `rec_factors`,
+/// sealed with each person's key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecsArtifact {
+    pub items: Vec<ItemInfo>,
+    pub factors: usize,
+    pub regularization: f32,
+    pub alpha: f32,
+    pub item_factors: Vec<f32>,
+    pub knn: ItemKnn,
+    pub popularity: Vec<f32>,
+    pub trending: Vec<f32>,
+    pub until: Timestamp,
+    /// Item categories never personalized.
+    pub sensitive: Vec<String>,
+}
+
+impl RecsArtifact {
+    fn als(&self) -> Als {
+        Als {
+            factors: self.factors,
+            regularization: self.regularization,
+            alpha: self.alpha,
+            users: 0,
+            items: self.items.len(),
+            user_factors: Vec::new(),
+            item_factors: self.item_factors.clone(),
+        }
+    }
+
+    fn index(&self) -> HashMap<&str, u32> {
+        self.items
+            .iter()
+            .enumerate()
+            .map(|(i, it)| (it.id.as_str(), i as u32))
+            .collect()
+    }
+}
+
+/// What one person's sealed row holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PersonFactors {
+    pub factors: Vec<f32>,
+    /// (item index, interaction strength), by item index.
+    pub history: Vec<(u32, f32)>,
+}
+
+/// How a recommendation model was trained.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainedRecs {
+    pub version: i64,
+    pub items: usize,
+    pub lines: usize,
+    pub skipped_lines: usize,
+    pub people: usize,
+    /// People with factors (they allow personalization).
+    pub personalized: usize,
+    /// People whose lines count only in aggregate popularity (no personalization grant).
+    pub without_consent: usize,
+    pub sensitive_items: usize,
+}
+
+/// One recommended item with its reason.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecItem {
+    pub item: String,
+    pub name: String,
+    pub score: f32,
+    pub reason: String,
+}
+
+/// A served list.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecList {
+    #[serde(rename = "userId")]
+    pub user_id: Option<String>,
+    pub personalized: bool,
+    /// `als`, `item_knn`, `popularity` or `trending`.
+    pub model: String,
+    #[serde(rename = "modelVersion")]
+    pub model_version: i64,
+    /// Why the list is not personalized, when it is not.
+    pub basis: String,
+    pub items: Vec<RecItem>,
+    #[serde(rename = "decisionId")]
+    pub decision_id: Option<String>,
+}
+
+fn ml(e: impl std::fmt::Display) -> AppError {
+    AppError::internal("recs", &e)
+}
+
+impl App {
+    /// Trains a recommendation model from purchase lines up to `until` and registers it (a
+    /// draft until activated like any model). Only people who allow personalization get
+    /// factors; items of sensitive categories never enter a person's model.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn train_recs(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        lines: &[Line],
+        skipped: usize,
+        until: Option<Timestamp>,
+        params: &AlsParams,
+        source: &str,
+    ) -> AppResult<TrainedRecs> {
+        let until = until.unwrap_or(Timestamp(i64::MAX));
+        let lines: Vec<&Line> = lines.iter().filter(|l| l.at < until).collect();
+        if lines.is_empty() {
+            return Err(AppError::bad_request(
+                "no_lines",
+                "no purchase line before the cut-off",
+            ));
+        }
+        let sensitive: Vec<String> = self
+            .policy()
+            .sensitive_categories()
+            .map(str::to_string)
+            .collect();
+        // The catalog: every item seen, first name and category kept.
+        let mut items: Vec<ItemInfo> = Vec::new();
+        let mut index: HashMap<String, u32> = HashMap::new();
+        for l in &lines {
+            index.entry(l.item.clone()).or_insert_with(|| {
+                items.push(ItemInfo {
+                    id: l.item.clone(),
+                    name: l.name.clone(),
+                    category: l.category.clone(),
+                });
+                (items.len() - 1) as u32
+            });
+        }
+        let latest = lines.iter().map(|l| l.at).max().unwrap_or(Timestamp(0));
+        let recent = latest.minus_days(TRENDING_DAYS);
+        let mut pop = vec![0f32; items.len()];
+        let mut trend = vec![0f32; items.len()];
+        for l in &lines {
+            let i = index[&l.item] as usize;
+            pop[i] += 1.0;
+            if l.at >= recent {
+                trend[i] += 1.0;
+            }
+        }
+        // Who may be personalized.
+        let purpose = self.purpose(candor_store::RECS_PURPOSE)?;
+        let people: Vec<&str> = {
+            let mut seen = HashSet::new();
+            lines
+                .iter()
+                .map(|l| l.user.as_str())
+                .filter(|u| seen.insert(*u))
+                .collect()
+        };
+        let mut allowed: HashMap<&str, (SubjectId, usize)> = HashMap::new();
+        for &u in &people {
+            let Ok(s) = self.resolve_subject(tenant, u).await else {
+                continue;
+            };
+            if s.wrapped_key.is_some() && self.grant(tenant, s.id, &purpose).await.is_ok() {
+                let n = allowed.len();
+                allowed.insert(u, (s.id, n));
+            }
+        }
+        let is_sensitive = |i: u32| sensitive.contains(&items[i as usize].category);
+        let triplets: Vec<(u32, u32, f32)> = lines
+            .iter()
+            .filter_map(|l| {
+                let (_, row) = allowed.get(l.user.as_str())?;
+                let i = index[&l.item];
+                (!is_sensitive(i)).then_some((*row as u32, i, 1.0))
+            })
+            .collect();
+        let m = Csr::from_triplets(allowed.len(), items.len(), &triplets);
+        let (als, knn) = tokio::task::block_in_place(|| {
+            (
+                train_als(&m, params, &mut |_| {}),
+                ItemKnn::train(&m, NEIGHBOURS),
+            )
+        });
+        let artifact = RecsArtifact {
+            items: items.clone(),
+            factors: als.factors,
+            regularization: als.regularization,
+            alpha: als.alpha,
+            item_factors: als.item_factors.clone(),
+            knn,
+            popularity: pop,
+            trending: trend,
+            until: if until.0 == i64::MAX { latest } else { until },
+            sensitive: sensitive.clone(),
+        };
+        let bytes = serde_json::to_vec(&artifact).map_err(ml)?;
+        let digest = sha256_hex(&bytes);
+        let trained = TrainedRecs {
+            version: 0,
+            items: items.len(),
+            lines: lines.len(),
+            skipped_lines: skipped,
+            people: people.len(),
+            personalized: allowed.len(),
+            without_consent: people.len() - allowed.len(),
+            sensitive_items: (0..items.len() as u32).filter(|&i| is_sensitive(i)).count(),
+        };
+        let card = json!({
+            "kind": RECS_MODEL, "source": source, "until": artifact.until.to_rfc3339(),
+            "parameters": params, "training": trained, "neighbours": NEIGHBOURS,
+            "intended_use": "Product recommendations in the store: personalized only for people who allow personalization; everyone else gets the same quality of unpersonalized lists.",
+            "limitations": ["Sensitive categories (policy) are never personalized.", "People who joined after the cut-off are folded in from their own history at serving time only if they have factors; otherwise they get popular items."],
+        });
+        let version = self
+            .store()
+            .insert_model(
+                tenant,
+                &NewModel { name: RECS_MODEL.into(), kind: "als".into(), digest: digest.clone(), artifact: bytes, card },
+                self.clock().now(),
+                AuditDraft {
+                    tenant: Some(tenant),
+                    actor: actor.to_string(),
+                    action: "model.registered".into(),
+                    target: None,
+                    details: json!({ "name": RECS_MODEL, "digest": digest, "personalized": allowed.len() }),
+                },
+            )
+            .await?;
+        // Per-person factors and history, sealed with each person's key.
+        let tk = self.tenant_key(tenant).await?;
+        let mut rows = Vec::with_capacity(allowed.len());
+        for (&u, &(sid, row)) in &allowed {
+            let Some(s) = self.store().subject(tenant, sid).await? else {
+                continue;
+            };
+            let Some(w) = &s.wrapped_key else { continue };
+            let key = tk.unwrap_data_key(sid, w)?;
+            let (idx, val) = m.row(row);
+            let pf = PersonFactors {
+                factors: als.user(row).to_vec(),
+                history: idx.iter().copied().zip(val.iter().copied()).collect(),
+            };
+            let _ = u;
+            rows.push((
+                sid,
+                key.seal(
+                    &format!("recs:{version}"),
+                    &serde_json::to_vec(&pf).map_err(ml)?,
+                )?,
+            ));
+        }
+        for chunk in rows.chunks(1000) {
+            self.store()
+                .insert_rec_factors(tenant, version, chunk)
+                .await?;
+        }
+        Ok(TrainedRecs { version, ..trained })
+    }
+
+    /// The recommendation model to serve: the active one, or the newest if none is active.
+    async fn recs_model(&self, tenant: TenantId) -> AppResult<(i64, std::sync::Arc<RecsArtifact>)> {
+        let row = match self.store().active_model(tenant, RECS_MODEL).await? {
+            Some(r) => r,
+            None => self
+                .store()
+                .list_models(tenant)
+                .await?
+                .into_iter()
+                .rev()
+                .find(|m| m.name == RECS_MODEL)
+                .ok_or_else(|| {
+                    AppError::new(
+                        ErrorKind::Conflict,
+                        "no_recs_model",
+                        "no recommendation model is trained yet (candor recs train)",
+                    )
+                })?,
+        };
+        if let Some(a) = self.cached_recs(&row.digest) {
+            return Ok((row.version, a));
+        }
+        let full = self
+            .store()
+            .model(tenant, row.version)
+            .await?
+            .ok_or_else(|| AppError::not_found("model"))?;
+        if sha256_hex(&full.artifact) != full.digest {
+            return Err(AppError::internal("recs", &"artifact digest mismatch"));
+        }
+        let art: RecsArtifact = serde_json::from_slice(&full.artifact).map_err(ml)?;
+        let art = std::sync::Arc::new(art);
+        self.cache_recs(&full.digest, art.clone());
+        Ok((row.version, art))
+    }
+
+    /// Recommendations for a person. With a `personalization` grant and factors: ALS, each item
+    /// explained by the purchase that contributes most; otherwise (or with `context_item`)
+    /// unpersonalized lists of the same shape, marked as such.
+    pub async fn recommend(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        user_id: &str,
+        k: usize,
+        context_item: Option<&str>,
+    ) -> AppResult<RecList> {
+        if k == 0 || k > MAX_K {
+            return Err(AppError::bad_request(
+                "k_invalid",
+                format!("k is between 1 and {MAX_K}"),
+            ));
+        }
+        let (version, art) = self.recs_model(tenant).await?;
+        let index = art.index();
+        let excluded: HashSet<&str> = self.policy().excluded_categories().collect();
+        let is_out = |i: u32| excluded.contains(art.items[i as usize].category.as_str());
+        if let Some(ctx) = context_item {
+            let &ci = index.get(ctx).ok_or_else(|| AppError::not_found("item"))?;
+            let mut list = self.similar_list(&art, ci, k, &is_out);
+            list.user_id = Some(user_id.to_string());
+            list.model_version = version;
+            return Ok(list);
+        }
+        // Personalization needs the person, their grant and their factors.
+        let subject = self.resolve_subject(tenant, user_id).await.ok();
+        let purpose = self.purpose(candor_store::RECS_PURPOSE)?;
+        let mut basis = "no_subject".to_string();
+        if let Some(s) = &subject {
+            match self.grant(tenant, s.id, &purpose).await {
+                Err(d) => basis = d.code.to_string(),
+                Ok(_) => {
+                    if let (Some(w), Some(sealed)) = (
+                        &s.wrapped_key,
+                        self.store().rec_factors(tenant, version, s.id).await?,
+                    ) {
+                        let key = self.tenant_key(tenant).await?.unwrap_data_key(s.id, w)?;
+                        let pf: PersonFactors =
+                            serde_json::from_slice(&key.open(&format!("recs:{version}"), &sealed)?)
+                                .map_err(ml)?;
+                        return self
+                            .personalized(
+                                tenant, actor, s.id, user_id, version, &art, &pf, k, &is_out,
+                            )
+                            .await;
+                    }
+                    basis = "no_history".to_string();
+                }
+            }
+        }
+        let mut list = self.popular_list(&art, k, &is_out);
+        list.user_id = Some(user_id.to_string());
+        list.model_version = version;
+        list.basis = basis;
+        Ok(list)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn personalized(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        subject: SubjectId,
+        user_id: &str,
+        version: i64,
+        art: &RecsArtifact,
+        pf: &PersonFactors,
+        k: usize,
+        is_out: &(dyn Fn(u32) -> bool + Sync),
+    ) -> AppResult<RecList> {
+        let als = art.als();
+        let mut scores = als.scores(&pf.factors);
+        for (i, s) in scores.iter_mut().enumerate() {
+            if is_out(i as u32) || art.sensitive.contains(&art.items[i].category) {
+                *s = f32::NEG_INFINITY;
+            }
+        }
+        let seen: Vec<u32> = pf.history.iter().map(|h| h.0).collect();
+        let top = top_k(&scores, k, &seen);
+        let (hist_items, hist_vals): (Vec<u32>, Vec<f32>) = pf.history.iter().copied().unzip();
+        let items: Vec<RecItem> = top
+            .iter()
+            .map(|&(i, score)| {
+                let (_, parts) = als.explain(&hist_items, &hist_vals, i as usize);
+                let reason = match parts.first() {
+                    Some(&(j, c)) if c > 0.0 => format!(
+                        "because you bought {}",
+                        display_name(&art.items[j as usize])
+                    ),
+                    _ => "matches what you bought".to_string(),
+                };
+                RecItem {
+                    item: art.items[i as usize].id.clone(),
+                    name: art.items[i as usize].name.clone(),
+                    score,
+                    reason,
+                }
+            })
+            .collect();
+        // The served list is a decision about the person: stored, sealed, contestable.
+        let s = self
+            .store()
+            .subject(tenant, subject)
+            .await?
+            .ok_or_else(|| AppError::not_found("subject"))?;
+        let w = s
+            .wrapped_key
+            .as_ref()
+            .ok_or_else(|| AppError::not_found("subject"))?;
+        let key = self.tenant_key(tenant).await?.unwrap_data_key(subject, w)?;
+        let decision_id = EventId::new().to_string();
+        let outcome = json!({ "kind": "recommendations", "items": items, "model": "als" });
+        let now = self.clock().now();
+        self.store()
+            .insert_decisions(
+                tenant,
+                &[DecisionRow {
+                    id: decision_id.clone(),
+                    subject,
+                    purpose: candor_store::RECS_PURPOSE.into(),
+                    kind: RECS_MODEL.into(),
+                    model_version: Some(version),
+                    inputs_digest: sha256_hex(&serde_json::to_vec(&seen).map_err(ml)?),
+                    sealed: key.seal(&format!("decision:{decision_id}"), &serde_json::to_vec(&outcome).map_err(ml)?)?,
+                    created_at: now,
+                }],
+                vec![AuditDraft {
+                    tenant: Some(tenant),
+                    actor: actor.to_string(),
+                    action: "decision.recorded".into(),
+                    target: Some(subject.to_string()),
+                    details: json!({ "decision": decision_id, "kind": RECS_MODEL, "model_version": version, "purpose": candor_store::RECS_PURPOSE }),
+                }],
+            )
+            .await?;
+        Ok(RecList {
+            user_id: Some(user_id.to_string()),
+            personalized: true,
+            model: "als".into(),
+            model_version: version,
+            basis: "personalization consent".into(),
+            items,
+            decision_id: Some(decision_id),
+        })
+    }
+
+    fn popular_list(
+        &self,
+        art: &RecsArtifact,
+        k: usize,
+        is_out: &(dyn Fn(u32) -> bool + Sync),
+    ) -> RecList {
+        let trending = art.trending.iter().any(|&t| t > 0.0);
+        let base = if trending {
+            &art.trending
+        } else {
+            &art.popularity
+        };
+        let scores: Vec<f32> = base
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                if is_out(i as u32) || s <= 0.0 {
+                    f32::NEG_INFINITY
+                } else {
+                    s
+                }
+            })
+            .collect();
+        let items = top_k(&scores, k, &[])
+            .into_iter()
+            .map(|(i, score)| RecItem {
+                item: art.items[i as usize].id.clone(),
+                name: art.items[i as usize].name.clone(),
+                score,
+                reason: if trending {
+                    "popular this week".into()
+                } else {
+                    "a bestseller".into()
+                },
+            })
+            .collect();
+        RecList {
+            user_id: None,
+            personalized: false,
+            model: if trending {
+                "trending".into()
+            } else {
+                "popularity".into()
+            },
+            model_version: 0,
+            basis: String::new(),
+            items,
+            decision_id: None,
+        }
+    }
+
+    fn similar_list(
+        &self,
+        art: &RecsArtifact,
+        item: u32,
+        k: usize,
+        is_out: &(dyn Fn(u32) -> bool + Sync),
+    ) -> RecList {
+        let mut scores = vec![f32::NEG_INFINITY; art.items.len()];
+        if let Some(n) = art.knn.neighbours.get(item as usize) {
+            for &(j, s) in n {
+                if !is_out(j) {
+                    scores[j as usize] = s;
+                }
+            }
+        }
+        let name = display_name(&art.items[item as usize]);
+        let items = top_k(&scores, k, &[item])
+            .into_iter()
+            .map(|(i, score)| RecItem {
+                item: art.items[i as usize].id.clone(),
+                name: art.items[i as usize].name.clone(),
+                score,
+                reason: format!("often bought with {name}"),
+            })
+            .collect();
+        RecList {
+            user_id: None,
+            personalized: false,
+            model: "item_knn".into(),
+            model_version: 0,
+            basis: "context item".into(),
+            items,
+            decision_id: None,
+        }
+    }
+
+    /// Items similar to one item (bought by the same people), for product pages.
+    pub async fn similar_items(
+        &self,
+        tenant: TenantId,
+        item: &str,
+        k: usize,
+    ) -> AppResult<RecList> {
+        if k == 0 || k > MAX_K {
+            return Err(AppError::bad_request(
+                "k_invalid",
+                format!("k is between 1 and {MAX_K}"),
+            ));
+        }
+        let (version, art) = self.recs_model(tenant).await?;
+        let &i = art
+            .index()
+            .get(item)
+            .ok_or_else(|| AppError::not_found("item"))?;
+        let excluded: HashSet<&str> = self.policy().excluded_categories().collect();
+        let mut list = self.similar_list(&art, i, k, &|j| {
+            excluded.contains(art.items[j as usize].category.as_str())
+        });
+        list.model_version = version;
+        Ok(list)
+    }
+
+    /// Lists for every person with factors in a model (batch), as (subject, list).
+    pub async fn recommend_all(
+        &self,
+        tenant: TenantId,
+        version: i64,
+        k: usize,
+    ) -> AppResult<Vec<(SubjectId, Vec<RecItem>)>> {
+        let (_, art) = self.recs_model(tenant).await?;
+        let als = art.als();
+        let tk = self.tenant_key(tenant).await?;
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store()
+                .rec_subjects(tenant, version, after, 500)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.0);
+            for (sid, sealed) in page {
+                let Some(s) = self.store().subject(tenant, sid).await? else {
+                    continue;
+                };
+                let Some(w) = &s.wrapped_key else { continue };
+                let key = tk.unwrap_data_key(sid, w)?;
+                let pf: PersonFactors =
+                    serde_json::from_slice(&key.open(&format!("recs:{version}"), &sealed)?)
+                        .map_err(ml)?;
+                let mut scores = als.scores(&pf.factors);
+                for (i, sc) in scores.iter_mut().enumerate() {
+                    if art.sensitive.contains(&art.items[i].category) {
+                        *sc = f32::NEG_INFINITY;
+                    }
+                }
+                let seen: Vec<u32> = pf.history.iter().map(|h| h.0).collect();
+                let (hi, hv): (Vec<u32>, Vec<f32>) = pf.history.iter().copied().unzip();
+                let items = top_k(&scores, k, &seen)
+                    .into_iter()
+                    .map(|(i, score)| {
+                        let (_, parts) = als.explain(&hi, &hv, i as usize);
+                        RecItem {
+                            item: art.items[i as usize].id.clone(),
+                            name: art.items[i as usize].name.clone(),
+                            score,
+                            reason: parts.first().map_or(
+                                "matches what you bought".into(),
+                                |&(j, _)| {
+                                    format!(
+                                        "because you bought {}",
+                                        display_name(&art.items[j as usize])
+                                    )
+                                },
+                            ),
+                        }
+                    })
+                    .collect();
+                out.push((sid, items));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn display_name(i: &ItemInfo) -> String {
+    if i.name.is_empty() {
+        i.id.clone()
+    } else {
+        i.name.clone()
+    }
+}
+
+/// Offline evaluation with a temporal split: train on lines before `split`, evaluate on what
+/// each customer bought after it that they had not bought before. ALS, item-kNN and popularity
+/// side by side; overall and per segment and for new (no history) vs returning customers.
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    pub split: String,
+    pub k: usize,
+    pub train_lines: usize,
+    pub test_customers: usize,
+    pub models: BTreeMap<String, RankingMetrics>,
+    /// model → segment → metrics.
+    pub segments: BTreeMap<String, BTreeMap<String, RankingMetrics>>,
+}
+
+pub fn evaluate(
+    lines: &[Line],
+    split: Timestamp,
+    k: usize,
+    params: &AlsParams,
+) -> AppResult<Evaluation> {
+    let train: Vec<&Line> = lines.iter().filter(|l| l.at < split).collect();
+    let test: Vec<&Line> = lines.iter().filter(|l| l.at >= split).collect();
+    if train.is_empty() || test.is_empty() {
+        return Err(AppError::bad_request(
+            "split_invalid",
+            "the split date leaves no training or no test lines",
+        ));
+    }
+    let mut users: HashMap<&str, u32> = HashMap::new();
+    let mut items: HashMap<&str, u32> = HashMap::new();
+    let mut segment: HashMap<&str, &str> = HashMap::new();
+    for l in &train {
+        let n = users.len() as u32;
+        users.entry(l.user.as_str()).or_insert(n);
+        let n = items.len() as u32;
+        items.entry(l.item.as_str()).or_insert(n);
+        segment.entry(l.user.as_str()).or_insert(l.segment.as_str());
+    }
+    let triplets: Vec<(u32, u32, f32)> = train
+        .iter()
+        .map(|l| (users[l.user.as_str()], items[l.item.as_str()], 1.0))
+        .collect();
+    let m = Csr::from_triplets(users.len(), items.len(), &triplets);
+    let als = tokio::task::block_in_place(|| train_als(&m, params, &mut |_| {}));
+    let knn = ItemKnn::train(&m, NEIGHBOURS);
+    let pop = popularity(&m);
+    // Relevant: items bought after the split that the customer had not bought before; new
+    // customers (no training lines) are evaluated against popularity only.
+    let mut relevant: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for l in &test {
+        let Some(&i) = items.get(l.item.as_str()) else {
+            continue;
+        };
+        if let Some(&u) = users.get(l.user.as_str())
+            && m.row(u as usize).0.binary_search(&i).is_ok()
+        {
+            continue;
+        }
+        relevant.entry(l.user.as_str()).or_default().push(i);
+        segment.entry(l.user.as_str()).or_insert(l.segment.as_str());
+    }
+    for v in relevant.values_mut() {
+        v.sort_unstable();
+        v.dedup();
+    }
+    let customers: Vec<&str> = relevant.keys().copied().collect();
+    let lists = |model: &str, who: &[&str]| -> Vec<Vec<u32>> {
+        who.iter()
+            .map(|c| {
+                let (seen, scores): (&[u32], Vec<f32>) = match users.get(c) {
+                    Some(&u) => {
+                        let seen = m.row(u as usize).0;
+                        let s = match model {
+                            "als" => als.scores(als.user(u as usize)),
+                            "item_knn" => knn.scores(seen),
+                            _ => pop.clone(),
+                        };
+                        (seen, s)
+                    }
+                    None => (&[], pop.clone()),
+                };
+                top_k(&scores, k, seen)
+                    .into_iter()
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .collect()
+    };
+    let mut models = BTreeMap::new();
+    let mut segments: BTreeMap<String, BTreeMap<String, RankingMetrics>> = BTreeMap::new();
+    for model in ["als", "item_knn", "popularity"] {
+        let rel: Vec<Vec<u32>> = customers.iter().map(|c| relevant[c].clone()).collect();
+        models.insert(
+            model.to_string(),
+            ranking_metrics(&lists(model, &customers), &rel, k, items.len(), &pop),
+        );
+        let mut groups: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for c in &customers {
+            let status = if users.contains_key(c) {
+                "returning"
+            } else {
+                "new"
+            };
+            groups
+                .entry(format!("customers: {status}"))
+                .or_default()
+                .push(c);
+            let seg = segment.get(c).copied().unwrap_or("");
+            if !seg.is_empty() {
+                groups.entry(format!("segment: {seg}")).or_default().push(c);
+            }
+        }
+        let per = segments.entry(model.to_string()).or_default();
+        for (g, who) in groups {
+            let rel: Vec<Vec<u32>> = who.iter().map(|c| relevant[c].clone()).collect();
+            per.insert(
+                g,
+                ranking_metrics(&lists(model, &who), &rel, k, items.len(), &pop),
+            );
+        }
+    }
+    Ok(Evaluation {
+        split: split.to_rfc3339(),
+        k,
+        train_lines: train.len(),
+        test_customers: customers.len(),
+        models,
+        segments,
+    })
+}
+
+/// The evaluation as a page: metrics per model, a bar chart of recall and NDCG, segments.
+pub fn evaluation_html(e: &Evaluation) -> String {
+    use crate::card::esc;
+    let row = |name: &str, m: &RankingMetrics| {
+        format!(
+            "<tr><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.3}</td><td>{:.5}</td></tr>",
+            esc(name),
+            m.users,
+            m.precision,
+            m.recall,
+            m.ndcg,
+            m.map,
+            m.coverage,
+            m.mean_popularity
+        )
+    };
+    let head = "<tr><th>model / group</th><th>customers</th><th>precision@k</th><th>recall@k</th><th>NDCG@k</th><th>MAP@k</th><th>catalog coverage</th><th>mean popularity</th></tr>";
+    let overall: String = e.models.iter().map(|(n, m)| row(n, m)).collect();
+    let bars: Vec<crate::audit_html::Bar> = e
+        .models
+        .iter()
+        .flat_map(|(n, m)| {
+            [
+                (format!("{n} recall"), m.recall, None, false),
+                (format!("{n} NDCG"), m.ndcg, None, false),
+            ]
+        })
+        .collect();
+    let chart = crate::audit_html::rate_bars_svg("Recall and NDCG by model", &bars, None);
+    let mut segs = String::new();
+    for (model, groups) in &e.segments {
+        segs.push_str(&format!(
+            "<h3>{}</h3><table><thead>{head}</thead><tbody>",
+            esc(model)
+        ));
+        for (g, m) in groups.iter().filter(|(_, m)| m.users >= 20) {
+            segs.push_str(&row(g, m));
+        }
+        segs.push_str("</tbody></table>");
+    }
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Recommendation evaluation</title>
+<style>body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; }}
+table {{ border-collapse: collapse; margin: .5rem 0; font-size: 14px; }} th, td {{ border: 1px solid #ccc; padding: .2rem .45rem; text-align: left; }}</style></head><body>
+<h1>Recommendation evaluation</h1>
+<p>Temporal split at {split}: trained on {train} purchase lines before it; {test} customers evaluated on what they bought after it that they had not bought before (top {k}). New customers (no history) get popularity from every model.</p>
+<figure>{chart}</figure>
+<h2>Overall</h2><table><thead>{head}</thead><tbody>{overall}</tbody></table>
+<h2>By segment (groups of at least 20 customers)</h2>{segs}
+</body></html>
+"#,
+        split = esc(&e.split),
+        train = e.train_lines,
+        test = e.test_customers,
+        k = e.k,
+    )
+}
+
+/// A served list without the person's id, for logs and tests.
+pub fn items_json(l: &RecList) -> Value {
+    json!(l.items)
+}

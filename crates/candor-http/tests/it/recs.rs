@@ -1,0 +1,310 @@
+//! Recommendations over HTTP on both backends: factors only for people who allow
+//! personalization, the same shape unpersonalized for everyone else, withdrawal removes the
+//! factors at once, sensitive categories are never personalized, explanations and decisions.
+
+use super::H;
+use axum::http::StatusCode;
+use candor_app::recs::Line;
+use candor_ml::recs::AlsParams;
+use candor_testkit::{BACKENDS, query_strings};
+use candor_types::Timestamp;
+
+/// 40 people in two taste groups (candles c0–c9, mugs m0–m9), plus `shy` (no
+/// personalization consent) and `carer` who also bought a health product.
+fn lines(now: Timestamp) -> Vec<Line> {
+    let mut s = 5u64;
+    let mut r = |n: u64| {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 33) % n
+    };
+    let mut out = Vec::new();
+    let line = |user: &str, item: String, cat: &str, days: u32| Line {
+        user: user.to_string(),
+        name: format!(
+            "{} {item}",
+            if item.starts_with('c') {
+                "CANDLE"
+            } else if item.starts_with('m') {
+                "MUG"
+            } else {
+                "PREGNANCY TEST"
+            }
+        ),
+        item,
+        category: cat.to_string(),
+        at: now.minus_days(days),
+        segment: "UK".into(),
+    };
+    for p in 0..40 {
+        let user = format!("p{p}");
+        let group = if p < 20 { 'c' } else { 'm' };
+        for _ in 0..8 {
+            out.push(line(
+                &user,
+                format!("{group}{}", r(10)),
+                "home",
+                1 + r(20) as u32,
+            ));
+        }
+    }
+    for i in [1, 2, 3] {
+        out.push(line("alice", format!("c{i}"), "home", 2));
+        out.push(line("shy", format!("m{i}"), "home", 2));
+        out.push(line("carer", format!("c{}", i + 3), "home", 2));
+    }
+    out.push(line("carer", "h1".into(), "health", 1));
+    out.push(line("p0", "h1".into(), "health", 1));
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recommendations_respect_consent_and_explain_themselves() {
+    for backend in BACKENDS {
+        let Some(h) = H::new(backend).await else {
+            continue;
+        };
+        let app = &h.t.app;
+        for p in (0..40)
+            .map(|p| format!("p{p}"))
+            .chain(["alice".into(), "carer".into()])
+        {
+            h.consent(&p, "personalization", "granted").await;
+        }
+        h.consent("shy", "analytics", "granted").await;
+        let (s, v) = h
+            .call("GET", "/v1/subjects/alice/recommendations", &h.server, None)
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("no_recs_model")),
+            "{v}"
+        );
+        let now = app.clock().now();
+        let params = AlsParams {
+            factors: 8,
+            iterations: 10,
+            ..AlsParams::default()
+        };
+        let t = app
+            .train_recs(h.tenant, "test", &lines(now), 0, None, &params, "lines.csv")
+            .await
+            .unwrap();
+        assert_eq!(
+            (t.people, t.personalized, t.without_consent),
+            (43, 42, 1),
+            "{t:?}"
+        );
+        assert_eq!(t.sensitive_items, 1);
+        let url = h.t.db.url();
+        let count = |who: &'static str| {
+            let url = url.clone();
+            let app = app.clone();
+            let tenant = h.tenant;
+            async move {
+                let Ok(s) = app.resolve_subject(tenant, who).await else {
+                    return 0;
+                };
+                query_strings(
+                    &url,
+                    &format!(
+                        "SELECT CAST(COUNT(*) AS TEXT) FROM rec_factors WHERE subject_id = '{}'",
+                        s.id
+                    ),
+                )
+                .await[0]
+                    .parse::<i64>()
+                    .unwrap()
+            }
+        };
+        assert_eq!(count("alice").await, 1);
+        assert_eq!(
+            count("shy").await,
+            0,
+            "no factors without personalization consent"
+        );
+
+        // Personalized: the taste group, nothing already bought, explained, stored.
+        let (s, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/alice/recommendations?k=5",
+                &h.server,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            (v["personalized"].as_bool(), v["model"].as_str()),
+            (Some(true), Some("als")),
+            "{v}"
+        );
+        let items: Vec<&str> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["item"].as_str().unwrap())
+            .collect();
+        assert_eq!(items.len(), 5);
+        assert!(
+            items
+                .iter()
+                .all(|i| i.starts_with('c') && !["c1", "c2", "c3"].contains(i)),
+            "{v}"
+        );
+        assert!(
+            v["items"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("because you bought CANDLE c"),
+            "{v}"
+        );
+        let decision = v["decisionId"].as_str().unwrap();
+        let (_, d) = h
+            .call("GET", "/v1/subjects/alice/decisions", &h.server, None)
+            .await;
+        assert!(
+            d["decisions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["id"] == decision && x["kind"] == "recommendations"),
+            "{d}"
+        );
+
+        // Unpersonalized, same shape, marked, for someone without consent or unknown.
+        for (who, basis) in [("shy", "no_consent"), ("stranger", "no_subject")] {
+            let (s, v) = h
+                .call(
+                    "GET",
+                    &format!("/v1/subjects/{who}/recommendations?k=5"),
+                    &h.server,
+                    None,
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            assert_eq!(v["personalized"], false, "{v}");
+            assert_eq!(v["basis"], basis, "{v}");
+            assert!(["trending", "popularity"].contains(&v["model"].as_str().unwrap()));
+            assert_eq!(v["items"].as_array().unwrap().len(), 5);
+            assert!(
+                v["items"][0]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("popular")
+                    || v["items"][0]["reason"]
+                        .as_str()
+                        .unwrap()
+                        .contains("bestseller")
+            );
+            assert!(v["decisionId"].is_null());
+        }
+        // Sensitive categories: never in a personalized list, never in the person's model.
+        let (_, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/carer/recommendations?k=20",
+                &h.server,
+                None,
+            )
+            .await;
+        assert_eq!(v["personalized"], true, "{v}");
+        assert!(
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["item"] != "h1"),
+            "{v}"
+        );
+        let (_, ex) = h
+            .call("GET", "/v1/subjects/carer/export", &h.server, None)
+            .await;
+        let hist = ex["tables"]["rec_factors"][0]["value"]["history"]
+            .as_array()
+            .unwrap()
+            .len();
+        assert_eq!(
+            hist, 3,
+            "the health purchase is not in the model's history: {ex}"
+        );
+
+        // Item-to-item, and the context item for anyone.
+        let (s, v) = h
+            .call("GET", "/v1/items/c1/similar?k=3", &h.server, None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert!(
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["item"].as_str().unwrap().starts_with('c')),
+            "{v}"
+        );
+        assert!(
+            v["items"][0]["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("often bought with CANDLE c1")
+        );
+        let (_, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/shy/recommendations?k=3&context_item=m1",
+                &h.server,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (v["personalized"].as_bool(), v["model"].as_str()),
+            (Some(false), Some("item_knn")),
+            "{v}"
+        );
+        // Bad input.
+        let (s, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/alice/recommendations?k=0",
+                &h.server,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("k_invalid"))
+        );
+        let (s, _) = h
+            .call("GET", "/v1/items/nope/similar", &h.server, None)
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _) = h
+            .call("GET", "/v1/subjects/alice/recommendations", &h.write, None)
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+
+        // Withdrawing personalization removes the factors at once; the list falls back.
+        h.consent("alice", "personalization", "withdrawn").await;
+        assert_eq!(count("alice").await, 0);
+        let (_, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/alice/recommendations?k=5",
+                &h.server,
+                None,
+            )
+            .await;
+        assert_eq!(
+            (v["personalized"].as_bool(), v["basis"].as_str()),
+            (Some(false), Some("consent_withdrawn")),
+            "{v}"
+        );
+        // Erasure removes them too.
+        let (s, r) = h
+            .call("DELETE", "/v1/subjects/carer", &h.server, None)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        assert_eq!(r["receipt"]["erased"]["rec_factors"], 1, "{r}");
+    }
+}
