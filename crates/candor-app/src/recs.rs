@@ -59,12 +59,15 @@ impl Default for OrderColumns {
 /// One purchase line, parsed.
 #[derive(Clone, Debug)]
 pub struct Line {
+    /// The store's user id (order lines) or Candor's subject id (events).
     pub user: String,
     pub item: String,
     pub name: String,
     pub category: String,
     pub at: Timestamp,
     pub segment: String,
+    /// Interaction strength (1 per order line; by event kind and age for events).
+    pub weight: f32,
 }
 
 fn parse_time(s: &str) -> Option<Timestamp> {
@@ -122,6 +125,7 @@ pub fn order_lines(table: &RawTable, cols: &OrderColumns) -> AppResult<(Vec<Line
             category: c.map(|k| row[k].trim().to_lowercase()).unwrap_or_default(),
             at,
             segment: seg.map(|k| row[k].trim().to_string()).unwrap_or_default(),
+            weight: 1.0,
         });
     }
     Ok((out, skipped))
@@ -274,9 +278,9 @@ impl App {
         let mut trend = vec![0f32; items.len()];
         for l in &lines {
             let i = index[&l.item] as usize;
-            pop[i] += 1.0;
+            pop[i] += l.weight;
             if l.at >= recent {
-                trend[i] += 1.0;
+                trend[i] += l.weight;
             }
         }
         // Who may be personalized.
@@ -291,9 +295,12 @@ impl App {
         };
         let mut allowed: HashMap<&str, (SubjectId, usize)> = HashMap::new();
         for &u in &people {
-            let Ok(s) = self.resolve_subject(tenant, u).await else {
-                continue;
+            // Lines from events carry Candor's subject id; order lines the store's user id.
+            let found = match u.parse::<SubjectId>() {
+                Ok(id) => self.store().subject(tenant, id).await?,
+                Err(_) => self.resolve_subject(tenant, u).await.ok(),
             };
+            let Some(s) = found else { continue };
             if s.wrapped_key.is_some() && self.grant(tenant, s.id, &purpose).await.is_ok() {
                 let n = allowed.len();
                 allowed.insert(u, (s.id, n));
@@ -305,7 +312,7 @@ impl App {
             .filter_map(|l| {
                 let (_, row) = allowed.get(l.user.as_str())?;
                 let i = index[&l.item];
-                (!is_sensitive(i)).then_some((*row as u32, i, 1.0))
+                (!is_sensitive(i)).then_some((*row as u32, i, l.weight))
             })
             .collect();
         let m = Csr::from_triplets(allowed.len(), items.len(), &triplets);
@@ -463,19 +470,63 @@ impl App {
             match self.grant(tenant, s.id, &purpose).await {
                 Err(d) => basis = d.code.to_string(),
                 Ok(_) => {
-                    if let (Some(w), Some(sealed)) = (
-                        &s.wrapped_key,
-                        self.store().rec_factors(tenant, version, s.id).await?,
-                    ) {
+                    if let Some(w) = &s.wrapped_key {
                         let key = self.tenant_key(tenant).await?.unwrap_data_key(s.id, w)?;
-                        let pf: PersonFactors =
-                            serde_json::from_slice(&key.open(&format!("recs:{version}"), &sealed)?)
-                                .map_err(ml)?;
-                        return self
-                            .personalized(
-                                tenant, actor, s.id, user_id, version, &art, &pf, k, &is_out,
-                            )
-                            .await;
+                        let label = format!("recs:{version}");
+                        let pf = match self.store().rec_factors(tenant, version, s.id).await? {
+                            Some(sealed) => Some(
+                                serde_json::from_slice::<PersonFactors>(
+                                    &key.open(&label, &sealed)?,
+                                )
+                                .map_err(ml)?,
+                            ),
+                            // New since training (or changed): folded in from their own
+                            // events against the fixed item factors, and kept.
+                            None => {
+                                let grant = self
+                                    .grant(tenant, s.id, &purpose)
+                                    .await
+                                    .map_err(AppError::denied)?;
+                                let events = self.store().events_for(&grant, 20_000).await?;
+                                let index = art.index();
+                                let mut hist: BTreeMap<u32, f32> = BTreeMap::new();
+                                let now = self.clock().now();
+                                for l in event_lines(
+                                    &s.id.to_string(),
+                                    &events,
+                                    now,
+                                    &EventWeights::default(),
+                                ) {
+                                    if let Some(&i) = index.get(l.item.as_str())
+                                        && !art.sensitive.contains(&art.items[i as usize].category)
+                                    {
+                                        *hist.entry(i).or_default() += l.weight;
+                                    }
+                                }
+                                if hist.is_empty() {
+                                    None
+                                } else {
+                                    let (hi, hv): (Vec<u32>, Vec<f32>) = hist.into_iter().unzip();
+                                    let pf = PersonFactors {
+                                        factors: art.als().fold_in(&hi, &hv),
+                                        history: hi.into_iter().zip(hv).collect(),
+                                    };
+                                    let sealed =
+                                        key.seal(&label, &serde_json::to_vec(&pf).map_err(ml)?)?;
+                                    self.store()
+                                        .insert_rec_factors(tenant, version, &[(s.id, sealed)])
+                                        .await?;
+                                    Some(pf)
+                                }
+                            }
+                        };
+                        if let Some(pf) = pf {
+                            return self
+                                .personalized(
+                                    tenant, actor, s.id, user_id, version, &art, &pf, k, &is_out,
+                                )
+                                .await;
+                        }
                     }
                     basis = "no_history".to_string();
                 }
@@ -747,6 +798,109 @@ impl App {
                     })
                     .collect();
                 out.push((sid, items));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// How events count as interactions: by kind, halved every `half_life_days`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventWeights {
+    pub viewed: f32,
+    pub added: f32,
+    pub ordered: f32,
+    pub half_life_days: f32,
+}
+
+impl Default for EventWeights {
+    fn default() -> Self {
+        EventWeights {
+            viewed: 1.0,
+            added: 3.0,
+            ordered: 5.0,
+            half_life_days: 90.0,
+        }
+    }
+}
+
+/// Product interactions in a person's events (Segment Ecommerce v2: `Product Viewed`,
+/// `Product Added`, `Order Completed` with `products`), weighted by kind and age.
+pub fn event_lines(
+    user: &str,
+    events: &[candor_store::EventView],
+    now: Timestamp,
+    w: &EventWeights,
+) -> Vec<Line> {
+    let mut out = Vec::new();
+    for e in events {
+        let base = match e.name.as_deref() {
+            Some("Product Viewed") => w.viewed,
+            Some("Product Added") => w.added,
+            Some("Order Completed") => w.ordered,
+            _ => continue,
+        };
+        let age_days = (now.0 - e.occurred_at.0).max(0) as f32 / 86_400_000.0;
+        let weight = base * 0.5f32.powf(age_days / w.half_life_days.max(1e-3));
+        for props in e.plain.values().filter_map(|v| v.get("properties")) {
+            let products: Vec<&Value> = match props.get("products").and_then(Value::as_array) {
+                Some(list) => list.iter().collect(),
+                None => vec![props],
+            };
+            for p in products {
+                let id = match p.get("product_id").or_else(|| p.get("sku")) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => continue,
+                };
+                out.push(Line {
+                    user: user.to_string(),
+                    item: id,
+                    name: p
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    category: p
+                        .get("category")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_lowercase(),
+                    at: e.occurred_at,
+                    segment: String::new(),
+                    weight,
+                });
+            }
+        }
+    }
+    out
+}
+
+impl App {
+    /// Interactions from the events of everyone who allows personalization (people who do
+    /// not are not read at all).
+    pub async fn event_interactions(
+        &self,
+        tenant: TenantId,
+        weights: &EventWeights,
+    ) -> AppResult<Vec<Line>> {
+        let purpose = self.purpose(candor_store::RECS_PURPOSE)?;
+        let now = self.clock().now();
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.store().list_subjects(tenant, after, 500).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for s in page {
+                if s.wrapped_key.is_none() {
+                    continue;
+                }
+                let Ok(grant) = self.grant(tenant, s.id, &purpose).await else {
+                    continue;
+                };
+                let events = self.store().events_for(&grant, 20_000).await?;
+                out.extend(event_lines(&s.id.to_string(), &events, now, weights));
             }
         }
         Ok(out)

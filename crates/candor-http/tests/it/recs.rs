@@ -36,6 +36,7 @@ fn lines(now: Timestamp) -> Vec<Line> {
         category: cat.to_string(),
         at: now.minus_days(days),
         segment: "UK".into(),
+        weight: 1.0,
     };
     for p in 0..40 {
         let user = format!("p{p}");
@@ -283,6 +284,61 @@ async fn recommendations_respect_consent_and_explain_themselves() {
             .call("GET", "/v1/subjects/alice/recommendations", &h.write, None)
             .await;
         assert_eq!(s, StatusCode::FORBIDDEN);
+
+        // Someone new since training is folded in from their own events, without retraining.
+        h.consent("newbie", "personalization", "granted").await;
+        h.consent("newbie", "analytics", "granted").await;
+        for (i, (event, item)) in [
+            ("Product Viewed", "c7"),
+            ("Product Added", "c8"),
+            ("Product Viewed", "c9"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let (s, v) = h
+                .call("POST", "/v1/track", &h.write, Some(serde_json::json!({"userId": "newbie", "messageId": format!("nb-{i}"),
+                    "event": event, "properties": {"product_id": item, "name": format!("CANDLE {item}")}})))
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+        }
+        assert_eq!(count("newbie").await, 0);
+        let (_, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/newbie/recommendations?k=4",
+                &h.server,
+                None,
+            )
+            .await;
+        assert_eq!(v["personalized"], true, "{v}");
+        assert!(
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["item"].as_str().unwrap().starts_with('c')),
+            "{v}"
+        );
+        assert!(
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| !["c7", "c8", "c9"].contains(&i["item"].as_str().unwrap()))
+        );
+        assert_eq!(count("newbie").await, 1, "the folded-in factors are kept");
+        // Interactions from events: only people who allow personalization are read.
+        let from_events = app
+            .event_interactions(h.tenant, &candor_app::recs::EventWeights::default())
+            .await
+            .unwrap();
+        assert_eq!(from_events.len(), 3);
+        assert!(
+            from_events
+                .iter()
+                .any(|l| l.item == "c8" && (l.weight - 3.0).abs() < 0.01)
+        );
 
         // Withdrawing personalization removes the factors at once; the list falls back.
         h.consent("alice", "personalization", "withdrawn").await;
