@@ -81,6 +81,8 @@ struct Inner {
     models: RwLock<HashMap<String, Arc<scoring::LeadArtifact>>>,
     /// Parsed recommendation models by artifact digest.
     recs: RwLock<HashMap<String, Arc<recs::RecsArtifact>>>,
+    /// Group commit of served-list decisions (see [`App::record_decision`]).
+    decisions: OnceLock<tokio::sync::mpsc::Sender<DecisionJob>>,
     writer: OnceLock<writer::Writer>,
 }
 
@@ -111,6 +113,7 @@ impl App {
                 tenant_keys: RwLock::new(HashMap::new()),
                 models: RwLock::new(HashMap::new()),
                 recs: RwLock::new(HashMap::new()),
+                decisions: OnceLock::new(),
                 writer: OnceLock::new(),
             }),
         }
@@ -183,6 +186,32 @@ impl App {
         }
     }
 
+    /// Records one decision through a group commit: decisions arriving together are written
+    /// in one transaction, and each caller is answered once its decision is durable.
+    pub(crate) async fn record_decision(
+        &self,
+        tenant: TenantId,
+        row: candor_store::DecisionRow,
+        audit: candor_store::AuditDraft,
+    ) -> AppResult<()> {
+        let tx = self.inner.decisions.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(4096);
+            tokio::spawn(decision_batches(self.store().clone(), rx));
+            tx
+        });
+        let (done, wait) = tokio::sync::oneshot::channel();
+        tx.send(DecisionJob {
+            tenant,
+            row,
+            audit,
+            done,
+        })
+        .await
+        .map_err(|_| AppError::internal("decisions", &"the decision writer stopped"))?;
+        wait.await
+            .map_err(|_| AppError::internal("decisions", &"the decision writer stopped"))?
+    }
+
     pub(crate) fn cached_recs(&self, digest: &str) -> Option<Arc<recs::RecsArtifact>> {
         self.inner.recs.read().ok()?.get(digest).cloned()
     }
@@ -211,5 +240,54 @@ impl App {
             cache.insert(tenant, key.clone());
         }
         Ok(key)
+    }
+}
+
+pub(crate) struct DecisionJob {
+    tenant: TenantId,
+    row: candor_store::DecisionRow,
+    audit: candor_store::AuditDraft,
+    done: tokio::sync::oneshot::Sender<AppResult<()>>,
+}
+
+/// Writes queued decisions in batches (one transaction per tenant and batch). A batch that
+/// fails as a whole (e.g. one person was erased meanwhile) is retried one decision at a time,
+/// so each caller gets its own answer.
+async fn decision_batches(store: AnyStore, mut rx: tokio::sync::mpsc::Receiver<DecisionJob>) {
+    use candor_store::Store as _;
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < 512 {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut by_tenant: HashMap<TenantId, Vec<DecisionJob>> = HashMap::new();
+        for j in jobs {
+            by_tenant.entry(j.tenant).or_default().push(j);
+        }
+        for (tenant, jobs) in by_tenant {
+            let rows: Vec<_> = jobs.iter().map(|j| j.row.clone()).collect();
+            let audits: Vec<_> = jobs.iter().map(|j| j.audit.clone()).collect();
+            if store.insert_decisions(tenant, &rows, audits).await.is_ok() {
+                for j in jobs {
+                    let _ = j.done.send(Ok(()));
+                }
+                continue;
+            }
+            for j in jobs {
+                let r = store
+                    .insert_decisions(tenant, std::slice::from_ref(&j.row), vec![j.audit.clone()])
+                    .await
+                    .map_err(|e| match e {
+                        candor_store::StoreError::Conflict(m) => {
+                            AppError::new(ErrorKind::Conflict, "subject_erased", m)
+                        }
+                        other => other.into(),
+                    });
+                let _ = j.done.send(r);
+            }
+        }
     }
 }

@@ -154,19 +154,30 @@ pub struct RecsArtifact {
     pub until: Timestamp,
     /// Item categories never personalized.
     pub sensitive: Vec<String>,
+    /// The model and `YᵀY + λI`, prepared once per loaded artifact.
+    #[serde(skip)]
+    prepared: std::sync::OnceLock<(Als, Vec<f64>)>,
 }
 
 impl RecsArtifact {
-    fn als(&self) -> Als {
-        Als {
-            factors: self.factors,
-            regularization: self.regularization,
-            alpha: self.alpha,
-            users: 0,
-            items: self.items.len(),
-            user_factors: Vec::new(),
-            item_factors: self.item_factors.clone(),
-        }
+    fn prepared(&self) -> &(Als, Vec<f64>) {
+        self.prepared.get_or_init(|| {
+            let als = Als {
+                factors: self.factors,
+                regularization: self.regularization,
+                alpha: self.alpha,
+                users: 0,
+                items: self.items.len(),
+                user_factors: Vec::new(),
+                item_factors: self.item_factors.clone(),
+            };
+            let yty = als.item_gram();
+            (als, yty)
+        })
+    }
+
+    fn als(&self) -> &Als {
+        &self.prepared().0
     }
 
     fn index(&self) -> HashMap<&str, u32> {
@@ -333,6 +344,7 @@ impl App {
             trending: trend,
             until: if until.0 == i64::MAX { latest } else { until },
             sensitive: sensitive.clone(),
+            prepared: std::sync::OnceLock::new(),
         };
         let bytes = serde_json::to_vec(&artifact).map_err(ml)?;
         let digest = sha256_hex(&bytes);
@@ -400,29 +412,24 @@ impl App {
 
     /// The recommendation model to serve: the active one, or the newest if none is active.
     async fn recs_model(&self, tenant: TenantId) -> AppResult<(i64, std::sync::Arc<RecsArtifact>)> {
-        let row = match self.store().active_model(tenant, RECS_MODEL).await? {
-            Some(r) => r,
-            None => self
-                .store()
-                .list_models(tenant)
-                .await?
-                .into_iter()
-                .rev()
-                .find(|m| m.name == RECS_MODEL)
-                .ok_or_else(|| {
-                    AppError::new(
-                        ErrorKind::Conflict,
-                        "no_recs_model",
-                        "no recommendation model is trained yet (candor recs train)",
-                    )
-                })?,
-        };
-        if let Some(a) = self.cached_recs(&row.digest) {
-            return Ok((row.version, a));
+        let (version, digest) = self
+            .store()
+            .serving_model(tenant, RECS_MODEL)
+            .await?
+            .ok_or_else(|| {
+                AppError::new(
+                    ErrorKind::Conflict,
+                    "no_recs_model",
+                    "no recommendation model is trained yet (candor recs train)",
+                )
+            })?;
+        if let Some(a) = self.cached_recs(&digest) {
+            return Ok((version, a));
         }
+        let row_version = version;
         let full = self
             .store()
-            .model(tenant, row.version)
+            .model(tenant, row_version)
             .await?
             .ok_or_else(|| AppError::not_found("model"))?;
         if sha256_hex(&full.artifact) != full.digest {
@@ -431,7 +438,7 @@ impl App {
         let art: RecsArtifact = serde_json::from_slice(&full.artifact).map_err(ml)?;
         let art = std::sync::Arc::new(art);
         self.cache_recs(&full.digest, art.clone());
-        Ok((row.version, art))
+        Ok((row_version, art))
     }
 
     /// Recommendations for a person. With a `personalization` grant and factors: ALS, each item
@@ -523,7 +530,8 @@ impl App {
                         if let Some(pf) = pf {
                             return self
                                 .personalized(
-                                    tenant, actor, s.id, user_id, version, &art, &pf, k, &is_out,
+                                    tenant, actor, s.id, user_id, version, &art, &pf, &key, k,
+                                    &is_out,
                                 )
                                 .await;
                         }
@@ -549,6 +557,7 @@ impl App {
         version: i64,
         art: &RecsArtifact,
         pf: &PersonFactors,
+        key: &candor_crypto::DataKey,
         k: usize,
         is_out: &(dyn Fn(u32) -> bool + Sync),
     ) -> AppResult<RecList> {
@@ -562,10 +571,15 @@ impl App {
         let seen: Vec<u32> = pf.history.iter().map(|h| h.0).collect();
         let top = top_k(&scores, k, &seen);
         let (hist_items, hist_vals): (Vec<u32>, Vec<f32>) = pf.history.iter().copied().unzip();
+        // The person's system is factored once; each item's explanation is one solve.
+        let system = als.user_system_with(&art.prepared().1, &hist_items, &hist_vals);
         let items: Vec<RecItem> = top
             .iter()
             .map(|&(i, score)| {
-                let (_, parts) = als.explain(&hist_items, &hist_vals, i as usize);
+                let parts = match &system {
+                    Some(l) => als.explain_with(l, &hist_items, &hist_vals, i as usize).1,
+                    None => Vec::new(),
+                };
                 let reason = match parts.first() {
                     Some(&(j, c)) if c > 0.0 => format!(
                         "because you bought {}",
@@ -581,42 +595,34 @@ impl App {
                 }
             })
             .collect();
-        // The served list is a decision about the person: stored, sealed, contestable.
-        let s = self
-            .store()
-            .subject(tenant, subject)
-            .await?
-            .ok_or_else(|| AppError::not_found("subject"))?;
-        let w = s
-            .wrapped_key
-            .as_ref()
-            .ok_or_else(|| AppError::not_found("subject"))?;
-        let key = self.tenant_key(tenant).await?.unwrap_data_key(subject, w)?;
+        // The served list is a decision about the person: stored (group commit), sealed with
+        // their key, contestable.
         let decision_id = EventId::new().to_string();
         let outcome = json!({ "kind": "recommendations", "items": items, "model": "als" });
-        let now = self.clock().now();
-        self.store()
-            .insert_decisions(
-                tenant,
-                &[DecisionRow {
-                    id: decision_id.clone(),
-                    subject,
-                    purpose: candor_store::RECS_PURPOSE.into(),
-                    kind: RECS_MODEL.into(),
-                    model_version: Some(version),
-                    inputs_digest: sha256_hex(&serde_json::to_vec(&seen).map_err(ml)?),
-                    sealed: key.seal(&format!("decision:{decision_id}"), &serde_json::to_vec(&outcome).map_err(ml)?)?,
-                    created_at: now,
-                }],
-                vec![AuditDraft {
-                    tenant: Some(tenant),
-                    actor: actor.to_string(),
-                    action: "decision.recorded".into(),
-                    target: Some(subject.to_string()),
-                    details: json!({ "decision": decision_id, "kind": RECS_MODEL, "model_version": version, "purpose": candor_store::RECS_PURPOSE }),
-                }],
-            )
-            .await?;
+        self.record_decision(
+            tenant,
+            DecisionRow {
+                id: decision_id.clone(),
+                subject,
+                purpose: candor_store::RECS_PURPOSE.into(),
+                kind: RECS_MODEL.into(),
+                model_version: Some(version),
+                inputs_digest: sha256_hex(&serde_json::to_vec(&seen).map_err(ml)?),
+                sealed: key.seal(
+                    &format!("decision:{decision_id}"),
+                    &serde_json::to_vec(&outcome).map_err(ml)?,
+                )?,
+                created_at: self.clock().now(),
+            },
+            AuditDraft {
+                tenant: Some(tenant),
+                actor: actor.to_string(),
+                action: "decision.recorded".into(),
+                target: Some(subject.to_string()),
+                details: json!({ "decision": decision_id, "kind": RECS_MODEL, "model_version": version, "purpose": candor_store::RECS_PURPOSE }),
+            },
+        )
+        .await?;
         Ok(RecList {
             user_id: Some(user_id.to_string()),
             personalized: true,

@@ -345,11 +345,24 @@ impl Als {
         &self.item_factors[i * self.factors..(i + 1) * self.factors]
     }
 
+    /// `YᵀY + λI` of the item factors (f64, row-major): computed once per model and passed to
+    /// [`Als::user_system_with`] when serving many people.
+    pub fn item_gram(&self) -> Vec<f64> {
+        gram(&self.item_factors, self.factors, self.regularization)
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    }
+
     /// The per-user system matrix `YᵀY + Yᵀ(C_u − I)Y + λI` (f64), Cholesky-factored.
     fn user_system(&self, items: &[u32], values: &[f32]) -> Option<Vec<f64>> {
+        self.user_system_with(&self.item_gram(), items, values)
+    }
+
+    /// [`Als::user_system`] from a precomputed [`Als::item_gram`].
+    pub fn user_system_with(&self, yty: &[f64], items: &[u32], values: &[f32]) -> Option<Vec<f64>> {
         let k = self.factors;
-        let yty = gram(&self.item_factors, k, self.regularization);
-        let mut a: Vec<f64> = yty.iter().map(|&v| f64::from(v)).collect();
+        let mut a: Vec<f64> = yty.to_vec();
         for (&i, &v) in items.iter().zip(values) {
             let c = f64::from(self.alpha * v);
             let yi = self.item(i as usize);
@@ -386,12 +399,24 @@ impl Als {
     /// contribution per history item, `c_uj · y_iᵀ W_u⁻¹ y_j` (W_u the user's system matrix),
     /// strongest first, with the score they add up to.
     pub fn explain(&self, items: &[u32], values: &[f32], item: usize) -> (f32, Vec<(u32, f32)>) {
+        match self.user_system(items, values) {
+            Some(l) => self.explain_with(&l, items, values, item),
+            None => (0.0, Vec::new()),
+        }
+    }
+
+    /// [`Als::explain`] with the person's factored system from [`Als::user_system_with`]
+    /// (factor once, explain every recommended item).
+    pub fn explain_with(
+        &self,
+        l: &[f64],
+        items: &[u32],
+        values: &[f32],
+        item: usize,
+    ) -> (f32, Vec<(u32, f32)>) {
         let k = self.factors;
-        let Some(l) = self.user_system(items, values) else {
-            return (0.0, Vec::new());
-        };
         let yi: Vec<f64> = self.item(item).iter().map(|&v| f64::from(v)).collect();
-        let w = cholesky_solve(&l, &yi, k);
+        let w = cholesky_solve(l, &yi, k);
         let mut parts: Vec<(u32, f32)> = items
             .iter()
             .zip(values)

@@ -1091,6 +1091,19 @@ macro_rules! impl_store {
                 .transpose()
             }
 
+            async fn serving_model(&self, tenant: TenantId, name: &str) -> Result<Option<(i64, String)>> {
+                sqlx::query(
+                    "SELECT version, digest FROM models WHERE tenant_id = $1 AND name = $2 AND status <> 'retired' \
+                     ORDER BY CASE WHEN status = 'active' THEN 0 ELSE 1 END, version DESC LIMIT 1",
+                )
+                .bind(tenant.to_string())
+                .bind(name)
+                .fetch_optional(self.reader())
+                .await?
+                .map(|r| Ok((r.try_get("version")?, r.try_get("digest")?)))
+                .transpose()
+            }
+
             async fn transition_model(
                 &self,
                 tenant: TenantId,

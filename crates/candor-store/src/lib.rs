@@ -658,6 +658,14 @@ pub trait Store: Send + Sync {
         tenant: TenantId,
         name: &str,
     ) -> impl Future<Output = Result<Option<ModelRow>>> + Send;
+    /// The version and digest of a model name to serve: the active version, else the newest.
+    /// Reads only the columns stored before the artifact (SQLite walks a row's overflow pages
+    /// to reach columns after a large blob).
+    fn serving_model(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<(i64, String)>>> + Send;
     /// Moves a model to `to` if its status is one of `allowed_from` (else `Conflict`),
     /// recording the step; activating retires the model of the same name that was active.
     /// Returns the previous status.
@@ -1059,6 +1067,9 @@ impl Store for AnyStore {
     }
     async fn active_model(&self, tenant: TenantId, name: &str) -> Result<Option<ModelRow>> {
         dispatch!(self, s => s.active_model(tenant, name))
+    }
+    async fn serving_model(&self, tenant: TenantId, name: &str) -> Result<Option<(i64, String)>> {
+        dispatch!(self, s => s.serving_model(tenant, name))
     }
     async fn transition_model(
         &self,
