@@ -5,6 +5,7 @@
 mod dsr;
 mod http;
 mod ml;
+mod recs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
