@@ -186,25 +186,44 @@ impl App {
         }
     }
 
-    /// Records one decision through a group commit: decisions arriving together are written
-    /// in one transaction, and each caller is answered once its decision is durable.
-    pub(crate) async fn record_decision(
+    fn decision_queue(&self) -> &tokio::sync::mpsc::Sender<DecisionJob> {
+        self.inner.decisions.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(4096);
+            tokio::spawn(decision_batches(self.store().clone(), rx));
+            tx
+        })
+    }
+
+    /// Records one decision through the group commit without waiting for it: used for served
+    /// recommendation lists, whose record is committed within one batch (milliseconds) after
+    /// the answer. Reads of a person's decisions, exports and erasure flush the queue first;
+    /// `candor serve` flushes it at shutdown. Lead scores are written before they are answered.
+    pub(crate) async fn record_decision_soon(
         &self,
         tenant: TenantId,
         row: candor_store::DecisionRow,
         audit: candor_store::AuditDraft,
     ) -> AppResult<()> {
-        let tx = self.inner.decisions.get_or_init(|| {
-            let (tx, rx) = tokio::sync::mpsc::channel(4096);
-            tokio::spawn(decision_batches(self.store().clone(), rx));
-            tx
-        });
+        self.decision_queue()
+            .send(DecisionJob {
+                tenant,
+                entry: Some((row, audit)),
+                done: None,
+            })
+            .await
+            .map_err(|_| AppError::internal("decisions", &"the decision writer stopped"))
+    }
+
+    /// Waits until every decision queued before the call is committed.
+    pub async fn flush_decisions(&self) -> AppResult<()> {
+        let Some(tx) = self.inner.decisions.get() else {
+            return Ok(());
+        };
         let (done, wait) = tokio::sync::oneshot::channel();
         tx.send(DecisionJob {
-            tenant,
-            row,
-            audit,
-            done,
+            tenant: TenantId(uuid::Uuid::nil()),
+            entry: None,
+            done: Some(done),
         })
         .await
         .map_err(|_| AppError::internal("decisions", &"the decision writer stopped"))?;
@@ -245,14 +264,14 @@ impl App {
 
 pub(crate) struct DecisionJob {
     tenant: TenantId,
-    row: candor_store::DecisionRow,
-    audit: candor_store::AuditDraft,
-    done: tokio::sync::oneshot::Sender<AppResult<()>>,
+    /// `None`: a flush marker, answered once everything before it is committed.
+    entry: Option<(candor_store::DecisionRow, candor_store::AuditDraft)>,
+    done: Option<tokio::sync::oneshot::Sender<AppResult<()>>>,
 }
 
 /// Writes queued decisions in batches (one transaction per tenant and batch). A batch that
-/// fails as a whole (e.g. one person was erased meanwhile) is retried one decision at a time,
-/// so each caller gets its own answer.
+/// fails as a whole (e.g. one person was erased meanwhile) is retried one decision at a time;
+/// a decision about an erased person is dropped (nothing is recorded for them).
 async fn decision_batches(store: AnyStore, mut rx: tokio::sync::mpsc::Receiver<DecisionJob>) {
     use candor_store::Store as _;
     while let Some(first) = rx.recv().await {
@@ -263,31 +282,34 @@ async fn decision_batches(store: AnyStore, mut rx: tokio::sync::mpsc::Receiver<D
                 Err(_) => break,
             }
         }
-        let mut by_tenant: HashMap<TenantId, Vec<DecisionJob>> = HashMap::new();
+        let mut by_tenant: HashMap<
+            TenantId,
+            Vec<(candor_store::DecisionRow, candor_store::AuditDraft)>,
+        > = HashMap::new();
+        let mut flushes = Vec::new();
         for j in jobs {
-            by_tenant.entry(j.tenant).or_default().push(j);
+            match j.entry {
+                Some(e) => by_tenant.entry(j.tenant).or_default().push(e),
+                None => flushes.extend(j.done),
+            }
         }
-        for (tenant, jobs) in by_tenant {
-            let rows: Vec<_> = jobs.iter().map(|j| j.row.clone()).collect();
-            let audits: Vec<_> = jobs.iter().map(|j| j.audit.clone()).collect();
-            if store.insert_decisions(tenant, &rows, audits).await.is_ok() {
-                for j in jobs {
-                    let _ = j.done.send(Ok(()));
+        for (tenant, entries) in by_tenant {
+            let rows: Vec<_> = entries.iter().map(|e| e.0.clone()).collect();
+            let audits: Vec<_> = entries.iter().map(|e| e.1.clone()).collect();
+            if let Err(e) = store.insert_decisions(tenant, &rows, audits).await {
+                tracing::debug!(error = %e, "decision batch retried one by one");
+                for (row, audit) in entries {
+                    if let Err(e) = store
+                        .insert_decisions(tenant, std::slice::from_ref(&row), vec![audit])
+                        .await
+                    {
+                        tracing::warn!(error = %e, decision = %row.id, "decision not recorded");
+                    }
                 }
-                continue;
             }
-            for j in jobs {
-                let r = store
-                    .insert_decisions(tenant, std::slice::from_ref(&j.row), vec![j.audit.clone()])
-                    .await
-                    .map_err(|e| match e {
-                        candor_store::StoreError::Conflict(m) => {
-                            AppError::new(ErrorKind::Conflict, "subject_erased", m)
-                        }
-                        other => other.into(),
-                    });
-                let _ = j.done.send(r);
-            }
+        }
+        for f in flushes {
+            let _ = f.send(Ok(()));
         }
     }
 }

@@ -595,11 +595,11 @@ impl App {
                 }
             })
             .collect();
-        // The served list is a decision about the person: stored (group commit), sealed with
-        // their key, contestable.
+        // The served list is a decision about the person: stored (group commit, committed
+        // within one batch after the answer), sealed with their key, contestable.
         let decision_id = EventId::new().to_string();
         let outcome = json!({ "kind": "recommendations", "items": items, "model": "als" });
-        self.record_decision(
+        self.record_decision_soon(
             tenant,
             DecisionRow {
                 id: decision_id.clone(),

@@ -781,6 +781,8 @@ impl App {
         actor: &str,
         subject: SubjectId,
     ) -> AppResult<ErasureReceipt> {
+        // Decisions still queued are committed first, so the erasure reaches them too.
+        self.flush_decisions().await?;
         let now = self.clock().now();
         let receipt_id = EventId::new().to_string();
         let counts = self
@@ -830,6 +832,7 @@ impl App {
         subject: SubjectId,
         out: &tokio::sync::mpsc::Sender<Vec<u8>>,
     ) -> AppResult<BTreeMap<&'static str, usize>> {
+        self.flush_decisions().await?;
         let s = self.subject_row(tenant, subject).await?;
         let key = self.data_key(tenant, &s).await?;
         let state = self.store().subject_state(tenant, subject).await?;

@@ -877,6 +877,8 @@ impl App {
         limit: u32,
     ) -> AppResult<(SubjectId, Vec<DecisionView>)> {
         let subject = self.resolve_subject(tenant, user_id).await?;
+        // Lists served moments ago are in the decision queue: commit them first.
+        self.flush_decisions().await?;
         let rows = self
             .store()
             .decisions_for(tenant, subject.id, limit)

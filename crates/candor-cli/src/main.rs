@@ -468,9 +468,13 @@ async fn serve(app: App, listen: &str, retention_every_hours: u64) -> Result<()>
             }
         });
     }
-    candor_http::serve(listener, app, shutdown_signal())
+    candor_http::serve(listener, app.clone(), shutdown_signal())
         .await
         .context("serving HTTP")?;
+    // Served recommendation lists still queued are recorded before the process ends.
+    app.flush_decisions()
+        .await
+        .map_err(|e| anyhow::anyhow!("{} [{}]", e.message, e.code))?;
     Ok(())
 }
 
