@@ -461,7 +461,16 @@ impl App {
         let (version, art) = self.recs_model(tenant).await?;
         let index = art.index();
         let excluded: HashSet<&str> = self.policy().excluded_categories().collect();
-        let is_out = |i: u32| excluded.contains(art.items[i as usize].category.as_str());
+        let unavailable: HashSet<String> = self
+            .store()
+            .out_of_stock(tenant)
+            .await?
+            .into_iter()
+            .collect();
+        let is_out = |i: u32| {
+            let it = &art.items[i as usize];
+            excluded.contains(it.category.as_str()) || unavailable.contains(&it.id)
+        };
         if let Some(ctx) = context_item {
             let &ci = index.get(ctx).ok_or_else(|| AppError::not_found("item"))?;
             let mut list = self.similar_list(&art, ci, k, &is_out);
@@ -740,8 +749,15 @@ impl App {
             .get(item)
             .ok_or_else(|| AppError::not_found("item"))?;
         let excluded: HashSet<&str> = self.policy().excluded_categories().collect();
+        let unavailable: HashSet<String> = self
+            .store()
+            .out_of_stock(tenant)
+            .await?
+            .into_iter()
+            .collect();
         let mut list = self.similar_list(&art, i, k, &|j| {
-            excluded.contains(art.items[j as usize].category.as_str())
+            let it = &art.items[j as usize];
+            excluded.contains(it.category.as_str()) || unavailable.contains(&it.id)
         });
         list.model_version = version;
         Ok(list)
@@ -1113,4 +1129,39 @@ table {{ border-collapse: collapse; margin: .5rem 0; font-size: 14px; }} th, td 
 /// A served list without the person's id, for logs and tests.
 pub fn items_json(l: &RecList) -> Value {
     json!(l.items)
+}
+
+impl App {
+    /// Marks an item in or out of stock: out-of-stock items are never recommended.
+    pub async fn set_item_stock(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        item: &str,
+        in_stock: bool,
+    ) -> AppResult<()> {
+        let item = item.trim();
+        if item.is_empty() || item.len() > 200 {
+            return Err(AppError::bad_request(
+                "item_invalid",
+                "an item id is 1 to 200 bytes",
+            ));
+        }
+        self.store()
+            .set_item_stock(
+                tenant,
+                item,
+                in_stock,
+                self.clock().now(),
+                AuditDraft {
+                    tenant: Some(tenant),
+                    actor: actor.to_string(),
+                    action: "catalog.stock".into(),
+                    target: Some(format!("item:{item}")),
+                    details: json!({ "in_stock": in_stock }),
+                },
+            )
+            .await?;
+        Ok(())
+    }
 }

@@ -76,6 +76,7 @@ pub fn router(app: App) -> Router {
             get(get_recommendations),
         )
         .route("/v1/items/{id}/similar", get(get_similar))
+        .route("/v1/items/{id}/stock", put(put_item_stock))
         .route("/v1/subjects/{id}", delete(delete_subject))
         .route("/v1/requests", post(post_request).get(list_requests))
         .route("/v1/requests/{id}", get(get_request))
@@ -540,6 +541,26 @@ async fn get_similar(
     Ok(Json(json!(
         app.similar_items(p.tenant, &id, q.k.unwrap_or(10)).await?
     )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct StockBody {
+    in_stock: bool,
+}
+
+async fn put_item_stock(
+    State(app): State<App>,
+    Auth(p): Auth,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<StatusCode> {
+    p.require(Scope::Server)?;
+    let Path(id) = path?;
+    let b: StockBody = body_as(body)?;
+    app.set_item_stock(p.tenant, &p.actor(), &id, b.in_stock)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delete_subject(
@@ -1065,6 +1086,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/subjects/{id}/export"),
     ("get", "/v1/subjects/{id}/recommendations"),
     ("get", "/v1/items/{id}/similar"),
+    ("put", "/v1/items/{id}/stock"),
     ("delete", "/v1/subjects/{id}"),
     ("post", "/v1/requests"),
     ("get", "/v1/requests"),

@@ -171,6 +171,12 @@ pub fn openapi_document() -> Value {
                 "security": [{ "bearer": [] }],
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }, { "name": "k", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 100 } }],
                 "responses": { "200": ok("The list.", json!({ "type": "object" })), "404": error_response("Unknown item."), "409": error_response("No recommendation model trained yet.") } } },
+            "/v1/items/{id}/stock": { "put": {
+                "tags": ["recommendations"], "summary": "Mark an item in or out of stock: out-of-stock items are never recommended",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": json_body(json!({ "type": "object", "required": ["inStock"], "additionalProperties": false, "properties": { "inStock": { "type": "boolean" } } })),
+                "responses": { "204": { "description": "Recorded." }, "400": error_response("Bad body or item id."), "403": error_response("Needs a server or admin key.") } } },
             "/v1/subjects/{id}": { "delete": {
                 "tags": ["rights"], "summary": "Erase the person: every row, their data key, a suppression entry; returns the receipt",
                 "security": [{ "bearer": [] }],

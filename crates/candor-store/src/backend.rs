@@ -1923,6 +1923,34 @@ macro_rules! impl_store {
                     .collect()
             }
 
+            async fn set_item_stock(&self, tenant: TenantId, item: &str, in_stock: bool, at: Timestamp, audit: AuditDraft) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                sqlx::query(
+                    "INSERT INTO catalog_items (tenant_id, item_id, in_stock, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (tenant_id, item_id) DO UPDATE SET in_stock = excluded.in_stock, updated_at = excluded.updated_at",
+                )
+                .bind(tenant.to_string())
+                .bind(item)
+                .bind(in_stock)
+                .bind(at.0)
+                .execute(&mut *tx)
+                .await?;
+                audit_tx(&mut tx, vec![audit], at).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn out_of_stock(&self, tenant: TenantId) -> Result<Vec<String>> {
+                sqlx::query("SELECT item_id FROM catalog_items WHERE tenant_id = $1 AND in_stock = $2 ORDER BY item_id")
+                    .bind(tenant.to_string())
+                    .bind(false)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|r| Ok(r.try_get("item_id")?))
+                    .collect()
+            }
+
             async fn fairness_alerts(&self, tenant: TenantId, before: Option<i64>, limit: u32) -> Result<Vec<AlertRow>> {
                 sqlx::query(
                     "SELECT seq, version, audit_seq, gate, subject, value, limit_value, created_at FROM fairness_alerts \

@@ -890,6 +890,18 @@ pub trait Store: Send + Sync {
         subject: SubjectId,
     ) -> impl Future<Output = Result<Vec<(i64, Sealed)>>> + Send;
 
+    /// Sets whether an item is in stock (audited).
+    fn set_item_stock(
+        &self,
+        tenant: TenantId,
+        item: &str,
+        in_stock: bool,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Items marked out of stock.
+    fn out_of_stock(&self, tenant: TenantId) -> impl Future<Output = Result<Vec<String>>> + Send;
+
     /// Alerts of a tenant, newest first, with ids below `before` (all for `None`).
     fn fairness_alerts(
         &self,
@@ -1290,6 +1302,19 @@ impl Store for AnyStore {
         subject: SubjectId,
     ) -> Result<Vec<(i64, Sealed)>> {
         dispatch!(self, s => s.rec_factors_for(tenant, subject))
+    }
+    async fn set_item_stock(
+        &self,
+        tenant: TenantId,
+        item: &str,
+        in_stock: bool,
+        at: Timestamp,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        dispatch!(self, s => s.set_item_stock(tenant, item, in_stock, at, audit))
+    }
+    async fn out_of_stock(&self, tenant: TenantId) -> Result<Vec<String>> {
+        dispatch!(self, s => s.out_of_stock(tenant))
     }
     async fn fairness_alerts(
         &self,

@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "recs",
         include_str!("../migrations/postgres/0005_recs.sql"),
     ),
+    (
+        6,
+        "catalog",
+        include_str!("../migrations/postgres/0006_catalog.sql"),
+    ),
 ];
 
 impl PgStore {

@@ -46,6 +46,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "recs",
         include_str!("../migrations/sqlite/0005_recs.sql"),
     ),
+    (
+        6,
+        "catalog",
+        include_str!("../migrations/sqlite/0006_catalog.sql"),
+    ),
 ];
 
 impl SqliteStore {

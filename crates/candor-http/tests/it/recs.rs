@@ -263,6 +263,60 @@ async fn recommendations_respect_consent_and_explain_themselves() {
             (Some(false), Some("item_knn")),
             "{v}"
         );
+        // Out-of-stock items are never recommended, to anyone.
+        let first = v["items"][0]["item"].as_str().unwrap_or("m2").to_string();
+        let (s, _) = h
+            .call(
+                "PUT",
+                &format!("/v1/items/{first}/stock"),
+                &h.server,
+                Some(serde_json::json!({"inStock": false})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+        let (_, v) = h
+            .call(
+                "GET",
+                "/v1/subjects/shy/recommendations?k=3&context_item=m1",
+                &h.server,
+                None,
+            )
+            .await;
+        assert!(
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|i| i["item"] != first.as_str()),
+            "{v}"
+        );
+        for who in ["alice", "shy"] {
+            let (_, v) = h
+                .call(
+                    "GET",
+                    &format!("/v1/subjects/{who}/recommendations?k=20"),
+                    &h.server,
+                    None,
+                )
+                .await;
+            assert!(
+                v["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|i| i["item"] != first.as_str()),
+                "{v}"
+            );
+        }
+        let (s, _) = h
+            .call(
+                "PUT",
+                "/v1/items/x/stock",
+                &h.server,
+                Some(serde_json::json!({"inStock": "no"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
         // Bad input.
         let (s, v) = h
             .call(
