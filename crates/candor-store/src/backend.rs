@@ -846,29 +846,7 @@ macro_rules! impl_store {
                 .bind(i64::from(limit))
                 .fetch_all(self.reader())
                 .await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in rows {
-                    let category: Category = parse("category", &r.try_get::<String, _>("category")?)?;
-                    if !grant.allows(&category) {
-                        continue;
-                    }
-                    let mut plain = decode_plain(&r.try_get::<String, _>("plain")?)?;
-                    plain.retain(|c, _| grant.allows(c));
-                    let mut sealed = decode_sealed(&r.try_get::<String, _>("sealed")?)?;
-                    sealed.retain(|c, _| grant.allows(c));
-                    out.push(EventView {
-                        id: parse::<EventId>("event id", &r.try_get::<String, _>("id")?)?,
-                        message_id: r.try_get("message_id")?,
-                        kind: r.try_get("kind")?,
-                        name: r.try_get("name")?,
-                        category,
-                        plain,
-                        sealed,
-                        occurred_at: Timestamp(r.try_get("occurred_at")?),
-                        received_at: Timestamp(r.try_get("received_at")?),
-                    });
-                }
-                Ok(out)
+                events_granted(&rows, grant)
             }
 
             async fn fields_for(&self, grant: &Grant) -> Result<Vec<FieldRow>> {
@@ -1264,18 +1242,7 @@ macro_rules! impl_store {
                 .fetch_all(self.reader())
                 .await?
                 .iter()
-                .map(|r| {
-                    Ok(DecisionRow {
-                        id: r.try_get("id")?,
-                        subject: parse("subject id", &r.try_get::<String, _>("subject_id")?)?,
-                        purpose: r.try_get("purpose")?,
-                        kind: r.try_get("kind")?,
-                        model_version: r.try_get("model_version")?,
-                        inputs_digest: r.try_get("inputs_digest")?,
-                        sealed: Sealed::from_stored(r.try_get("sealed")?),
-                        created_at: Timestamp(r.try_get("created_at")?),
-                    })
-                })
+                .map(decision_from)
                 .collect()
             }
 
@@ -1476,7 +1443,7 @@ macro_rules! impl_store {
                 // The row lock waits for ingestion in flight (it holds a share lock); ingestion
                 // that starts later sees the tombstone and drops the person's events.
                 let row = sqlx::query(concat!(
-                    "SELECT erased_at FROM subjects WHERE tenant_id = $1 AND id = $2",
+                    "SELECT erased_at, wrapped_key IS NOT NULL AS keyed FROM subjects WHERE tenant_id = $1 AND id = $2",
                     $update
                 ))
                 .bind(&t)
@@ -1489,6 +1456,7 @@ macro_rules! impl_store {
                 }
                 let mut counts = ErasureCounts {
                     already_erased: row.try_get::<Option<i64>, _>("erased_at")?.is_some(),
+                    key_destroyed: row.try_get::<bool, _>("keyed")?,
                     ..ErasureCounts::default()
                 };
                 sqlx::query(
@@ -1527,13 +1495,11 @@ macro_rules! impl_store {
                      AND (sealed IS NOT NULL OR token_hash IS NOT NULL)",
                 )
                 .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
-                counts.key_destroyed = sqlx::query(
+                sqlx::query(
                     "UPDATE subjects SET wrapped_key = NULL, restricted_at = NULL, erased_at = COALESCE(erased_at, $3) \
-                     WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL",
+                     WHERE tenant_id = $1 AND id = $2",
                 )
-                .bind(&t).bind(&sid).bind(at.0).execute(&mut *tx).await?.rows_affected() > 0;
-                sqlx::query("UPDATE subjects SET erased_at = COALESCE(erased_at, $3) WHERE tenant_id = $1 AND id = $2")
-                    .bind(&t).bind(&sid).bind(at.0).execute(&mut *tx).await?;
+                .bind(&t).bind(&sid).bind(at.0).execute(&mut *tx).await?;
                 let mut audit = audit;
                 audit.details["erased"] = serde_json::to_value(&counts).unwrap_or_default();
                 audit_tx(&mut tx, vec![audit], at).await?;
@@ -1641,26 +1607,7 @@ macro_rules! impl_store {
                 .bind(i64::from(limit))
                 .fetch_all(self.reader())
                 .await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in rows {
-                    let category: Category = parse("category", &r.try_get::<String, _>("category")?)?;
-                    let mut plain = decode_plain(&r.try_get::<String, _>("plain")?)?;
-                    plain.retain(|c, _| grant.allows(c));
-                    let mut sealed = decode_sealed(&r.try_get::<String, _>("sealed")?)?;
-                    sealed.retain(|c, _| grant.allows(c));
-                    out.push(EventView {
-                        id: parse::<EventId>("event id", &r.try_get::<String, _>("id")?)?,
-                        message_id: r.try_get("message_id")?,
-                        kind: r.try_get("kind")?,
-                        name: r.try_get("name")?,
-                        category,
-                        plain,
-                        sealed,
-                        occurred_at: Timestamp(r.try_get("occurred_at")?),
-                        received_at: Timestamp(r.try_get("received_at")?),
-                    });
-                }
-                Ok(out)
+                events_granted(&rows, grant)
             }
 
             async fn save_request(&self, tenant: TenantId, row: &RequestRow, expected: Option<&str>, audit: AuditDraft) -> Result<()> {
@@ -1996,6 +1943,34 @@ macro_rules! impl_store {
                 })
                 .collect()
             }
+        }
+
+        /// Event rows as a grant may see them: rows of other categories are skipped, and of the
+        /// rest only the grant's categories are kept.
+        fn events_granted(rows: &[DbRow], grant: &Grant) -> Result<Vec<EventView>> {
+            let mut out = Vec::with_capacity(rows.len());
+            for r in rows {
+                let category: Category = parse("category", &r.try_get::<String, _>("category")?)?;
+                if !grant.allows(&category) {
+                    continue;
+                }
+                let mut plain = decode_plain(&r.try_get::<String, _>("plain")?)?;
+                plain.retain(|c, _| grant.allows(c));
+                let mut sealed = decode_sealed(&r.try_get::<String, _>("sealed")?)?;
+                sealed.retain(|c, _| grant.allows(c));
+                out.push(EventView {
+                    id: parse::<EventId>("event id", &r.try_get::<String, _>("id")?)?,
+                    message_id: r.try_get("message_id")?,
+                    kind: r.try_get("kind")?,
+                    name: r.try_get("name")?,
+                    category,
+                    plain,
+                    sealed,
+                    occurred_at: Timestamp(r.try_get("occurred_at")?),
+                    received_at: Timestamp(r.try_get("received_at")?),
+                });
+            }
+            Ok(out)
         }
 
         fn decision_from(r: &DbRow) -> Result<DecisionRow> {
