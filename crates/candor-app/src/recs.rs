@@ -154,13 +154,21 @@ pub struct RecsArtifact {
     pub until: Timestamp,
     /// Item categories never personalized.
     pub sensitive: Vec<String>,
-    /// The model and `YᵀY + λI`, prepared once per loaded artifact.
+    /// The model, `YᵀY + λI` and the item index, prepared once per loaded artifact.
     #[serde(skip)]
-    prepared: std::sync::OnceLock<(Als, Vec<f64>)>,
+    prepared: std::sync::OnceLock<Prepared>,
+}
+
+/// What serving derives from an artifact once.
+#[derive(Clone, Debug)]
+struct Prepared {
+    als: Als,
+    gram: Vec<f64>,
+    index: HashMap<String, u32>,
 }
 
 impl RecsArtifact {
-    fn prepared(&self) -> &(Als, Vec<f64>) {
+    fn prepared(&self) -> &Prepared {
         self.prepared.get_or_init(|| {
             let als = Als {
                 factors: self.factors,
@@ -171,20 +179,67 @@ impl RecsArtifact {
                 user_factors: Vec::new(),
                 item_factors: self.item_factors.clone(),
             };
-            let yty = als.item_gram();
-            (als, yty)
+            Prepared {
+                gram: als.item_gram(),
+                als,
+                index: self
+                    .items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, it)| (it.id.clone(), i as u32))
+                    .collect(),
+            }
         })
     }
 
     fn als(&self) -> &Als {
-        &self.prepared().0
+        &self.prepared().als
     }
 
-    fn index(&self) -> HashMap<&str, u32> {
-        self.items
-            .iter()
-            .enumerate()
-            .map(|(i, it)| (it.id.as_str(), i as u32))
+    fn item(&self, id: &str) -> Option<u32> {
+        self.prepared().index.get(id).copied()
+    }
+
+    /// A person's top-k (already bought, sensitive and `is_out` items left out), each explained
+    /// by the purchase that contributes most: the person's system is factored once, each item
+    /// is one solve.
+    fn personal_items(
+        &self,
+        pf: &PersonFactors,
+        k: usize,
+        is_out: &(dyn Fn(u32) -> bool + Sync),
+    ) -> Vec<RecItem> {
+        let als = self.als();
+        let mut scores = als.scores(&pf.factors);
+        for (i, s) in scores.iter_mut().enumerate() {
+            if is_out(i as u32) || self.sensitive.contains(&self.items[i].category) {
+                *s = f32::NEG_INFINITY;
+            }
+        }
+        let seen: Vec<u32> = pf.history.iter().map(|h| h.0).collect();
+        let (hist_items, hist_vals): (Vec<u32>, Vec<f32>) = pf.history.iter().copied().unzip();
+        let system = als.user_system_with(&self.prepared().gram, &hist_items, &hist_vals);
+        top_k(&scores, k, &seen)
+            .into_iter()
+            .map(|(i, score)| {
+                let parts = match &system {
+                    Some(l) => als.explain_with(l, &hist_items, &hist_vals, i as usize).1,
+                    None => Vec::new(),
+                };
+                let reason = match parts.first() {
+                    Some(&(j, c)) if c > 0.0 => format!(
+                        "because you bought {}",
+                        display_name(&self.items[j as usize])
+                    ),
+                    _ => "matches what you bought".to_string(),
+                };
+                RecItem {
+                    item: self.items[i as usize].id.clone(),
+                    name: self.items[i as usize].name.clone(),
+                    score,
+                    reason,
+                }
+            })
             .collect()
     }
 }
@@ -441,6 +496,22 @@ impl App {
         Ok((row_version, art))
     }
 
+    /// Items never recommended now: the policy's excluded categories and items out of stock.
+    async fn unavailable(&self, tenant: TenantId, art: &RecsArtifact) -> AppResult<HashSet<u32>> {
+        let excluded: HashSet<&str> = self.policy().excluded_categories().collect();
+        let mut out: HashSet<u32> = art
+            .items
+            .iter()
+            .enumerate()
+            .filter(|(_, it)| excluded.contains(it.category.as_str()))
+            .map(|(i, _)| i as u32)
+            .collect();
+        for id in self.store().out_of_stock(tenant).await? {
+            out.extend(art.item(&id));
+        }
+        Ok(out)
+    }
+
     /// Recommendations for a person. With a `personalization` grant and factors: ALS, each item
     /// explained by the purchase that contributes most; otherwise (or with `context_item`)
     /// unpersonalized lists of the same shape, marked as such.
@@ -459,20 +530,10 @@ impl App {
             ));
         }
         let (version, art) = self.recs_model(tenant).await?;
-        let index = art.index();
-        let excluded: HashSet<&str> = self.policy().excluded_categories().collect();
-        let unavailable: HashSet<String> = self
-            .store()
-            .out_of_stock(tenant)
-            .await?
-            .into_iter()
-            .collect();
-        let is_out = |i: u32| {
-            let it = &art.items[i as usize];
-            excluded.contains(it.category.as_str()) || unavailable.contains(&it.id)
-        };
+        let out = self.unavailable(tenant, &art).await?;
+        let is_out = |i: u32| out.contains(&i);
         if let Some(ctx) = context_item {
-            let &ci = index.get(ctx).ok_or_else(|| AppError::not_found("item"))?;
+            let ci = art.item(ctx).ok_or_else(|| AppError::not_found("item"))?;
             let mut list = self.similar_list(&art, ci, k, &is_out);
             list.user_id = Some(user_id.to_string());
             list.model_version = version;
@@ -504,7 +565,6 @@ impl App {
                                     .await
                                     .map_err(AppError::denied)?;
                                 let events = self.store().events_for(&grant, 20_000).await?;
-                                let index = art.index();
                                 let mut hist: BTreeMap<u32, f32> = BTreeMap::new();
                                 let now = self.clock().now();
                                 for l in event_lines(
@@ -513,7 +573,7 @@ impl App {
                                     now,
                                     &EventWeights::default(),
                                 ) {
-                                    if let Some(&i) = index.get(l.item.as_str())
+                                    if let Some(i) = art.item(&l.item)
                                         && !art.sensitive.contains(&art.items[i as usize].category)
                                     {
                                         *hist.entry(i).or_default() += l.weight;
@@ -570,40 +630,8 @@ impl App {
         k: usize,
         is_out: &(dyn Fn(u32) -> bool + Sync),
     ) -> AppResult<RecList> {
-        let als = art.als();
-        let mut scores = als.scores(&pf.factors);
-        for (i, s) in scores.iter_mut().enumerate() {
-            if is_out(i as u32) || art.sensitive.contains(&art.items[i].category) {
-                *s = f32::NEG_INFINITY;
-            }
-        }
+        let items = art.personal_items(pf, k, is_out);
         let seen: Vec<u32> = pf.history.iter().map(|h| h.0).collect();
-        let top = top_k(&scores, k, &seen);
-        let (hist_items, hist_vals): (Vec<u32>, Vec<f32>) = pf.history.iter().copied().unzip();
-        // The person's system is factored once; each item's explanation is one solve.
-        let system = als.user_system_with(&art.prepared().1, &hist_items, &hist_vals);
-        let items: Vec<RecItem> = top
-            .iter()
-            .map(|&(i, score)| {
-                let parts = match &system {
-                    Some(l) => als.explain_with(l, &hist_items, &hist_vals, i as usize).1,
-                    None => Vec::new(),
-                };
-                let reason = match parts.first() {
-                    Some(&(j, c)) if c > 0.0 => format!(
-                        "because you bought {}",
-                        display_name(&art.items[j as usize])
-                    ),
-                    _ => "matches what you bought".to_string(),
-                };
-                RecItem {
-                    item: art.items[i as usize].id.clone(),
-                    name: art.items[i as usize].name.clone(),
-                    score,
-                    reason,
-                }
-            })
-            .collect();
         // The served list is a decision about the person: stored (group commit, committed
         // within one batch after the answer), sealed with their key, contestable.
         let decision_id = EventId::new().to_string();
@@ -744,21 +772,9 @@ impl App {
             ));
         }
         let (version, art) = self.recs_model(tenant).await?;
-        let &i = art
-            .index()
-            .get(item)
-            .ok_or_else(|| AppError::not_found("item"))?;
-        let excluded: HashSet<&str> = self.policy().excluded_categories().collect();
-        let unavailable: HashSet<String> = self
-            .store()
-            .out_of_stock(tenant)
-            .await?
-            .into_iter()
-            .collect();
-        let mut list = self.similar_list(&art, i, k, &|j| {
-            let it = &art.items[j as usize];
-            excluded.contains(it.category.as_str()) || unavailable.contains(&it.id)
-        });
+        let i = art.item(item).ok_or_else(|| AppError::not_found("item"))?;
+        let out = self.unavailable(tenant, &art).await?;
+        let mut list = self.similar_list(&art, i, k, &|j| out.contains(&j));
         list.model_version = version;
         Ok(list)
     }
@@ -771,7 +787,7 @@ impl App {
         k: usize,
     ) -> AppResult<Vec<(SubjectId, Vec<RecItem>)>> {
         let (_, art) = self.recs_model(tenant).await?;
-        let als = art.als();
+        let unavailable = self.unavailable(tenant, &art).await?;
         let tk = self.tenant_key(tenant).await?;
         let mut out = Vec::new();
         let mut after = None;
@@ -791,34 +807,7 @@ impl App {
                 let pf: PersonFactors =
                     serde_json::from_slice(&key.open(&format!("recs:{version}"), &sealed)?)
                         .map_err(ml)?;
-                let mut scores = als.scores(&pf.factors);
-                for (i, sc) in scores.iter_mut().enumerate() {
-                    if art.sensitive.contains(&art.items[i].category) {
-                        *sc = f32::NEG_INFINITY;
-                    }
-                }
-                let seen: Vec<u32> = pf.history.iter().map(|h| h.0).collect();
-                let (hi, hv): (Vec<u32>, Vec<f32>) = pf.history.iter().copied().unzip();
-                let items = top_k(&scores, k, &seen)
-                    .into_iter()
-                    .map(|(i, score)| {
-                        let (_, parts) = als.explain(&hi, &hv, i as usize);
-                        RecItem {
-                            item: art.items[i as usize].id.clone(),
-                            name: art.items[i as usize].name.clone(),
-                            score,
-                            reason: parts.first().map_or(
-                                "matches what you bought".into(),
-                                |&(j, _)| {
-                                    format!(
-                                        "because you bought {}",
-                                        display_name(&art.items[j as usize])
-                                    )
-                                },
-                            ),
-                        }
-                    })
-                    .collect();
+                let items = art.personal_items(&pf, k, &|i| unavailable.contains(&i));
                 out.push((sid, items));
             }
         }

@@ -281,6 +281,34 @@ impl App {
         })
     }
 
+    /// Saves a request that is still in status `expected`, with its audit entry (the step as
+    /// the action, no personal values in `details`).
+    async fn save_step(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        row: &RequestRow,
+        expected: &str,
+        action: &str,
+        details: Value,
+    ) -> AppResult<()> {
+        self.store()
+            .save_request(
+                tenant,
+                row,
+                Some(expected),
+                self.audit(
+                    tenant,
+                    actor,
+                    action,
+                    format!("request:{}", row.id),
+                    details,
+                ),
+            )
+            .await
+            .map_err(store_conflict("invalid_transition"))
+    }
+
     async fn load_request(&self, tenant: TenantId, id: &str) -> AppResult<RequestRow> {
         self.store()
             .request(tenant, id)
@@ -333,16 +361,8 @@ impl App {
         row.verified_at = Some(now);
         row.verified_by = Some(by.clone());
         row.token_hash = None;
-        self.store()
-            .save_request(
-                tenant,
-                &row,
-                Some("received"),
-                self.audit(tenant, actor, "dsr.verified", format!("request:{id}"),
-                    json!({ "method": if matches!(how, Verification::Token(_)) { "token" } else { "staff" } })),
-            )
-            .await
-            .map_err(store_conflict("invalid_transition"))?;
+        self.save_step(tenant, actor, &row, "received", "dsr.verified", json!({ "method": if matches!(how, Verification::Token(_)) { "token" } else { "staff" } }))
+            .await?;
         Ok(view(row, now))
     }
 
@@ -364,21 +384,8 @@ impl App {
         let status = row.status.clone();
         let now = self.clock().now();
         row.acknowledged_at = Some(now);
-        self.store()
-            .save_request(
-                tenant,
-                &row,
-                Some(&status),
-                self.audit(
-                    tenant,
-                    actor,
-                    "dsr.acknowledged",
-                    format!("request:{id}"),
-                    json!({}),
-                ),
-            )
-            .await
-            .map_err(store_conflict("invalid_transition"))?;
+        self.save_step(tenant, actor, &row, &status, "dsr.acknowledged", json!({}))
+            .await?;
         Ok(view(row, now))
     }
 
@@ -404,21 +411,15 @@ impl App {
         row.extended = true;
         row.extension_notice = Some(notice.to_string());
         row.due_at = deadlines(regime, row.received_at).extended_due;
-        self.store()
-            .save_request(
-                tenant,
-                &row,
-                Some(&status),
-                self.audit(
-                    tenant,
-                    actor,
-                    "dsr.extended",
-                    format!("request:{id}"),
-                    json!({ "due": row.due_at }),
-                ),
-            )
-            .await
-            .map_err(store_conflict("invalid_transition"))?;
+        self.save_step(
+            tenant,
+            actor,
+            &row,
+            &status,
+            "dsr.extended",
+            json!({ "due": row.due_at }),
+        )
+        .await?;
         Ok(view(row, self.clock().now()))
     }
 
@@ -445,21 +446,15 @@ impl App {
         row.rejection_reason = Some(reason.to_string());
         row.completed_at = Some(now);
         row.token_hash = None;
-        self.store()
-            .save_request(
-                tenant,
-                &row,
-                Some(&status),
-                self.audit(
-                    tenant,
-                    actor,
-                    "dsr.rejected",
-                    format!("request:{id}"),
-                    json!({ "reason": reason }),
-                ),
-            )
-            .await
-            .map_err(store_conflict("invalid_transition"))?;
+        self.save_step(
+            tenant,
+            actor,
+            &row,
+            &status,
+            "dsr.rejected",
+            json!({ "reason": reason }),
+        )
+        .await?;
         Ok(view(row, now))
     }
 
@@ -482,21 +477,15 @@ impl App {
             ));
         }
         row.status = "in_progress".into();
-        self.store()
-            .save_request(
-                tenant,
-                &row,
-                Some("verified"),
-                self.audit(
-                    tenant,
-                    actor,
-                    "dsr.in_progress",
-                    format!("request:{id}"),
-                    json!({}),
-                ),
-            )
-            .await
-            .map_err(store_conflict("invalid_transition"))?;
+        self.save_step(
+            tenant,
+            actor,
+            &row,
+            "verified",
+            "dsr.in_progress",
+            json!({}),
+        )
+        .await?;
         let subject = self.subject_row(tenant, row.subject).await?;
         let result = match row.kind.as_str() {
             "access" | "portability" => {
@@ -553,21 +542,15 @@ impl App {
         row.completed_at = Some(now);
         row.sealed = None;
         row.result = Some(result.clone());
-        self.store()
-            .save_request(
-                tenant,
-                &row,
-                Some("in_progress"),
-                self.audit(
-                    tenant,
-                    actor,
-                    "dsr.completed",
-                    format!("request:{id}"),
-                    json!({ "kind": row.kind }),
-                ),
-            )
-            .await
-            .map_err(store_conflict("invalid_transition"))?;
+        self.save_step(
+            tenant,
+            actor,
+            &row,
+            "in_progress",
+            "dsr.completed",
+            json!({ "kind": row.kind }),
+        )
+        .await?;
         Ok(view(row, now))
     }
 
