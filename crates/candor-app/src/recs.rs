@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use candor_crypto::sha256_hex;
 use candor_ml::recs::{
-    Als, AlsParams, Csr, ItemKnn, RankingMetrics, popularity, ranking_metrics, top_k, train_als,
+    Als, AlsParams, Csr, Exposure, ItemKnn, RankingMetrics, exposure, popularity, ranking_metrics,
+    top_k, train_als,
 };
 use candor_ml::table::RawTable;
 use candor_store::{AuditDraft, DecisionRow, NewModel, Store};
@@ -938,6 +939,8 @@ pub struct Evaluation {
     pub models: BTreeMap<String, RankingMetrics>,
     /// model → segment → metrics.
     pub segments: BTreeMap<String, BTreeMap<String, RankingMetrics>>,
+    /// model → how its lists spread exposure over the catalog (by popularity and category).
+    pub exposure: BTreeMap<String, Exposure>,
 }
 
 pub fn evaluate(
@@ -957,11 +960,15 @@ pub fn evaluate(
     let mut users: HashMap<&str, u32> = HashMap::new();
     let mut items: HashMap<&str, u32> = HashMap::new();
     let mut segment: HashMap<&str, &str> = HashMap::new();
+    let mut category: Vec<&str> = Vec::new();
     for l in &train {
         let n = users.len() as u32;
         users.entry(l.user.as_str()).or_insert(n);
         let n = items.len() as u32;
-        items.entry(l.item.as_str()).or_insert(n);
+        items.entry(l.item.as_str()).or_insert_with(|| {
+            category.push(l.category.as_str());
+            n
+        });
         segment.entry(l.user.as_str()).or_insert(l.segment.as_str());
     }
     let triplets: Vec<(u32, u32, f32)> = train
@@ -1016,12 +1023,15 @@ pub fn evaluate(
     };
     let mut models = BTreeMap::new();
     let mut segments: BTreeMap<String, BTreeMap<String, RankingMetrics>> = BTreeMap::new();
+    let mut exposures = BTreeMap::new();
     for model in ["als", "item_knn", "popularity"] {
         let rel: Vec<Vec<u32>> = customers.iter().map(|c| relevant[c].clone()).collect();
+        let all = lists(model, &customers);
         models.insert(
             model.to_string(),
-            ranking_metrics(&lists(model, &customers), &rel, k, items.len(), &pop),
+            ranking_metrics(&all, &rel, k, items.len(), &pop),
         );
+        exposures.insert(model.to_string(), exposure(&all, &pop, &category));
         let mut groups: BTreeMap<String, Vec<&str>> = BTreeMap::new();
         for c in &customers {
             let status = if users.contains_key(c) {
@@ -1054,6 +1064,7 @@ pub fn evaluate(
         test_customers: customers.len(),
         models,
         segments,
+        exposure: exposures,
     })
 }
 
@@ -1106,12 +1117,74 @@ table {{ border-collapse: collapse; margin: .5rem 0; font-size: 14px; }} th, td 
 <figure>{chart}</figure>
 <h2>Overall</h2><table><thead>{head}</thead><tbody>{overall}</tbody></table>
 <h2>By segment (groups of at least 20 customers)</h2>{segs}
+{exposure}
 </body></html>
 "#,
         split = esc(&e.split),
         train = e.train_lines,
         test = e.test_customers,
         k = e.k,
+        exposure = exposure_section(&e.exposure),
+    )
+}
+
+/// Exposure per model (or per audience) as HTML: a table, a chart of how much exposure the
+/// most popular fifth of the catalog takes against its share of demand, and categories.
+pub fn exposure_section(by: &BTreeMap<String, Exposure>) -> String {
+    use crate::card::esc;
+    let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+    let mut rows = String::new();
+    let mut bars: Vec<crate::audit_html::Bar> = Vec::new();
+    for (name, e) in by {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            e.lists,
+            pct(e.coverage),
+            e.gini,
+            pct(e.head_catalog_share),
+            pct(e.head_demand_share),
+            pct(e.head_exposure_share),
+        ));
+        bars.push((
+            format!("{name}: head exposure"),
+            e.head_exposure_share,
+            None,
+            false,
+        ));
+    }
+    let demand = by.values().next().map(|e| e.head_demand_share);
+    let chart = crate::audit_html::rate_bars_svg(
+        "Share of exposure on the most popular 20% of items",
+        &bars,
+        demand.map(|d| (d, "their share of demand")),
+    );
+    let mut cats = String::new();
+    for (name, e) in by.iter().filter(|(_, e)| !e.groups.is_empty()) {
+        cats.push_str(&format!(
+            "<h3>{}</h3><table><thead><tr><th>category</th><th>items</th><th>catalog</th><th>demand</th><th>exposure</th><th>exposure ÷ demand</th></tr></thead><tbody>",
+            esc(name)
+        ));
+        for (g, x) in &e.groups {
+            cats.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(g),
+                x.items,
+                pct(x.catalog_share),
+                pct(x.demand_share),
+                pct(x.exposure_share),
+                x.exposure_to_demand
+                    .map_or_else(|| "–".to_string(), |r| format!("{r:.2}")),
+            ));
+        }
+        cats.push_str("</tbody></table>");
+    }
+    format!(
+        r#"<h2>Exposure</h2>
+<p>Who gets seen. Slots are weighted by position (1 / log2(rank + 2)). Gini 0 means every catalog item is shown equally; near 1, a few items take all exposure. The head is the most popular 20% of items; when its share of exposure exceeds its share of demand, the lists amplify popularity.</p>
+<figure>{chart}</figure>
+<table><thead><tr><th>model / audience</th><th>lists</th><th>catalog shown</th><th>Gini</th><th>head: catalog</th><th>head: demand</th><th>head: exposure</th></tr></thead><tbody>{rows}</tbody></table>
+{cats}"#
     )
 }
 
@@ -1153,4 +1226,158 @@ impl App {
             .await?;
         Ok(())
     }
+}
+
+/// An exposure audit of the personalized lists served in a period, beside the unpersonalized
+/// list that people without a `personalization` grant see.
+#[derive(Clone, Debug, Serialize)]
+pub struct ServedExposure {
+    pub model_version: i64,
+    pub from: Timestamp,
+    pub to: Timestamp,
+    /// Lists read and audited.
+    pub lists: u64,
+    /// Lists of another model version (not audited here).
+    pub other_models: u64,
+    /// Lists of people erased since (their lists are unreadable, as they should be).
+    pub erased: u64,
+    /// Lists of people whose data the `fairness_audit` purpose may not read (objection).
+    pub unreadable: u64,
+    /// `personalized` (the served lists) and `unpersonalized` (the popularity list, as if
+    /// served once per audited list).
+    pub exposure: BTreeMap<String, Exposure>,
+}
+
+impl App {
+    /// Audits who gets seen: reads the personalized lists served by the serving model in
+    /// `[from, to)` (each a stored decision, opened with its person's key under the
+    /// `fairness_audit` purpose) and measures how exposure spreads over the catalog, by
+    /// popularity and by category, beside the unpersonalized list. The audit is logged.
+    pub async fn recs_exposure(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> AppResult<ServedExposure> {
+        if from.0 >= to.0 {
+            return Err(AppError::bad_request(
+                "period_invalid",
+                "`from` must be before `to`",
+            ));
+        }
+        self.flush_decisions().await?;
+        let (version, art) = self.recs_model(tenant).await?;
+        let purpose = self.purpose("fairness_audit")?;
+        let tk = self.tenant_key(tenant).await?;
+        let mut lists: Vec<Vec<u32>> = Vec::new();
+        let (mut other_models, mut erased, mut unreadable) = (0u64, 0u64, 0u64);
+        let mut longest = 0usize;
+        let mut cursor = None;
+        loop {
+            let page = self
+                .store()
+                .decisions_in(tenant, RECS_MODEL, from, to, cursor.clone(), 1000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            cursor = Some((last.created_at, last.id.clone()));
+            for d in page {
+                if d.model_version != Some(version) {
+                    other_models += 1;
+                    continue;
+                }
+                let Some(subject) = self.store().subject(tenant, d.subject).await? else {
+                    erased += 1;
+                    continue;
+                };
+                let Some(wrapped) = &subject.wrapped_key else {
+                    erased += 1;
+                    continue;
+                };
+                if self.grant(tenant, subject.id, &purpose).await.is_err() {
+                    unreadable += 1;
+                    continue;
+                }
+                let key = tk.unwrap_data_key(subject.id, wrapped)?;
+                let outcome: Value =
+                    serde_json::from_slice(&key.open(&format!("decision:{}", d.id), &d.sealed)?)
+                        .map_err(ml)?;
+                let list: Vec<u32> = outcome["items"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|it| it["item"].as_str().and_then(|id| art.item(id)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                longest = longest.max(list.len());
+                lists.push(list);
+            }
+        }
+        let category: Vec<&str> = art.items.iter().map(|i| i.category.as_str()).collect();
+        let mut exposure_by = BTreeMap::new();
+        exposure_by.insert(
+            "personalized".to_string(),
+            exposure(&lists, &art.popularity, &category),
+        );
+        let out = self.unavailable(tenant, &art).await?;
+        let popular = self.popular_list(&art, longest.max(1), &|i| out.contains(&i));
+        let plist: Vec<u32> = popular
+            .items
+            .iter()
+            .filter_map(|it| art.item(&it.item))
+            .collect();
+        let unpersonalized = vec![plist; lists.len()];
+        exposure_by.insert(
+            "unpersonalized".to_string(),
+            exposure(&unpersonalized, &art.popularity, &category),
+        );
+        let report = ServedExposure {
+            model_version: version,
+            from,
+            to,
+            lists: lists.len() as u64,
+            other_models,
+            erased,
+            unreadable,
+            exposure: exposure_by,
+        };
+        self.store()
+            .append_audit(vec![AuditDraft {
+                tenant: Some(tenant),
+                actor: actor.to_string(),
+                action: "recs.exposure_audited".into(),
+                target: Some(format!("model:{version}")),
+                details: json!({
+                    "from": from.to_rfc3339(), "to": to.to_rfc3339(), "lists": report.lists,
+                    "gini": report.exposure["personalized"].gini,
+                    "head_exposure_share": report.exposure["personalized"].head_exposure_share,
+                }),
+            }])
+            .await?;
+        Ok(report)
+    }
+}
+
+/// The served exposure audit as a page.
+pub fn served_exposure_html(r: &ServedExposure) -> String {
+    use crate::card::esc;
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Recommendation exposure audit</title>
+<style>body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; }}
+table {{ border-collapse: collapse; margin: .5rem 0; font-size: 14px; }} th, td {{ border: 1px solid #ccc; padding: .2rem .45rem; text-align: left; }}</style></head><body>
+<h1>Recommendation exposure audit</h1>
+<p>Model version {v}; personalized lists served from {from} to {to}: {n} audited, {other} of other model versions, {erased} of people erased since, {unreadable} not readable for audit (objection). The unpersonalized row is the list people without personalization consent see, counted once per audited list.</p>
+{section}
+</body></html>
+"#,
+        v = r.model_version,
+        from = esc(&r.from.to_rfc3339()),
+        to = esc(&r.to.to_rfc3339()),
+        n = r.lists,
+        other = r.other_models,
+        erased = r.erased,
+        unreadable = r.unreadable,
+        section = exposure_section(&r.exposure),
+    )
 }

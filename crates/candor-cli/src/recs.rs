@@ -1,4 +1,5 @@
-//! `candor recs train | recommend | evaluate`: recommendations from purchase lines.
+//! `candor recs train | recommend | evaluate | exposure`: recommendations from purchase lines,
+//! and the exposure audit of the lists served.
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -125,6 +126,22 @@ pub enum RecsCommand {
         #[arg(long)]
         html: Option<PathBuf>,
     },
+    /// Exposure audit of the personalized lists served in a period (who gets seen), beside
+    /// the unpersonalized list (HTML and JSON).
+    Exposure {
+        /// Start of the period (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        from: String,
+        /// End of the period (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        html: Option<PathBuf>,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
 }
 
 fn read_lines_file(path: &Path) -> Result<RawTable> {
@@ -225,6 +242,43 @@ pub async fn run(app: &App, cmd: &RecsCommand) -> Result<i32> {
             eprintln!("{} people → {}", lists.len(), out.display());
         }
         RecsCommand::Evaluate { .. } => return evaluate_cmd(cmd),
+        RecsCommand::Exposure {
+            from,
+            to,
+            json,
+            html,
+            tenant,
+        } => {
+            let t = app.find_tenant(tenant).await?;
+            let from = crate::ml::parse_time(from)?;
+            let to = match to {
+                Some(s) => crate::ml::parse_time(s)?,
+                None => app.clock().now(),
+            };
+            let r = app
+                .recs_exposure(t.id, "cli", from, to)
+                .await
+                .map_err(app_err)?;
+            if let Some(p) = json {
+                std::fs::write(p, serde_json::to_vec_pretty(&r)?)
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            if let Some(p) = html {
+                std::fs::write(p, candor_app::recs::served_exposure_html(&r))
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            println!(
+                "model {}: {} lists audited ({} other versions, {} erased, {} not readable)",
+                r.model_version, r.lists, r.other_models, r.erased, r.unreadable
+            );
+            println!("audience\tcatalog shown\tGini\thead demand\thead exposure");
+            for (name, e) in &r.exposure {
+                println!(
+                    "{name}\t{:.3}\t{:.3}\t{:.3}\t{:.3}",
+                    e.coverage, e.gini, e.head_demand_share, e.head_exposure_share
+                );
+            }
+        }
     }
     Ok(0)
 }
@@ -270,6 +324,13 @@ pub fn evaluate_cmd(cmd: &RecsCommand) -> Result<i32> {
             println!(
                 "{name}\t{}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{:.3}\t{:.5}",
                 m.users, m.precision, m.recall, m.ndcg, m.map, m.coverage, m.mean_popularity
+            );
+        }
+        println!("model\texposure Gini\thead demand\thead exposure");
+        for (name, x) in &e.exposure {
+            println!(
+                "{name}\t{:.3}\t{:.3}\t{:.3}",
+                x.gini, x.head_demand_share, x.head_exposure_share
             );
         }
     }

@@ -77,6 +77,7 @@ pub fn router(app: App) -> Router {
         )
         .route("/v1/items/{id}/similar", get(get_similar))
         .route("/v1/items/{id}/stock", put(put_item_stock))
+        .route("/v1/recs/exposure", get(get_recs_exposure))
         .route("/v1/subjects/{id}", delete(delete_subject))
         .route("/v1/requests", post(post_request).get(list_requests))
         .route("/v1/requests/{id}", get(get_request))
@@ -541,6 +542,54 @@ async fn get_similar(
     Ok(Json(json!(
         app.similar_items(p.tenant, &id, q.k.unwrap_or(10)).await?
     )))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExposureQuery {
+    from: String,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+async fn get_recs_exposure(
+    State(app): State<App>,
+    Auth(p): Auth,
+    query: Result<Query<ExposureQuery>, QueryRejection>,
+) -> ApiResult<Response> {
+    p.require(Scope::Admin)?;
+    let Query(q) = query?;
+    let time = |s: &str| {
+        candor_types::Timestamp::parse_rfc3339(s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_time",
+                format!("{s:?} is not an RFC 3339 time"),
+            )
+        })
+    };
+    let from = time(&q.from)?;
+    let to = match &q.to {
+        Some(t) => time(t)?,
+        None => app.clock().now(),
+    };
+    let html = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("html") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_format",
+                format!("format {other:?} is not json or html"),
+            ));
+        }
+    };
+    let r = app.recs_exposure(p.tenant, &p.actor(), from, to).await?;
+    Ok(if html {
+        Html(candor_app::recs::served_exposure_html(&r)).into_response()
+    } else {
+        Json(json!(r)).into_response()
+    })
 }
 
 #[derive(Deserialize)]
@@ -1087,6 +1136,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/subjects/{id}/recommendations"),
     ("get", "/v1/items/{id}/similar"),
     ("put", "/v1/items/{id}/stock"),
+    ("get", "/v1/recs/exposure"),
     ("delete", "/v1/subjects/{id}"),
     ("post", "/v1/requests"),
     ("get", "/v1/requests"),

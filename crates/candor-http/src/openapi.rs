@@ -177,6 +177,14 @@ pub fn openapi_document() -> Value {
                 "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
                 "requestBody": json_body(json!({ "type": "object", "required": ["inStock"], "additionalProperties": false, "properties": { "inStock": { "type": "boolean" } } })),
                 "responses": { "204": { "description": "Recorded." }, "400": error_response("Bad body or item id."), "403": error_response("Needs a server or admin key.") } } },
+            "/v1/recs/exposure": { "get": {
+                "tags": ["recommendations"], "summary": "Exposure audit of the personalized lists served in a period: Gini, catalog coverage, the popular head's share of exposure against its share of demand, categories; beside the unpersonalized list",
+                "security": [{ "bearer": [] }],
+                "parameters": [{ "name": "from", "in": "query", "required": true, "schema": { "type": "string", "format": "date-time" } },
+                    { "name": "to", "in": "query", "required": false, "schema": { "type": "string", "format": "date-time" } },
+                    { "name": "format", "in": "query", "required": false, "schema": { "type": "string", "enum": ["json", "html"] } }],
+                "responses": { "200": ok("The audit (JSON, or an HTML page with charts).", json!({ "type": "object" })),
+                    "400": error_response("Bad time, period or format."), "403": error_response("Needs an admin key."), "409": error_response("No recommendation model trained yet.") } } },
             "/v1/subjects/{id}": { "delete": {
                 "tags": ["rights"], "summary": "Erase the person: every row, their data key, a suppression entry; returns the receipt",
                 "security": [{ "bearer": [] }],

@@ -8,6 +8,8 @@
 //! Each ALS half-step solves, per user, `(YᵀY + Yᵀ(C_u − I)Y + λI) x_u = Yᵀ C_u p_u` with a few
 //! CG steps warm-started from the previous `x_u`, never forming the per-user matrix.
 
+use std::collections::BTreeMap;
+
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -622,5 +624,109 @@ pub fn ranking_metrics(
         map: ap / d,
         coverage: seen.iter().filter(|&&s| s).count() as f64 / catalog.max(1) as f64,
         mean_popularity: if recs == 0 { 0.0 } else { pop / recs as f64 },
+    }
+}
+
+/// How recommendation exposure falls on the catalog: who gets seen. Each slot is weighted by its
+/// position as in DCG (`1 / log2(rank + 2)`), so the first slot counts most.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Exposure {
+    pub lists: usize,
+    pub slots: usize,
+    /// Share of the catalog shown at least once.
+    pub coverage: f64,
+    /// Gini coefficient of position-weighted exposure over every catalog item (0: every item
+    /// equally exposed; near 1: all exposure on a few items).
+    pub gini: f64,
+    /// The "head": the most popular 20% of items by training interactions.
+    pub head_catalog_share: f64,
+    /// Share of training interactions on the head.
+    pub head_demand_share: f64,
+    /// Share of exposure on the head (above `head_demand_share`: popularity bias amplified).
+    pub head_exposure_share: f64,
+    /// Per item group (e.g. category): its share of exposure, of demand and of the catalog.
+    pub groups: BTreeMap<String, GroupExposure>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct GroupExposure {
+    pub items: usize,
+    pub catalog_share: f64,
+    pub demand_share: f64,
+    pub exposure_share: f64,
+    /// `exposure_share / demand_share`: 1 is exposure in proportion to demand; below 1, the
+    /// group is under-shown.
+    pub exposure_to_demand: Option<f64>,
+}
+
+/// Exposure of `lists` over a catalog of `popularity.len()` items; `group[i]` names item `i`'s
+/// group (empty: no group).
+pub fn exposure(lists: &[Vec<u32>], popularity: &[f32], group: &[&str]) -> Exposure {
+    let n = popularity.len();
+    let mut exp = vec![0f64; n];
+    let mut slots = 0usize;
+    for list in lists {
+        for (rank, &i) in list.iter().enumerate() {
+            if let Some(e) = exp.get_mut(i as usize) {
+                *e += 1.0 / ((rank + 2) as f64).log2();
+                slots += 1;
+            }
+        }
+    }
+    let total_exp: f64 = exp.iter().sum();
+    let total_pop: f64 = popularity.iter().map(|&p| f64::from(p)).sum();
+    let share = |x: f64, t: f64| if t > 0.0 { x / t } else { 0.0 };
+    // Gini over the sorted exposures: sum((2i - n - 1) x_i) / (n sum x).
+    let mut sorted = exp.clone();
+    sorted.sort_by(f64::total_cmp);
+    let gini = if total_exp > 0.0 && n > 0 {
+        let nf = n as f64;
+        sorted
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| (2.0 * (i + 1) as f64 - nf - 1.0) * x)
+            .sum::<f64>()
+            / (nf * total_exp)
+    } else {
+        0.0
+    };
+    let mut by_pop: Vec<usize> = (0..n).collect();
+    by_pop.sort_by(|&a, &b| popularity[b].total_cmp(&popularity[a]).then(a.cmp(&b)));
+    let head = by_pop[..n.div_ceil(5).min(n)].to_vec();
+    let head_exp: f64 = head.iter().map(|&i| exp[i]).sum();
+    let head_pop: f64 = head.iter().map(|&i| f64::from(popularity[i])).sum();
+    let mut groups: BTreeMap<String, (usize, f64, f64)> = BTreeMap::new();
+    for i in 0..n {
+        let Some(g) = group.get(i).filter(|g| !g.is_empty()) else {
+            continue;
+        };
+        let e = groups.entry((*g).to_string()).or_default();
+        e.0 += 1;
+        e.1 += f64::from(popularity[i]);
+        e.2 += exp[i];
+    }
+    Exposure {
+        lists: lists.len(),
+        slots,
+        coverage: share(exp.iter().filter(|&&x| x > 0.0).count() as f64, n as f64),
+        gini,
+        head_catalog_share: share(head.len() as f64, n as f64),
+        head_demand_share: share(head_pop, total_pop),
+        head_exposure_share: share(head_exp, total_exp),
+        groups: groups
+            .into_iter()
+            .map(|(g, (items, pop, e))| {
+                let demand_share = share(pop, total_pop);
+                let exposure_share = share(e, total_exp);
+                let ge = GroupExposure {
+                    items,
+                    catalog_share: share(items as f64, n as f64),
+                    demand_share,
+                    exposure_share,
+                    exposure_to_demand: (demand_share > 0.0).then(|| exposure_share / demand_share),
+                };
+                (g, ge)
+            })
+            .collect(),
     }
 }

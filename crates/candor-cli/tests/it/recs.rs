@@ -55,6 +55,21 @@ async fn recs_train_recommend_and_evaluate() {
         std::fs::read_to_string(&recs).unwrap().trim(),
         "user,item,rank,reason"
     );
+    // The exposure audit of served lists: none served yet, the popularity list beside it.
+    let xj = d.dir.0.join("exposure.json");
+    let out = ok(&d.run(&[
+        "recs",
+        "exposure",
+        "--from",
+        "2020-01-01",
+        "--json",
+        xj.to_str().unwrap(),
+    ]));
+    assert!(out.contains("0 lists audited"), "{out}");
+    let x: Value = serde_json::from_str(&std::fs::read_to_string(&xj).unwrap()).unwrap();
+    assert_eq!(x["exposure"]["personalized"]["slots"], 0, "{x}");
+    let out = d.run(&["recs", "exposure", "--from", "next tuesday"]);
+    assert!(!out.status.success());
     let out = d.run(&["recs", "train", "--data", "/nonexistent.csv"]);
     assert!(
         stderr(&out).contains("reading /nonexistent.csv"),
@@ -104,6 +119,16 @@ async fn recs_train_recommend_and_evaluate() {
             .unwrap()
             > 0
     );
+    // Exposure: popularity puts more of its exposure on the popular head, and more unequally,
+    // than the personalized models.
+    let x = |m: &str, f: &str| e["exposure"][m][f].as_f64().unwrap();
+    assert!(
+        x("popularity", "gini") > x("als", "gini")
+            && x("popularity", "head_exposure_share") >= x("als", "head_exposure_share")
+            && x("als", "coverage") > x("popularity", "coverage"),
+        "{}",
+        e["exposure"]
+    );
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.contains("<svg") && page.contains("United Kingdom"));
+    assert!(page.contains("<svg") && page.contains("United Kingdom") && page.contains("Exposure"));
 }

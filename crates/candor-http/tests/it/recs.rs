@@ -290,6 +290,7 @@ async fn recommendations_respect_consent_and_explain_themselves() {
                 .all(|i| i["item"] != first.as_str()),
             "{v}"
         );
+        let mut alice_slots = 5;
         for who in ["alice", "shy"] {
             let (_, v) = h
                 .call(
@@ -307,6 +308,9 @@ async fn recommendations_respect_consent_and_explain_themselves() {
                     .all(|i| i["item"] != first.as_str()),
                 "{v}"
             );
+            if who == "alice" {
+                alice_slots += v["items"].as_array().unwrap().len();
+            }
         }
         let (s, _) = h
             .call(
@@ -416,5 +420,82 @@ async fn recommendations_respect_consent_and_explain_themselves() {
             .await;
         assert_eq!(s, StatusCode::OK, "{r}");
         assert_eq!(r["receipt"]["erased"]["rec_factors"], 1, "{r}");
+
+        // Exposure audit of the served lists: alice's two, newbie's one (who then objects to
+        // audits: unreadable), carer's erased with her.
+        h.consent("newbie", "fairness_audit", "withdrawn").await;
+        let now = app.clock().now();
+        let period = format!(
+            "from={}&to={}",
+            now.minus_days(1).to_rfc3339(),
+            now.plus_days(1).to_rfc3339()
+        );
+        let (s, v) = h
+            .call(
+                "GET",
+                &format!("/v1/recs/exposure?{period}"),
+                &h.admin,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            (
+                v["lists"].as_u64(),
+                v["unreadable"].as_u64(),
+                v["erased"].as_u64()
+            ),
+            (Some(2), Some(1), Some(0)),
+            "{v}"
+        );
+        let pe = &v["exposure"]["personalized"];
+        assert_eq!(pe["slots"], alice_slots, "alice's two lists: {v}");
+        assert_eq!(pe["groups"]["health"]["exposure_share"], 0.0, "{v}");
+        let gini = pe["gini"].as_f64().unwrap();
+        assert!(gini > 0.0 && gini < 1.0, "{v}");
+        let ue = &v["exposure"]["unpersonalized"];
+        assert_eq!(ue["lists"], 2, "{v}");
+        assert!(ue["head_exposure_share"].as_f64().unwrap() > 0.0, "{v}");
+        let (s, page) = h
+            .call(
+                "GET",
+                &format!("/v1/recs/exposure?{period}&format=html"),
+                &h.admin,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let page = page.as_str().unwrap_or_default();
+        assert!(page.contains("<svg") && page.contains("Recommendation exposure audit"));
+        for (q, code) in [
+            ("from=yesterday", "invalid_time"),
+            (
+                &format!(
+                    "from={}&to={}",
+                    now.to_rfc3339(),
+                    now.minus_days(1).to_rfc3339()
+                ) as &str,
+                "period_invalid",
+            ),
+            (&format!("{period}&format=xml") as &str, "invalid_format"),
+        ] {
+            let (s, v) = h
+                .call("GET", &format!("/v1/recs/exposure?{q}"), &h.admin, None)
+                .await;
+            assert_eq!(
+                (s, v["error"]["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some(code)),
+                "{q}: {v}"
+            );
+        }
+        let (s, _) = h
+            .call(
+                "GET",
+                &format!("/v1/recs/exposure?{period}"),
+                &h.server,
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "an admin audit");
     }
 }

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use candor_ml::recs::{
-    AlsParams, Csr, ItemKnn, dot, popularity, ranking_metrics, top_k, train_als,
+    AlsParams, Csr, ItemKnn, dot, exposure, popularity, ranking_metrics, top_k, train_als,
 };
 use serde_json::Value;
 
@@ -229,4 +229,43 @@ fn item_knn_top_k_and_metrics() {
     assert!((r.ndcg - dcg / idcg).abs() < 1e-12);
     assert!((r.map - (1.0 + 2.0 / 3.0) / 3.0).abs() < 1e-12);
     assert!((r.coverage - 0.3).abs() < 1e-12);
+}
+
+#[test]
+fn exposure_gini_head_and_groups() {
+    // 5 items; popularity puts item 0 in the head (top 20%).
+    let pop = [10.0, 4.0, 3.0, 2.0, 1.0];
+    let groups = ["a", "a", "b", "b", ""];
+    let lists = vec![vec![0, 1], vec![0, 2], vec![0]];
+    let e = exposure(&lists, &pop, &groups);
+    let w = |r: usize| 1.0 / ((r + 2) as f64).log2();
+    let x = [3.0 * w(0), w(1), w(1), 0.0, 0.0];
+    let total: f64 = x.iter().sum();
+    // Gini by its definition: mean absolute difference over twice the mean.
+    let n = x.len() as f64;
+    let mad: f64 = x
+        .iter()
+        .flat_map(|a| x.iter().map(move |b| (a - b).abs()))
+        .sum::<f64>()
+        / (n * n);
+    let gini = mad / (2.0 * total / n);
+    assert!((e.gini - gini).abs() < 1e-12, "{} vs {gini}", e.gini);
+    assert_eq!((e.lists, e.slots), (3, 5));
+    assert!((e.coverage - 0.6).abs() < 1e-12);
+    assert!((e.head_catalog_share - 0.2).abs() < 1e-12);
+    assert!((e.head_demand_share - 0.5).abs() < 1e-12);
+    assert!((e.head_exposure_share - 3.0 * w(0) / total).abs() < 1e-12);
+    let a = &e.groups["a"];
+    assert_eq!(a.items, 2);
+    assert!((a.demand_share - 0.7).abs() < 1e-12);
+    assert!((a.exposure_share - (3.0 * w(0) + w(1)) / total).abs() < 1e-12);
+    let b = &e.groups["b"];
+    assert!((b.exposure_to_demand.unwrap_or(0.0) - (w(1) / total) / 0.25).abs() < 1e-12);
+    assert!(!e.groups.contains_key(""));
+    // Everyone shown the same single item: as unequal as 5 items can be, (n-1)/n.
+    let e = exposure(&[vec![3], vec![3]], &pop, &groups);
+    assert!((e.gini - 0.8).abs() < 1e-12);
+    // Nothing shown: no exposure, no division by zero.
+    let e = exposure(&[], &pop, &groups);
+    assert_eq!((e.gini, e.coverage, e.head_exposure_share), (0.0, 0.0, 0.0));
 }
