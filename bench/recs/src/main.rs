@@ -305,6 +305,21 @@ fn main() -> Result<()> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build_global()?;
+    if std::env::var("BENCH_SERVING_ONLY").is_ok_and(|v| v == "1") {
+        let serve_users = env_usize("BENCH_SERVE_USERS", 2000)?;
+        let rate = env_usize("BENCH_RATE", 1000)?;
+        let seconds = env_usize("BENCH_SECONDS", 10)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let (achieved, p50, p99, share) = rt.block_on(serving(serve_users, rate, seconds))?;
+        println!(
+            "serving over HTTP: {achieved:.0} requests/s offered {rate}/s · p50 {p50:.2} ms · p99 {p99:.2} ms · personalized {:.0}%",
+            share * 100.0
+        );
+        return Ok(());
+    }
     eprintln!("generating {users} users × {items} items × {nnz} interactions");
     let mut triplets = generate(users, items, nnz);
     // Hold out one interaction of each of the first 10,000 users with at least 3.

@@ -81,6 +81,10 @@ struct Inner {
     models: RwLock<HashMap<String, Arc<scoring::LeadArtifact>>>,
     /// Parsed recommendation models by artifact digest.
     recs: RwLock<HashMap<String, Arc<recs::RecsArtifact>>>,
+    /// What recommendation serving reads on every request, per tenant: the serving model and
+    /// the items it may not recommend. Re-read after [`recs::SERVING_TTL`], at once after this
+    /// process changes either.
+    recs_serving: RwLock<HashMap<TenantId, Arc<recs::Serving>>>,
     /// Group commit of served-list decisions (see [`App::record_decision`]).
     decisions: OnceLock<tokio::sync::mpsc::Sender<DecisionJob>>,
     writer: OnceLock<writer::Writer>,
@@ -113,6 +117,7 @@ impl App {
                 tenant_keys: RwLock::new(HashMap::new()),
                 models: RwLock::new(HashMap::new()),
                 recs: RwLock::new(HashMap::new()),
+                recs_serving: RwLock::new(HashMap::new()),
                 decisions: OnceLock::new(),
                 writer: OnceLock::new(),
             }),
@@ -195,7 +200,7 @@ impl App {
     }
 
     /// Records one decision through the group commit without waiting for it: used for served
-    /// recommendation lists, whose record is committed within one batch (milliseconds) after
+    /// recommendation lists, whose record is committed within one batch (some 10 ms) after
     /// the answer. Reads of a person's decisions, exports and erasure flush the queue first;
     /// `candor serve` flushes it at shutdown. Lead scores are written before they are answered.
     pub(crate) async fn record_decision_soon(
@@ -241,6 +246,20 @@ impl App {
         }
     }
 
+    pub(crate) fn cached_serving(&self, tenant: TenantId) -> Option<Arc<recs::Serving>> {
+        let s = self.inner.recs_serving.read().ok()?.get(&tenant).cloned()?;
+        (s.read_at.elapsed() < recs::SERVING_TTL).then_some(s)
+    }
+
+    pub(crate) fn cache_serving(&self, tenant: TenantId, serving: Option<Arc<recs::Serving>>) {
+        if let Ok(mut cache) = self.inner.recs_serving.write() {
+            match serving {
+                Some(s) => cache.insert(tenant, s),
+                None => cache.remove(&tenant),
+            };
+        }
+    }
+
     /// The tenant's key, unwrapped once and kept in memory.
     pub(crate) async fn tenant_key(&self, tenant: TenantId) -> AppResult<TenantKey> {
         if let Ok(cache) = self.inner.tenant_keys.read()
@@ -272,14 +291,24 @@ pub(crate) struct DecisionJob {
 /// Writes queued decisions in batches (one transaction per tenant and batch). A batch that
 /// fails as a whole (e.g. one person was erased meanwhile) is retried one decision at a time;
 /// a decision about an erased person is dropped (nothing is recorded for them).
+/// How long the decision writer waits for more decisions before committing a batch.
+const DECISION_LINGER: std::time::Duration = std::time::Duration::from_millis(10);
+
 async fn decision_batches(store: AnyStore, mut rx: tokio::sync::mpsc::Receiver<DecisionJob>) {
     use candor_store::Store as _;
     while let Some(first) = rx.recv().await {
+        // Gather what arrives within `DECISION_LINGER` (or until a flush asks): one commit
+        // (one fsync) per batch instead of per list.
+        let deadline = tokio::time::Instant::now() + DECISION_LINGER;
+        let mut flushing = first.entry.is_none();
         let mut jobs = vec![first];
-        while jobs.len() < 512 {
-            match rx.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
+        while jobs.len() < 512 && !flushing {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(j)) => {
+                    flushing = j.entry.is_none();
+                    jobs.push(j);
+                }
+                Ok(None) | Err(_) => break,
             }
         }
         let mut by_tenant: HashMap<

@@ -18,6 +18,21 @@ use serde_json::{Value, json};
 
 use crate::{App, AppError, AppResult, ErrorKind};
 
+/// How long serving trusts what it read of the serving model and stock. Changes made through
+/// this process apply at once; changes made by another process (`candor recs train`, another
+/// server) within this time.
+pub const SERVING_TTL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What every recommendation request reads, kept per tenant for [`SERVING_TTL`].
+#[derive(Debug)]
+pub struct Serving {
+    pub(crate) read_at: std::time::Instant,
+    version: i64,
+    art: std::sync::Arc<RecsArtifact>,
+    /// Items not recommended now: excluded categories and out of stock.
+    out: HashSet<u32>,
+}
+
 /// The model name of recommendation models in the registry.
 pub const RECS_MODEL: &str = "recommendations";
 /// Trending: interactions in the last 7 days before the training cut-off.
@@ -463,7 +478,27 @@ impl App {
                 .insert_rec_factors(tenant, version, chunk)
                 .await?;
         }
+        self.cache_serving(tenant, None);
         Ok(TrainedRecs { version, ..trained })
+    }
+
+    /// What serving needs: the model (the active one, or the newest if none is active) and the
+    /// items it may not recommend now; read from the store at most every [`SERVING_TTL`].
+    async fn serving(&self, tenant: TenantId) -> AppResult<std::sync::Arc<Serving>> {
+        if let Some(s) = self.cached_serving(tenant) {
+            return Ok(s);
+        }
+        let read_at = std::time::Instant::now();
+        let (version, art) = self.recs_model(tenant).await?;
+        let out = self.unavailable(tenant, &art).await?;
+        let s = std::sync::Arc::new(Serving {
+            read_at,
+            version,
+            art,
+            out,
+        });
+        self.cache_serving(tenant, Some(s.clone()));
+        Ok(s)
     }
 
     /// The recommendation model to serve: the active one, or the newest if none is active.
@@ -482,19 +517,31 @@ impl App {
         if let Some(a) = self.cached_recs(&digest) {
             return Ok((version, a));
         }
-        let row_version = version;
+        Ok((version, self.recs_artifact(tenant, version).await?))
+    }
+
+    /// A recommendation model's artifact, checked against its digest and parsed once.
+    async fn recs_artifact(
+        &self,
+        tenant: TenantId,
+        version: i64,
+    ) -> AppResult<std::sync::Arc<RecsArtifact>> {
         let full = self
             .store()
-            .model(tenant, row_version)
+            .model(tenant, version)
             .await?
+            .filter(|m| m.name == RECS_MODEL)
             .ok_or_else(|| AppError::not_found("model"))?;
+        if let Some(a) = self.cached_recs(&full.digest) {
+            return Ok(a);
+        }
         if sha256_hex(&full.artifact) != full.digest {
             return Err(AppError::internal("recs", &"artifact digest mismatch"));
         }
         let art: RecsArtifact = serde_json::from_slice(&full.artifact).map_err(ml)?;
         let art = std::sync::Arc::new(art);
         self.cache_recs(&full.digest, art.clone());
-        Ok((row_version, art))
+        Ok(art)
     }
 
     /// Items never recommended now: the policy's excluded categories and items out of stock.
@@ -530,9 +577,9 @@ impl App {
                 format!("k is between 1 and {MAX_K}"),
             ));
         }
-        let (version, art) = self.recs_model(tenant).await?;
-        let out = self.unavailable(tenant, &art).await?;
-        let is_out = |i: u32| out.contains(&i);
+        let serving = self.serving(tenant).await?;
+        let (version, art) = (serving.version, &*serving.art);
+        let is_out = |i: u32| serving.out.contains(&i);
         if let Some(ctx) = context_item {
             let ci = art.item(ctx).ok_or_else(|| AppError::not_found("item"))?;
             let mut list = self.similar_list(&art, ci, k, &is_out);
@@ -772,11 +819,11 @@ impl App {
                 format!("k is between 1 and {MAX_K}"),
             ));
         }
-        let (version, art) = self.recs_model(tenant).await?;
+        let serving = self.serving(tenant).await?;
+        let art = &serving.art;
         let i = art.item(item).ok_or_else(|| AppError::not_found("item"))?;
-        let out = self.unavailable(tenant, &art).await?;
-        let mut list = self.similar_list(&art, i, k, &|j| out.contains(&j));
-        list.model_version = version;
+        let mut list = self.similar_list(art, i, k, &|j| serving.out.contains(&j));
+        list.model_version = serving.version;
         Ok(list)
     }
 
@@ -787,7 +834,7 @@ impl App {
         version: i64,
         k: usize,
     ) -> AppResult<Vec<(SubjectId, Vec<RecItem>)>> {
-        let (_, art) = self.recs_model(tenant).await?;
+        let art = self.recs_artifact(tenant, version).await?;
         let unavailable = self.unavailable(tenant, &art).await?;
         let tk = self.tenant_key(tenant).await?;
         let mut out = Vec::new();
@@ -1224,6 +1271,7 @@ impl App {
                 },
             )
             .await?;
+        self.cache_serving(tenant, None);
         Ok(())
     }
 }
@@ -1267,7 +1315,9 @@ impl App {
             ));
         }
         self.flush_decisions().await?;
-        let (version, art) = self.recs_model(tenant).await?;
+        self.cache_serving(tenant, None);
+        let serving = self.serving(tenant).await?;
+        let (version, art) = (serving.version, &*serving.art);
         let purpose = self.purpose("fairness_audit")?;
         let tk = self.tenant_key(tenant).await?;
         let mut lists: Vec<Vec<u32>> = Vec::new();
@@ -1320,8 +1370,7 @@ impl App {
             "personalized".to_string(),
             exposure(&lists, &art.popularity, &category),
         );
-        let out = self.unavailable(tenant, &art).await?;
-        let popular = self.popular_list(&art, longest.max(1), &|i| out.contains(&i));
+        let popular = self.popular_list(art, longest.max(1), &|i| serving.out.contains(&i));
         let plist: Vec<u32> = popular
             .items
             .iter()

@@ -670,6 +670,8 @@ impl App {
                 }
                 other => other.into(),
             })?;
+        // Recommendation serving re-reads which model serves.
+        self.cache_serving(tenant, None);
         self.model_view(tenant, version).await
     }
 
