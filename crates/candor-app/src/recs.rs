@@ -582,7 +582,7 @@ impl App {
         let is_out = |i: u32| serving.out.contains(&i);
         if let Some(ctx) = context_item {
             let ci = art.item(ctx).ok_or_else(|| AppError::not_found("item"))?;
-            let mut list = self.similar_list(&art, ci, k, &is_out);
+            let mut list = self.similar_list(art, ci, k, &is_out);
             list.user_id = Some(user_id.to_string());
             list.model_version = version;
             return Ok(list);
@@ -647,7 +647,7 @@ impl App {
                         if let Some(pf) = pf {
                             return self
                                 .personalized(
-                                    tenant, actor, s.id, user_id, version, &art, &pf, &key, k,
+                                    tenant, actor, s.id, user_id, version, art, &pf, &key, k,
                                     &is_out,
                                 )
                                 .await;
@@ -657,7 +657,7 @@ impl App {
                 }
             }
         }
-        let mut list = self.popular_list(&art, k, &is_out);
+        let mut list = self.popular_list(art, k, &is_out);
         list.user_id = Some(user_id.to_string());
         list.model_version = version;
         list.basis = basis;
