@@ -5,11 +5,16 @@
 //! No I/O beyond [`Policy::load`] reading the file.
 
 mod decide;
+mod email;
 mod error;
 mod parse;
 mod policy;
 
 pub use decide::{Denial, Grant, RIGHTS_PURPOSE};
+pub use email::{
+    BUILT_IN_JOURNEYS, EmailPolicy, JourneyDef, JourneyStep, SmtpPolicy, SmtpTls, built_in_journey,
+    parse_duration,
+};
 pub use error::{PolicyError, PolicyErrors};
 pub use policy::{
     Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, RecsPolicy, Regime,

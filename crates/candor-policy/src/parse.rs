@@ -9,6 +9,10 @@ use serde_spanned::Spanned;
 use sha2::{Digest, Sha256};
 use toml::de::{DeString, DeTable, DeValue};
 
+use crate::email::{
+    BUILT_IN_JOURNEYS, EmailPolicy, JourneyDef, JourneyStep, SmtpPolicy, SmtpTls, built_in_journey,
+    parse_duration,
+};
 use crate::error::{PolicyError, PolicyErrors};
 use crate::policy::{
     Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, RecsPolicy, Regime,
@@ -55,6 +59,15 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
     let (fields, wildcards) = c.fields(root.get("fields"), &known_categories);
     let fairness = c.fairness(root.get("fairness"));
     let recommendations = c.recommendations(root.get("recommendations"));
+    let smtp = c.smtp(root.get("smtp"));
+    let email = c.email(root.get("email"));
+    let journeys = c.journeys(root.get("journeys"));
+    if !journeys.is_empty() && smtp.is_none() {
+        c.err(
+            root.get("journeys").map_or(0..0, Spanned::span),
+            "journeys send email: configure [smtp] (host, port, tls, from, postal_address)",
+        );
+    }
 
     // Protected categories: those marked so, and any a protected attribute is mapped to.
     let mut protected: BTreeSet<Category> = categories
@@ -117,6 +130,9 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
             protected_attributes,
             fairness,
             recommendations,
+            smtp,
+            email,
+            journeys,
         }),
         _ => Err(c.finish(file, text)),
     }
@@ -292,6 +308,267 @@ impl Checker {
                 None
             }
         }
+    }
+
+    fn int(&mut self, t: &DeTable<'_>, key: &str, min: i64, max: i64) -> Option<i64> {
+        let v = t.get(key)?;
+        let n = self.number(v, key)?;
+        if n.fract() != 0.0 || n < min as f64 || n > max as f64 {
+            self.err(
+                v.span(),
+                format!("`{key}` must be a whole number from {min} to {max}"),
+            );
+            return None;
+        }
+        Some(n as i64)
+    }
+
+    fn smtp(&mut self, v: Option<&Val<'_>>) -> Option<SmtpPolicy> {
+        let v = v?;
+        let t = self.table(v, "smtp")?;
+        self.known_keys(
+            t,
+            &[
+                "host",
+                "port",
+                "tls",
+                "from",
+                "postal_address",
+                "username_env",
+                "password_env",
+                "max_per_second",
+                "unsubscribe_mailto",
+            ],
+            "smtp",
+        );
+        for key in ["host", "from", "postal_address"] {
+            if t.get(key).is_none() {
+                self.err(v.span(), format!("[smtp] needs `{key}`"));
+            }
+        }
+        let tls = match t.get("tls") {
+            None => SmtpTls::StartTls,
+            Some(x) => match self.string(x, "tls") {
+                Some("none") => SmtpTls::None,
+                Some("starttls") => SmtpTls::StartTls,
+                Some("tls") => SmtpTls::Tls,
+                Some(other) => {
+                    self.err(
+                        x.span(),
+                        format!("`tls` is none, starttls or tls, not {other:?}"),
+                    );
+                    SmtpTls::StartTls
+                }
+                None => SmtpTls::StartTls,
+            },
+        };
+        let from = self.opt_string(t, "from");
+        if t.get("from").is_some() && !(from.contains('@') && !from.contains(['\r', '\n'])) {
+            self.err(
+                t.get("from").map_or(0..0, Spanned::span),
+                "`from` must be an email address, e.g. \"Shop <shop@example.org>\"",
+            );
+        }
+        let opt =
+            |c: &mut Self, key: &str| t.get(key).and_then(|x| c.string(x, key)).map(str::to_owned);
+        Some(SmtpPolicy {
+            host: self.opt_string(t, "host"),
+            port: self
+                .int(t, "port", 1, 65535)
+                .map_or(if tls == SmtpTls::Tls { 465 } else { 587 }, |p| p as u16),
+            tls,
+            from,
+            postal_address: self.opt_string(t, "postal_address"),
+            username_env: opt(self, "username_env"),
+            password_env: opt(self, "password_env"),
+            max_per_second: self.int(t, "max_per_second", 1, 100_000).unwrap_or(20) as u32,
+            unsubscribe_mailto: opt(self, "unsubscribe_mailto"),
+        })
+    }
+
+    fn email(&mut self, v: Option<&Val<'_>>) -> EmailPolicy {
+        let mut e = EmailPolicy::default();
+        let Some(v) = v else { return e };
+        let Some(t) = self.table(v, "email") else {
+            return e;
+        };
+        self.known_keys(
+            t,
+            &[
+                "public_url",
+                "max_marketing_emails",
+                "per_days",
+                "quiet_hours",
+                "time_zone",
+                "conversion_days",
+            ],
+            "email",
+        );
+        if let Some(x) = t
+            .get("public_url")
+            .and_then(|x| self.string(x, "public_url"))
+        {
+            if !(x.starts_with("https://") || x.starts_with("http://")) {
+                self.err(
+                    t.get("public_url").map_or(0..0, Spanned::span),
+                    "`public_url` must start with https:// (or http://)",
+                );
+            }
+            e.public_url = x.trim_end_matches('/').to_owned();
+        }
+        if let Some(n) = self.int(t, "max_marketing_emails", 0, 1000) {
+            e.max_marketing_emails = n as u32;
+        }
+        if let Some(n) = self.int(t, "per_days", 1, 365) {
+            e.per_days = n as u32;
+        }
+        if let Some(n) = self.int(t, "conversion_days", 1, 365) {
+            e.conversion_days = n as u32;
+        }
+        if let Some(x) = t.get("quiet_hours") {
+            let hours: Vec<Option<f64>> = match x.get_ref() {
+                DeValue::Array(items) => items
+                    .iter()
+                    .map(|i| self.number(i, "quiet_hours"))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            match hours[..] {
+                [Some(a), Some(b)]
+                    if (0.0..24.0).contains(&a)
+                        && (0.0..24.0).contains(&b)
+                        && a.fract() == 0.0
+                        && b.fract() == 0.0 =>
+                {
+                    e.quiet_hours = (a as u8, b as u8);
+                }
+                _ => self.err(
+                    x.span(),
+                    "`quiet_hours` is [from, to], local hours 0–23 (e.g. [21, 8]; [0, 0] for none)",
+                ),
+            }
+        }
+        if let Some(x) = t.get("time_zone").and_then(|x| self.string(x, "time_zone")) {
+            if jiff::tz::TimeZone::get(x).is_err() {
+                self.err(
+                    t.get("time_zone").map_or(0..0, Spanned::span),
+                    format!("`time_zone` {x:?} is not a known IANA time zone"),
+                );
+            }
+            e.time_zone = x.to_owned();
+        }
+        e
+    }
+
+    fn journeys(&mut self, v: Option<&Val<'_>>) -> Vec<JourneyDef> {
+        let Some(v) = v else { return Vec::new() };
+        let DeValue::Array(items) = v.get_ref() else {
+            self.err(v.span(), "journeys are [[journeys]] tables");
+            return Vec::new();
+        };
+        let mut out: Vec<JourneyDef> = Vec::new();
+        for item in items.iter() {
+            let Some(t) = self.table(item, "[[journeys]]") else {
+                continue;
+            };
+            self.known_keys(
+                t,
+                &[
+                    "template", "name", "trigger", "wait", "exit_on", "holdout", "email",
+                ],
+                "journeys",
+            );
+            let mut j = match t.get("template").and_then(|x| self.string(x, "template")) {
+                Some(name) => match built_in_journey(name) {
+                    Some(j) => j,
+                    None => {
+                        self.err(
+                            t.get("template").map_or(0..0, Spanned::span),
+                            format!(
+                                "no built-in journey {name:?}; built in: {}",
+                                BUILT_IN_JOURNEYS.join(", ")
+                            ),
+                        );
+                        continue;
+                    }
+                },
+                None => {
+                    for key in ["name", "trigger", "email"] {
+                        if t.get(key).is_none() {
+                            self.err(
+                                item.span(),
+                                format!("a journey without `template` needs `{key}` (and `wait`)"),
+                            );
+                        }
+                    }
+                    JourneyDef {
+                        name: String::new(),
+                        trigger: String::new(),
+                        steps: vec![JourneyStep {
+                            wait_ms: 0,
+                            email: String::new(),
+                        }],
+                        exit_on: Vec::new(),
+                        holdout: 0.0,
+                    }
+                }
+            };
+            if let Some(x) = t.get("name").and_then(|x| self.string(x, "name")) {
+                j.name = x.to_owned();
+            }
+            if let Some(x) = t.get("trigger").and_then(|x| self.string(x, "trigger")) {
+                j.trigger = x.to_owned();
+            }
+            if let Some(x) = t.get("email").and_then(|x| self.string(x, "email")) {
+                j.steps[0].email = x.to_owned();
+            }
+            if let Some(x) = t.get("wait") {
+                match self.string(x, "wait").and_then(parse_duration) {
+                    Some(ms) => j.steps[0].wait_ms = ms,
+                    None => self.err(
+                        x.span(),
+                        "`wait` is a duration such as \"1s\", \"30m\", \"4h\", \"3d\" or \"2w\"",
+                    ),
+                }
+            }
+            if let Some(x) = t.get("exit_on") {
+                j.exit_on = self
+                    .strings(x, "exit_on")
+                    .into_iter()
+                    .map(|(s, _)| s.to_owned())
+                    .collect();
+            }
+            if let Some(x) = t.get("holdout")
+                && let Some(h) = self.number(x, "holdout")
+            {
+                if (0.0..1.0).contains(&h) {
+                    j.holdout = h;
+                } else {
+                    self.err(
+                        x.span(),
+                        "`holdout` is a share from 0 to below 1 (e.g. 0.1)",
+                    );
+                }
+            }
+            let valid_name = !j.name.is_empty()
+                && j.name.len() <= 64
+                && j.name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid_name {
+                self.err(
+                    item.span(),
+                    format!("journey name {:?} must be 1–64 of a–z, 0–9 and _", j.name),
+                );
+            } else if out.iter().any(|o| o.name == j.name) {
+                self.err(
+                    item.span(),
+                    format!("journey {:?} is defined twice; give one a `name`", j.name),
+                );
+            }
+            out.push(j);
+        }
+        out
     }
 
     fn recommendations(&mut self, v: Option<&Val<'_>>) -> RecsPolicy {

@@ -152,6 +152,9 @@ pub struct Policy {
     pub(crate) protected_attributes: Vec<String>,
     pub(crate) fairness: FairnessPolicy,
     pub(crate) recommendations: RecsPolicy,
+    pub(crate) smtp: Option<crate::email::SmtpPolicy>,
+    pub(crate) email: crate::email::EmailPolicy,
+    pub(crate) journeys: Vec<crate::email::JourneyDef>,
 }
 
 /// `[recommendations]`: product categories that are never personalized (sensitive: what a
@@ -325,6 +328,21 @@ impl Policy {
     /// The `[fairness]` limits (defaults when the section is absent).
     pub fn fairness(&self) -> &FairnessPolicy {
         &self.fairness
+    }
+
+    /// `[smtp]`, if email is configured.
+    pub fn smtp(&self) -> Option<&crate::email::SmtpPolicy> {
+        self.smtp.as_ref()
+    }
+
+    /// `[email]`: frequency cap, quiet hours, public URL.
+    pub fn email(&self) -> &crate::email::EmailPolicy {
+        &self.email
+    }
+
+    /// The configured `[[journeys]]`.
+    pub fn journeys(&self) -> &[crate::email::JourneyDef] {
+        &self.journeys
     }
 
     /// Product categories never personalized (lower case).

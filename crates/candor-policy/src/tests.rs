@@ -221,7 +221,7 @@ fn syntax_errors_are_located() {
 
 #[test]
 fn unknown_top_level_tables_are_ignored_but_section_keys_are_strict() {
-    assert!(errors(&format!("{MIN}\n[smtp]\nhost = \"localhost\"\n")).is_empty());
+    assert!(errors(&format!("{MIN}\n[webhooks]\nurl = \"https://x\"\n")).is_empty());
     one_error(
         &MIN.replace(
             "basis = \"consent\"",
@@ -598,4 +598,91 @@ fn fairness_limits_have_defaults_and_are_validated() {
         &format!("{line}:1"),
         "unknown key `min_ratio` in [fairness]",
     );
+}
+
+#[test]
+fn smtp_email_and_journeys() {
+    let p = default_policy();
+    assert!(p.smtp().is_none() && p.journeys().is_empty());
+    assert_eq!(p.email().quiet_hours, (21, 8));
+    assert_eq!(p.email().max_marketing_emails, 3);
+    let text = format!(
+        r#"{MIN}
+[smtp]
+host = "127.0.0.1"
+port = 2525
+tls = "none"
+from = "Shop <shop@example.org>"
+postal_address = "1 Market Street, Springfield"
+
+[email]
+quiet_hours = [0, 0]
+time_zone = "Europe/Paris"
+
+[[journeys]]
+template = "abandoned_cart"
+wait = "1s"
+holdout = 0.25
+
+[[journeys]]
+template = "welcome"
+
+[[journeys]]
+name = "back_in_stock"
+trigger = "Product Wished"
+email = "browse_abandonment"
+wait = "2w"
+exit_on = ["Order Completed"]
+"#
+    );
+    let p = Policy::parse("t.toml", &text).expect("valid");
+    let smtp = p.smtp().expect("smtp");
+    assert_eq!((smtp.port, smtp.tls), (2525, crate::SmtpTls::None));
+    assert_eq!(p.email().time_zone, "Europe/Paris");
+    let j = p.journeys();
+    assert_eq!(j.len(), 3);
+    assert_eq!(
+        (
+            j[0].name.as_str(),
+            j[0].trigger.as_str(),
+            j[0].steps[0].wait_ms,
+            j[0].holdout
+        ),
+        ("abandoned_cart", "Checkout Started", 1000, 0.25)
+    );
+    assert_eq!(j[0].exit_on, ["Order Completed"]);
+    assert_eq!(j[1].steps.len(), 2);
+    assert_eq!(j[2].steps[0].wait_ms, 14 * 24 * 3_600_000);
+    // Errors, located.
+    let bad = |from: &str, to: &str| errors(&text.replacen(from, to, 1));
+    let e = bad("tls = \"none\"", "tls = \"ssl\"");
+    assert!(
+        e.len() == 1 && e[0].contains("none, starttls or tls"),
+        "{e:?}"
+    );
+    let e = bad("wait = \"1s\"", "wait = \"soon\"");
+    assert!(e.len() == 1 && e[0].contains("duration"), "{e:?}");
+    let e = bad("template = \"welcome\"", "template = \"birthday\"");
+    assert!(
+        e.len() == 1 && e[0].contains("no built-in journey"),
+        "{e:?}"
+    );
+    let e = bad("holdout = 0.25", "holdout = 1.5");
+    assert!(e.len() == 1 && e[0].contains("holdout"), "{e:?}");
+    let e = bad("template = \"welcome\"", "template = \"abandoned_cart\"");
+    assert!(e.len() == 1 && e[0].contains("defined twice"), "{e:?}");
+    let e = bad(
+        "time_zone = \"Europe/Paris\"",
+        "time_zone = \"Mars/Olympus\"",
+    );
+    assert!(e.len() == 1 && e[0].contains("IANA"), "{e:?}");
+    let e = bad("from = \"Shop <shop@example.org>\"", "from = \"shop\"");
+    assert!(e.len() == 1 && e[0].contains("email address"), "{e:?}");
+    let no_smtp = text.replace("[smtp]", "[smtp_off]");
+    let e = errors(&no_smtp);
+    assert!(e.iter().any(|e| e.contains("configure [smtp]")), "{e:?}");
+    assert_eq!(crate::parse_duration("250ms"), Some(250));
+    assert_eq!(crate::parse_duration("4h"), Some(4 * 3_600_000));
+    assert_eq!(crate::parse_duration("h"), None);
+    assert_eq!(crate::parse_duration("3y"), None);
 }
