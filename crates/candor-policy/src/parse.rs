@@ -363,7 +363,7 @@ impl Checker {
             },
         };
         let from = self.opt_string(t, "from");
-        if t.get("from").is_some() && !(from.contains('@') && !from.contains(['\r', '\n'])) {
+        if t.get("from").is_some() && (!from.contains('@') || from.contains(['\r', '\n'])) {
             self.err(
                 t.get("from").map_or(0..0, Spanned::span),
                 "`from` must be an email address, e.g. \"Shop <shop@example.org>\"",
