@@ -952,6 +952,32 @@ impl App {
         }
         counts.insert("rec_factors", recs.len());
         send(format!(",\"rec_factors\":{}", json!(recs)).into_bytes()).await?;
+        // journey_steps and emails: what journeys the person was in and what they were sent.
+        let (steps, emails) = self.store().journeys_for(tenant, subject).await?;
+        let steps: Vec<Value> = steps
+            .iter()
+            .map(|st| {
+                json!({ "journey": st.journey, "step": st.step, "email": st.email,
+                    "triggered_at": st.triggered_at.to_rfc3339(), "due_at": st.due_at.to_rfc3339(),
+                    "status": st.status, "reason": st.reason,
+                    "finished_at": st.finished_at.map(|t| t.to_rfc3339()) })
+            })
+            .collect();
+        counts.insert("journey_steps", steps.len());
+        send(format!(",\"journey_steps\":{}", json!(steps)).into_bytes()).await?;
+        let when = |t: Option<Timestamp>| t.map(|t| t.to_rfc3339());
+        let emails: Vec<Value> = emails
+            .iter()
+            .map(|e| {
+                json!({ "journey": e.journey, "message_id": e.message_id,
+                    "sent_at": e.sent_at.to_rfc3339(), "ai_content": e.ai_content,
+                    "opened_at": when(e.opened_at), "clicked_at": when(e.clicked_at),
+                    "bounced_at": when(e.bounced_at), "complained_at": when(e.complained_at),
+                    "unsubscribed_at": when(e.unsubscribed_at) })
+            })
+            .collect();
+        counts.insert("emails", emails.len());
+        send(format!(",\"emails\":{}", json!(emails)).into_bytes()).await?;
         // dsr_requests
         let now = self.clock().now();
         let requests: Vec<Value> = self

@@ -143,6 +143,7 @@ macro_rules! impl_store {
         $db:ty,
         share_lock = $share:literal,
         update_lock = $update:literal,
+        skip_locked = $skip_locked:literal,
         migration_lock = $mlock:literal,
         text_in = $text_in:literal,
         blob_in = $blob_in:literal,
@@ -167,12 +168,88 @@ macro_rules! impl_store {
         };
         use crate::backend::EventInsert;
         use crate::{
+            EmailMark, EmailRow, NewStep, StepOutcome, StepRow,
             Alias, AlertRow, ApiKeyRow, AuditDraft, AuditEntry, AuditOverride, ContestRow, DecisionRow, ErasureCounts, ModelAuditRow, NewAlert, NewModelAudit, RequestRow, SubjectState, EventView, FieldRow, IngestJob,
             IngestSnapshot, IngestWrite, ModelRow, ModelTransition, NewApiKey, NewModel, NewSubject,
             Result, Store, StoreError, SubjectRow, SweepCounts, TenantRow,
         };
 
         type Tx = Transaction<'static, $db>;
+
+        macro_rules! step_cols {
+            () => {
+                "id, tenant_id, subject_id, journey, step, email, trigger_id, triggered_at, due_at, status, reason, finished_at"
+            };
+        }
+        macro_rules! email_cols {
+            () => {
+                "id, subject_id, step_id, journey, message_id, token_hash, sent_at, ai_content, tracking, opened_at, clicked_at, bounced_at, complained_at, unsubscribed_at"
+            };
+        }
+
+        fn step_row(r: &<$db as sqlx::Database>::Row) -> Result<StepRow> {
+            Ok(StepRow {
+                id: r.try_get("id")?,
+                tenant: parse("tenant", &r.try_get::<String, _>("tenant_id")?)?,
+                subject: parse("subject", &r.try_get::<String, _>("subject_id")?)?,
+                journey: r.try_get("journey")?,
+                step: i32::try_from(r.try_get::<i64, _>("step")?).unwrap_or(i32::MAX),
+                email: r.try_get("email")?,
+                trigger_id: r.try_get("trigger_id")?,
+                triggered_at: Timestamp(r.try_get("triggered_at")?),
+                due_at: Timestamp(r.try_get("due_at")?),
+                status: r.try_get("status")?,
+                reason: r.try_get("reason")?,
+                finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
+            })
+        }
+
+        fn email_row(r: &<$db as sqlx::Database>::Row) -> Result<EmailRow> {
+            let at = |c: &str| -> Result<Option<Timestamp>> { Ok(r.try_get::<Option<i64>, _>(c)?.map(Timestamp)) };
+            Ok(EmailRow {
+                id: r.try_get("id")?,
+                subject: parse("subject", &r.try_get::<String, _>("subject_id")?)?,
+                step_id: r.try_get("step_id")?,
+                journey: r.try_get("journey")?,
+                message_id: r.try_get("message_id")?,
+                token_hash: r.try_get("token_hash")?,
+                sent_at: Timestamp(r.try_get("sent_at")?),
+                ai_content: r.try_get::<i64, _>("ai_content")? != 0,
+                tracking: r.try_get::<i64, _>("tracking")? != 0,
+                opened_at: at("opened_at")?,
+                clicked_at: at("clicked_at")?,
+                bounced_at: at("bounced_at")?,
+                complained_at: at("complained_at")?,
+                unsubscribed_at: at("unsubscribed_at")?,
+            })
+        }
+
+        /// Inserts a step unless its idempotency key exists, the person has a pending step of
+        /// the journey, or the person is gone.
+        async fn insert_step(tx: &mut Tx, tenant: TenantId, st: &NewStep) -> Result<u64> {
+            let (status, finished) = if st.holdout { ("holdout", Some(st.triggered_at.0)) } else { ("pending", None) };
+            Ok(sqlx::query(
+                "INSERT INTO journey_steps (id, tenant_id, subject_id, journey, step, email, trigger_id, triggered_at, due_at, status, claimed_until, finished_at) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11 \
+                 WHERE EXISTS (SELECT 1 FROM subjects WHERE tenant_id = $2 AND id = $3 AND wrapped_key IS NOT NULL) \
+                 AND NOT EXISTS (SELECT 1 FROM journey_steps WHERE tenant_id = $2 AND subject_id = $3 AND journey = $4 AND status = 'pending') \
+                 ON CONFLICT (tenant_id, subject_id, journey, trigger_id, step) DO NOTHING",
+            )
+            .bind(&st.id)
+            .bind(tenant.to_string())
+            .bind(st.subject.to_string())
+            .bind(&st.journey)
+            .bind(i64::from(st.step))
+            .bind(&st.email)
+            .bind(&st.trigger_id)
+            .bind(st.triggered_at.0)
+            .bind(st.due_at.0)
+            .bind(status)
+            .bind(finished)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected())
+        }
         type DbRow = <$db as sqlx::Database>::Row;
 
         type Conn = <$db as sqlx::Database>::Connection;
@@ -1481,6 +1558,10 @@ macro_rules! impl_store {
                     .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
                 counts.rec_factors = sqlx::query("DELETE FROM rec_factors WHERE tenant_id = $1 AND subject_id = $2")
                     .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                counts.journey_steps = sqlx::query("DELETE FROM journey_steps WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                counts.emails = sqlx::query("DELETE FROM emails WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
                 counts.decisions = sqlx::query("DELETE FROM decisions WHERE tenant_id = $1 AND subject_id = $2")
                     .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
                 // Events are indexed by subject alone (ids are global); the tenant is checked too.
@@ -1885,6 +1966,205 @@ macro_rules! impl_store {
                 audit_tx(&mut tx, vec![audit], at).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn enroll_steps(&self, tenant: TenantId, steps: &[NewStep]) -> Result<u64> {
+                let mut tx = self.write_tx().await?;
+                let mut n = 0;
+                for st in steps {
+                    n += insert_step(&mut tx, tenant, st).await?;
+                }
+                tx.commit().await?;
+                Ok(n)
+            }
+
+            async fn exit_steps(&self, tenant: TenantId, subject: SubjectId, journeys: &[String], reason: &str, at: Timestamp) -> Result<u64> {
+                let mut tx = self.write_tx().await?;
+                let mut n = 0;
+                for j in journeys {
+                    n += sqlx::query(
+                        "UPDATE journey_steps SET status = 'exited', reason = $4, finished_at = $5 \
+                         WHERE tenant_id = $1 AND subject_id = $2 AND journey = $3 AND status = 'pending'",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(subject.to_string())
+                    .bind(j)
+                    .bind(reason)
+                    .bind(at.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                }
+                tx.commit().await?;
+                Ok(n)
+            }
+
+            async fn claim_due_steps(&self, now: Timestamp, lease_ms: i64, limit: u32) -> Result<Vec<StepRow>> {
+                let mut tx = self.write_tx().await?;
+                let rows = sqlx::query(concat!(
+                    "UPDATE journey_steps SET claimed_until = $2 WHERE id IN (\
+                     SELECT id FROM journey_steps WHERE status = 'pending' AND due_at <= $1 AND claimed_until < $1 \
+                     ORDER BY due_at LIMIT $3", $skip_locked, ") \
+                     RETURNING id, tenant_id, subject_id, journey, step, email, trigger_id, triggered_at, due_at, status, reason, finished_at",
+                ))
+                .bind(now.0)
+                .bind(now.0.saturating_add(lease_ms))
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let mut out: Vec<StepRow> = rows.iter().map(step_row).collect::<Result<_>>()?;
+                out.sort_by_key(|s| s.due_at);
+                Ok(out)
+            }
+
+            async fn finish_step(&self, tenant: TenantId, step_id: &str, outcome: &StepOutcome, next: Option<&NewStep>, audit: AuditDraft, at: Timestamp) -> Result<bool> {
+                let mut tx = self.write_tx().await?;
+                let (status, reason) = match outcome {
+                    StepOutcome::Sent(_) => ("sent", None),
+                    StepOutcome::Skipped(r) => ("skipped", Some(r.as_str())),
+                    StepOutcome::Exited(r) => ("exited", Some(r.as_str())),
+                };
+                let done = sqlx::query(
+                    "UPDATE journey_steps SET status = $3, reason = $4, finished_at = $5 \
+                     WHERE tenant_id = $1 AND id = $2 AND status = 'pending'",
+                )
+                .bind(tenant.to_string())
+                .bind(step_id)
+                .bind(status)
+                .bind(reason)
+                .bind(at.0)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if done == 0 {
+                    return Ok(false);
+                }
+                if let StepOutcome::Sent(e) = outcome {
+                    sqlx::query(
+                        "INSERT INTO emails (id, tenant_id, subject_id, step_id, journey, message_id, token_hash, sent_at, ai_content, tracking) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    )
+                    .bind(&e.id)
+                    .bind(tenant.to_string())
+                    .bind(e.subject.to_string())
+                    .bind(&e.step_id)
+                    .bind(&e.journey)
+                    .bind(&e.message_id)
+                    .bind(&e.token_hash)
+                    .bind(e.sent_at.0)
+                    .bind(i64::from(e.ai_content))
+                    .bind(i64::from(e.tracking))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if let Some(st) = next {
+                    insert_step(&mut tx, tenant, st).await?;
+                }
+                audit_tx(&mut tx, vec![audit], at).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn defer_step(&self, tenant: TenantId, step_id: &str, due_at: Timestamp) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                sqlx::query("UPDATE journey_steps SET due_at = $3, claimed_until = 0 WHERE tenant_id = $1 AND id = $2 AND status = 'pending'")
+                    .bind(tenant.to_string())
+                    .bind(step_id)
+                    .bind(due_at.0)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn emails_sent_since(&self, tenant: TenantId, subject: SubjectId, since: Timestamp) -> Result<u32> {
+                let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM emails WHERE tenant_id = $1 AND subject_id = $2 AND sent_at >= $3")
+                    .bind(tenant.to_string())
+                    .bind(subject.to_string())
+                    .bind(since.0)
+                    .fetch_one(self.reader())
+                    .await?
+                    .try_get("n")?;
+                Ok(u32::try_from(n).unwrap_or(u32::MAX))
+            }
+
+            async fn email_by_token(&self, token_hash: &[u8]) -> Result<Option<(TenantId, EmailRow)>> {
+                sqlx::query(concat!("SELECT tenant_id, ", email_cols!(), " FROM emails WHERE token_hash = $1"))
+                    .bind(token_hash)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(|r| Ok((parse::<TenantId>("tenant", &r.try_get::<String, _>("tenant_id")?)?, email_row(&r)?)))
+                    .transpose()
+            }
+
+            async fn email_by_message_id(&self, tenant: TenantId, message_id: &str) -> Result<Option<EmailRow>> {
+                sqlx::query(concat!("SELECT ", email_cols!(), " FROM emails WHERE tenant_id = $1 AND message_id = $2"))
+                    .bind(tenant.to_string())
+                    .bind(message_id)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(|r| email_row(&r))
+                    .transpose()
+            }
+
+            async fn mark_email(&self, tenant: TenantId, email_id: &str, mark: EmailMark, at: Timestamp) -> Result<()> {
+                let sql = match mark {
+                    EmailMark::Opened => "UPDATE emails SET opened_at = COALESCE(opened_at, $3) WHERE tenant_id = $1 AND id = $2",
+                    EmailMark::Clicked => "UPDATE emails SET clicked_at = COALESCE(clicked_at, $3) WHERE tenant_id = $1 AND id = $2",
+                    EmailMark::Bounced => "UPDATE emails SET bounced_at = COALESCE(bounced_at, $3) WHERE tenant_id = $1 AND id = $2",
+                    EmailMark::Complained => "UPDATE emails SET complained_at = COALESCE(complained_at, $3) WHERE tenant_id = $1 AND id = $2",
+                    EmailMark::Unsubscribed => "UPDATE emails SET unsubscribed_at = COALESCE(unsubscribed_at, $3) WHERE tenant_id = $1 AND id = $2",
+                };
+                let mut tx = self.write_tx().await?;
+                sqlx::query(sql)
+                    .bind(tenant.to_string())
+                    .bind(email_id)
+                    .bind(at.0)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn journeys_for(&self, tenant: TenantId, subject: SubjectId) -> Result<(Vec<StepRow>, Vec<EmailRow>)> {
+                let steps = sqlx::query(concat!("SELECT ", step_cols!(), " FROM journey_steps WHERE tenant_id = $1 AND subject_id = $2 ORDER BY triggered_at, step"))
+                    .bind(tenant.to_string())
+                    .bind(subject.to_string())
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(step_row)
+                    .collect::<Result<Vec<_>>>()?;
+                let emails = sqlx::query(concat!("SELECT ", email_cols!(), " FROM emails WHERE tenant_id = $1 AND subject_id = $2 ORDER BY sent_at"))
+                    .bind(tenant.to_string())
+                    .bind(subject.to_string())
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(email_row)
+                    .collect::<Result<Vec<_>>>()?;
+                Ok((steps, emails))
+            }
+
+            async fn journey_rows(&self, tenant: TenantId, journey: &str) -> Result<Vec<(StepRow, Option<EmailRow>)>> {
+                let steps = sqlx::query(concat!("SELECT ", step_cols!(), " FROM journey_steps WHERE tenant_id = $1 AND journey = $2"))
+                    .bind(tenant.to_string())
+                    .bind(journey)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(step_row)
+                    .collect::<Result<Vec<_>>>()?;
+                let mut emails: HashMap<String, EmailRow> = sqlx::query(concat!("SELECT ", email_cols!(), " FROM emails WHERE tenant_id = $1 AND journey = $2"))
+                    .bind(tenant.to_string())
+                    .bind(journey)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|r| email_row(r).map(|e| (e.step_id.clone(), e)))
+                    .collect::<Result<_>>()?;
+                Ok(steps.into_iter().map(|s| { let e = emails.remove(&s.id); (s, e) }).collect())
             }
 
             async fn out_of_stock(&self, tenant: TenantId) -> Result<Vec<String>> {

@@ -361,6 +361,8 @@ pub const SUBJECT_TABLES: &[&str] = &[
     "decision_contests",
     "dsr_requests",
     "rec_factors",
+    "journey_steps",
+    "emails",
 ];
 
 /// The purpose recommendation factors serve: withdrawing it deletes them.
@@ -378,6 +380,8 @@ pub struct ErasureCounts {
     pub decisions: u64,
     pub decision_contests: u64,
     pub rec_factors: u64,
+    pub journey_steps: u64,
+    pub emails: u64,
     /// Requests keep their dates and outcome as proof; their sealed details are deleted.
     pub dsr_requests_scrubbed: u64,
     /// Identifiers (keyed hashes) moved to the suppression list.
@@ -436,6 +440,82 @@ pub struct ContestRow {
     pub note_sealed: Option<Sealed>,
     pub outcome_label: Option<i64>,
     pub resolved_at: Option<Timestamp>,
+}
+
+/// A step of a journey a person is due for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewStep {
+    pub id: String,
+    pub subject: SubjectId,
+    pub journey: String,
+    pub step: i32,
+    pub email: String,
+    /// The triggering event's id: with subject, journey and step, the idempotency key.
+    pub trigger_id: String,
+    pub triggered_at: Timestamp,
+    pub due_at: Timestamp,
+    /// In the journey's holdout: recorded, never sent.
+    pub holdout: bool,
+}
+
+/// A journey step as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepRow {
+    pub id: String,
+    pub tenant: TenantId,
+    pub subject: SubjectId,
+    pub journey: String,
+    pub step: i32,
+    pub email: String,
+    pub trigger_id: String,
+    pub triggered_at: Timestamp,
+    pub due_at: Timestamp,
+    /// `pending`, `sent`, `skipped`, `exited` or `holdout`.
+    pub status: String,
+    pub reason: Option<String>,
+    pub finished_at: Option<Timestamp>,
+}
+
+/// An email handed to the relay.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EmailRow {
+    pub id: String,
+    pub subject: SubjectId,
+    pub step_id: String,
+    pub journey: String,
+    pub message_id: String,
+    /// SHA-256 of the per-recipient unsubscribe token.
+    pub token_hash: Vec<u8>,
+    pub sent_at: Timestamp,
+    /// Its content was chosen by a model (recommendations).
+    pub ai_content: bool,
+    /// Opens and clicks may be recorded (the person allows analytics).
+    pub tracking: bool,
+    pub opened_at: Option<Timestamp>,
+    pub clicked_at: Option<Timestamp>,
+    pub bounced_at: Option<Timestamp>,
+    pub complained_at: Option<Timestamp>,
+    pub unsubscribed_at: Option<Timestamp>,
+}
+
+/// What happened to a claimed step.
+#[derive(Clone, Debug)]
+pub enum StepOutcome {
+    Sent(Box<EmailRow>),
+    /// Not sent, for the reason given (no consent, cap, no address, ...).
+    Skipped(String),
+    /// The person left the journey (an exit event since the trigger).
+    Exited(String),
+}
+
+/// Something that happened to an email after it was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailMark {
+    Opened,
+    Clicked,
+    Bounced,
+    Complained,
+    Unsubscribed,
 }
 
 /// An automated decision about a subject. The outcome and explanation are sealed with the
@@ -902,6 +982,88 @@ pub trait Store: Send + Sync {
     /// Items marked out of stock.
     fn out_of_stock(&self, tenant: TenantId) -> impl Future<Output = Result<Vec<String>>> + Send;
 
+    /// Enrols people in journeys: a step is inserted unless its idempotency key exists or the
+    /// person already has a pending step of that journey. Holdout steps are stored finished.
+    /// Returns how many were inserted.
+    fn enroll_steps(
+        &self,
+        tenant: TenantId,
+        steps: &[NewStep],
+    ) -> impl Future<Output = Result<u64>> + Send;
+    /// Ends a person's pending steps of these journeys as `exited`.
+    fn exit_steps(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+        journeys: &[String],
+        reason: &str,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<u64>> + Send;
+    /// Claims up to `limit` pending steps due by `now` (any tenant) for `lease_ms`: another
+    /// node skips them (`FOR UPDATE SKIP LOCKED` on PostgreSQL); a crashed node's lease ends.
+    fn claim_due_steps(
+        &self,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<StepRow>>> + Send;
+    /// Finishes a claimed step in one transaction with its email record, the journey's next
+    /// step and an audit entry. `false` (and nothing written) if it is no longer pending.
+    fn finish_step(
+        &self,
+        tenant: TenantId,
+        step_id: &str,
+        outcome: &StepOutcome,
+        next: Option<&NewStep>,
+        audit: AuditDraft,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Puts a claimed step back, due at `due_at` (quiet hours, a full cap window).
+    fn defer_step(
+        &self,
+        tenant: TenantId,
+        step_id: &str,
+        due_at: Timestamp,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Marketing emails sent to a person since `since`.
+    fn emails_sent_since(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+        since: Timestamp,
+    ) -> impl Future<Output = Result<u32>> + Send;
+    /// The email an unsubscribe token (its SHA-256) belongs to, with its tenant.
+    fn email_by_token(
+        &self,
+        token_hash: &[u8],
+    ) -> impl Future<Output = Result<Option<(TenantId, EmailRow)>>> + Send;
+    /// The email with this Message-ID.
+    fn email_by_message_id(
+        &self,
+        tenant: TenantId,
+        message_id: &str,
+    ) -> impl Future<Output = Result<Option<EmailRow>>> + Send;
+    /// Records an open, click, bounce, complaint or unsubscribe (the first time counts).
+    fn mark_email(
+        &self,
+        tenant: TenantId,
+        email_id: &str,
+        mark: EmailMark,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// A person's journey steps and emails (for their export).
+    fn journeys_for(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> impl Future<Output = Result<(Vec<StepRow>, Vec<EmailRow>)>> + Send;
+    /// A journey's steps and their emails, for measurement.
+    fn journey_rows(
+        &self,
+        tenant: TenantId,
+        journey: &str,
+    ) -> impl Future<Output = Result<Vec<(StepRow, Option<EmailRow>)>>> + Send;
+
     /// Alerts of a tenant, newest first, with ids below `before` (all for `None`).
     fn fairness_alerts(
         &self,
@@ -1315,6 +1477,82 @@ impl Store for AnyStore {
     }
     async fn out_of_stock(&self, tenant: TenantId) -> Result<Vec<String>> {
         dispatch!(self, s => s.out_of_stock(tenant))
+    }
+    async fn enroll_steps(&self, tenant: TenantId, steps: &[NewStep]) -> Result<u64> {
+        dispatch!(self, s => s.enroll_steps(tenant, steps))
+    }
+    async fn exit_steps(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+        journeys: &[String],
+        reason: &str,
+        at: Timestamp,
+    ) -> Result<u64> {
+        dispatch!(self, s => s.exit_steps(tenant, subject, journeys, reason, at))
+    }
+    async fn claim_due_steps(
+        &self,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<StepRow>> {
+        dispatch!(self, s => s.claim_due_steps(now, lease_ms, limit))
+    }
+    async fn finish_step(
+        &self,
+        tenant: TenantId,
+        step_id: &str,
+        outcome: &StepOutcome,
+        next: Option<&NewStep>,
+        audit: AuditDraft,
+        at: Timestamp,
+    ) -> Result<bool> {
+        dispatch!(self, s => s.finish_step(tenant, step_id, outcome, next, audit, at))
+    }
+    async fn defer_step(&self, tenant: TenantId, step_id: &str, due_at: Timestamp) -> Result<()> {
+        dispatch!(self, s => s.defer_step(tenant, step_id, due_at))
+    }
+    async fn emails_sent_since(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+        since: Timestamp,
+    ) -> Result<u32> {
+        dispatch!(self, s => s.emails_sent_since(tenant, subject, since))
+    }
+    async fn email_by_token(&self, token_hash: &[u8]) -> Result<Option<(TenantId, EmailRow)>> {
+        dispatch!(self, s => s.email_by_token(token_hash))
+    }
+    async fn email_by_message_id(
+        &self,
+        tenant: TenantId,
+        message_id: &str,
+    ) -> Result<Option<EmailRow>> {
+        dispatch!(self, s => s.email_by_message_id(tenant, message_id))
+    }
+    async fn mark_email(
+        &self,
+        tenant: TenantId,
+        email_id: &str,
+        mark: EmailMark,
+        at: Timestamp,
+    ) -> Result<()> {
+        dispatch!(self, s => s.mark_email(tenant, email_id, mark, at))
+    }
+    async fn journeys_for(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> Result<(Vec<StepRow>, Vec<EmailRow>)> {
+        dispatch!(self, s => s.journeys_for(tenant, subject))
+    }
+    async fn journey_rows(
+        &self,
+        tenant: TenantId,
+        journey: &str,
+    ) -> Result<Vec<(StepRow, Option<EmailRow>)>> {
+        dispatch!(self, s => s.journey_rows(tenant, journey))
     }
     async fn fairness_alerts(
         &self,

@@ -49,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "catalog",
         include_str!("../migrations/postgres/0006_catalog.sql"),
     ),
+    (
+        7,
+        "journeys",
+        include_str!("../migrations/postgres/0007_journeys.sql"),
+    ),
 ];
 
 impl PgStore {
@@ -172,6 +177,7 @@ impl_store!(
     Postgres,
     share_lock = " FOR SHARE",
     update_lock = " FOR UPDATE",
+    skip_locked = " FOR UPDATE SKIP LOCKED",
     migration_lock = "SELECT pg_advisory_xact_lock(7273617)",
     text_in = "= ANY($2)",
     blob_in = "= ANY($2)",

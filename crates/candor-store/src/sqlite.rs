@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "catalog",
         include_str!("../migrations/sqlite/0006_catalog.sql"),
     ),
+    (
+        7,
+        "journeys",
+        include_str!("../migrations/sqlite/0007_journeys.sql"),
+    ),
 ];
 
 impl SqliteStore {
@@ -201,6 +206,7 @@ impl_store!(
     Sqlite,
     share_lock = "",
     update_lock = "",
+    skip_locked = "",
     migration_lock = "SELECT 1",
     text_in = "IN (SELECT value FROM json_each($2))",
     blob_in = "IN (SELECT unhex(value) FROM json_each($2))",

@@ -985,3 +985,214 @@ async fn decisions_are_per_subject_and_refused_after_erasure() {
         assert_eq!(after.len(), 1);
     });
 }
+
+fn step(id: &str, s: SubjectId, journey: &str, trigger: &str, due: i64) -> candor_store::NewStep {
+    candor_store::NewStep {
+        id: id.into(),
+        subject: s,
+        journey: journey.into(),
+        step: 0,
+        email: journey.into(),
+        trigger_id: trigger.into(),
+        triggered_at: Timestamp(due - 10),
+        due_at: Timestamp(due),
+        holdout: false,
+    }
+}
+
+#[tokio::test]
+async fn journey_steps_enrol_once_claim_once_and_finish_with_their_email() {
+    use candor_store::{EmailMark, EmailRow, StepOutcome};
+    each_backend!(|db| {
+        let (t, tk) = tenant(&db, "shop").await;
+        let s1 = subject(&db, t, &tk, "u1").await;
+        let s2 = subject(&db, t, &tk, "u2").await;
+        // The same trigger twice, and a second trigger while one is pending: one step.
+        let n = db
+            .store
+            .enroll_steps(
+                t,
+                &[
+                    step("a", s1, "cart", "e1", 100),
+                    step("a2", s1, "cart", "e1", 100),
+                    step("b", s1, "cart", "e2", 150),
+                    step("c", s2, "cart", "e3", 120),
+                    step("d", s2, "welcome", "e4", 5_000),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 3);
+        let mut hold = step("h", s1, "welcome", "e5", 100);
+        hold.holdout = true;
+        assert_eq!(db.store.enroll_steps(t, &[hold]).await.unwrap(), 1);
+        // Due steps are claimed once; the lease keeps a second claimer away.
+        let (first, second) = tokio::join!(
+            db.store.claim_due_steps(Timestamp(200), 60_000, 10),
+            db.store.claim_due_steps(Timestamp(200), 60_000, 10)
+        );
+        let mut ids: Vec<String> = first
+            .unwrap()
+            .into_iter()
+            .chain(second.unwrap())
+            .map(|s| s.id)
+            .collect();
+        ids.sort();
+        assert_eq!(ids, ["a", "c"], "claimed exactly once between two claimers");
+        assert!(
+            db.store
+                .claim_due_steps(Timestamp(300), 60_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // After the lease (a crashed node), the steps are claimable again (and "d" is due).
+        let again = db
+            .store
+            .claim_due_steps(Timestamp(70_000), 60_000, 10)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 3);
+        // Finish: sent with its email and the next step, in one transaction; only once.
+        let email = EmailRow {
+            id: "m1".into(),
+            subject: s1,
+            step_id: "a".into(),
+            journey: "cart".into(),
+            message_id: "<a@candor>".into(),
+            token_hash: vec![7; 32],
+            sent_at: Timestamp(70_001),
+            ai_content: true,
+            tracking: false,
+            opened_at: None,
+            clicked_at: None,
+            bounced_at: None,
+            complained_at: None,
+            unsubscribed_at: None,
+        };
+        let mut next = step("a-1", s1, "cart", "e1", 80_000);
+        next.step = 1;
+        let sent = StepOutcome::Sent(Box::new(email.clone()));
+        assert!(
+            db.store
+                .finish_step(
+                    t,
+                    "a",
+                    &sent,
+                    Some(&next),
+                    audit(Some(t), "email.sent"),
+                    Timestamp(70_001)
+                )
+                .await
+                .unwrap()
+        );
+        assert!(
+            !db.store
+                .finish_step(
+                    t,
+                    "a",
+                    &sent,
+                    None,
+                    audit(Some(t), "email.sent"),
+                    Timestamp(70_002)
+                )
+                .await
+                .unwrap(),
+            "a finished step is not finished twice"
+        );
+        assert_eq!(
+            db.store
+                .emails_sent_since(t, s1, Timestamp(0))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            db.store
+                .emails_sent_since(t, s1, Timestamp(70_002))
+                .await
+                .unwrap(),
+            0
+        );
+        let (tt, e) = db.store.email_by_token(&[7; 32]).await.unwrap().unwrap();
+        assert_eq!((tt, &e), (t, &email));
+        db.store
+            .mark_email(t, "m1", EmailMark::Unsubscribed, Timestamp(70_100))
+            .await
+            .unwrap();
+        db.store
+            .mark_email(t, "m1", EmailMark::Unsubscribed, Timestamp(70_200))
+            .await
+            .unwrap();
+        let e = db
+            .store
+            .email_by_message_id(t, "<a@candor>")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            e.unsubscribed_at,
+            Some(Timestamp(70_100)),
+            "the first time counts"
+        );
+        // Exit and defer.
+        assert_eq!(
+            db.store
+                .exit_steps(
+                    t,
+                    s2,
+                    &["cart".into()],
+                    "Order Completed",
+                    Timestamp(70_050)
+                )
+                .await
+                .unwrap(),
+            1
+        );
+        db.store
+            .defer_step(t, "a-1", Timestamp(90_000))
+            .await
+            .unwrap();
+        assert!(
+            db.store
+                .claim_due_steps(Timestamp(85_000), 1000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let rows = db.store.journey_rows(t, "cart").await.unwrap();
+        let status: BTreeMap<String, (String, bool)> = rows
+            .iter()
+            .map(|(s, e)| (s.id.clone(), (s.status.clone(), e.is_some())))
+            .collect();
+        assert_eq!(status["a"], ("sent".to_string(), true));
+        assert_eq!(status["a-1"], ("pending".to_string(), false));
+        assert_eq!(status["c"], ("exited".to_string(), false));
+        let (steps, emails) = db.store.journeys_for(t, s1).await.unwrap();
+        assert_eq!((steps.len(), emails.len()), (3, 1));
+        assert!(steps.iter().any(|s| s.id == "h" && s.status == "holdout"));
+        // Erasure deletes both and so stops every pending step.
+        let counts = db
+            .store
+            .erase_subject(t, s1, Timestamp(90_000), audit(Some(t), "subject.erased"))
+            .await
+            .unwrap();
+        assert_eq!((counts.journey_steps, counts.emails), (3, 1));
+        assert!(
+            db.store
+                .claim_due_steps(Timestamp(200_000), 1000, 10)
+                .await
+                .unwrap()
+                .iter()
+                .all(|s| s.subject != s1)
+        );
+        assert_eq!(
+            db.store
+                .enroll_steps(t, &[step("z", s1, "cart", "e9", 1)])
+                .await
+                .unwrap(),
+            0,
+            "an erased person is not enrolled"
+        );
+    });
+}
