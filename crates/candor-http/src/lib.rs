@@ -559,20 +559,7 @@ async fn get_recs_exposure(
 ) -> ApiResult<Response> {
     p.require(Scope::Admin)?;
     let Query(q) = query?;
-    let time = |s: &str| {
-        candor_types::Timestamp::parse_rfc3339(s).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_time",
-                format!("{s:?} is not an RFC 3339 time"),
-            )
-        })
-    };
-    let from = time(&q.from)?;
-    let to = match &q.to {
-        Some(t) => time(t)?,
-        None => app.clock().now(),
-    };
+    let (from, to) = period(&app, &q.from, q.to.as_deref())?;
     let html = match q.format.as_deref() {
         None | Some("json") => false,
         Some("html") => true,
@@ -837,6 +824,30 @@ async fn list_models(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Va
     Ok(Json(json!({ "models": models })))
 }
 
+/// A period `[from, to)` given as RFC 3339 times; `to` defaults to now.
+fn period(
+    app: &App,
+    from: &str,
+    to: Option<&str>,
+) -> ApiResult<(candor_types::Timestamp, candor_types::Timestamp)> {
+    let time = |s: &str| {
+        candor_types::Timestamp::parse_rfc3339(s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_time",
+                format!("{s:?} is not an RFC 3339 time"),
+            )
+        })
+    };
+    Ok((
+        time(from)?,
+        match to {
+            Some(t) => time(t)?,
+            None => app.clock().now(),
+        },
+    ))
+}
+
 fn parse_version(s: &str) -> ApiResult<i64> {
     s.parse::<i64>()
         .ok()
@@ -981,22 +992,11 @@ async fn post_fairness_monitor(
     let v = parse_json(body)?;
     let b: MonitorBody = serde_json::from_value(v)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()))?;
-    let time = |s: &str| {
-        candor_types::Timestamp::parse_rfc3339(s).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_time",
-                format!("{s:?} is not an RFC 3339 time"),
-            )
-        })
-    };
+    let (from, to) = period(&app, &b.from, b.to.as_deref())?;
     let req = candor_app::MonitorRequest {
         version: b.model_version,
-        from: time(&b.from)?,
-        to: match &b.to {
-            Some(t) => time(t)?,
-            None => app.clock().now(),
-        },
+        from,
+        to,
         outcome_event: b.outcome_event.unwrap_or_else(|| "Order Completed".into()),
         within_days: b.within_days.unwrap_or(30),
         threshold: b.threshold.unwrap_or(0.5),
