@@ -657,8 +657,6 @@ impl App {
                     .version
             }
         };
-        let purpose = self.purpose("fairness_audit")?;
-        let tk = self.tenant_key(tenant).await?;
         let now = self.clock().now();
         let window = i64::from(req.within_days) * Timestamp::DAY_MS;
         let protected: Vec<String> = self
@@ -668,48 +666,26 @@ impl App {
             .collect();
         let (mut scores, mut y_true) = (Vec::new(), Vec::new());
         let mut values: Vec<Vec<Option<String>>> = vec![Vec::new(); protected.len()];
-        let (mut pending, mut unreadable, mut erased, mut other_models) = (0u64, 0u64, 0u64, 0u64);
+        let mut pending = 0u64;
         let mut opened = 0u64;
-        let mut cursor = None;
-        'pages: loop {
-            let page = self
-                .store()
-                .decisions_in(
-                    tenant,
-                    crate::LEAD_MODEL,
-                    req.from,
-                    req.to,
-                    cursor.clone(),
-                    1000,
-                )
-                .await?;
-            let Some(last) = page.last() else { break };
-            cursor = Some((last.created_at, last.id.clone()));
-            for d in page {
-                if d.model_version != Some(version) {
-                    other_models += 1;
-                    continue;
-                }
-                if d.created_at.0 + window > now.0 {
-                    pending += 1;
-                    continue;
-                }
-                let Some(subject) = self.store().subject(tenant, d.subject).await? else {
-                    erased += 1;
-                    continue;
-                };
-                let Some(wrapped) = &subject.wrapped_key else {
-                    erased += 1;
-                    continue;
-                };
-                let Ok(grant) = self.grant(tenant, subject.id, &purpose).await else {
-                    unreadable += 1;
-                    continue;
-                };
-                let key = tk.unwrap_data_key(subject.id, wrapped)?;
-                let outcome: Value =
-                    serde_json::from_slice(&key.open(&format!("decision:{}", d.id), &d.sealed)?)
-                        .map_err(|e| AppError::internal("decision", &e))?;
+        let mut reader = self
+            .audited_decisions(tenant, crate::LEAD_MODEL, version, req.from, req.to)
+            .await?;
+        'pages: while let Some(page) = reader
+            .next_page(|d| {
+                let open = d.created_at.0 + window > now.0;
+                pending += u64::from(open);
+                open
+            })
+            .await?
+        {
+            for OpenedDecision {
+                row: d,
+                grant,
+                key,
+                outcome,
+            } in page
+            {
                 let Some(p) = outcome["probability"].as_f64() else {
                     continue;
                 };
@@ -817,9 +793,9 @@ impl App {
                 "gates": gates,
                 "left_out": {
                     "outcome_window_open": pending,
-                    "not_readable_for_fairness_audit": unreadable,
-                    "erased": erased,
-                    "other_model_versions": other_models,
+                    "not_readable_for_fairness_audit": reader.unreadable,
+                    "erased": reader.erased,
+                    "other_model_versions": reader.other_models,
                 },
             }),
         );
@@ -833,5 +809,114 @@ impl App {
             Some((req.from, req.to)),
         )
         .await
+    }
+}
+
+/// A decision of an audited period, opened with its person's key under the `fairness_audit`
+/// grant.
+pub(crate) struct OpenedDecision {
+    pub row: candor_store::DecisionRow,
+    pub grant: candor_policy::Grant,
+    pub key: candor_crypto::DataKey,
+    pub outcome: Value,
+}
+
+/// Reads the decisions of one model version made in a period, a page at a time, each opened
+/// for the `fairness_audit` purpose. What it cannot read is counted, not returned: decisions
+/// of other versions, of erased people and of people the purpose may not read (objection).
+pub(crate) struct AuditedDecisions<'a> {
+    app: &'a App,
+    tenant: TenantId,
+    kind: &'a str,
+    version: i64,
+    from: Timestamp,
+    to: Timestamp,
+    purpose: candor_types::Purpose,
+    tk: candor_crypto::TenantKey,
+    cursor: Option<(Timestamp, String)>,
+    pub other_models: u64,
+    pub erased: u64,
+    pub unreadable: u64,
+}
+
+impl App {
+    pub(crate) async fn audited_decisions<'a>(
+        &'a self,
+        tenant: TenantId,
+        kind: &'a str,
+        version: i64,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> AppResult<AuditedDecisions<'a>> {
+        Ok(AuditedDecisions {
+            app: self,
+            tenant,
+            kind,
+            version,
+            from,
+            to,
+            purpose: self.purpose("fairness_audit")?,
+            tk: self.tenant_key(tenant).await?,
+            cursor: None,
+            other_models: 0,
+            erased: 0,
+            unreadable: 0,
+        })
+    }
+}
+
+impl AuditedDecisions<'_> {
+    /// The next page of opened decisions (possibly empty), or `None` at the end. `skip` leaves
+    /// a decision out before its person is read.
+    pub(crate) async fn next_page(
+        &mut self,
+        mut skip: impl FnMut(&candor_store::DecisionRow) -> bool,
+    ) -> AppResult<Option<Vec<OpenedDecision>>> {
+        let app = self.app;
+        let page = app
+            .store()
+            .decisions_in(
+                self.tenant,
+                self.kind,
+                self.from,
+                self.to,
+                self.cursor.clone(),
+                1000,
+            )
+            .await?;
+        let Some(last) = page.last() else {
+            return Ok(None);
+        };
+        self.cursor = Some((last.created_at, last.id.clone()));
+        let mut out = Vec::with_capacity(page.len());
+        for d in page {
+            if d.model_version != Some(self.version) {
+                self.other_models += 1;
+                continue;
+            }
+            if skip(&d) {
+                continue;
+            }
+            let subject = app.store().subject(self.tenant, d.subject).await?;
+            let Some((id, wrapped)) = subject.and_then(|s| Some((s.id, s.wrapped_key?))) else {
+                self.erased += 1;
+                continue;
+            };
+            let Ok(grant) = app.grant(self.tenant, id, &self.purpose).await else {
+                self.unreadable += 1;
+                continue;
+            };
+            let key = self.tk.unwrap_data_key(id, &wrapped)?;
+            let outcome: Value =
+                serde_json::from_slice(&key.open(&format!("decision:{}", d.id), &d.sealed)?)
+                    .map_err(|e| AppError::internal("decision", &e))?;
+            out.push(OpenedDecision {
+                row: d,
+                grant,
+                key,
+                outcome,
+            });
+        }
+        Ok(Some(out))
     }
 }

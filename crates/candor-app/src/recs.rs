@@ -1318,41 +1318,14 @@ impl App {
         self.cache_serving(tenant, None);
         let serving = self.serving(tenant).await?;
         let (version, art) = (serving.version, &*serving.art);
-        let purpose = self.purpose("fairness_audit")?;
-        let tk = self.tenant_key(tenant).await?;
         let mut lists: Vec<Vec<u32>> = Vec::new();
-        let (mut other_models, mut erased, mut unreadable) = (0u64, 0u64, 0u64);
         let mut longest = 0usize;
-        let mut cursor = None;
-        loop {
-            let page = self
-                .store()
-                .decisions_in(tenant, RECS_MODEL, from, to, cursor.clone(), 1000)
-                .await?;
-            let Some(last) = page.last() else { break };
-            cursor = Some((last.created_at, last.id.clone()));
+        let mut reader = self
+            .audited_decisions(tenant, RECS_MODEL, version, from, to)
+            .await?;
+        while let Some(page) = reader.next_page(|_| false).await? {
             for d in page {
-                if d.model_version != Some(version) {
-                    other_models += 1;
-                    continue;
-                }
-                let Some(subject) = self.store().subject(tenant, d.subject).await? else {
-                    erased += 1;
-                    continue;
-                };
-                let Some(wrapped) = &subject.wrapped_key else {
-                    erased += 1;
-                    continue;
-                };
-                if self.grant(tenant, subject.id, &purpose).await.is_err() {
-                    unreadable += 1;
-                    continue;
-                }
-                let key = tk.unwrap_data_key(subject.id, wrapped)?;
-                let outcome: Value =
-                    serde_json::from_slice(&key.open(&format!("decision:{}", d.id), &d.sealed)?)
-                        .map_err(ml)?;
-                let list: Vec<u32> = outcome["items"]
+                let list: Vec<u32> = d.outcome["items"]
                     .as_array()
                     .map(|a| {
                         a.iter()
@@ -1386,9 +1359,9 @@ impl App {
             from,
             to,
             lists: lists.len() as u64,
-            other_models,
-            erased,
-            unreadable,
+            other_models: reader.other_models,
+            erased: reader.erased,
+            unreadable: reader.unreadable,
             exposure: exposure_by,
         };
         self.store()
