@@ -1070,37 +1070,43 @@ pub fn evaluate(
     };
     let mut models = BTreeMap::new();
     let mut segments: BTreeMap<String, BTreeMap<String, RankingMetrics>> = BTreeMap::new();
+    // Customer groups (new vs returning; segment), as positions in `customers`.
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (at, c) in customers.iter().enumerate() {
+        let status = if users.contains_key(c) {
+            "returning"
+        } else {
+            "new"
+        };
+        groups
+            .entry(format!("customers: {status}"))
+            .or_default()
+            .push(at);
+        let seg = segment.get(c).copied().unwrap_or("");
+        if !seg.is_empty() {
+            groups
+                .entry(format!("segment: {seg}"))
+                .or_default()
+                .push(at);
+        }
+    }
+    let rel: Vec<Vec<u32>> = customers.iter().map(|c| relevant[c].clone()).collect();
     let mut exposures = BTreeMap::new();
     for model in ["als", "item_knn", "popularity"] {
-        let rel: Vec<Vec<u32>> = customers.iter().map(|c| relevant[c].clone()).collect();
+        // Each customer's list is computed once; groups pick theirs.
         let all = lists(model, &customers);
         models.insert(
             model.to_string(),
             ranking_metrics(&all, &rel, k, items.len(), &pop),
         );
         exposures.insert(model.to_string(), exposure(&all, &pop, &category));
-        let mut groups: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-        for c in &customers {
-            let status = if users.contains_key(c) {
-                "returning"
-            } else {
-                "new"
-            };
-            groups
-                .entry(format!("customers: {status}"))
-                .or_default()
-                .push(c);
-            let seg = segment.get(c).copied().unwrap_or("");
-            if !seg.is_empty() {
-                groups.entry(format!("segment: {seg}")).or_default().push(c);
-            }
-        }
         let per = segments.entry(model.to_string()).or_default();
-        for (g, who) in groups {
-            let rel: Vec<Vec<u32>> = who.iter().map(|c| relevant[c].clone()).collect();
+        for (g, who) in &groups {
+            let pick =
+                |v: &[Vec<u32>]| -> Vec<Vec<u32>> { who.iter().map(|&i| v[i].clone()).collect() };
             per.insert(
-                g,
-                ranking_metrics(&lists(model, &who), &rel, k, items.len(), &pop),
+                g.clone(),
+                ranking_metrics(&pick(&all), &pick(&rel), k, items.len(), &pop),
             );
         }
     }
