@@ -482,27 +482,14 @@ impl App {
         Ok(TrainedRecs { version, ..trained })
     }
 
-    /// What serving needs: the model (the active one, or the newest if none is active) and the
-    /// items it may not recommend now; read from the store at most every [`SERVING_TTL`].
+    /// What serving needs: the model (the active one, or the newest if none is active; its
+    /// artifact parsed once per digest) and the items it may not recommend now; read from the
+    /// store at most every [`SERVING_TTL`].
     async fn serving(&self, tenant: TenantId) -> AppResult<std::sync::Arc<Serving>> {
         if let Some(s) = self.cached_serving(tenant) {
             return Ok(s);
         }
         let read_at = std::time::Instant::now();
-        let (version, art) = self.recs_model(tenant).await?;
-        let out = self.unavailable(tenant, &art).await?;
-        let s = std::sync::Arc::new(Serving {
-            read_at,
-            version,
-            art,
-            out,
-        });
-        self.cache_serving(tenant, Some(s.clone()));
-        Ok(s)
-    }
-
-    /// The recommendation model to serve: the active one, or the newest if none is active.
-    async fn recs_model(&self, tenant: TenantId) -> AppResult<(i64, std::sync::Arc<RecsArtifact>)> {
         let (version, digest) = self
             .store()
             .serving_model(tenant, RECS_MODEL)
@@ -514,10 +501,19 @@ impl App {
                     "no recommendation model is trained yet (candor recs train)",
                 )
             })?;
-        if let Some(a) = self.cached_recs(&digest) {
-            return Ok((version, a));
-        }
-        Ok((version, self.recs_artifact(tenant, version).await?))
+        let art = match self.cached_recs(&digest) {
+            Some(a) => a,
+            None => self.recs_artifact(tenant, version).await?,
+        };
+        let out = self.unavailable(tenant, &art).await?;
+        let s = std::sync::Arc::new(Serving {
+            read_at,
+            version,
+            art,
+            out,
+        });
+        self.cache_serving(tenant, Some(s.clone()));
+        Ok(s)
     }
 
     /// A recommendation model's artifact, checked against its digest and parsed once.
