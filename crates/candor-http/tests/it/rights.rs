@@ -11,6 +11,47 @@ use serde_json::{Value, json};
 const USER: &str = "erase-me@example.org";
 
 impl H {
+    /// Files a request for `user`, verifies it (by staff when `staff` names the check, else
+    /// with the token) and carries it out.
+    async fn carry_out(
+        &self,
+        user: &str,
+        kind: &str,
+        details: Option<Value>,
+        staff: Option<&str>,
+    ) -> candor_app::RequestView {
+        let created = self
+            .t
+            .app
+            .create_request(
+                self.tenant,
+                "t",
+                &candor_app::NewRequest {
+                    user_id: user.into(),
+                    kind: kind.into(),
+                    regime: None,
+                    details,
+                },
+            )
+            .await
+            .unwrap();
+        let id = created.request.row.id.clone();
+        let check = match staff {
+            Some(s) => candor_app::Verification::Staff(s.into()),
+            None => candor_app::Verification::Token(created.verification_token),
+        };
+        self.t
+            .app
+            .verify_request(self.tenant, "t", &id, check)
+            .await
+            .unwrap();
+        self.t
+            .app
+            .process_request(self.tenant, "t", &id)
+            .await
+            .unwrap()
+    }
+
     async fn sql(&self, q: &str) -> Vec<String> {
         query_strings(&self.t.db.url(), q).await
     }
@@ -620,31 +661,7 @@ async fn requests_are_verified_carried_out_and_tracked_against_their_deadlines()
         assert!(c.to_string().contains("sale_sharing"), "{c}");
 
         // Objection to profiling: the person is no longer scored.
-        let obj =
-            h.t.app
-                .create_request(
-                    h.tenant,
-                    "t",
-                    &candor_app::NewRequest {
-                        user_id: "eu-1".into(),
-                        kind: "objection_profiling".into(),
-                        regime: None,
-                        details: None,
-                    },
-                )
-                .await
-                .unwrap();
-        let oid = obj.request.row.id.clone();
-        h.t.app
-            .verify_request(
-                h.tenant,
-                "t",
-                &oid,
-                candor_app::Verification::Token(obj.verification_token),
-            )
-            .await
-            .unwrap();
-        h.t.app.process_request(h.tenant, "t", &oid).await.unwrap();
+        h.carry_out("eu-1", "objection_profiling", None, None).await;
         let (_, v) = h.score(json!({"userId": "eu-1"})).await;
         assert_eq!(
             (
@@ -656,31 +673,14 @@ async fn requests_are_verified_carried_out_and_tracked_against_their_deadlines()
         );
 
         // Rectification replaces a trait; restriction stops every read for a purpose.
-        let rect =
-            h.t.app
-                .create_request(
-                    h.tenant,
-                    "t",
-                    &candor_app::NewRequest {
-                        user_id: "eu-1".into(),
-                        kind: "rectification".into(),
-                        regime: None,
-                        details: Some(json!({"traits": {"name": "Ada King"}})),
-                    },
-                )
-                .await
-                .unwrap();
-        let rid = rect.request.row.id.clone();
-        h.t.app
-            .verify_request(
-                h.tenant,
-                "t",
-                &rid,
-                candor_app::Verification::Staff("id card seen".into()),
+        let done = h
+            .carry_out(
+                "eu-1",
+                "rectification",
+                Some(json!({"traits": {"name": "Ada King"}})),
+                Some("id card seen"),
             )
-            .await
-            .unwrap();
-        let done = h.t.app.process_request(h.tenant, "t", &rid).await.unwrap();
+            .await;
         assert_eq!(done.row.result.as_ref().unwrap()["fields_corrected"], 1);
         let (_, v) = h
             .call(
@@ -691,31 +691,8 @@ async fn requests_are_verified_carried_out_and_tracked_against_their_deadlines()
             )
             .await;
         assert_eq!(v["profile"]["traits.name"], "Ada King", "{v}");
-        let res =
-            h.t.app
-                .create_request(
-                    h.tenant,
-                    "t",
-                    &candor_app::NewRequest {
-                        user_id: "eu-1".into(),
-                        kind: "restriction".into(),
-                        regime: None,
-                        details: None,
-                    },
-                )
-                .await
-                .unwrap();
-        let sid = res.request.row.id.clone();
-        h.t.app
-            .verify_request(
-                h.tenant,
-                "t",
-                &sid,
-                candor_app::Verification::Staff("known customer".into()),
-            )
-            .await
-            .unwrap();
-        h.t.app.process_request(h.tenant, "t", &sid).await.unwrap();
+        h.carry_out("eu-1", "restriction", None, Some("known customer"))
+            .await;
         let (s, v) = h
             .call(
                 "GET",
