@@ -1157,23 +1157,33 @@ pub fn evaluation_html(e: &Evaluation) -> String {
         }
         segs.push_str("</tbody></table>");
     }
-    format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Recommendation evaluation</title>
-<style>body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; }}
-table {{ border-collapse: collapse; margin: .5rem 0; font-size: 14px; }} th, td {{ border: 1px solid #ccc; padding: .2rem .45rem; text-align: left; }}</style></head><body>
-<h1>Recommendation evaluation</h1>
-<p>Temporal split at {split}: trained on {train} purchase lines before it; {test} customers evaluated on what they bought after it that they had not bought before (top {k}). New customers (no history) get popularity from every model.</p>
+    page(
+        "Recommendation evaluation",
+        &format!(
+            r#"<p>Temporal split at {split}: trained on {train} purchase lines before it; {test} customers evaluated on what they bought after it that they had not bought before (top {k}). New customers (no history) get popularity from every model.</p>
 <figure>{chart}</figure>
 <h2>Overall</h2><table><thead>{head}</thead><tbody>{overall}</tbody></table>
 <h2>By segment (groups of at least 20 customers)</h2>{segs}
-{exposure}
+{exposure}"#,
+            split = esc(&e.split),
+            train = e.train_lines,
+            test = e.test_customers,
+            k = e.k,
+            exposure = exposure_section(&e.exposure),
+        ),
+    )
+}
+
+/// A report page of this module: title, plain styles, body.
+fn page(title: &str, body: &str) -> String {
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; }}
+table {{ border-collapse: collapse; margin: .5rem 0; font-size: 14px; }} th, td {{ border: 1px solid #ccc; padding: .2rem .45rem; text-align: left; }}</style></head><body>
+<h1>{title}</h1>
+{body}
 </body></html>
-"#,
-        split = esc(&e.split),
-        train = e.train_lines,
-        test = e.test_customers,
-        k = e.k,
-        exposure = exposure_section(&e.exposure),
+"#
     )
 }
 
@@ -1386,22 +1396,19 @@ impl App {
 /// The served exposure audit as a page.
 pub fn served_exposure_html(r: &ServedExposure) -> String {
     use crate::card::esc;
-    format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Recommendation exposure audit</title>
-<style>body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; }}
-table {{ border-collapse: collapse; margin: .5rem 0; font-size: 14px; }} th, td {{ border: 1px solid #ccc; padding: .2rem .45rem; text-align: left; }}</style></head><body>
-<h1>Recommendation exposure audit</h1>
-<p>Model version {v}; personalized lists served from {from} to {to}: {n} audited, {other} of other model versions, {erased} of people erased since, {unreadable} not readable for audit (objection). The unpersonalized row is the list people without personalization consent see, counted once per audited list.</p>
-{section}
-</body></html>
-"#,
-        v = r.model_version,
-        from = esc(&r.from.to_rfc3339()),
-        to = esc(&r.to.to_rfc3339()),
-        n = r.lists,
-        other = r.other_models,
-        erased = r.erased,
-        unreadable = r.unreadable,
-        section = exposure_section(&r.exposure),
+    page(
+        "Recommendation exposure audit",
+        &format!(
+            r#"<p>Model version {v}; personalized lists served from {from} to {to}: {n} audited, {other} of other model versions, {erased} of people erased since, {unreadable} not readable for audit (objection). The unpersonalized row is the list people without personalization consent see, counted once per audited list.</p>
+{section}"#,
+            v = r.model_version,
+            from = esc(&r.from.to_rfc3339()),
+            to = esc(&r.to.to_rfc3339()),
+            n = r.lists,
+            other = r.other_models,
+            erased = r.erased,
+            unreadable = r.unreadable,
+            section = exposure_section(&r.exposure),
+        ),
     )
 }
