@@ -30,7 +30,13 @@ pub struct Serving {
     version: i64,
     art: std::sync::Arc<RecsArtifact>,
     /// Items not recommended now: excluded categories and out of stock.
-    out: HashSet<u32>,
+    out: Vec<bool>,
+}
+
+impl Serving {
+    fn is_out(&self, i: u32) -> bool {
+        self.out.get(i as usize).is_some_and(|&o| o)
+    }
 }
 
 /// The model name of recommendation models in the registry.
@@ -181,6 +187,8 @@ struct Prepared {
     als: Als,
     gram: Vec<f64>,
     index: HashMap<String, u32>,
+    /// Per item: of a sensitive category (never personalized).
+    sensitive: Vec<bool>,
 }
 
 impl RecsArtifact {
@@ -204,8 +212,22 @@ impl RecsArtifact {
                     .enumerate()
                     .map(|(i, it)| (it.id.clone(), i as u32))
                     .collect(),
+                sensitive: self
+                    .items
+                    .iter()
+                    .map(|it| self.sensitive.contains(&it.category))
+                    .collect(),
             }
         })
+    }
+
+    /// Whether item `i` is of a sensitive category.
+    fn is_sensitive(&self, i: u32) -> bool {
+        self.prepared()
+            .sensitive
+            .get(i as usize)
+            .copied()
+            .unwrap_or(false)
     }
 
     fn als(&self) -> &Als {
@@ -228,7 +250,7 @@ impl RecsArtifact {
         let als = self.als();
         let mut scores = als.scores(&pf.factors);
         for (i, s) in scores.iter_mut().enumerate() {
-            if is_out(i as u32) || self.sensitive.contains(&self.items[i].category) {
+            if is_out(i as u32) || self.is_sensitive(i as u32) {
                 *s = f32::NEG_INFINITY;
             }
         }
@@ -540,18 +562,19 @@ impl App {
         Ok(art)
     }
 
-    /// Items never recommended now: the policy's excluded categories and items out of stock.
-    async fn unavailable(&self, tenant: TenantId, art: &RecsArtifact) -> AppResult<HashSet<u32>> {
+    /// Items never recommended now, as a mask over the model's items: the policy's excluded
+    /// categories and items out of stock.
+    async fn unavailable(&self, tenant: TenantId, art: &RecsArtifact) -> AppResult<Vec<bool>> {
         let excluded: HashSet<&str> = self.policy().excluded_categories().collect();
-        let mut out: HashSet<u32> = art
+        let mut out: Vec<bool> = art
             .items
             .iter()
-            .enumerate()
-            .filter(|(_, it)| excluded.contains(it.category.as_str()))
-            .map(|(i, _)| i as u32)
+            .map(|it| excluded.contains(it.category.as_str()))
             .collect();
         for id in self.store().out_of_stock(tenant).await? {
-            out.extend(art.item(&id));
+            if let Some(i) = art.item(&id) {
+                out[i as usize] = true;
+            }
         }
         Ok(out)
     }
@@ -575,7 +598,7 @@ impl App {
         }
         let serving = self.serving(tenant).await?;
         let (version, art) = (serving.version, &*serving.art);
-        let is_out = |i: u32| serving.out.contains(&i);
+        let is_out = |i: u32| serving.is_out(i);
         if let Some(ctx) = context_item {
             let ci = art.item(ctx).ok_or_else(|| AppError::not_found("item"))?;
             let mut list = self.similar_list(art, ci, k, &is_out);
@@ -618,7 +641,7 @@ impl App {
                                     &EventWeights::default(),
                                 ) {
                                     if let Some(i) = art.item(&l.item)
-                                        && !art.sensitive.contains(&art.items[i as usize].category)
+                                        && !art.is_sensitive(i)
                                     {
                                         *hist.entry(i).or_default() += l.weight;
                                     }
@@ -818,7 +841,7 @@ impl App {
         let serving = self.serving(tenant).await?;
         let art = &serving.art;
         let i = art.item(item).ok_or_else(|| AppError::not_found("item"))?;
-        let mut list = self.similar_list(art, i, k, &|j| serving.out.contains(&j));
+        let mut list = self.similar_list(art, i, k, &|j| serving.is_out(j));
         list.model_version = serving.version;
         Ok(list)
     }
@@ -851,7 +874,8 @@ impl App {
                 let pf: PersonFactors =
                     serde_json::from_slice(&key.open(&format!("recs:{version}"), &sealed)?)
                         .map_err(ml)?;
-                let items = art.personal_items(&pf, k, &|i| unavailable.contains(&i));
+                let items = art
+                    .personal_items(&pf, k, &|i| unavailable.get(i as usize).is_some_and(|&o| o));
                 out.push((sid, items));
             }
         }
@@ -1355,7 +1379,7 @@ impl App {
             "personalized".to_string(),
             exposure(&lists, &art.popularity, &category),
         );
-        let popular = self.popular_list(art, longest.max(1), &|i| serving.out.contains(&i));
+        let popular = self.popular_list(art, longest.max(1), &|i| serving.is_out(i));
         let plist: Vec<u32> = popular
             .items
             .iter()
