@@ -184,11 +184,10 @@ async fn serving(users: usize, rate: usize, seconds: usize) -> Result<(f64, f64,
         eprintln!("  grant {:.3} ms", t.elapsed().as_secs_f64() * 1e3 / 500.0);
         let t = std::time::Instant::now();
         for _ in 0..500 {
-            let _ = app.store().list_models(tenant).await;
-            let _ = app.store().active_model(tenant, "recommendations").await;
+            let _ = app.store().serving_model(tenant, "recommendations").await;
         }
         eprintln!(
-            "  model lookup {:.3} ms",
+            "  model lookup (cached by serving for 2 s) {:.3} ms",
             t.elapsed().as_secs_f64() * 1e3 / 500.0
         );
         let t = std::time::Instant::now();
