@@ -154,42 +154,22 @@ impl App {
         Ok(subject.id)
     }
 
-    /// Parses a purpose name against the policy.
-    pub fn purpose(&self, name: &str) -> AppResult<Purpose> {
-        self.policy().parse_purpose(name).ok_or_else(|| {
-            AppError::bad_request(
-                "unknown_purpose",
-                format!("`{name}` is not a purpose defined in the policy"),
-            )
-        })
-    }
-
-    /// Reads what `purpose` may see of a subject. Opening sealed data is audited as a PII read.
-    pub async fn read_subject(
+    /// Opens what a grant allows of a person: their profile fields and up to `limit` recent
+    /// events, with the number of sealed values opened (for the `pii.read` audit).
+    pub(crate) async fn open_subject(
         &self,
-        principal: &Principal,
-        external_id: &str,
-        purpose: &str,
+        tenant: TenantId,
+        subject: &SubjectRow,
+        grant: &Grant,
         limit: u32,
-    ) -> AppResult<SubjectData> {
-        principal.require(Scope::Server)?;
-        let purpose = self.purpose(purpose)?;
-        let subject = self.resolve_subject(principal.tenant, external_id).await?;
-        let grant = self
-            .grant(principal.tenant, subject.id, &purpose)
-            .await
-            .map_err(AppError::denied)?;
+    ) -> AppResult<(BTreeMap<String, Value>, Vec<EventData>, usize)> {
         let key = match &subject.wrapped_key {
-            Some(w) => Some(
-                self.tenant_key(principal.tenant)
-                    .await?
-                    .unwrap_data_key(subject.id, w)?,
-            ),
+            Some(w) => Some(self.tenant_key(tenant).await?.unwrap_data_key(subject.id, w)?),
             None => None,
         };
         let mut opened = 0usize;
         let mut profile = BTreeMap::new();
-        for f in self.store().fields_for(&grant).await? {
+        for f in self.store().fields_for(grant).await? {
             let Some(k) = &key else { continue };
             let bytes = k.open(&f.path, &f.sealed)?;
             let v: Value =
@@ -198,7 +178,7 @@ impl App {
             opened += 1;
         }
         let mut events = Vec::new();
-        for e in self.store().events_for(&grant, limit).await? {
+        for e in self.store().events_for(grant, limit).await? {
             let mut fields: BTreeMap<String, Value> = e
                 .plain
                 .into_iter()
@@ -224,6 +204,37 @@ impl App {
                 fields,
             });
         }
+        Ok((profile, events, opened))
+    }
+
+    /// Parses a purpose name against the policy.
+    pub fn purpose(&self, name: &str) -> AppResult<Purpose> {
+        self.policy().parse_purpose(name).ok_or_else(|| {
+            AppError::bad_request(
+                "unknown_purpose",
+                format!("`{name}` is not a purpose defined in the policy"),
+            )
+        })
+    }
+
+    /// Reads what `purpose` may see of a subject. Opening sealed data is audited as a PII read.
+    pub async fn read_subject(
+        &self,
+        principal: &Principal,
+        external_id: &str,
+        purpose: &str,
+        limit: u32,
+    ) -> AppResult<SubjectData> {
+        principal.require(Scope::Server)?;
+        let purpose = self.purpose(purpose)?;
+        let subject = self.resolve_subject(principal.tenant, external_id).await?;
+        let grant = self
+            .grant(principal.tenant, subject.id, &purpose)
+            .await
+            .map_err(AppError::denied)?;
+        let (profile, events, opened) = self
+            .open_subject(principal.tenant, &subject, &grant, limit)
+            .await?;
         if opened > 0 {
             self.store()
                 .append_audit(vec![AuditDraft {

@@ -12,6 +12,8 @@ pub enum ErrorKind {
     Forbidden,
     NotFound,
     Conflict,
+    /// A capability that is not configured or a dependency that is down.
+    Unavailable,
     Internal,
 }
 

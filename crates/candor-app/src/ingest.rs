@@ -443,6 +443,14 @@ fn materialize(
             });
         }
         let occurred = v.event.timestamp.map_or(now, |t| t.min(now));
+        write.journeys.extend(crate::journeys::journey_ops(
+            policy,
+            *subject,
+            v.event.name.as_deref(),
+            &v.message_id,
+            occurred,
+            now,
+        ));
         write.events.push(EventRow {
             id,
             message_id: v.message_id.clone(),

@@ -12,11 +12,14 @@ mod error;
 pub mod fairness;
 pub mod features;
 mod ingest;
+pub mod journeys;
+mod mail;
 mod metrics;
 mod ops;
 pub mod recs;
 pub mod rights;
 mod scoring;
+mod smtp;
 mod writer;
 
 use std::collections::HashMap;
@@ -88,6 +91,8 @@ struct Inner {
     /// Group commit of served-list decisions (see [`App::record_decision`]).
     decisions: OnceLock<tokio::sync::mpsc::Sender<DecisionJob>>,
     writer: OnceLock<writer::Writer>,
+    /// The SMTP relay and email templates, checked on first use.
+    mailer: OnceLock<Arc<journeys::Mailer>>,
 }
 
 /// The application: store, policy, keys and clock. Cheap to clone.
@@ -120,6 +125,7 @@ impl App {
                 recs_serving: RwLock::new(HashMap::new()),
                 decisions: OnceLock::new(),
                 writer: OnceLock::new(),
+                mailer: OnceLock::new(),
             }),
         }
     }

@@ -22,6 +22,7 @@ struct Inner {
     events: BTreeMap<(String, String), u64>,
     consent_changes: BTreeMap<(String, String), u64>,
     latency: BTreeMap<(String, String, u16), Histogram>,
+    emails_sent: u64,
 }
 
 #[derive(Debug, Default)]
@@ -61,6 +62,11 @@ impl Metrics {
                 .entry((purpose.to_owned(), action.to_owned()))
                 .or_default() += 1;
         });
+    }
+
+    /// Journey emails accepted by the relay.
+    pub fn emails_sent(&self, n: u64) {
+        self.with(|m| m.emails_sent += n);
     }
 
     /// One HTTP request. `route` is the matched route template, not the raw path.
@@ -106,6 +112,9 @@ impl Metrics {
                     escape(a)
                 );
             }
+            out.push_str("# HELP candor_emails_sent_total Journey emails handed to the relay.\n");
+            out.push_str("# TYPE candor_emails_sent_total counter\n");
+            let _ = writeln!(out, "candor_emails_sent_total {}", m.emails_sent);
             out.push_str("# HELP candor_http_request_duration_seconds HTTP request latency.\n");
             out.push_str("# TYPE candor_http_request_duration_seconds histogram\n");
             for ((method, route, status), h) in &m.latency {

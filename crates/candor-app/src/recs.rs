@@ -596,10 +596,10 @@ impl App {
                 format!("k is between 1 and {MAX_K}"),
             ));
         }
-        let serving = self.serving(tenant).await?;
-        let (version, art) = (serving.version, &*serving.art);
-        let is_out = |i: u32| serving.is_out(i);
         if let Some(ctx) = context_item {
+            let serving = self.serving(tenant).await?;
+            let (version, art) = (serving.version, &*serving.art);
+            let is_out = |i: u32| serving.is_out(i);
             let ci = art.item(ctx).ok_or_else(|| AppError::not_found("item"))?;
             let mut list = self.similar_list(art, ci, k, &is_out);
             list.user_id = Some(user_id.to_string());
@@ -608,6 +608,22 @@ impl App {
         }
         // Personalization needs the person, their grant and their factors.
         let subject = self.resolve_subject(tenant, user_id).await.ok();
+        self.recommend_for(tenant, actor, subject, user_id, k).await
+    }
+
+    /// Recommendations for a person found (or not) by the caller; `user_id` names them in the
+    /// list. Personalized only under their `personalization` grant.
+    pub(crate) async fn recommend_for(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        subject: Option<candor_store::SubjectRow>,
+        user_id: &str,
+        k: usize,
+    ) -> AppResult<RecList> {
+        let serving = self.serving(tenant).await?;
+        let (version, art) = (serving.version, &*serving.art);
+        let is_out = |i: u32| serving.is_out(i);
         let purpose = self.purpose(candor_store::RECS_PURPOSE)?;
         let mut basis = "no_subject".to_string();
         if let Some(s) = &subject {

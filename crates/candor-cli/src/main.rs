@@ -468,9 +468,33 @@ async fn serve(app: App, listen: &str, retention_every_hours: u64) -> Result<()>
             }
         });
     }
+    // Journeys: the relay and templates are checked before the first request is served.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let scheduler = if app.policy().journeys().is_empty() {
+        None
+    } else {
+        app.mailer()
+            .map_err(|e| anyhow::anyhow!("{} [{}]", e.message, e.code))?;
+        let journeys = app.clone();
+        eprintln!(
+            "journeys: {} (sending through {})",
+            app.policy()
+                .journeys()
+                .iter()
+                .map(|j| j.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            app.policy().smtp().map_or(String::new(), |s| format!("{}:{}", s.host, s.port))
+        );
+        Some(tokio::spawn(async move { journeys.run_journeys(stopped).await }))
+    };
     candor_http::serve(listener, app.clone(), shutdown_signal())
         .await
         .context("serving HTTP")?;
+    let _ = stop.send(true);
+    if let Some(s) = scheduler {
+        let _ = s.await;
+    }
     // Served recommendation lists still queued are recorded before the process ends.
     app.flush_decisions()
         .await

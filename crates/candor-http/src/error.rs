@@ -40,6 +40,7 @@ impl ApiError {
             403 => ErrorKind::Forbidden,
             404 => ErrorKind::NotFound,
             409 => ErrorKind::Conflict,
+            503 => ErrorKind::Unavailable,
             500..=599 => ErrorKind::Internal,
             _ => ErrorKind::BadRequest,
         };
@@ -59,6 +60,7 @@ impl ApiError {
             (_, ErrorKind::Forbidden) => StatusCode::FORBIDDEN,
             (_, ErrorKind::NotFound) => StatusCode::NOT_FOUND,
             (_, ErrorKind::Conflict) => StatusCode::CONFLICT,
+            (_, ErrorKind::Unavailable) => StatusCode::SERVICE_UNAVAILABLE,
             (_, ErrorKind::Internal) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

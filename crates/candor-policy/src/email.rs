@@ -32,6 +32,8 @@ pub struct SmtpPolicy {
     pub max_per_second: u32,
     /// `mailto:` target of `List-Unsubscribe` (default: `unsubscribe@` the sender's domain).
     pub unsubscribe_mailto: Option<String>,
+    /// Extra trusted CA certificates (PEM) for a relay with a private certificate.
+    pub ca_file: Option<String>,
 }
 
 /// `[email]`: limits kept for every person, at send time.
@@ -49,6 +51,11 @@ pub struct EmailPolicy {
     pub time_zone: String,
     /// Journey sends count as converted when the person orders within this many days.
     pub conversion_days: u32,
+    /// A directory of email templates (`NAME.subject`, `NAME.txt`, `NAME.html`) that add to or
+    /// replace the built-in ones.
+    pub templates: Option<String>,
+    /// The shop's own address, for links in emails (default: `public_url`).
+    pub shop_url: Option<String>,
 }
 
 impl Default for EmailPolicy {
@@ -60,6 +67,8 @@ impl Default for EmailPolicy {
             quiet_hours: (21, 8),
             time_zone: "UTC".into(),
             conversion_days: 7,
+            templates: None,
+            shop_url: None,
         }
     }
 }

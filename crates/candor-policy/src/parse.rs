@@ -338,6 +338,7 @@ impl Checker {
                 "password_env",
                 "max_per_second",
                 "unsubscribe_mailto",
+                "ca_file",
             ],
             "smtp",
         );
@@ -383,6 +384,7 @@ impl Checker {
             password_env: opt(self, "password_env"),
             max_per_second: self.int(t, "max_per_second", 1, 100_000).unwrap_or(20) as u32,
             unsubscribe_mailto: opt(self, "unsubscribe_mailto"),
+            ca_file: opt(self, "ca_file"),
         })
     }
 
@@ -401,9 +403,23 @@ impl Checker {
                 "quiet_hours",
                 "time_zone",
                 "conversion_days",
+                "templates",
+                "shop_url",
             ],
             "email",
         );
+        if let Some(x) = t.get("shop_url").and_then(|x| self.string(x, "shop_url")) {
+            if !(x.starts_with("https://") || x.starts_with("http://")) {
+                self.err(
+                    t.get("shop_url").map_or(0..0, Spanned::span),
+                    "`shop_url` must start with https:// (or http://)",
+                );
+            }
+            e.shop_url = Some(x.trim_end_matches('/').to_owned());
+        }
+        if let Some(x) = t.get("templates").and_then(|x| self.string(x, "templates")) {
+            e.templates = Some(x.to_owned());
+        }
         if let Some(x) = t
             .get("public_url")
             .and_then(|x| self.string(x, "public_url"))

@@ -168,7 +168,7 @@ macro_rules! impl_store {
         };
         use crate::backend::EventInsert;
         use crate::{
-            EmailMark, EmailRow, NewStep, StepOutcome, StepRow,
+            EmailMark, EmailRow, JourneyOp, JourneyRow, NewStep, StepOutcome, StepRow,
             Alias, AlertRow, ApiKeyRow, AuditDraft, AuditEntry, AuditOverride, ContestRow, DecisionRow, ErasureCounts, ModelAuditRow, NewAlert, NewModelAudit, RequestRow, SubjectState, EventView, FieldRow, IngestJob,
             IngestSnapshot, IngestWrite, ModelRow, ModelTransition, NewApiKey, NewModel, NewSubject,
             Result, Store, StoreError, SubjectRow, SweepCounts, TenantRow,
@@ -531,6 +531,29 @@ macro_rules! impl_store {
                 })
                 .collect::<Result<_>>()?;
             let inserted = insert_events(tx, &tenant.to_string(), &rows).await?;
+            for op in &write.journeys {
+                match op {
+                    JourneyOp::Enroll(st) => {
+                        insert_step(tx, tenant, st).await?;
+                    }
+                    JourneyOp::Exit { subject, journeys, at, reason } => {
+                        for j in journeys {
+                            sqlx::query(
+                                "UPDATE journey_steps SET status = 'exited', reason = $4, finished_at = $5 \
+                                 WHERE tenant_id = $1 AND subject_id = $2 AND journey = $3 AND status = 'pending' AND triggered_at <= $6",
+                            )
+                            .bind(tenant.to_string())
+                            .bind(subject.to_string())
+                            .bind(j)
+                            .bind(reason)
+                            .bind(now.0)
+                            .bind(at.0)
+                            .execute(&mut **tx)
+                            .await?;
+                        }
+                    }
+                }
+            }
             audit_tx(tx, write.audit.clone(), now).await?;
             Ok(rows.iter().map(|r| inserted.contains(&r.message_id)).collect())
         }
@@ -2018,7 +2041,7 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
-            async fn finish_step(&self, tenant: TenantId, step_id: &str, outcome: &StepOutcome, next: Option<&NewStep>, audit: AuditDraft, at: Timestamp) -> Result<bool> {
+            async fn finish_step(&self, tenant: TenantId, step_id: &str, outcome: &StepOutcome, decision: Option<&DecisionRow>, next: Option<&NewStep>, audit: AuditDraft, at: Timestamp) -> Result<bool> {
                 let mut tx = self.write_tx().await?;
                 let (status, reason) = match outcome {
                     StepOutcome::Sent(_) => ("sent", None),
@@ -2058,12 +2081,56 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                if let Some(d) = decision {
+                    sqlx::query(
+                        "INSERT INTO decisions (tenant_id, id, subject_id, purpose, kind, model_version, inputs_digest, sealed, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(&d.id)
+                    .bind(d.subject.to_string())
+                    .bind(&d.purpose)
+                    .bind(&d.kind)
+                    .bind(d.model_version)
+                    .bind(&d.inputs_digest)
+                    .bind(d.sealed.as_bytes())
+                    .bind(d.created_at.0)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 if let Some(st) = next {
                     insert_step(&mut tx, tenant, st).await?;
                 }
                 audit_tx(&mut tx, vec![audit], at).await?;
                 tx.commit().await?;
                 Ok(true)
+            }
+
+            async fn reopen_step(&self, tenant: TenantId, step_id: &str, due_at: Timestamp) -> Result<()> {
+                let mut tx = self.write_tx().await?;
+                let email: Option<String> = sqlx::query("SELECT id FROM emails WHERE tenant_id = $1 AND step_id = $2")
+                    .bind(tenant.to_string())
+                    .bind(step_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|r| r.try_get("id"))
+                    .transpose()?;
+                if let Some(id) = email {
+                    for q in ["DELETE FROM emails WHERE tenant_id = $1 AND id = $2", "DELETE FROM decisions WHERE tenant_id = $1 AND id = $2"] {
+                        sqlx::query(q).bind(tenant.to_string()).bind(&id).execute(&mut *tx).await?;
+                    }
+                }
+                sqlx::query(
+                    "UPDATE journey_steps SET status = 'pending', reason = NULL, finished_at = NULL, due_at = $3, claimed_until = 0 \
+                     WHERE tenant_id = $1 AND id = $2 AND status = 'sent'",
+                )
+                .bind(tenant.to_string())
+                .bind(step_id)
+                .bind(due_at.0)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn defer_step(&self, tenant: TenantId, step_id: &str, due_at: Timestamp) -> Result<()> {
@@ -2147,8 +2214,29 @@ macro_rules! impl_store {
                 Ok((steps, emails))
             }
 
-            async fn journey_rows(&self, tenant: TenantId, journey: &str) -> Result<Vec<(StepRow, Option<EmailRow>)>> {
-                let steps = sqlx::query(concat!("SELECT ", step_cols!(), " FROM journey_steps WHERE tenant_id = $1 AND journey = $2"))
+            async fn journey_rows(&self, tenant: TenantId, journey: &str, conversion: &str, window_ms: i64) -> Result<Vec<JourneyRow>> {
+                // Conversion and segment come from event metadata (name, time), no personal
+                // values: an order within the window after the email (or, in the holdout,
+                // after the step was due), and the orders before the trigger.
+                let facts: HashMap<String, (bool, i64)> = sqlx::query(
+                    "SELECT s.id, \
+                       EXISTS (SELECT 1 FROM events e WHERE e.subject_id = s.subject_id AND e.tenant_id = s.tenant_id AND e.name = $3 \
+                               AND e.occurred_at > COALESCE(m.sent_at, s.due_at) AND e.occurred_at <= COALESCE(m.sent_at, s.due_at) + $4) AS converted, \
+                       (SELECT COUNT(*) FROM events e WHERE e.subject_id = s.subject_id AND e.tenant_id = s.tenant_id AND e.name = $3 \
+                               AND e.occurred_at < s.triggered_at) AS prior \
+                     FROM journey_steps s LEFT JOIN emails m ON m.step_id = s.id \
+                     WHERE s.tenant_id = $1 AND s.journey = $2 AND s.status IN ('sent', 'holdout')",
+                )
+                .bind(tenant.to_string())
+                .bind(journey)
+                .bind(conversion)
+                .bind(window_ms)
+                .fetch_all(self.reader())
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get::<String, _>("id")?, (r.try_get::<bool, _>("converted")?, r.try_get::<i64, _>("prior")?))))
+                .collect::<Result<_>>()?;
+                let steps = sqlx::query(concat!("SELECT ", step_cols!(), " FROM journey_steps WHERE tenant_id = $1 AND journey = $2 ORDER BY triggered_at, step"))
                     .bind(tenant.to_string())
                     .bind(journey)
                     .fetch_all(self.reader())
@@ -2164,7 +2252,14 @@ macro_rules! impl_store {
                     .iter()
                     .map(|r| email_row(r).map(|e| (e.step_id.clone(), e)))
                     .collect::<Result<_>>()?;
-                Ok(steps.into_iter().map(|s| { let e = emails.remove(&s.id); (s, e) }).collect())
+                Ok(steps
+                    .into_iter()
+                    .map(|step| {
+                        let email = emails.remove(&step.id);
+                        let (converted, prior_conversions) = facts.get(&step.id).copied().unwrap_or((false, 0));
+                        JourneyRow { step, email, converted, prior_conversions }
+                    })
+                    .collect())
             }
 
             async fn out_of_stock(&self, tenant: TenantId) -> Result<Vec<String>> {

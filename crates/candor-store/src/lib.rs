@@ -209,6 +209,22 @@ pub struct IngestWrite {
     pub fields: Vec<FieldRow>,
     pub events: Vec<EventRow>,
     pub audit: Vec<AuditDraft>,
+    /// Journey enrolments and exits the events cause, applied in order after the events.
+    pub journeys: Vec<JourneyOp>,
+}
+
+/// What an ingested event does to journeys.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JourneyOp {
+    /// A trigger: the journey's first step (see [`Store::enroll_steps`]).
+    Enroll(NewStep),
+    /// An exit event at `at`: pending steps of these journeys triggered at or before `at` end.
+    Exit {
+        subject: SubjectId,
+        journeys: Vec<String>,
+        at: Timestamp,
+        reason: String,
+    },
 }
 
 /// One job's outcome in a group: the write and, per planned event, whether it was inserted;
@@ -506,6 +522,18 @@ pub enum StepOutcome {
     Skipped(String),
     /// The person left the journey (an exit event since the trigger).
     Exited(String),
+}
+
+/// A journey step with its email and what followed, for measurement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JourneyRow {
+    pub step: StepRow,
+    pub email: Option<EmailRow>,
+    /// The person did the conversion event within the window after the email (or, for a
+    /// holdout step, after the time it would have been sent).
+    pub converted: bool,
+    /// Conversion events the person did before the trigger (the segment: new, returning, loyal).
+    pub prior_conversions: i64,
 }
 
 /// Something that happened to an email after it was sent.
@@ -990,7 +1018,8 @@ pub trait Store: Send + Sync {
         tenant: TenantId,
         steps: &[NewStep],
     ) -> impl Future<Output = Result<u64>> + Send;
-    /// Ends a person's pending steps of these journeys as `exited`.
+    /// Ends a person's pending steps of these journeys as `exited` (every step, whatever its
+    /// trigger time: an unsubscribe or objection).
     fn exit_steps(
         &self,
         tenant: TenantId,
@@ -1007,17 +1036,28 @@ pub trait Store: Send + Sync {
         lease_ms: i64,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<StepRow>>> + Send;
-    /// Finishes a claimed step in one transaction with its email record, the journey's next
-    /// step and an audit entry. `false` (and nothing written) if it is no longer pending.
+    /// Finishes a claimed step in one transaction with its email record and decision, the
+    /// journey's next step and an audit entry. `false` (and nothing written) if it is no longer
+    /// pending (another node finished it, or the person was erased).
+    #[allow(clippy::too_many_arguments)]
     fn finish_step(
         &self,
         tenant: TenantId,
         step_id: &str,
         outcome: &StepOutcome,
+        decision: Option<&DecisionRow>,
         next: Option<&NewStep>,
         audit: AuditDraft,
         at: Timestamp,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// Undoes a send the relay refused: the email record and decision go, the step is pending
+    /// again, due at `due_at`.
+    fn reopen_step(
+        &self,
+        tenant: TenantId,
+        step_id: &str,
+        due_at: Timestamp,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Puts a claimed step back, due at `due_at` (quiet hours, a full cap window).
     fn defer_step(
         &self,
@@ -1057,12 +1097,14 @@ pub trait Store: Send + Sync {
         tenant: TenantId,
         subject: SubjectId,
     ) -> impl Future<Output = Result<(Vec<StepRow>, Vec<EmailRow>)>> + Send;
-    /// A journey's steps and their emails, for measurement.
+    /// A journey's steps, their emails and conversions (`conversion` within `window_ms`).
     fn journey_rows(
         &self,
         tenant: TenantId,
         journey: &str,
-    ) -> impl Future<Output = Result<Vec<(StepRow, Option<EmailRow>)>>> + Send;
+        conversion: &str,
+        window_ms: i64,
+    ) -> impl Future<Output = Result<Vec<JourneyRow>>> + Send;
 
     /// Alerts of a tenant, newest first, with ids below `before` (all for `None`).
     fn fairness_alerts(
@@ -1504,11 +1546,15 @@ impl Store for AnyStore {
         tenant: TenantId,
         step_id: &str,
         outcome: &StepOutcome,
+        decision: Option<&DecisionRow>,
         next: Option<&NewStep>,
         audit: AuditDraft,
         at: Timestamp,
     ) -> Result<bool> {
-        dispatch!(self, s => s.finish_step(tenant, step_id, outcome, next, audit, at))
+        dispatch!(self, s => s.finish_step(tenant, step_id, outcome, decision, next, audit, at))
+    }
+    async fn reopen_step(&self, tenant: TenantId, step_id: &str, due_at: Timestamp) -> Result<()> {
+        dispatch!(self, s => s.reopen_step(tenant, step_id, due_at))
     }
     async fn defer_step(&self, tenant: TenantId, step_id: &str, due_at: Timestamp) -> Result<()> {
         dispatch!(self, s => s.defer_step(tenant, step_id, due_at))
@@ -1551,8 +1597,10 @@ impl Store for AnyStore {
         &self,
         tenant: TenantId,
         journey: &str,
-    ) -> Result<Vec<(StepRow, Option<EmailRow>)>> {
-        dispatch!(self, s => s.journey_rows(tenant, journey))
+        conversion: &str,
+        window_ms: i64,
+    ) -> Result<Vec<JourneyRow>> {
+        dispatch!(self, s => s.journey_rows(tenant, journey, conversion, window_ms))
     }
     async fn fairness_alerts(
         &self,

@@ -1079,6 +1079,7 @@ async fn journey_steps_enrol_once_claim_once_and_finish_with_their_email() {
                     t,
                     "a",
                     &sent,
+                    None,
                     Some(&next),
                     audit(Some(t), "email.sent"),
                     Timestamp(70_001)
@@ -1092,6 +1093,7 @@ async fn journey_steps_enrol_once_claim_once_and_finish_with_their_email() {
                     t,
                     "a",
                     &sent,
+                    None,
                     None,
                     audit(Some(t), "email.sent"),
                     Timestamp(70_002)
@@ -1160,10 +1162,14 @@ async fn journey_steps_enrol_once_claim_once_and_finish_with_their_email() {
                 .unwrap()
                 .is_empty()
         );
-        let rows = db.store.journey_rows(t, "cart").await.unwrap();
+        let rows = db
+            .store
+            .journey_rows(t, "cart", "Order Completed", 1000)
+            .await
+            .unwrap();
         let status: BTreeMap<String, (String, bool)> = rows
             .iter()
-            .map(|(s, e)| (s.id.clone(), (s.status.clone(), e.is_some())))
+            .map(|r| (r.step.id.clone(), (r.step.status.clone(), r.email.is_some())))
             .collect();
         assert_eq!(status["a"], ("sent".to_string(), true));
         assert_eq!(status["a-1"], ("pending".to_string(), false));
