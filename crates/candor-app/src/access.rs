@@ -164,7 +164,11 @@ impl App {
         limit: u32,
     ) -> AppResult<(BTreeMap<String, Value>, Vec<EventData>, usize)> {
         let key = match &subject.wrapped_key {
-            Some(w) => Some(self.tenant_key(tenant).await?.unwrap_data_key(subject.id, w)?),
+            Some(w) => Some(
+                self.tenant_key(tenant)
+                    .await?
+                    .unwrap_data_key(subject.id, w)?,
+            ),
             None => None,
         };
         let mut opened = 0usize;

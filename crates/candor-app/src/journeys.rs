@@ -41,7 +41,7 @@ use crate::{App, AppError, AppResult, ErrorKind, Principal};
 /// A trigger whose first email would be later than this is not enrolled (old history).
 pub const LATE_LIMIT_MS: i64 = Timestamp::DAY_MS;
 /// How long a claimed step is reserved for the node that claimed it.
-const LEASE_MS: i64 = 120_000;
+const LEASE_MS: i64 = 30_000;
 /// How often an idle scheduler looks for due steps.
 const POLL: Duration = Duration::from_millis(250);
 /// A relay that cannot be reached: the step is tried again after this.
@@ -143,12 +143,9 @@ pub fn next_send_time(now: Timestamp, tz: &jiff::tz::TimeZone, quiet: (u8, u8)) 
             if z.timestamp() > ts {
                 Some(z)
             } else {
-                z.tomorrow().ok().and_then(|d| {
-                    d.date()
-                        .at(to as i8, 0, 0, 0)
-                        .to_zoned(tz.clone())
-                        .ok()
-                })
+                z.tomorrow()
+                    .ok()
+                    .and_then(|d| d.date().at(to as i8, 0, 0, 0).to_zoned(tz.clone()).ok())
             }
         });
     end.map_or(now, |z| Timestamp(z.timestamp().as_millisecond()))
@@ -179,7 +176,13 @@ impl Mailer {
             .smtp()
             .ok_or("journeys need [smtp] in the policy file")?;
         let config = SmtpConfig::from_policy(smtp)?;
-        let templates = Templates::load(policy.email().templates.as_deref().map(std::path::Path::new))?;
+        let templates = Templates::load(
+            policy
+                .email()
+                .templates
+                .as_deref()
+                .map(std::path::Path::new),
+        )?;
         for j in policy.journeys() {
             for s in &j.steps {
                 if !templates.has(&s.email) {
@@ -200,7 +203,8 @@ impl Mailer {
 
     /// Waits for the next send slot (at most `max_per_second` messages per second).
     async fn pace(&self) {
-        let gap = Duration::from_secs_f64(1.0 / f64::from(self.config.policy.max_per_second.max(1)));
+        let gap =
+            Duration::from_secs_f64(1.0 / f64::from(self.config.policy.max_per_second.max(1)));
         let at = {
             let mut next = self.next_slot.lock().await;
             let now = tokio::time::Instant::now();
@@ -356,10 +360,7 @@ fn products_of(props: &serde_json::Map<String, Value>) -> Vec<Product> {
             .iter()
             .find_map(|k| p.get(*k).and_then(str_of))?;
         Some(Product {
-            name: p
-                .get("name")
-                .and_then(str_of)
-                .unwrap_or_else(|| id.clone()),
+            name: p.get("name").and_then(str_of).unwrap_or_else(|| id.clone()),
             price: p.get("price").and_then(str_of),
             id,
         })
@@ -453,7 +454,12 @@ impl App {
         Ok(report)
     }
 
-    fn next_step(&self, def: Option<&JourneyDef>, step: &StepRow, now: Timestamp) -> Option<NewStep> {
+    fn next_step(
+        &self,
+        def: Option<&JourneyDef>,
+        step: &StepRow,
+        now: Timestamp,
+    ) -> Option<NewStep> {
         let next = def?.steps.get(usize::try_from(step.step).ok()? + 1)?;
         Some(NewStep {
             id: uuid::Uuid::now_v7().to_string(),
@@ -503,9 +509,7 @@ impl App {
         let def = policy.journeys().iter().find(|j| j.name == step.journey);
         let next = self.next_step(def, step, now);
         if def.is_none() {
-            return self
-                .skip(step, "journey_removed", None, now)
-                .await;
+            return self.skip(step, "journey_removed", None, now).await;
         }
         let Some(subject) = self.store().subject(tenant, step.subject).await? else {
             return self.skip(step, "erased", None, now).await;
@@ -563,9 +567,19 @@ impl App {
         let personalization = self.purpose(candor_store::RECS_PURPOSE)?;
         let mut recommendations = Vec::new();
         let mut rec_basis = None;
-        if self.grant(tenant, step.subject, &personalization).await.is_ok() {
+        if self
+            .grant(tenant, step.subject, &personalization)
+            .await
+            .is_ok()
+        {
             match self
-                .recommend_for(tenant, ACTOR, Some(subject.clone()), &step.subject.to_string(), 4)
+                .recommend_for(
+                    tenant,
+                    ACTOR,
+                    Some(subject.clone()),
+                    &step.subject.to_string(),
+                    4,
+                )
                 .await
             {
                 Ok(list) => {
@@ -669,10 +683,13 @@ impl App {
             purpose: EMAIL_PURPOSE.into(),
             kind: "journey_email".into(),
             model_version: None,
-            inputs_digest: sha256_hex(format!("{}:{}:{}", step.journey, step.step, step.trigger_id).as_bytes()),
+            inputs_digest: sha256_hex(
+                format!("{}:{}:{}", step.journey, step.step, step.trigger_id).as_bytes(),
+            ),
             sealed: key.seal(
                 &format!("decision:{email_id}"),
-                &serde_json::to_vec(&explanation).map_err(|e| AppError::internal("journeys", &e))?,
+                &serde_json::to_vec(&explanation)
+                    .map_err(|e| AppError::internal("journeys", &e))?,
             )?,
             created_at: now,
         };
@@ -791,13 +808,19 @@ impl App {
         s: &candor_store::SubjectRow,
     ) -> AppResult<Option<candor_crypto::DataKey>> {
         match &s.wrapped_key {
-            Some(w) => Ok(Some(self.tenant_key(tenant).await?.unwrap_data_key(s.id, w)?)),
+            Some(w) => Ok(Some(
+                self.tenant_key(tenant).await?.unwrap_data_key(s.id, w)?,
+            )),
             None => Ok(None),
         }
     }
 
     async fn email_for_token(&self, token: &str) -> AppResult<(TenantId, EmailRow)> {
-        if token.len() != 43 || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if token.len() != 43
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(AppError::not_found("email"));
         }
         self.store()
@@ -810,8 +833,14 @@ impl App {
     /// person's pending journey steps and marks the email. Repeating it changes nothing more.
     pub async fn unsubscribe(&self, token: &str, via: &str) -> AppResult<()> {
         let (tenant, email) = self.email_for_token(token).await?;
-        self.withdraw_email_consent(tenant, &email, "email.unsubscribed", via, EmailMark::Unsubscribed)
-            .await
+        self.withdraw_email_consent(
+            tenant,
+            &email,
+            "email.unsubscribed",
+            via,
+            EmailMark::Unsubscribed,
+        )
+        .await
     }
 
     async fn withdraw_email_consent(
@@ -851,11 +880,18 @@ impl App {
             Err(e) => return Err(e.into()),
         }
         self.metrics().consent_change(EMAIL_PURPOSE, "withdrawn");
-        let journeys: Vec<String> = self.policy().journeys().iter().map(|j| j.name.clone()).collect();
+        let journeys: Vec<String> = self
+            .policy()
+            .journeys()
+            .iter()
+            .map(|j| j.name.clone())
+            .collect();
         self.store()
             .exit_steps(tenant, email.subject, &journeys, "unsubscribed", now)
             .await?;
-        self.store().mark_email(tenant, &email.id, mark, now).await?;
+        self.store()
+            .mark_email(tenant, &email.id, mark, now)
+            .await?;
         Ok(())
     }
 
@@ -893,23 +929,32 @@ impl App {
         let explanation: Value =
             serde_json::from_slice(&bytes).map_err(|e| AppError::internal("journeys", &e))?;
         let journey = explanation["journey"].as_str().unwrap_or_default();
-        let trigger = explanation["trigger"]["event"].as_str().unwrap_or("an event");
+        let trigger = explanation["trigger"]["event"]
+            .as_str()
+            .unwrap_or("an event");
         let mut why = vec![format!(
             "You are in our \"{}\" emails because of a \"{trigger}\" on {}.",
             journey.replace('_', " "),
-            explanation["trigger"]["at"].as_str().unwrap_or("a recent date"),
+            explanation["trigger"]["at"]
+                .as_str()
+                .unwrap_or("a recent date"),
         )];
         why.push(format!(
             "Before sending, at {}, we checked that you agree to marketing emails: {}.",
             explanation["sent_at"].as_str().unwrap_or_default(),
             explanation["consent"]["reasons"]
                 .as_array()
-                .map(|r| r.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+                .map(|r| r
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join("; "))
                 .unwrap_or_default()
         ));
         why.push(format!(
             "We send at most {} marketing emails in {} days; you had received {} before this one.",
-            explanation["frequency"]["limit"], explanation["frequency"]["days"],
+            explanation["frequency"]["limit"],
+            explanation["frequency"]["days"],
             explanation["frequency"]["sent_in_window"]
         ));
         if explanation["ai_content"].as_bool() == Some(true) {
@@ -955,7 +1000,11 @@ impl App {
             .ok_or_else(|| AppError::not_found("email"))?;
         match mark {
             EmailMark::Complained | EmailMark::Unsubscribed => {
-                let action = if mark == EmailMark::Complained { "email.complaint" } else { "email.unsubscribed" };
+                let action = if mark == EmailMark::Complained {
+                    "email.complaint"
+                } else {
+                    "email.unsubscribed"
+                };
                 self.withdraw_email_consent(principal.tenant, &email, action, kind, mark)
                     .await
             }
@@ -1013,7 +1062,9 @@ pub fn unsubscribe_page_html(token: &str, done: bool) -> String {
             esc(token)
         )
     };
-    format!("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribe</title><style>{PAGE_STYLE}</style></head><body>{body}</body></html>")
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribe</title><style>{PAGE_STYLE}</style></head><body>{body}</body></html>"
+    )
 }
 
 /// "Why did I get this email?" as a page.
@@ -1030,7 +1081,10 @@ pub fn why_page_html(why: &Value, token: &str) -> String {
     let unsub = if why["unsubscribed"].as_bool() == Some(true) {
         "<p>You have unsubscribed: no more marketing emails will be sent.</p>".to_string()
     } else {
-        format!("<p><a href=\"/u/{}\">Unsubscribe from all marketing emails</a></p>", esc(token))
+        format!(
+            "<p><a href=\"/u/{}\">Unsubscribe from all marketing emails</a></p>",
+            esc(token)
+        )
     };
     format!(
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Why did I get this email?</title><style>{PAGE_STYLE}</style></head><body><h1>Why did I get this email?</h1><ul>{items}</ul>{unsub}<p>You can also ask us for a copy of your data or for its erasure.</p></body></html>"
@@ -1044,9 +1098,16 @@ mod tests {
     #[test]
     fn holdout_is_stable_and_near_its_share() {
         let people: Vec<SubjectId> = (0..20_000).map(|_| SubjectId::new()).collect();
-        let held = people.iter().filter(|s| in_holdout(**s, "cart", 0.1)).count();
+        let held = people
+            .iter()
+            .filter(|s| in_holdout(**s, "cart", 0.1))
+            .count();
         assert!((1_700..2_300).contains(&held), "{held}");
-        assert!(people.iter().all(|s| in_holdout(*s, "cart", 0.1) == in_holdout(*s, "cart", 0.1)));
+        assert!(
+            people
+                .iter()
+                .all(|s| in_holdout(*s, "cart", 0.1) == in_holdout(*s, "cart", 0.1))
+        );
         assert!(!people.iter().any(|s| in_holdout(*s, "cart", 0.0)));
     }
 
@@ -1074,19 +1135,30 @@ mod tests {
         assert_eq!(next_send_time(late, &berlin, (0, 0)), late);
         // A window inside one day.
         assert_eq!(
-            next_send_time(at("2026-01-10T12:30:00Z"), &jiff::tz::TimeZone::UTC, (12, 14)),
+            next_send_time(
+                at("2026-01-10T12:30:00Z"),
+                &jiff::tz::TimeZone::UTC,
+                (12, 14)
+            ),
             at("2026-01-10T14:00:00Z")
         );
     }
 
     #[test]
     fn products_from_segment_ecommerce_properties() {
-        let v: Value = json!({"products": [{"product_id": "p1", "name": "Mug", "price": 9.5}, {"sku": "p2"}]});
+        let v: Value =
+            json!({"products": [{"product_id": "p1", "name": "Mug", "price": 9.5}, {"sku": "p2"}]});
         let p = products_of(v.as_object().expect("object"));
         assert_eq!(p.len(), 2);
-        assert_eq!((p[0].id.as_str(), p[0].price.as_deref()), ("p1", Some("9.5")));
+        assert_eq!(
+            (p[0].id.as_str(), p[0].price.as_deref()),
+            ("p1", Some("9.5"))
+        );
         assert_eq!(p[1].name, "p2");
         let one: Value = json!({"product_id": "x", "name": "Lamp"});
-        assert_eq!(products_of(one.as_object().expect("object"))[0].name, "Lamp");
+        assert_eq!(
+            products_of(one.as_object().expect("object"))[0].name,
+            "Lamp"
+        );
     }
 }

@@ -137,7 +137,10 @@ impl Templates {
                     .map_err(|e| format!("email template {}: {e}", path.display()))?;
                 env.add_template_owned(format!("{stem}.{ext}"), src)
                     .map_err(|e| format!("email template {}: {e}", path.display()))?;
-                found.entry(stem.to_string()).or_default().push(ext.to_string());
+                found
+                    .entry(stem.to_string())
+                    .or_default()
+                    .push(ext.to_string());
             }
             for (name, parts) in found {
                 if parts.len() != PARTS.len() {
@@ -205,7 +208,10 @@ fn text_footer(e: &Envelope<'_>) -> String {
         f.push('\n');
     }
     f.push_str(&format!("Why did I get this email? {}\n", e.why_url));
-    f.push_str(&format!("Unsubscribe with one click: {}\n", e.unsubscribe_url));
+    f.push_str(&format!(
+        "Unsubscribe with one click: {}\n",
+        e.unsubscribe_url
+    ));
     f.push_str(e.postal_address);
     f.push('\n');
     f
@@ -281,8 +287,7 @@ pub fn valid_address(a: &str) -> bool {
         && domain.contains('.')
         && !domain.contains('@')
         && a.len() <= 254
-        && a
-            .bytes()
+        && a.bytes()
             .all(|b| b > 0x20 && b < 0x7f && !b"<>()[],;:\\\"".contains(&b))
 }
 
@@ -319,7 +324,10 @@ pub fn build_message(e: &Envelope<'_>, body: &Rendered) -> Vec<u8> {
         &format!("<{}>,\r\n <{}>", e.unsubscribe_url, e.unsubscribe_mailto),
     );
     h("List-Unsubscribe-Post", "List-Unsubscribe=One-Click");
-    h("List-Id", &format!("<{}.{}>", e.journey.replace('_', "-"), domain));
+    h(
+        "List-Id",
+        &format!("<{}.{}>", e.journey.replace('_', "-"), domain),
+    );
     h("Feedback-ID", &format!("{}:candor", e.journey));
     h("MIME-Version", "1.0");
     h(
@@ -346,7 +354,13 @@ mod tests {
         assert_eq!(address_of("Shop <shop@example.org>"), "shop@example.org");
         assert_eq!(domain_of("Shop <shop@example.org>"), "example.org");
         assert!(valid_address("a.b+c@example.org"));
-        for bad in ["a@b", "a b@example.org", "a@example.org\r\nBcc: x@y.z", "@x.org", "<a@x.org>"] {
+        for bad in [
+            "a@b",
+            "a b@example.org",
+            "a@example.org\r\nBcc: x@y.z",
+            "@x.org",
+            "<a@x.org>",
+        ] {
             assert!(!valid_address(bad), "{bad}");
         }
     }
@@ -372,7 +386,8 @@ mod tests {
             let r = t.render(name, &full).expect("renders");
             assert!(!r.subject.is_empty() && !r.subject.contains('\n'));
             assert!(!r.html.contains("<script>"), "{name}: HTML is escaped");
-            t.render(name, &EmailContext::default()).expect("renders empty");
+            t.render(name, &EmailContext::default())
+                .expect("renders empty");
         }
     }
 

@@ -71,9 +71,9 @@ impl SmtpConfig {
         let var = |name: &Option<String>| -> Result<Option<String>, String> {
             match name {
                 None => Ok(None),
-                Some(n) => std::env::var(n)
-                    .map(Some)
-                    .map_err(|_| format!("[smtp] names the environment variable {n}, which is not set")),
+                Some(n) => std::env::var(n).map(Some).map_err(|_| {
+                    format!("[smtp] names the environment variable {n}, which is not set")
+                }),
             }
         };
         let user = var(&policy.username_env)?;
@@ -150,7 +150,9 @@ async fn read_reply<R: AsyncBufReadExt + Unpin>(r: &mut R) -> Result<Reply, Smtp
     loop {
         let mut line = String::new();
         if r.read_line(&mut line).await? == 0 {
-            return Err(SmtpError::Protocol("the relay closed the connection".into()));
+            return Err(SmtpError::Protocol(
+                "the relay closed the connection".into(),
+            ));
         }
         let l = line.trim_end_matches(['\r', '\n']);
         let code = l
@@ -302,11 +304,18 @@ impl SmtpClient {
     /// here (a refused recipient) leaves the session usable for the next message.
     pub async fn begin(&mut self, from: &str, to: &str, message: &[u8]) -> Result<(), SmtpError> {
         if self.in_data {
-            return Err(SmtpError::Protocol("a message is already in progress".into()));
+            return Err(SmtpError::Protocol(
+                "a message is already in progress".into(),
+            ));
         }
         for addr in [from, to] {
-            if addr.bytes().any(|b| b == b'\r' || b == b'\n' || b == b'<' || b == b'>') {
-                return Err(SmtpError::Protocol("address contains forbidden characters".into()));
+            if addr
+                .bytes()
+                .any(|b| b == b'\r' || b == b'\n' || b == b'<' || b == b'>')
+            {
+                return Err(SmtpError::Protocol(
+                    "address contains forbidden characters".into(),
+                ));
             }
         }
         timed(async {

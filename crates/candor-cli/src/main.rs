@@ -484,9 +484,13 @@ async fn serve(app: App, listen: &str, retention_every_hours: u64) -> Result<()>
                 .map(|j| j.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
-            app.policy().smtp().map_or(String::new(), |s| format!("{}:{}", s.host, s.port))
+            app.policy()
+                .smtp()
+                .map_or(String::new(), |s| format!("{}:{}", s.host, s.port))
         );
-        Some(tokio::spawn(async move { journeys.run_journeys(stopped).await }))
+        Some(tokio::spawn(
+            async move { journeys.run_journeys(stopped).await },
+        ))
     };
     candor_http::serve(listener, app.clone(), shutdown_signal())
         .await

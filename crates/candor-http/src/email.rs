@@ -2,12 +2,12 @@
 //! credential, and it only unsubscribes, records an open or explains that one email), and the
 //! journey endpoints of the API.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
 use candor_app::App;
 use candor_app::journeys::{unsubscribe_page_html, why_page_html};
 use serde::Deserialize;
@@ -65,9 +65,9 @@ pub(crate) async fn get_why(
 
 /// A 1×1 transparent GIF.
 const PIXEL: &[u8] = &[
-    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00,
-    0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
 
 /// The open pixel (present only in emails to people who allow analytics).
@@ -116,7 +116,9 @@ pub(crate) async fn post_email_events(
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_email_events",
-                format!("event {i} needs `type` (bounce, complaint, unsubscribe, click) and `messageId`"),
+                format!(
+                    "event {i} needs `type` (bounce, complaint, unsubscribe, click) and `messageId`"
+                ),
             ));
         };
         if !matches!(kind, "bounce" | "complaint" | "unsubscribe" | "click") {
@@ -135,10 +137,7 @@ pub(crate) async fn post_email_events(
 }
 
 /// Journeys with their measurement.
-pub(crate) async fn get_journeys(
-    State(app): State<App>,
-    Auth(p): Auth,
-) -> ApiResult<Json<Value>> {
+pub(crate) async fn get_journeys(State(app): State<App>, Auth(p): Auth) -> ApiResult<Json<Value>> {
     let reports = app.journey_reports(&p).await?;
     Ok(Json(json!({ "journeys": reports })))
 }

@@ -103,7 +103,10 @@ pub fn router(app: App) -> Router {
         .route("/v1/audit/verify", get(verify_audit))
         .route("/v1/journeys", get(email::get_journeys))
         .route("/v1/emails/events", post(email::post_email_events))
-        .route("/u/{token}", post(email::post_unsubscribe).get(email::get_unsubscribe))
+        .route(
+            "/u/{token}",
+            post(email::post_unsubscribe).get(email::get_unsubscribe),
+        )
         .route("/e/{token}/why", get(email::get_why))
         .route("/e/{token}/open", get(email::get_open))
         .route("/openapi.json", get(openapi_json))

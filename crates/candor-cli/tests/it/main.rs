@@ -4,6 +4,7 @@
 
 mod dsr;
 mod http;
+mod journeys;
 mod ml;
 mod recs;
 

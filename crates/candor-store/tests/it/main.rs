@@ -1169,7 +1169,12 @@ async fn journey_steps_enrol_once_claim_once_and_finish_with_their_email() {
             .unwrap();
         let status: BTreeMap<String, (String, bool)> = rows
             .iter()
-            .map(|r| (r.step.id.clone(), (r.step.status.clone(), r.email.is_some())))
+            .map(|r| {
+                (
+                    r.step.id.clone(),
+                    (r.step.status.clone(), r.email.is_some()),
+                )
+            })
             .collect();
         assert_eq!(status["a"], ("sent".to_string(), true));
         assert_eq!(status["a-1"], ("pending".to_string(), false));

@@ -1,0 +1,534 @@
+//! Email journeys end to end: `candor serve` sends through a real SMTP server (aiosmtpd, started
+//! by the test); messages are parsed by Python's `email` package.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use candor_testkit::{BACKENDS, TempDir, peers_python};
+use serde_json::{Value, json};
+
+use crate::{Deployment, http, ok, start};
+
+/// A running SMTP sink; stopped on drop.
+pub struct Sink {
+    child: Child,
+    pub port: u16,
+    pub dir: TempDir,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sink {
+    pub fn start(reject: &[&str]) -> Option<Sink> {
+        let py = peers_python()?;
+        let dir = TempDir::new("candor-smtp");
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/smtp_sink.py");
+        let mut cmd = Command::new(py);
+        cmd.arg(script).arg(&dir.0);
+        for r in reject {
+            cmd.args(["--reject", r]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("sink did not start: {line:?}"));
+        Some(Sink { child, port, dir })
+    }
+
+    /// Messages received so far, in order.
+    pub fn messages(&self) -> Vec<Value> {
+        let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(&self.dir.0)
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                let n = p.file_stem()?.to_str()?.parse().ok()?;
+                (p.extension()? == "json").then_some((n, p))
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|(_, p)| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+            .collect()
+    }
+
+    /// Waits until at least `n` messages arrived (or the timeout).
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.messages();
+            if m.len() >= n || Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn header<'a>(m: &'a Value, name: &str) -> Vec<&'a str> {
+    m["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))
+        .map(|h| h[1].as_str().unwrap())
+        .collect()
+}
+
+fn to_of(m: &Value) -> String {
+    m["rcpt_tos"][0].as_str().unwrap().to_string()
+}
+
+/// The default policy with journeys that wait one second, sending to `port`.
+fn policy(port: u16, extra: &str) -> String {
+    let base =
+        candor_policy::DEFAULT_POLICY.replace("quiet_hours = [21, 8]", "quiet_hours = [0, 0]");
+    assert_ne!(base, candor_policy::DEFAULT_POLICY);
+    format!(
+        "{base}\n[smtp]\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nfrom = \"Shop <shop@example.org>\"\npostal_address = \"1 Market Street, Springfield\"\n{extra}"
+    )
+}
+
+fn write_policy(d: &Deployment, text: &str) {
+    std::fs::write(d.dir.0.join("candor.toml"), text).unwrap();
+}
+
+fn consent(marketing: bool) -> Value {
+    json!({"consent": {"categoryPreferences": {"Marketing": marketing, "Analytics": true, "Personalization": false}}})
+}
+
+fn identify(user: &str, email: &str, marketing: bool) -> Value {
+    json!({"type": "identify", "userId": user, "messageId": format!("id-{user}"),
+        "traits": {"email": email, "firstName": user.to_uppercase()}, "context": consent(marketing)})
+}
+
+fn track(user: &str, mid: &str, event: &str, marketing: bool) -> Value {
+    json!({"type": "track", "userId": user, "messageId": mid, "event": event,
+        "properties": {"products": [{"product_id": "p1", "name": "Blue Mug", "price": 9.5}]},
+        "context": consent(marketing)})
+}
+
+fn post_batch(addr: &str, key: &str, msgs: Vec<Value>) {
+    let (status, body) = http::request(
+        addr,
+        "POST",
+        "/v1/batch",
+        Some(key),
+        Some(&json!({ "batch": msgs }).to_string()),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["rejected"], 0, "{body}");
+}
+
+async fn step_reasons(d: &Deployment) -> BTreeMap<String, String> {
+    candor_testkit::query_strings(
+        &d.url(),
+        "SELECT trigger_id || ' ' || journey || ' ' || status || ' ' || COALESCE(reason, '-') FROM journey_steps",
+    )
+    .await
+    .into_iter()
+    .map(|r| {
+        let (k, v) = r.split_once(' ').unwrap();
+        (k.to_string(), v.to_string())
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn journeys_send_over_smtp_only_with_consent_under_the_cap_and_one_click_unsubscribes() {
+    for backend in BACKENDS {
+        let Some(sink) = Sink::start(&["rejected@example.org"]) else {
+            return;
+        };
+        let Some(d) = Deployment::new(backend).await else {
+            continue;
+        };
+        let key = ok(&d.run(&["init"])).trim().to_owned();
+        write_policy(
+            &d,
+            &policy(
+                sink.port,
+                "[[journeys]]\ntemplate = \"abandoned_cart\"\nwait = \"1s\"\n\n[[journeys]]\ntemplate = \"browse_abandonment\"\nwait = \"1s\"\n",
+            )
+            .replace("max_marketing_emails = 3", "max_marketing_emails = 1"),
+        );
+        let server = start(&d);
+        let a = &server.addr;
+        post_batch(
+            a,
+            &key,
+            vec![
+                identify("ada", "ada@example.org", true),
+                identify("bob", "bob@example.org", false),
+                identify("cy", "cy@example.org", true),
+                identify("dee", "dee@example.org", true),
+                identify("rex", "rejected@example.org", true),
+                json!({"type": "identify", "userId": "nomail", "messageId": "id-nomail", "context": consent(true)}),
+                track("ada", "ada-cart", "Checkout Started", true),
+                // No marketing consent: enrolled (the event is kept for analytics), never sent.
+                track("bob", "bob-cart", "Checkout Started", false),
+                // Ordered before the email was due: exits the journey.
+                track("cy", "cy-cart", "Checkout Started", true),
+                track("cy", "cy-order", "Order Completed", true),
+                // Two journeys, a cap of one email per week.
+                track("dee", "dee-cart", "Checkout Started", true),
+                track("dee", "dee-view", "Product Viewed", true),
+                track("rex", "rex-cart", "Checkout Started", true),
+                track("nomail", "nomail-cart", "Checkout Started", true),
+            ],
+        );
+        // A duplicate trigger (same messageId) does not enrol twice.
+        post_batch(
+            a,
+            &key,
+            vec![track("ada", "ada-cart", "Checkout Started", true)],
+        );
+        let msgs = sink.wait_for(2, Duration::from_secs(30));
+        // Everything due has been settled: no pending steps left.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while step_reasons(&d)
+            .await
+            .values()
+            .any(|v| v.contains("pending"))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        let msgs_after = sink.messages();
+        assert_eq!(
+            msgs.len(),
+            msgs_after.len(),
+            "{backend:?}: nothing more arrives"
+        );
+        let mut to: Vec<String> = msgs_after.iter().map(to_of).collect();
+        to.sort();
+        assert_eq!(to, ["ada@example.org", "dee@example.org"], "{backend:?}");
+        let steps = step_reasons(&d).await;
+        assert!(
+            steps["bob-cart"].starts_with("abandoned_cart skipped"),
+            "{steps:?}"
+        );
+        assert!(
+            steps["cy-cart"].starts_with("abandoned_cart exited"),
+            "{steps:?}"
+        );
+        assert!(
+            steps["nomail-cart"].ends_with("skipped no_address"),
+            "{steps:?}"
+        );
+        assert!(
+            steps["rex-cart"].ends_with("skipped refused_550"),
+            "{steps:?}"
+        );
+        // Dee: one of her two emails was capped.
+        let dee: Vec<&String> = ["dee-cart", "dee-view"]
+            .iter()
+            .map(|k| &steps[*k])
+            .collect();
+        assert_eq!(
+            dee.iter().filter(|s| s.contains(" sent")).count(),
+            1,
+            "{dee:?}"
+        );
+        assert_eq!(
+            dee.iter().filter(|s| s.ends_with("frequency_cap")).count(),
+            1,
+            "{dee:?}"
+        );
+
+        let m = msgs_after
+            .iter()
+            .find(|m| to_of(m) == "ada@example.org")
+            .unwrap();
+        // Headers: RFC 8058 pair, one From, a Message-ID, a Date, MIME alternative.
+        let lu = header(m, "List-Unsubscribe");
+        assert_eq!(lu.len(), 1, "{m}");
+        assert!(
+            lu[0].contains("<http://127.0.0.1:8080/u/")
+                && lu[0].contains("<mailto:unsubscribe@example.org?subject=unsubscribe"),
+            "{}",
+            lu[0]
+        );
+        assert_eq!(
+            header(m, "List-Unsubscribe-Post"),
+            ["List-Unsubscribe=One-Click"]
+        );
+        assert_eq!(header(m, "From"), ["Shop <shop@example.org>"]);
+        assert_eq!(header(m, "To"), ["ada@example.org"]);
+        assert_eq!(header(m, "MIME-Version"), ["1.0"]);
+        assert_eq!(header(m, "Date").len(), 1);
+        let mid = header(m, "Message-ID");
+        assert!(
+            mid.len() == 1 && mid[0].ends_with("@example.org>"),
+            "{mid:?}"
+        );
+        assert_eq!(m["content_type"], "multipart/alternative");
+        assert_eq!(m["mail_from"], "shop@example.org");
+        // DKIM-ready: CRLF everywhere, no line over 998 octets, no parser defects.
+        assert_eq!(m["bare_lf"], false);
+        assert!(m["max_line"].as_u64().unwrap() <= 998);
+        assert_eq!(m["defects"], json!([]));
+        let (text, html) = (m["text"].as_str().unwrap(), m["html"].as_str().unwrap());
+        let url = lu[0].split(['<', '>']).nth(1).unwrap().to_string();
+        let token = url.rsplit('/').next().unwrap().to_string();
+        for part in [text, html] {
+            assert!(part.contains("Blue Mug"), "{part}");
+            assert!(part.contains("ADA"), "{part}");
+            assert!(part.contains(&url), "visible unsubscribe link: {part}");
+            assert!(part.contains("1 Market Street, Springfield"), "{part}");
+            assert!(part.contains(&format!("/e/{token}/why")), "{part}");
+            // No personalization consent: no model chose anything, and the email says nothing of it.
+            assert!(!part.contains("recommendation system"), "{part}");
+        }
+        // Analytics allowed: the open pixel is there (and only then).
+        assert!(html.contains(&format!("/e/{token}/open")));
+        let (s, _) = http::request(a, "GET", &format!("/e/{token}/open"), None, None).unwrap();
+        assert_eq!(s, 200);
+
+        // Why did I get this email?
+        let (s, body) =
+            http::request(a, "GET", &format!("/e/{token}/why?format=json"), None, None).unwrap();
+        assert_eq!(s, 200, "{body}");
+        let why: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(why["journey"], "abandoned_cart");
+        assert_eq!(why["decision"]["consent"]["purpose"], "marketing_email");
+        assert_eq!(why["decision"]["trigger"]["event"], "Checkout Started");
+        let (s, page) = http::request(a, "GET", &format!("/e/{token}/why"), None, None).unwrap();
+        assert!(
+            s == 200 && page.contains("Why did I get this email?"),
+            "{page}"
+        );
+        let (s, _) = http::request(a, "GET", "/e/not-a-token/why", None, None).unwrap();
+        assert_eq!(s, 404);
+
+        // The visible link's page does not unsubscribe on GET (mail scanners follow links).
+        let (s, page) = http::request(a, "GET", &format!("/u/{token}"), None, None).unwrap();
+        assert!(s == 200 && page.contains("<form method=\"post\""), "{page}");
+        let consents = |addr: &str| {
+            let (_, body) =
+                http::request(addr, "GET", "/v1/subjects/ada/consents", Some(&key), None).unwrap();
+            serde_json::from_str::<Value>(&body).unwrap()
+        };
+        let granted = |v: &Value| {
+            v["purposes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["purpose"] == "marketing_email")
+                .unwrap()["allowed"]
+                .clone()
+        };
+        assert_eq!(granted(&consents(a)), true);
+        // One-click: a POST with the RFC 8058 body, no cookie, no key; effective at once.
+        let (s, _) = http::request(
+            a,
+            "POST",
+            &format!("/u/{token}"),
+            None,
+            Some("List-Unsubscribe=One-Click"),
+        )
+        .unwrap();
+        assert_eq!(s, 200);
+        assert_eq!(granted(&consents(a)), false, "{backend:?}");
+        let (s, _) = http::request(
+            a,
+            "POST",
+            &format!("/u/{token}"),
+            None,
+            Some("List-Unsubscribe=One-Click"),
+        )
+        .unwrap();
+        assert_eq!(s, 200, "repeating it is harmless");
+        let (s, _) = http::request(
+            a,
+            "POST",
+            "/u/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(s, 404);
+        // A new trigger now enrols her, but nothing is sent: consent is checked at send time.
+        let before = sink.messages().len();
+        post_batch(
+            a,
+            &key,
+            vec![
+                json!({"type": "track", "userId": "ada", "messageId": "ada-cart-2", "event": "Checkout Started", "context": {"consent": {"categoryPreferences": {"Analytics": true}}}}),
+            ],
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let st = step_reasons(&d).await;
+            if st.get("ada-cart-2").is_some_and(|s| !s.contains("pending"))
+                || Instant::now() > deadline
+            {
+                assert!(
+                    st["ada-cart-2"].starts_with("abandoned_cart skipped"),
+                    "{st:?}"
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(sink.messages().len(), before);
+
+        // Bounces and complaints by Message-ID; a complaint withdraws consent too.
+        let dee_msg = msgs_after
+            .iter()
+            .find(|m| to_of(m) == "dee@example.org")
+            .unwrap();
+        let dee_mid = header(dee_msg, "Message-ID")[0].to_string();
+        let (s, body) = http::request(
+            a,
+            "POST",
+            "/v1/emails/events",
+            Some(&key),
+            Some(&json!([{"type": "complaint", "messageId": dee_mid}]).to_string()),
+        )
+        .unwrap();
+        assert_eq!(s, 200, "{body}");
+        let (s, body) = http::request(
+            a,
+            "POST",
+            "/v1/emails/events",
+            Some(&key),
+            Some(&json!({"type": "opened", "messageId": dee_mid}).to_string()),
+        )
+        .unwrap();
+        assert_eq!(s, 400, "{body}");
+        assert!(body.contains("invalid_email_event"));
+        let (s, _) = http::request(
+            a,
+            "POST",
+            "/v1/emails/events",
+            Some(&key),
+            Some(&json!({"type": "bounce", "messageId": "<nope@x>"}).to_string()),
+        )
+        .unwrap();
+        assert_eq!(s, 404);
+
+        // Measurement.
+        let (s, body) = http::request(a, "GET", "/v1/journeys", Some(&key), None).unwrap();
+        assert_eq!(s, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let cart = v["journeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["journey"]["name"] == "abandoned_cart")
+            .unwrap();
+        let o = &cart["overall"];
+        assert_eq!(o["entered"], 7, "{o}");
+        assert_eq!(
+            o["sent"].as_u64().unwrap()
+                + o["exited"].as_u64().unwrap()
+                + o["skipped"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .map(|x| x.as_u64().unwrap())
+                    .sum::<u64>(),
+            7,
+            "{o}"
+        );
+        assert_eq!(o["unsubscribed"], 1, "{o}");
+        assert_eq!(o["opened"], 1, "{o}");
+        assert!(cart["by_segment"]["new"].is_object(), "{cart}");
+        let total_complaints: u64 = v["journeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["overall"]["complaints"].as_u64().unwrap())
+            .sum();
+        assert_eq!(total_complaints, 1);
+        drop(server);
+        let out = ok(&d.run(&["log", "verify"]));
+        assert!(out.contains("audit log ok"), "{out}");
+    }
+}
+
+#[tokio::test]
+async fn a_killed_server_sends_every_due_email_exactly_once_after_restart() {
+    for backend in BACKENDS {
+        let Some(sink) = Sink::start(&[]) else {
+            return;
+        };
+        let Some(d) = Deployment::new(backend).await else {
+            continue;
+        };
+        let key = ok(&d.run(&["init"])).trim().to_owned();
+        write_policy(
+            &d,
+            &policy(
+                sink.port,
+                "max_per_second = 40\n\n[[journeys]]\ntemplate = \"abandoned_cart\"\nwait = \"1s\"\n",
+            ),
+        );
+        let n = 200;
+        let server = start(&d);
+        let mut msgs = Vec::new();
+        for i in 0..n {
+            let u = format!("u{i}");
+            msgs.push(identify(&u, &format!("{u}@example.org"), true));
+            msgs.push(track(&u, &format!("{u}-cart"), "Checkout Started", true));
+        }
+        post_batch(&server.addr, &key, msgs);
+        // Kill -9 in the middle of sending.
+        let got = sink.wait_for(40, Duration::from_secs(30)).len();
+        assert!(
+            got >= 40 && got < n,
+            "{backend:?}: {got} sent before the kill"
+        );
+        let mut server = server;
+        server.child.kill().unwrap();
+        server.child.wait().unwrap();
+        let at_kill = sink.messages().len();
+        assert!(
+            at_kill < n,
+            "{backend:?}: the kill came too late ({at_kill})"
+        );
+        // Restart: the rest goes out (claims of the killed process expire first).
+        let server = start(&d);
+        let all = sink.wait_for(n, Duration::from_secs(240));
+        std::thread::sleep(Duration::from_millis(1500));
+        let all_after = sink.messages();
+        let mut per: HashMap<String, usize> = HashMap::new();
+        for m in &all_after {
+            *per.entry(to_of(m)).or_default() += 1;
+        }
+        let twice: Vec<_> = per.iter().filter(|(_, c)| **c > 1).collect();
+        assert!(twice.is_empty(), "{backend:?}: sent twice: {twice:?}");
+        assert_eq!(all.len(), n, "{backend:?}: every due email is sent");
+        assert_eq!(all_after.len(), n);
+        let sent = candor_testkit::query_strings(
+            &d.url(),
+            "SELECT id FROM journey_steps WHERE status = 'sent'",
+        )
+        .await;
+        assert_eq!(sent.len(), n, "{backend:?}");
+        drop(server);
+        let _: &Path = &d.dir.0;
+    }
+}

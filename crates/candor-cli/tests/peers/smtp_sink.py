@@ -1,0 +1,88 @@
+"""A real SMTP server for Candor's journey tests (aiosmtpd from PyPI).
+
+Every message it accepts is parsed with Python's own `email` package (an independent MIME
+parser) and written to OUTDIR as N.json: envelope, headers, decoded text and HTML parts, and
+checks of the raw bytes (CRLF line ends, line lengths). Prints "listening PORT" when ready.
+
+usage: smtp_sink.py OUTDIR [--reject ADDRESS ...]
+"""
+import asyncio
+import email
+import email.policy
+import json
+import os
+import socket
+import sys
+import threading
+
+from aiosmtpd.controller import Controller
+
+
+class Sink:
+    def __init__(self, outdir, reject):
+        self.outdir = outdir
+        self.reject = set(reject)
+        self.n = 0
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.reject:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        parts = {}
+        for part in msg.walk():
+            ct = part.get_content_type()
+            if ct in ("text/plain", "text/html"):
+                parts[ct] = part.get_content()
+        lines = raw.split(b"\r\n")
+        doc = {
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "headers": [[k, str(v)] for k, v in msg.items()],
+            "content_type": msg.get_content_type(),
+            "text": parts.get("text/plain"),
+            "html": parts.get("text/html"),
+            "max_line": max(len(l) for l in lines),
+            "bare_lf": b"\n" in raw.replace(b"\r\n", b""),
+            "defects": [str(d) for d in msg.defects],
+        }
+        with self.lock:
+            self.n += 1
+            n = self.n
+        tmp = os.path.join(self.outdir, f".{n}.tmp")
+        with open(tmp, "w") as f:
+            json.dump(doc, f)
+        os.rename(tmp, os.path.join(self.outdir, f"{n}.json"))
+        return "250 OK queued"
+
+
+def main():
+    outdir = sys.argv[1]
+    reject = []
+    args = sys.argv[2:]
+    while args:
+        if args[0] == "--reject":
+            reject.append(args[1])
+            args = args[2:]
+        else:
+            raise SystemExit(f"unknown argument {args[0]}")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    controller = Controller(Sink(outdir, reject), hostname="127.0.0.1", port=port)
+    controller.start()
+    print(f"listening {port}", flush=True)
+    try:
+        sys.stdin.read()  # until the test closes our stdin (or dies)
+    finally:
+        controller.stop()
+
+
+if __name__ == "__main__":
+    main()
