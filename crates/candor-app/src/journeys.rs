@@ -256,8 +256,8 @@ pub struct JourneyStats {
     pub skipped: BTreeMap<String, u64>,
     pub conversion_rate: Option<f64>,
     pub holdout_conversion_rate: Option<f64>,
-    /// Conversion rate of those emailed minus that of the holdout.
-    pub uplift: Option<f64>,
+    /// Conversion rate of those emailed minus that of the holdout, with its 95% interval.
+    pub uplift: Option<candor_ml::uplift::Effect>,
     pub complaint_rate: Option<f64>,
     pub unsubscribe_rate: Option<f64>,
 }
@@ -302,10 +302,18 @@ impl JourneyStats {
         let rate = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
         self.conversion_rate = rate(self.converted, self.sent);
         self.holdout_conversion_rate = rate(self.holdout_converted, self.holdout);
-        self.uplift = self
-            .conversion_rate
-            .zip(self.holdout_conversion_rate)
-            .map(|(a, b)| a - b);
+        let sums = |n: u64, x: u64| candor_ml::uplift::Sums {
+            n,
+            sum: x as f64,
+            sum_sq: x as f64,
+        };
+        self.uplift = (self.sent > 0 && self.holdout > 0).then(|| {
+            candor_ml::uplift::effect(
+                &sums(self.sent, self.converted),
+                &sums(self.holdout, self.holdout_converted),
+                true,
+            )
+        });
         self.complaint_rate = rate(self.complaints, self.delivered);
         self.unsubscribe_rate = rate(self.unsubscribed, self.delivered);
     }

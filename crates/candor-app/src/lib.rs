@@ -20,6 +20,7 @@ pub mod recs;
 pub mod rights;
 mod scoring;
 mod smtp;
+pub mod uplift_html;
 mod writer;
 
 use std::collections::HashMap;

@@ -1215,7 +1215,7 @@ pub fn evaluation_html(e: &Evaluation) -> String {
 }
 
 /// A report page of this module: title, plain styles, body.
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body {{ font: 15px/1.5 system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem; }}

@@ -16,6 +16,7 @@ use candor_types::Scope;
 
 mod audit;
 mod dsr;
+mod journeys;
 mod ml;
 mod recs;
 
@@ -110,6 +111,11 @@ enum Command {
     Recs {
         #[command(subcommand)]
         command: recs::RecsCommand,
+    },
+    /// Email journeys: the uplift of campaigns against their holdout.
+    Journeys {
+        #[command(subcommand)]
+        command: journeys::JourneysCommand,
     },
     /// Data-subject requests, erasure, export and contested decisions.
     Dsr {
@@ -336,6 +342,8 @@ async fn run(cli: Cli) -> Result<i32> {
                 recs::run(&open(&cli.dir, cli.database_url.as_deref()).await?, command).await
             }
         }
+        // Reads a file and writes reports: no deployment needed.
+        Command::Journeys { command } => journeys::run(command),
         Command::Dsr { command } => {
             dsr::run(&open(&cli.dir, cli.database_url.as_deref()).await?, command).await
         }

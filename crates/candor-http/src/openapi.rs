@@ -185,6 +185,31 @@ pub fn openapi_document() -> Value {
                     { "name": "format", "in": "query", "required": false, "schema": { "type": "string", "enum": ["json", "html"] } }],
                 "responses": { "200": ok("The audit (JSON, or an HTML page with charts).", json!({ "type": "object" })),
                     "400": error_response("Bad time, period or format."), "403": error_response("Needs an admin key."), "409": error_response("No recommendation model trained yet.") } } },
+            "/v1/journeys": { "get": {
+                "tags": ["journeys"], "summary": "Each configured journey with its measurement: entered, holdout, sent, delivered, opened (only where tracking was allowed), clicked, converted, unsubscribed, complaints, skips by reason, uplift against the holdout; overall and by segment (new, returning, loyal)",
+                "security": [{ "bearer": [] }],
+                "responses": { "200": ok("The journeys.", json!({ "type": "object" })), "403": error_response("Needs a server or admin key.") } } },
+            "/v1/emails/events": { "post": {
+                "tags": ["journeys"], "summary": "Record bounces, complaints, unsubscribes and clicks by Message-ID (one event or an array of up to 1000). A complaint or unsubscribe withdraws marketing_email consent",
+                "security": [{ "bearer": [] }],
+                "requestBody": json_body(json!({ "type": "object", "required": ["type", "messageId"], "properties": { "type": { "type": "string", "enum": ["bounce", "complaint", "unsubscribe", "click"] }, "messageId": { "type": "string" } } })),
+                "responses": { "200": ok("Recorded.", json!({ "type": "object" })), "400": error_response("Bad event; nothing recorded."), "403": error_response("Needs a server or admin key."), "404": error_response("No email with that Message-ID.") } } },
+            "/u/{token}": {
+                "post": { "tags": ["journeys"], "summary": "One-click unsubscribe (RFC 8058 List-Unsubscribe-Post): no key, no cookie; withdraws marketing_email consent at once and ends pending journey steps",
+                    "parameters": [{ "name": "token", "in": "path", "required": true, "schema": { "type": "string" } }],
+                    "responses": { "200": { "description": "Unsubscribed (an HTML confirmation)." }, "404": error_response("Unknown token.") } },
+                "get": { "tags": ["journeys"], "summary": "The page of the visible unsubscribe link: a button that POSTs (a GET never unsubscribes)",
+                    "parameters": [{ "name": "token", "in": "path", "required": true, "schema": { "type": "string" } }],
+                    "responses": { "200": { "description": "An HTML page." }, "404": error_response("Unknown token.") } } },
+            "/e/{token}/why": { "get": {
+                "tags": ["journeys"], "summary": "Why did I get this email? The decision recorded when it was sent: trigger, consent checked at send time, frequency, whether a model chose content",
+                "parameters": [{ "name": "token", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "format", "in": "query", "required": false, "schema": { "type": "string", "enum": ["html", "json"] } }],
+                "responses": { "200": { "description": "An HTML page, or JSON." }, "400": error_response("Bad format."), "404": error_response("Unknown token.") } } },
+            "/e/{token}/open": { "get": {
+                "tags": ["journeys"], "summary": "Open pixel; recorded only for people who allow analytics",
+                "parameters": [{ "name": "token", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "200": { "description": "A 1×1 GIF." }, "404": error_response("Unknown token.") } } },
             "/v1/subjects/{id}": { "delete": {
                 "tags": ["rights"], "summary": "Erase the person: every row, their data key, a suppression entry; returns the receipt",
                 "security": [{ "bearer": [] }],

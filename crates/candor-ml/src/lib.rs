@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod recs;
 pub mod table;
 pub mod tree;
+pub mod uplift;
 
 mod error;
 pub use error::MlError;

@@ -615,9 +615,13 @@ tls = "none"
 from = "Shop <shop@example.org>"
 postal_address = "1 Market Street, Springfield"
 
+ca_file = "relay-ca.pem"
+
 [email]
 quiet_hours = [0, 0]
 time_zone = "Europe/Paris"
+templates = "email-templates"
+shop_url = "https://shop.example.org/"
 
 [[journeys]]
 template = "abandoned_cart"
@@ -639,6 +643,12 @@ exit_on = ["Order Completed"]
     let smtp = p.smtp().expect("smtp");
     assert_eq!((smtp.port, smtp.tls), (2525, crate::SmtpTls::None));
     assert_eq!(p.email().time_zone, "Europe/Paris");
+    assert_eq!(smtp.ca_file.as_deref(), Some("relay-ca.pem"));
+    assert_eq!(p.email().templates.as_deref(), Some("email-templates"));
+    assert_eq!(
+        p.email().shop_url.as_deref(),
+        Some("https://shop.example.org")
+    );
     let j = p.journeys();
     assert_eq!(j.len(), 3);
     assert_eq!(

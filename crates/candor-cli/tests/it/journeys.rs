@@ -532,3 +532,124 @@ async fn a_killed_server_sends_every_due_email_exactly_once_after_restart() {
         let _: &Path = &d.dir.0;
     }
 }
+
+#[test]
+fn hillstrom_uplift_matches_an_independent_computation() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(
+        "../../../shared/data/hillstrom/Kevin_Hillstrom_MineThatData_E-MailAnalytics_DataMiningChallenge_2008.03.20.csv",
+    );
+    if !data.exists() {
+        println!("SKIPPED-DATA: {} not found", data.display());
+        return;
+    }
+    let Some(py) = peers_python() else {
+        return;
+    };
+    let dir = TempDir::new("candor-uplift");
+    let (json_path, html_path) = (dir.0.join("uplift.json"), dir.0.join("uplift.html"));
+    let out = crate::candor(
+        &dir.0,
+        None,
+        &[
+            "journeys",
+            "uplift",
+            "--data",
+            data.to_str().unwrap(),
+            "--json",
+            json_path.to_str().unwrap(),
+            "--html",
+            html_path.to_str().unwrap(),
+        ],
+    );
+    let table = ok(&out);
+    assert!(table.contains("Mens E-Mail\tvisit"), "{table}");
+    let r: Value = serde_json::from_slice(&std::fs::read(&json_path).unwrap()).unwrap();
+    assert_eq!(r["rows"], 64_000);
+    assert_eq!(r["control"], "No E-Mail");
+    // Hillstrom's published two-week results: visits 18.3% (men's), 15.1% (women's), 10.6%
+    // (no email); conversions 1.25%, 0.88%, 0.57%.
+    let overall = |arm: &str, o: &str| {
+        r["treatments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["treatment"] == arm)
+            .unwrap()["overall"]["effects"][o]
+            .clone()
+    };
+    assert!((overall("Mens E-Mail", "visit")["treated"].as_f64().unwrap() - 0.1828).abs() < 5e-5);
+    assert!(
+        (overall("Womens E-Mail", "conversion")["treated"]
+            .as_f64()
+            .unwrap()
+            - 0.0088)
+            .abs()
+            < 5e-5
+    );
+    assert!((overall("Mens E-Mail", "visit")["control"].as_f64().unwrap() - 0.1062).abs() < 5e-5);
+    // Every number, overall and in every segment, against pandas + scipy.
+    let reference = Command::new(py)
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/hillstrom_uplift.py"))
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        reference.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reference.stderr)
+    );
+    let want: BTreeMap<String, Vec<Option<f64>>> =
+        serde_json::from_slice(&reference.stdout).unwrap();
+    let mut checked = 0;
+    for t in r["treatments"].as_array().unwrap() {
+        let arm = t["treatment"].as_str().unwrap();
+        let mut groups = vec![(String::new(), String::new(), &t["overall"])];
+        for (attr, per) in t["by_segment"].as_object().unwrap() {
+            for (v, a) in per.as_object().unwrap() {
+                groups.push((attr.clone(), v.clone(), a));
+            }
+        }
+        for (attr, v, a) in groups {
+            for (o, e) in a["effects"].as_object().unwrap() {
+                let key = format!("{arm}|{attr}|{v}|{o}");
+                let w = &want[&key];
+                let got = [
+                    "treated", "control", "uplift", "ci_low", "ci_high", "p_value",
+                ]
+                .map(|k| e[k].as_f64());
+                for (g, w) in got.iter().zip(w) {
+                    match (g, w) {
+                        (Some(g), Some(w)) => assert!(
+                            (g - w).abs() <= 1e-9 * w.abs().max(1e-6),
+                            "{key}: {got:?} vs {w:?}"
+                        ),
+                        (g, w) => assert_eq!(g.is_some(), w.is_some(), "{key}"),
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    // 2 journeys × (overall + 2 + 3 + 7 + 3 segment values) × 3 outcomes.
+    assert_eq!(checked, 2 * 16 * 3);
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert!(html.contains("<svg") && html.contains("Mens E-Mail") && html.contains("by channel"));
+    // A holdout that is not in the data is an error, not an empty report.
+    let bad = crate::candor(
+        &dir.0,
+        None,
+        &[
+            "journeys",
+            "uplift",
+            "--data",
+            data.to_str().unwrap(),
+            "--control",
+            "Nobody",
+        ],
+    );
+    assert!(
+        !bad.status.success() && crate::stderr(&bad).contains("holdout"),
+        "{}",
+        crate::stderr(&bad)
+    );
+}
