@@ -59,7 +59,7 @@ pub fn run(cmd: &JourneysCommand) -> Result<i32> {
     };
     let arm_i = col(&a.arm_column)?;
     let arms: Vec<String> = t.rows.iter().map(|r| r[arm_i].clone()).collect();
-    if !arms.iter().any(|x| *x == a.control) {
+    if !arms.contains(&a.control) {
         bail!(
             "no row is in the holdout {:?} (column {})",
             a.control,

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 mod fairness;
+mod journeys;
 mod recs;
 mod rights;
 mod scoring;
