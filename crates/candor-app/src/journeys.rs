@@ -46,6 +46,8 @@ const LEASE_MS: i64 = 30_000;
 const POLL: Duration = Duration::from_millis(250);
 /// A relay that cannot be reached: the step is tried again after this.
 const RETRY_MS: i64 = 60_000;
+/// Steps settled at once (and relay sessions open) per scheduler.
+const IN_FLIGHT: usize = 4;
 /// The purpose every journey email needs at send time.
 pub const EMAIL_PURPOSE: &str = "marketing_email";
 /// The event that counts as a conversion.
@@ -155,7 +157,8 @@ pub fn next_send_time(now: Timestamp, tz: &jiff::tz::TimeZone, quiet: (u8, u8)) 
 pub struct Mailer {
     config: SmtpConfig,
     templates: Templates,
-    client: tokio::sync::Mutex<Option<SmtpClient>>,
+    /// Idle relay sessions, reused by the next send.
+    idle: tokio::sync::Mutex<Vec<SmtpClient>>,
     /// The earliest time the next message may go (the send-rate bound).
     next_slot: tokio::sync::Mutex<tokio::time::Instant>,
 }
@@ -196,9 +199,21 @@ impl Mailer {
         Ok(Mailer {
             config,
             templates,
-            client: tokio::sync::Mutex::new(None),
+            idle: tokio::sync::Mutex::new(Vec::new()),
             next_slot: tokio::sync::Mutex::new(tokio::time::Instant::now()),
         })
+    }
+
+    /// An idle session, or a new one.
+    async fn take_client(&self) -> Result<SmtpClient, SmtpError> {
+        if let Some(c) = self.idle.lock().await.pop() {
+            return Ok(c);
+        }
+        SmtpClient::connect(&self.config).await
+    }
+
+    async fn put_client(&self, c: SmtpClient) {
+        self.idle.lock().await.push(c);
     }
 
     /// Waits for the next send slot (at most `max_per_second` messages per second).
@@ -421,10 +436,11 @@ impl App {
                 }
             }
         }
-        if let Ok(m) = self.mailer()
-            && let Some(c) = m.client.lock().await.take()
-        {
-            c.quit().await;
+        if let Ok(m) = self.mailer() {
+            let idle: Vec<SmtpClient> = std::mem::take(&mut *m.idle.lock().await);
+            for c in idle {
+                c.quit().await;
+            }
         }
     }
 
@@ -437,18 +453,43 @@ impl App {
             claimed: steps.len(),
             ..Default::default()
         };
-        for step in steps {
-            let done = match self.settle_step(&mailer, &step).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::error!(error = %e, step = %step.id, "journey step failed; retried later");
-                    let _ = self
-                        .store()
-                        .defer_step(step.tenant, &step.id, Timestamp(now.0 + RETRY_MS))
-                        .await;
-                    Done::Retried
+        // Several people's steps in flight (each with its own relay session), so the relay's
+        // round trips and the database's commits overlap. One person's steps go one after the
+        // other: the frequency cap counts the email just sent.
+        let mut by_subject: BTreeMap<(TenantId, SubjectId), Vec<StepRow>> = BTreeMap::new();
+        for st in steps {
+            by_subject
+                .entry((st.tenant, st.subject))
+                .or_default()
+                .push(st);
+        }
+        use futures_util::StreamExt as _;
+        let outcomes: Vec<Done> = futures_util::stream::iter(by_subject.into_values())
+            .map(|group| {
+                let mailer = mailer.clone();
+                async move {
+                    let mut out = Vec::with_capacity(group.len());
+                    for step in group {
+                        out.push(match self.settle_step(&mailer, &step).await {
+                            Ok(d) => d,
+                            Err(e) => {
+                                tracing::error!(error = %e, step = %step.id, "journey step failed; retried later");
+                                let _ = self
+                                    .store()
+                                    .defer_step(step.tenant, &step.id, Timestamp(now.0 + RETRY_MS))
+                                    .await;
+                                Done::Retried
+                            }
+                        });
+                    }
+                    futures_util::stream::iter(out)
                 }
-            };
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .flatten()
+            .collect()
+            .await;
+        for done in outcomes {
             match done {
                 Done::Sent => report.sent += 1,
                 Done::Skipped => report.skipped += 1,
@@ -719,26 +760,21 @@ impl App {
         };
         // Hand over all but the final dot; record; then the dot.
         mailer.pace().await;
-        let mut guard = mailer.client.lock().await;
-        if guard.is_none() {
-            match SmtpClient::connect(&mailer.config).await {
-                Ok(c) => *guard = Some(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "SMTP relay unreachable; the step is retried");
-                    self.store()
-                        .defer_step(tenant, &step.id, Timestamp(now.0 + RETRY_MS))
-                        .await?;
-                    return Ok(Done::Retried);
-                }
+        let mut client = match mailer.take_client().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "SMTP relay unreachable; the step is retried");
+                self.store()
+                    .defer_step(tenant, &step.id, Timestamp(now.0 + RETRY_MS))
+                    .await?;
+                return Ok(Done::Retried);
             }
-        }
-        let Some(client) = guard.as_mut() else {
-            return Ok(Done::Retried);
         };
         let from = mail::address_of(&smtp.from).to_string();
         if let Err(e) = client.begin(&from, &to, &message).await {
             if e.is_permanent() {
-                // The relay refused the recipient: nothing was sent.
+                // The relay refused the recipient: nothing was sent; the session is reusable.
+                mailer.put_client(client).await;
                 let reason = match &e {
                     SmtpError::Reply { code, .. } => format!("refused_{code}"),
                     _ => "refused".into(),
@@ -746,7 +782,6 @@ impl App {
                 return self.skip(step, &reason, next.as_ref(), now).await;
             }
             tracing::warn!(error = %e, "SMTP send failed; the step is retried");
-            *guard = None;
             self.store()
                 .defer_step(tenant, &step.id, Timestamp(now.0 + RETRY_MS))
                 .await?;
@@ -776,18 +811,22 @@ impl App {
         match recorded {
             Ok(true) => {}
             other => {
-                // Not recorded (finished elsewhere, erased, or the store failed): the relay
-                // never gets the final dot, so nothing is delivered.
-                *guard = None;
+                // Not recorded (finished elsewhere, erased, or the store failed): the session is
+                // dropped before the final dot, so the relay discards the message.
+                drop(client);
                 other?;
                 return Ok(Done::Skipped);
             }
         }
         match client.commit().await {
-            Ok(_) => Ok(Done::Sent),
+            Ok(_) => {
+                mailer.put_client(client).await;
+                Ok(Done::Sent)
+            }
             Err(e @ SmtpError::Reply { .. }) if !e.is_permanent() => {
                 // Refused for now: not accepted, so it may be sent again.
                 tracing::warn!(error = %e, "relay deferred the message; retried later");
+                mailer.put_client(client).await;
                 self.store()
                     .reopen_step(tenant, &step.id, Timestamp(now.0 + RETRY_MS))
                     .await?;
@@ -795,6 +834,7 @@ impl App {
             }
             Err(e @ SmtpError::Reply { .. }) => {
                 tracing::warn!(error = %e, "relay refused the message");
+                mailer.put_client(client).await;
                 self.store()
                     .mark_email(tenant, &email_id, EmailMark::Bounced, now)
                     .await?;
@@ -804,7 +844,6 @@ impl App {
                 // The dot went out but the answer did not come back: the relay may have
                 // accepted it, so it is not sent again.
                 tracing::warn!(error = %e, "no answer after the message; not resent");
-                *guard = None;
                 Ok(Done::Sent)
             }
         }

@@ -490,6 +490,70 @@ macro_rules! impl_store {
             Ok(snapshot)
         }
 
+        /// Applies an ingest's journey enrolments and exits in event order. One query first
+        /// reads which (person, journey) pairs have a pending step; statements that would
+        /// certainly change nothing (an exit with nothing pending, a trigger while a step is
+        /// pending) are not sent. The statements keep their own guards, so the map only saves
+        /// round trips. On PostgreSQL the pending rows are locked until commit, so the scheduler
+        /// cannot finish one under the map's feet.
+        async fn apply_journey_ops(tx: &mut Tx, tenant: TenantId, ops: &[JourneyOp], now: Timestamp) -> Result<()> {
+            let mut subjects: Vec<String> = ops
+                .iter()
+                .map(|op| match op {
+                    JourneyOp::Enroll(st) => st.subject.to_string(),
+                    JourneyOp::Exit { subject, .. } => subject.to_string(),
+                })
+                .collect();
+            subjects.sort();
+            subjects.dedup();
+            let q = sqlx::query(concat!(
+                "SELECT subject_id, journey FROM journey_steps WHERE tenant_id = $1 AND status = 'pending' AND subject_id ", $text_in, $update
+            ));
+            // true: a step is certainly pending; false: certainly none.
+            let mut pending: HashMap<(String, String), bool> = HashMap::new();
+            for r in bind_texts(q.bind(tenant.to_string()), &subjects).fetch_all(&mut **tx).await? {
+                pending.insert((r.try_get("subject_id")?, r.try_get("journey")?), true);
+            }
+            for op in ops {
+                match op {
+                    JourneyOp::Enroll(st) => {
+                        let k = (st.subject.to_string(), st.journey.clone());
+                        if pending.get(&k) == Some(&true) {
+                            continue;
+                        }
+                        if insert_step(tx, tenant, st).await? > 0 && !st.holdout {
+                            pending.insert(k, true);
+                        }
+                    }
+                    JourneyOp::Exit { subject, journeys, at, reason } => {
+                        for j in journeys {
+                            let k = (subject.to_string(), j.clone());
+                            if pending.get(&k) != Some(&true) {
+                                continue;
+                            }
+                            let n = sqlx::query(
+                                "UPDATE journey_steps SET status = 'exited', reason = $4, finished_at = $5 \
+                                 WHERE tenant_id = $1 AND subject_id = $2 AND journey = $3 AND status = 'pending' AND triggered_at <= $6",
+                            )
+                            .bind(tenant.to_string())
+                            .bind(subject.to_string())
+                            .bind(j)
+                            .bind(reason)
+                            .bind(now.0)
+                            .bind(at.0)
+                            .execute(&mut **tx)
+                            .await?
+                            .rows_affected();
+                            if n > 0 {
+                                pending.insert(k, false);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+
         async fn write_tx(tx: &mut Tx, tenant: TenantId, write: &IngestWrite, now: Timestamp) -> Result<Vec<bool>> {
             for (subject, c) in &write.consents {
                 insert_consent(tx, tenant, *subject, c).await?;
@@ -531,28 +595,8 @@ macro_rules! impl_store {
                 })
                 .collect::<Result<_>>()?;
             let inserted = insert_events(tx, &tenant.to_string(), &rows).await?;
-            for op in &write.journeys {
-                match op {
-                    JourneyOp::Enroll(st) => {
-                        insert_step(tx, tenant, st).await?;
-                    }
-                    JourneyOp::Exit { subject, journeys, at, reason } => {
-                        for j in journeys {
-                            sqlx::query(
-                                "UPDATE journey_steps SET status = 'exited', reason = $4, finished_at = $5 \
-                                 WHERE tenant_id = $1 AND subject_id = $2 AND journey = $3 AND status = 'pending' AND triggered_at <= $6",
-                            )
-                            .bind(tenant.to_string())
-                            .bind(subject.to_string())
-                            .bind(j)
-                            .bind(reason)
-                            .bind(now.0)
-                            .bind(at.0)
-                            .execute(&mut **tx)
-                            .await?;
-                        }
-                    }
-                }
+            if !write.journeys.is_empty() {
+                apply_journey_ops(tx, tenant, &write.journeys, now).await?;
             }
             audit_tx(tx, write.audit.clone(), now).await?;
             Ok(rows.iter().map(|r| inserted.contains(&r.message_id)).collect())

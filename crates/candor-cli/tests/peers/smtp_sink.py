@@ -4,7 +4,9 @@ Every message it accepts is parsed with Python's own `email` package (an indepen
 parser) and written to OUTDIR as N.json: envelope, headers, decoded text and HTML parts, and
 checks of the raw bytes (CRLF line ends, line lengths). Prints "listening PORT" when ready.
 
-usage: smtp_sink.py OUTDIR [--reject ADDRESS ...]
+With --count it only counts (for benchmarks) and prints "received N" when its stdin closes.
+
+usage: smtp_sink.py OUTDIR [--reject ADDRESS ...] [--count]
 """
 import asyncio
 import email
@@ -19,9 +21,10 @@ from aiosmtpd.controller import Controller
 
 
 class Sink:
-    def __init__(self, outdir, reject):
+    def __init__(self, outdir, reject, count_only=False):
         self.outdir = outdir
         self.reject = set(reject)
+        self.count_only = count_only
         self.n = 0
         self.lock = threading.Lock()
 
@@ -32,6 +35,9 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.count_only:
+            self.n += 1
+            return "250 OK queued"
         raw = envelope.original_content
         msg = email.message_from_bytes(raw, policy=email.policy.default)
         parts = {}
@@ -64,9 +70,13 @@ class Sink:
 def main():
     outdir = sys.argv[1]
     reject = []
+    count_only = False
     args = sys.argv[2:]
     while args:
-        if args[0] == "--reject":
+        if args[0] == "--count":
+            count_only = True
+            args = args[1:]
+        elif args[0] == "--reject":
             reject.append(args[1])
             args = args[2:]
         else:
@@ -75,13 +85,15 @@ def main():
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    controller = Controller(Sink(outdir, reject), hostname="127.0.0.1", port=port)
+    sink = Sink(outdir, reject, count_only)
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     print(f"listening {port}", flush=True)
     try:
         sys.stdin.read()  # until the test closes our stdin (or dies)
     finally:
         controller.stop()
+    print(f"received {sink.n}", flush=True)
 
 
 if __name__ == "__main__":
