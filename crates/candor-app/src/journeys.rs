@@ -65,6 +65,15 @@ pub fn in_holdout(subject: SubjectId, journey: &str, share: f64) -> bool {
     (u64::from_be_bytes(b) as f64 / u64::MAX as f64) < share
 }
 
+/// A step of a person in the journey's holdout (while pending, `reason` says so).
+fn is_holdout(step: &StepRow) -> bool {
+    step.status == "holdout"
+        || step
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.starts_with("holdout"))
+}
+
 /// What one ingested event does to journeys: exits first (so an order both ends and restarts
 /// win-back), then enrolment.
 pub(crate) fn journey_ops(
@@ -238,11 +247,14 @@ pub struct SendReport {
     pub sent: usize,
     pub skipped: usize,
     pub deferred: usize,
+    /// Due in the holdout: recorded, not sent.
+    pub held: usize,
     /// Could not reach the relay or it refused for now: tried again later.
     pub retried: usize,
 }
 
 enum Done {
+    Held,
     Sent,
     Skipped,
     Deferred,
@@ -253,7 +265,10 @@ enum Done {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct JourneyStats {
     pub entered: u64,
+    /// Entrants in the holdout (both arms wait and exit alike).
     pub holdout: u64,
+    /// Holdout steps that came due (the holdout's "would have been sent").
+    pub holdout_due: u64,
     pub sent: u64,
     pub delivered: u64,
     /// Opens are recorded only for people who allow analytics; `tracked` is how many of the
@@ -279,11 +294,14 @@ pub struct JourneyStats {
 
 impl JourneyStats {
     fn add(&mut self, r: &JourneyRow) {
-        let first = r.step.step == 0;
+        let held = is_holdout(&r.step);
+        if r.step.step == 0 {
+            self.entered += 1;
+            self.holdout += u64::from(held);
+        }
         match r.step.status.as_str() {
             "holdout" => {
-                self.holdout += 1;
-                self.entered += 1;
+                self.holdout_due += 1;
                 self.holdout_converted += u64::from(r.converted);
             }
             "sent" => {
@@ -299,9 +317,6 @@ impl JourneyStats {
                     .or_default() += 1;
             }
         }
-        if first && r.step.status != "holdout" {
-            self.entered += 1;
-        }
         if let Some(e) = &r.email {
             self.delivered += u64::from(e.bounced_at.is_none());
             self.tracked += u64::from(e.tracking);
@@ -316,16 +331,16 @@ impl JourneyStats {
     fn finish(&mut self) {
         let rate = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
         self.conversion_rate = rate(self.converted, self.sent);
-        self.holdout_conversion_rate = rate(self.holdout_converted, self.holdout);
+        self.holdout_conversion_rate = rate(self.holdout_converted, self.holdout_due);
         let sums = |n: u64, x: u64| candor_ml::uplift::Sums {
             n,
             sum: x as f64,
             sum_sq: x as f64,
         };
-        self.uplift = (self.sent > 0 && self.holdout > 0).then(|| {
+        self.uplift = (self.sent > 0 && self.holdout_due > 0).then(|| {
             candor_ml::uplift::effect(
                 &sums(self.sent, self.converted),
-                &sums(self.holdout, self.holdout_converted),
+                &sums(self.holdout_due, self.holdout_converted),
                 true,
             )
         });
@@ -491,6 +506,7 @@ impl App {
             .await;
         for done in outcomes {
             match done {
+                Done::Held => report.held += 1,
                 Done::Sent => report.sent += 1,
                 Done::Skipped => report.skipped += 1,
                 Done::Deferred => report.deferred += 1,
@@ -519,7 +535,7 @@ impl App {
             trigger_id: step.trigger_id.clone(),
             triggered_at: step.triggered_at,
             due_at: Timestamp(now.0.saturating_add(next.wait_ms)),
-            holdout: false,
+            holdout: is_holdout(step),
         })
     }
 
@@ -559,6 +575,27 @@ impl App {
         let next = self.next_step(def, step, now);
         if def.is_none() {
             return self.skip(step, "journey_removed", None, now).await;
+        }
+        if is_holdout(step) {
+            // Due, and held out: recorded as the email that was not sent.
+            self.store()
+                .finish_step(
+                    tenant,
+                    &step.id,
+                    &StepOutcome::Holdout,
+                    None,
+                    next.as_ref(),
+                    AuditDraft {
+                        tenant: Some(tenant),
+                        actor: ACTOR.into(),
+                        action: "email.held_out".into(),
+                        target: Some(step.subject.to_string()),
+                        details: json!({ "journey": step.journey, "step": step.step }),
+                    },
+                    now,
+                )
+                .await?;
+            return Ok(Done::Held);
         }
         let Some(subject) = self.store().subject(tenant, step.subject).await? else {
             return self.skip(step, "erased", None, now).await;

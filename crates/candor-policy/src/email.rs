@@ -73,13 +73,40 @@ impl Default for EmailPolicy {
     }
 }
 
-/// One email of a journey, sent `wait_ms` after the previous step (the first: after the
-/// trigger).
+/// One step of a journey, `wait_ms` after the previous step (the first: after the trigger):
+/// an email, or a call of a webhook.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct JourneyStep {
     pub wait_ms: i64,
-    /// The email template's name.
+    /// The email template's name (empty for a webhook step).
     pub email: String,
+    /// The `[webhooks.NAME]` this step calls instead of sending an email.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+}
+
+impl JourneyStep {
+    /// What the step does, as stored with it: the template name, or `webhook:NAME`.
+    pub fn action(&self) -> String {
+        match &self.webhook {
+            Some(w) => format!("webhook:{w}"),
+            None => self.email.clone(),
+        }
+    }
+}
+
+/// `[webhooks.NAME]`: an HTTP endpoint a journey step calls (a CRM, an SMS tool). It receives
+/// only the fields listed, and only those the purpose may read for that person at call time.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WebhookPolicy {
+    pub name: String,
+    pub url: String,
+    /// The purpose the call needs a grant for (default `marketing_email`).
+    pub purpose: String,
+    /// Field paths sent (e.g. `traits.email`).
+    pub fields: Vec<String>,
+    /// Environment variable holding the HMAC-SHA256 key of the `X-Candor-Signature` header.
+    pub secret_env: Option<String>,
 }
 
 /// A journey: who enters (an event), what they get and when, what takes them out.
@@ -115,6 +142,7 @@ pub fn built_in_journey(name: &str) -> Option<JourneyDef> {
             .map(|(w, e)| JourneyStep {
                 wait_ms: *w,
                 email: (*e).to_string(),
+                webhook: None,
             })
             .collect(),
         exit_on: exit_on.iter().map(|s| (*s).to_string()).collect(),

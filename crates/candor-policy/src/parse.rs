@@ -10,8 +10,8 @@ use sha2::{Digest, Sha256};
 use toml::de::{DeString, DeTable, DeValue};
 
 use crate::email::{
-    BUILT_IN_JOURNEYS, EmailPolicy, JourneyDef, JourneyStep, SmtpPolicy, SmtpTls, built_in_journey,
-    parse_duration,
+    BUILT_IN_JOURNEYS, EmailPolicy, JourneyDef, JourneyStep, SmtpPolicy, SmtpTls, WebhookPolicy,
+    built_in_journey, parse_duration,
 };
 use crate::error::{PolicyError, PolicyErrors};
 use crate::policy::{
@@ -61,7 +61,8 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
     let recommendations = c.recommendations(root.get("recommendations"));
     let smtp = c.smtp(root.get("smtp"));
     let email = c.email(root.get("email"));
-    let journeys = c.journeys(root.get("journeys"));
+    let webhooks = c.webhooks(root.get("webhooks"), &known_purposes);
+    let journeys = c.journeys(root.get("journeys"), &webhooks);
     if !journeys.is_empty() && smtp.is_none() {
         c.err(
             root.get("journeys").map_or(0..0, Spanned::span),
@@ -133,6 +134,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
             smtp,
             email,
             journeys,
+            webhooks,
         }),
         _ => Err(c.finish(file, text)),
     }
@@ -476,7 +478,141 @@ impl Checker {
         e
     }
 
-    fn journeys(&mut self, v: Option<&Val<'_>>) -> Vec<JourneyDef> {
+    fn webhooks(
+        &mut self,
+        v: Option<&Val<'_>>,
+        purposes: &BTreeSet<Purpose>,
+    ) -> Vec<WebhookPolicy> {
+        let Some(v) = v else { return Vec::new() };
+        let Some(t) = self.table(v, "[webhooks]") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, w) in entries(t) {
+            let name = k.get_ref().to_string();
+            let Some(wt) = self.table(w, &format!("[webhooks.{name}]")) else {
+                continue;
+            };
+            self.known_keys(
+                wt,
+                &["url", "purpose", "fields", "secret_env"],
+                &format!("webhooks.{name}"),
+            );
+            let url = self.opt_string(wt, "url");
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| url.starts_with(p));
+            if !(url.starts_with("https://") || loopback) {
+                self.err(
+                    wt.get("url").map_or(w.span(), Spanned::span),
+                    format!(
+                        "[webhooks.{name}] needs `url`, https:// (http:// only to this machine)"
+                    ),
+                );
+            }
+            let purpose = wt
+                .get("purpose")
+                .and_then(|x| self.string(x, "purpose"))
+                .unwrap_or("marketing_email")
+                .to_string();
+            if !purposes.iter().any(|p| p.as_str() == purpose) {
+                self.err(
+                    wt.get("purpose").map_or(w.span(), Spanned::span),
+                    format!("[webhooks.{name}] purpose `{purpose}` is not defined in [purposes]"),
+                );
+            }
+            let fields = match wt.get("fields") {
+                Some(f) => {
+                    let mut out = Vec::new();
+                    for (path, span) in self.strings(f, "fields") {
+                        if self.field_path(path, span, false) {
+                            out.push(path.to_owned());
+                        }
+                    }
+                    out
+                }
+                None => Vec::new(),
+            };
+            let secret_env = wt
+                .get("secret_env")
+                .and_then(|x| self.string(x, "secret_env"))
+                .map(str::to_owned);
+            out.push(WebhookPolicy {
+                name,
+                url,
+                purpose,
+                fields,
+                secret_env,
+            });
+        }
+        out
+    }
+
+    /// `steps = [{ wait = "1h", email = "…" }, { wait = "1d", webhook = "…" }]`.
+    fn journey_steps(&mut self, v: &Val<'_>, webhooks: &[WebhookPolicy]) -> Vec<JourneyStep> {
+        let DeValue::Array(items) = v.get_ref() else {
+            self.err(
+                v.span(),
+                "`steps` is an array of { wait, email } or { wait, webhook }",
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items.iter() {
+            let Some(t) = self.table(item, "a step") else {
+                continue;
+            };
+            self.known_keys(t, &["wait", "email", "webhook"], "journeys.steps");
+            let wait_ms = match t.get("wait") {
+                None => 0,
+                Some(x) => match self.string(x, "wait").and_then(parse_duration) {
+                    Some(ms) => ms,
+                    None => {
+                        self.err(
+                            x.span(),
+                            "`wait` is a duration such as \"1s\", \"4h\" or \"2w\"",
+                        );
+                        0
+                    }
+                },
+            };
+            let email = t
+                .get("email")
+                .and_then(|x| self.string(x, "email"))
+                .map(str::to_owned);
+            let webhook = t
+                .get("webhook")
+                .and_then(|x| self.string(x, "webhook"))
+                .map(str::to_owned);
+            match (email, webhook) {
+                (Some(email), None) => out.push(JourneyStep {
+                    wait_ms,
+                    email,
+                    webhook: None,
+                }),
+                (None, Some(w)) => {
+                    if !webhooks.iter().any(|h| h.name == w) {
+                        self.err(
+                            item.span(),
+                            format!("step calls webhook `{w}`, which has no [webhooks.{w}]"),
+                        );
+                    }
+                    out.push(JourneyStep {
+                        wait_ms,
+                        email: String::new(),
+                        webhook: Some(w),
+                    });
+                }
+                _ => self.err(item.span(), "a step has either `email` or `webhook`"),
+            }
+        }
+        if out.is_empty() {
+            self.err(v.span(), "`steps` needs at least one step");
+        }
+        out
+    }
+
+    fn journeys(&mut self, v: Option<&Val<'_>>, webhooks: &[WebhookPolicy]) -> Vec<JourneyDef> {
         let Some(v) = v else { return Vec::new() };
         let DeValue::Array(items) = v.get_ref() else {
             self.err(v.span(), "journeys are [[journeys]] tables");
@@ -490,7 +626,7 @@ impl Checker {
             self.known_keys(
                 t,
                 &[
-                    "template", "name", "trigger", "wait", "exit_on", "holdout", "email",
+                    "template", "name", "trigger", "wait", "exit_on", "holdout", "email", "steps",
                 ],
                 "journeys",
             );
@@ -510,7 +646,7 @@ impl Checker {
                 },
                 None => {
                     for key in ["name", "trigger", "email"] {
-                        if t.get(key).is_none() {
+                        if t.get(key).is_none() && !(key == "email" && t.get("steps").is_some()) {
                             self.err(
                                 item.span(),
                                 format!("a journey without `template` needs `{key}` (and `wait`)"),
@@ -523,6 +659,7 @@ impl Checker {
                         steps: vec![JourneyStep {
                             wait_ms: 0,
                             email: String::new(),
+                            webhook: None,
                         }],
                         exit_on: Vec::new(),
                         holdout: 0.0,
@@ -546,6 +683,15 @@ impl Checker {
                         "`wait` is a duration such as \"1s\", \"30m\", \"4h\", \"3d\" or \"2w\"",
                     ),
                 }
+            }
+            if let Some(x) = t.get("steps") {
+                if t.get("email").is_some() || t.get("wait").is_some() {
+                    self.err(
+                        x.span(),
+                        "give either `steps` or `wait` and `email`, not both",
+                    );
+                }
+                j.steps = self.journey_steps(x, webhooks);
             }
             if let Some(x) = t.get("exit_on") {
                 j.exit_on = self

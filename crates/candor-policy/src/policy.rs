@@ -153,6 +153,7 @@ pub struct Policy {
     pub(crate) fairness: FairnessPolicy,
     pub(crate) recommendations: RecsPolicy,
     pub(crate) smtp: Option<crate::email::SmtpPolicy>,
+    pub(crate) webhooks: Vec<crate::email::WebhookPolicy>,
     pub(crate) email: crate::email::EmailPolicy,
     pub(crate) journeys: Vec<crate::email::JourneyDef>,
 }
@@ -343,6 +344,11 @@ impl Policy {
     /// The configured `[[journeys]]`.
     pub fn journeys(&self) -> &[crate::email::JourneyDef] {
         &self.journeys
+    }
+
+    /// `[webhooks.NAME]`, by name.
+    pub fn webhook(&self, name: &str) -> Option<&crate::email::WebhookPolicy> {
+        self.webhooks.iter().find(|w| w.name == name)
     }
 
     /// Product categories never personalized (lower case).

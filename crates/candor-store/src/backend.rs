@@ -227,13 +227,14 @@ macro_rules! impl_store {
         /// Inserts a step unless its idempotency key exists, the person has a pending step of
         /// the journey, or the person is gone.
         async fn insert_step(tx: &mut Tx, tenant: TenantId, st: &NewStep) -> Result<u64> {
-            let (status, finished) = if st.holdout { ("holdout", Some(st.triggered_at.0)) } else { ("pending", None) };
+            // A holdout step waits like any other (exits end it the same way) and is settled as
+            // `holdout`, never sent, when due: both arms see the same enrolment and exits.
+            let reason = st.holdout.then_some("holdout");
             Ok(sqlx::query(
-                "INSERT INTO journey_steps (id, tenant_id, subject_id, journey, step, email, trigger_id, triggered_at, due_at, status, claimed_until, finished_at) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, $11 \
+                "INSERT INTO journey_steps (id, tenant_id, subject_id, journey, step, email, trigger_id, triggered_at, due_at, status, claimed_until, reason) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10 \
                  WHERE EXISTS (SELECT 1 FROM subjects WHERE tenant_id = $2 AND id = $3 AND wrapped_key IS NOT NULL) \
-                 AND NOT EXISTS (SELECT 1 FROM journey_steps WHERE tenant_id = $2 AND subject_id = $3 AND journey = $4 AND status = 'pending') \
-                 ON CONFLICT (tenant_id, subject_id, journey, trigger_id, step) DO NOTHING",
+                 ON CONFLICT DO NOTHING",
             )
             .bind(&st.id)
             .bind(tenant.to_string())
@@ -244,8 +245,7 @@ macro_rules! impl_store {
             .bind(&st.trigger_id)
             .bind(st.triggered_at.0)
             .bind(st.due_at.0)
-            .bind(status)
-            .bind(finished)
+            .bind(reason)
             .execute(&mut **tx)
             .await?
             .rows_affected())
@@ -521,7 +521,7 @@ macro_rules! impl_store {
                         if pending.get(&k) == Some(&true) {
                             continue;
                         }
-                        if insert_step(tx, tenant, st).await? > 0 && !st.holdout {
+                        if insert_step(tx, tenant, st).await? > 0 {
                             pending.insert(k, true);
                         }
                     }
@@ -532,7 +532,8 @@ macro_rules! impl_store {
                                 continue;
                             }
                             let n = sqlx::query(
-                                "UPDATE journey_steps SET status = 'exited', reason = $4, finished_at = $5 \
+                                "UPDATE journey_steps SET status = 'exited', finished_at = $5, \
+                                 reason = CASE WHEN reason = 'holdout' THEN 'holdout: ' || $4 ELSE $4 END \
                                  WHERE tenant_id = $1 AND subject_id = $2 AND journey = $3 AND status = 'pending' AND triggered_at <= $6",
                             )
                             .bind(tenant.to_string())
@@ -2050,7 +2051,8 @@ macro_rules! impl_store {
                 let mut n = 0;
                 for j in journeys {
                     n += sqlx::query(
-                        "UPDATE journey_steps SET status = 'exited', reason = $4, finished_at = $5 \
+                        "UPDATE journey_steps SET status = 'exited', finished_at = $5, \
+                         reason = CASE WHEN reason = 'holdout' THEN 'holdout: ' || $4 ELSE $4 END \
                          WHERE tenant_id = $1 AND subject_id = $2 AND journey = $3 AND status = 'pending'",
                     )
                     .bind(tenant.to_string())
@@ -2091,6 +2093,7 @@ macro_rules! impl_store {
                     StepOutcome::Sent(_) => ("sent", None),
                     StepOutcome::Skipped(r) => ("skipped", Some(r.as_str())),
                     StepOutcome::Exited(r) => ("exited", Some(r.as_str())),
+                    StepOutcome::Holdout => ("holdout", Some("holdout")),
                 };
                 let done = sqlx::query(
                     "UPDATE journey_steps SET status = $3, reason = $4, finished_at = $5 \

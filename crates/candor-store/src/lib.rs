@@ -470,7 +470,8 @@ pub struct NewStep {
     pub trigger_id: String,
     pub triggered_at: Timestamp,
     pub due_at: Timestamp,
-    /// In the journey's holdout: recorded, never sent.
+    /// In the journey's holdout: it waits and exits like any step (`reason = 'holdout'` while
+    /// pending) and is settled as `holdout`, never sent.
     pub holdout: bool,
 }
 
@@ -522,6 +523,8 @@ pub enum StepOutcome {
     Skipped(String),
     /// The person left the journey (an exit event since the trigger).
     Exited(String),
+    /// Due, and in the journey's holdout: recorded, never sent.
+    Holdout,
 }
 
 /// A journey step with its email and what followed, for measurement.

@@ -54,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "journeys",
         include_str!("../migrations/postgres/0007_journeys.sql"),
     ),
+    (
+        8,
+        "one_pending_step",
+        include_str!("../migrations/postgres/0008_one_pending_step.sql"),
+    ),
 ];
 
 impl PgStore {

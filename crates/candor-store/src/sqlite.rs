@@ -56,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "journeys",
         include_str!("../migrations/sqlite/0007_journeys.sql"),
     ),
+    (
+        8,
+        "one_pending_step",
+        include_str!("../migrations/sqlite/0008_one_pending_step.sql"),
+    ),
 ];
 
 impl SqliteStore {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use candor_testkit::{BACKENDS, TempDir, peers_python};
 use serde_json::{Value, json};
 
-use crate::{Deployment, http, ok, start};
+use crate::{Deployment, http, ok, start, start_with_env};
 
 /// A running SMTP sink; stopped on drop.
 pub struct Sink {
@@ -27,15 +27,13 @@ impl Drop for Sink {
 }
 
 impl Sink {
-    pub fn start(reject: &[&str]) -> Option<Sink> {
+    /// Starts the server with `smtp_sink.py`'s options (`--reject A`, `--tls CERT KEY`, …).
+    pub fn start(options: &[&str]) -> Option<Sink> {
         let py = peers_python()?;
         let dir = TempDir::new("candor-smtp");
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/smtp_sink.py");
         let mut cmd = Command::new(py);
-        cmd.arg(script).arg(&dir.0);
-        for r in reject {
-            cmd.args(["--reject", r]);
-        }
+        cmd.arg(script).arg(&dir.0).args(options);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -157,7 +155,7 @@ async fn step_reasons(d: &Deployment) -> BTreeMap<String, String> {
 #[tokio::test]
 async fn journeys_send_over_smtp_only_with_consent_under_the_cap_and_one_click_unsubscribes() {
     for backend in BACKENDS {
-        let Some(sink) = Sink::start(&["rejected@example.org"]) else {
+        let Some(sink) = Sink::start(&["--reject", "rejected@example.org"]) else {
             return;
         };
         let Some(d) = Deployment::new(backend).await else {
@@ -651,5 +649,219 @@ fn hillstrom_uplift_matches_an_independent_computation() {
         !bad.status.success() && crate::stderr(&bad).contains("holdout"),
         "{}",
         crate::stderr(&bad)
+    );
+}
+
+/// A CA and a server certificate for 127.0.0.1 (openssl).
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            o.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Candor Test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=localhost",
+        ],
+    ]
+    .concat());
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
+}
+
+#[tokio::test]
+async fn starttls_and_implicit_tls_with_credentials_from_the_environment() {
+    let Some(d) = Deployment::new(candor_testkit::Backend::Sqlite).await else {
+        return;
+    };
+    let key = ok(&d.run(&["init"])).trim().to_owned();
+    let certs = TempDir::new("candor-certs");
+    let (ca, cert, cert_key) = certificates(&certs.0);
+    let secret = "s3cret-relay-pass";
+    let creds = [("TEST_SMTP_USER", "shop"), ("TEST_SMTP_PASS", secret)];
+    for (round, mode) in ["starttls", "tls"].into_iter().enumerate() {
+        let Some(sink) = Sink::start(&[
+            &format!("--{mode}"),
+            cert.to_str().unwrap(),
+            cert_key.to_str().unwrap(),
+            "--auth",
+            &format!("shop:{secret}"),
+        ]) else {
+            return;
+        };
+        let extra = format!(
+            "ca_file = \"{}\"\nusername_env = \"TEST_SMTP_USER\"\npassword_env = \"TEST_SMTP_PASS\"\n\n[[journeys]]\ntemplate = \"abandoned_cart\"\nwait = \"1s\"\n",
+            ca.display()
+        );
+        write_policy(
+            &d,
+            &policy(sink.port, &extra).replace("tls = \"none\"", &format!("tls = \"{mode}\"")),
+        );
+        let server = start_with_env(&d, &creds);
+        let user = format!("t{round}");
+        post_batch(
+            &server.addr,
+            &key,
+            vec![
+                identify(&user, &format!("{user}@example.org"), true),
+                track(&user, &format!("{user}-cart"), "Checkout Started", true),
+            ],
+        );
+        let m = sink.wait_for(1, Duration::from_secs(30));
+        assert_eq!(m.len(), 1, "{mode}: {:?}", server.log.lock().unwrap());
+        assert_eq!(m[0]["tls"], true, "{mode}");
+        assert_eq!(m[0]["login"], "shop", "{mode}");
+        drop(server);
+    }
+    // The password never reaches a log, even when the relay refuses it.
+    let Some(sink) = Sink::start(&[
+        "--starttls",
+        cert.to_str().unwrap(),
+        cert_key.to_str().unwrap(),
+        "--auth",
+        "shop:another",
+    ]) else {
+        return;
+    };
+    write_policy(&d, &policy(sink.port, &format!("ca_file = \"{}\"\nusername_env = \"TEST_SMTP_USER\"\npassword_env = \"TEST_SMTP_PASS\"\n\n[[journeys]]\ntemplate = \"abandoned_cart\"\nwait = \"1s\"\n", ca.display())).replace("tls = \"none\"", "tls = \"starttls\""));
+    let server = start_with_env(&d, &creds);
+    post_batch(
+        &server.addr,
+        &key,
+        vec![
+            identify("t9", "t9@example.org", true),
+            track("t9", "t9-cart", "Checkout Started", true),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("authentication failed"))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(log.contains("authentication failed"), "{log}");
+    assert!(!log.contains(secret), "{log}");
+    assert!(sink.messages().is_empty());
+    drop(server);
+    // A relay that does not offer STARTTLS is refused: nothing goes out in clear.
+    let Some(plain) = Sink::start(&[]) else {
+        return;
+    };
+    write_policy(
+        &d,
+        &policy(
+            plain.port,
+            "[[journeys]]\ntemplate = \"abandoned_cart\"\nwait = \"1s\"\n",
+        )
+        .replace("tls = \"none\"", "tls = \"starttls\""),
+    );
+    let server = start(&d);
+    post_batch(
+        &server.addr,
+        &key,
+        vec![
+            identify("t8", "t8@example.org", true),
+            track("t8", "t8-cart", "Checkout Started", true),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("STARTTLS"))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("does not offer STARTTLS")),
+        "{:?}",
+        server.log.lock().unwrap()
+    );
+    assert!(plain.messages().is_empty());
+    // A credential variable that is not set stops `serve` with a clear message.
+    write_policy(
+        &d,
+        &policy(
+            plain.port,
+            "username_env = \"NOPE_USER\"\npassword_env = \"NOPE_PASS\"\n[[journeys]]\ntemplate = \"abandoned_cart\"\n",
+        ),
+    );
+    drop(server);
+    let o = d.run(&["serve", "--listen", "127.0.0.1:0"]);
+    assert!(
+        !o.status.success() && crate::stderr(&o).contains("NOPE_USER"),
+        "{}",
+        crate::stderr(&o)
     );
 }

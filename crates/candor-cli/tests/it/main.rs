@@ -274,6 +274,8 @@ async fn log_verify_catches_an_edited_and_a_deleted_entry() {
 struct Server {
     child: Child,
     addr: String,
+    /// Everything it wrote to stderr so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Server {
@@ -284,7 +286,12 @@ impl Drop for Server {
 }
 
 fn start(d: &Deployment) -> Server {
+    start_with_env(d, &[])
+}
+
+fn start_with_env(d: &Deployment, env: &[(&str, &str)]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_candor"));
+    cmd.envs(env.iter().copied());
     cmd.arg("--dir")
         .arg(&d.dir.0)
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -297,12 +304,15 @@ fn start(d: &Deployment) -> Server {
     let mut child = cmd.spawn().unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log_w = log.clone();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
         for line in std::io::BufReader::new(stderr)
             .lines()
             .map_while(Result::ok)
         {
+            log_w.lock().unwrap().push(line.clone());
             if let Some(rest) = line.strip_prefix("candor listening on http://") {
                 let _ = tx.send(
                     rest.split_whitespace()
@@ -316,7 +326,7 @@ fn start(d: &Deployment) -> Server {
     let addr = rx
         .recv_timeout(Duration::from_secs(30))
         .expect("server did not start");
-    Server { child, addr }
+    Server { child, addr, log }
 }
 
 fn batch(prefix: &str, n: usize) -> String {

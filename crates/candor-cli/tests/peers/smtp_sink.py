@@ -6,7 +6,11 @@ checks of the raw bytes (CRLF line ends, line lengths). Prints "listening PORT" 
 
 With --count it only counts (for benchmarks) and prints "received N" when its stdin closes.
 
-usage: smtp_sink.py OUTDIR [--reject ADDRESS ...] [--count]
+--starttls CERT KEY offers (and requires) STARTTLS; --tls CERT KEY speaks TLS from the first
+byte; --auth USER:PASS requires AUTH with that login (over TLS).
+
+usage: smtp_sink.py OUTDIR [--reject ADDRESS ...] [--count] [--starttls|--tls CERT KEY]
+                    [--auth USER:PASS]
 """
 import asyncio
 import email
@@ -14,10 +18,12 @@ import email.policy
 import json
 import os
 import socket
+import ssl
 import sys
 import threading
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 
 class Sink:
@@ -56,6 +62,8 @@ class Sink:
             "max_line": max(len(l) for l in lines),
             "bare_lf": b"\n" in raw.replace(b"\r\n", b""),
             "defects": [str(d) for d in msg.defects],
+            "tls": session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None,
+            "login": session.auth_data.decode() if isinstance(session.auth_data, bytes) else None,
         }
         with self.lock:
             self.n += 1
@@ -71,9 +79,16 @@ def main():
     outdir = sys.argv[1]
     reject = []
     count_only = False
+    tls_mode, cert, key, login = None, None, None, None
     args = sys.argv[2:]
     while args:
-        if args[0] == "--count":
+        if args[0] in ("--starttls", "--tls"):
+            tls_mode, cert, key = args[0][2:], args[1], args[2]
+            args = args[3:]
+        elif args[0] == "--auth":
+            login = args[1].encode().split(b":", 1)
+            args = args[2:]
+        elif args[0] == "--count":
             count_only = True
             args = args[1:]
         elif args[0] == "--reject":
@@ -86,7 +101,27 @@ def main():
     port = s.getsockname()[1]
     s.close()
     sink = Sink(outdir, reject, count_only)
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    kwargs = {}
+    if tls_mode:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(cert, key)
+        if tls_mode == "tls":
+            kwargs["ssl_context"] = ctx
+            # aiosmtpd only knows of TLS it negotiated itself (STARTTLS); this transport is TLS
+            # from the first byte, so AUTH may be offered on it.
+            kwargs["auth_require_tls"] = False
+        else:
+            kwargs["tls_context"] = ctx
+            kwargs["require_starttls"] = True
+    if login:
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = [auth_data.login, auth_data.password] == login
+            return AuthResult(success=ok, handled=False, auth_data=auth_data.login if ok else None)
+
+        kwargs["authenticator"] = authenticator
+        kwargs["auth_required"] = True
+    controller = Controller(sink, hostname="127.0.0.1", port=port, **kwargs)
     controller.start()
     print(f"listening {port}", flush=True)
     try:

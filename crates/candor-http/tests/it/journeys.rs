@@ -21,17 +21,18 @@ fn policy() -> String {
     )
 }
 
-async fn statuses(h: &H) -> BTreeMap<String, (String, i64)> {
+/// trigger → (status, due_at, in the holdout)
+async fn statuses(h: &H) -> BTreeMap<String, (String, i64, bool)> {
     candor_testkit::query_strings(
         &h.t.db.url(),
-        "SELECT trigger_id || ' ' || status || ' ' || CAST(due_at AS TEXT) FROM journey_steps",
+        "SELECT trigger_id || ' ' || status || ' ' || CAST(due_at AS TEXT) || ' ' || COALESCE(reason, '-') FROM journey_steps",
     )
     .await
     .into_iter()
     .map(|r| {
-        let mut p = r.split(' ');
-        let (k, s, d) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
-        (k.to_string(), (s.to_string(), d.parse().unwrap()))
+        let mut p = r.splitn(4, ' ');
+        let (k, s, d, reason) = (p.next().unwrap(), p.next().unwrap(), p.next().unwrap(), p.next().unwrap());
+        (k.to_string(), (s.to_string(), d.parse().unwrap(), reason.starts_with("holdout")))
     })
     .collect()
 }
@@ -68,41 +69,50 @@ async fn holdout_exits_quiet_hours_and_conversions_are_measured() {
         batch(&h, msgs).await;
         let st = statuses(&h).await;
         assert_eq!(st.len(), n, "{backend:?}: one step per trigger");
-        let held: Vec<usize> = (0..n)
-            .filter(|i| st[&format!("cart-{i}")].0 == "holdout")
-            .collect();
+        let held: Vec<usize> = (0..n).filter(|i| st[&format!("cart-{i}")].2).collect();
         assert!(
             (8..=32).contains(&held.len()),
             "{backend:?}: {} of {n} held out",
             held.len()
         );
+        // Both arms wait alike: every step is pending, due in an hour.
         assert!(
             st.values()
-                .all(|(s, d)| (s == "pending" || s == "holdout")
-                    && *d == at("2026-01-10T13:00:00Z").0)
+                .all(|(s, d, _)| s == "pending" && *d == at("2026-01-10T13:00:00Z").0)
         );
-        // u0..u9 order within the wait (exit, if not held out); u10..u19 after the email
-        // was due (a conversion for held-out people; the others' steps are still pending).
+        let count = |r: std::ops::Range<usize>, in_holdout: bool| {
+            r.filter(|i| held.contains(i) == in_holdout).count()
+        };
+        // u0..u9 order within the wait: both arms exit alike.
         h.t.clock.set(at("2026-01-10T12:30:00Z"));
         let order = |i: usize| json!({"type": "track", "userId": format!("u{i}"), "messageId": format!("order-{i}"), "event": "Order Completed", "context": consent});
         batch(&h, (0..10).map(order).collect()).await;
+        // 13:00: due. Held-out steps are recorded as not sent; the others find no relay
+        // (nothing listens on the configured port) and are retried later.
+        h.t.clock.set(at("2026-01-10T13:00:00Z"));
+        let r = h.t.app.send_due_steps(100).await.unwrap();
+        assert_eq!(
+            (r.claimed, r.held, r.retried, r.sent),
+            (30, count(10..40, true), count(10..40, false), 0),
+            "{backend:?} {r:?}"
+        );
+        // u10..u19 order after the email was due: a conversion in the holdout; the others'
+        // unsent steps end.
         h.t.clock.set(at("2026-01-10T13:30:00Z"));
         batch(&h, (10..20).map(order).collect()).await;
         let st = statuses(&h).await;
-        for i in 0..20 {
-            let (s, _) = &st[&format!("cart-{i}")];
-            let want = if held.contains(&i) {
-                "holdout"
-            } else {
-                "exited"
+        for i in 0..n {
+            let (s, _, hold) = &st[&format!("cart-{i}")];
+            let want = match (i, *hold) {
+                (0..10, _) | (10..20, false) => "exited",
+                (_, true) => "holdout",
+                _ => "pending",
             };
             assert_eq!(s, want, "{backend:?} u{i}");
         }
-        // Win-back is not configured: an order enrols nobody; the cart steps of u20.. are due.
-        assert_eq!(st.len(), n);
         // 22:30 UTC is in the quiet hours (21–08, the policy's UTC): due steps move to 08:00.
         h.t.clock.set(at("2026-01-10T22:30:00Z"));
-        let pending = (20..n).filter(|i| !held.contains(i)).count();
+        let pending = count(20..40, false);
         let r = h.t.app.send_due_steps(100).await.unwrap();
         assert_eq!(
             (r.claimed, r.deferred, r.sent),
@@ -112,8 +122,11 @@ async fn holdout_exits_quiet_hours_and_conversions_are_measured() {
         let st = statuses(&h).await;
         for i in (20..n).filter(|i| !held.contains(i)) {
             assert_eq!(
-                st[&format!("cart-{i}")],
-                ("pending".to_string(), at("2026-01-11T08:00:00Z").0)
+                (
+                    st[&format!("cart-{i}")].0.as_str(),
+                    st[&format!("cart-{i}")].1
+                ),
+                ("pending", at("2026-01-11T08:00:00Z").0)
             );
         }
         assert!(
@@ -126,16 +139,9 @@ async fn holdout_exits_quiet_hours_and_conversions_are_measured() {
         let o = &v["journeys"][0]["overall"];
         assert_eq!(o["entered"], n, "{o}");
         assert_eq!(o["holdout"], held.len(), "{o}");
-        assert_eq!(
-            o["holdout_converted"],
-            held.iter().filter(|i| (10..20).contains(*i)).count(),
-            "{o}"
-        );
-        assert_eq!(
-            o["exited"],
-            (0..20).filter(|i| !held.contains(i)).count(),
-            "{o}"
-        );
+        assert_eq!(o["holdout_due"], count(10..40, true), "{o}");
+        assert_eq!(o["holdout_converted"], count(10..20, true), "{o}");
+        assert_eq!(o["exited"], 10 + count(10..20, false), "{o}");
         assert_eq!(o["pending"], pending, "{o}");
         assert_eq!(o["sent"], 0);
         assert!(o["uplift"].is_null(), "no email sent: no uplift yet");

@@ -1023,7 +1023,7 @@ async fn journey_steps_enrol_once_claim_once_and_finish_with_their_email() {
             .await
             .unwrap();
         assert_eq!(n, 3);
-        let mut hold = step("h", s1, "welcome", "e5", 100);
+        let mut hold = step("h", s1, "welcome", "e5", 400);
         hold.holdout = true;
         assert_eq!(db.store.enroll_steps(t, &[hold]).await.unwrap(), 1);
         // Due steps are claimed once; the lease keeps a second claimer away.
@@ -1052,7 +1052,27 @@ async fn journey_steps_enrol_once_claim_once_and_finish_with_their_email() {
             .claim_due_steps(Timestamp(70_000), 60_000, 10)
             .await
             .unwrap();
-        assert_eq!(again.len(), 3);
+        assert_eq!(again.len(), 4);
+        let h = again.iter().find(|s| s.id == "h").unwrap();
+        assert_eq!(
+            (h.status.as_str(), h.reason.as_deref()),
+            ("pending", Some("holdout")),
+            "a holdout step waits like the others"
+        );
+        assert!(
+            db.store
+                .finish_step(
+                    t,
+                    "h",
+                    &StepOutcome::Holdout,
+                    None,
+                    None,
+                    audit(Some(t), "email.holdout"),
+                    Timestamp(70_000)
+                )
+                .await
+                .unwrap()
+        );
         // Finish: sent with its email and the next step, in one transaction; only once.
         let email = EmailRow {
             id: "m1".into(),
