@@ -115,7 +115,7 @@ pub(crate) fn journey_ops(
             subject,
             journey: j.name.clone(),
             step: 0,
-            email: first.email.clone(),
+            email: first.action(),
             trigger_id: trigger_id.to_string(),
             triggered_at: at,
             due_at,
@@ -165,6 +165,10 @@ pub fn next_send_time(now: Timestamp, tz: &jiff::tz::TimeZone, quiet: (u8, u8)) 
 /// The relay connection and the templates, built once from the policy.
 pub struct Mailer {
     config: SmtpConfig,
+    /// TLS for webhook calls (the same roots as the relay's).
+    tls: tokio_rustls::TlsConnector,
+    /// Webhook signing secrets, read from the environment at start.
+    secrets: BTreeMap<String, String>,
     templates: Templates,
     /// Idle relay sessions, reused by the next send.
     idle: tokio::sync::Mutex<Vec<SmtpClient>>,
@@ -195,8 +199,18 @@ impl Mailer {
                 .as_deref()
                 .map(std::path::Path::new),
         )?;
+        let mut secrets = BTreeMap::new();
         for j in policy.journeys() {
             for s in &j.steps {
+                if let Some(w) = &s.webhook {
+                    if let Some(env) = policy.webhook(w).and_then(|h| h.secret_env.as_ref()) {
+                        let secret = std::env::var(env).map_err(|_| {
+                            format!("[webhooks.{w}] names the environment variable {env}, which is not set")
+                        })?;
+                        secrets.insert(w.clone(), secret);
+                    }
+                    continue;
+                }
                 if !templates.has(&s.email) {
                     return Err(format!(
                         "journey {:?} sends the email template {:?}, which does not exist",
@@ -205,8 +219,11 @@ impl Mailer {
                 }
             }
         }
+        let tls = config.tls_connector().map_err(|e| e.to_string())?;
         Ok(Mailer {
             config,
+            tls,
+            secrets,
             templates,
             idle: tokio::sync::Mutex::new(Vec::new()),
             next_slot: tokio::sync::Mutex::new(tokio::time::Instant::now()),
@@ -249,11 +266,14 @@ pub struct SendReport {
     pub deferred: usize,
     /// Due in the holdout: recorded, not sent.
     pub held: usize,
+    /// Webhook steps answered 2xx.
+    pub called: usize,
     /// Could not reach the relay or it refused for now: tried again later.
     pub retried: usize,
 }
 
 enum Done {
+    Called,
     Held,
     Sent,
     Skipped,
@@ -283,6 +303,8 @@ pub struct JourneyStats {
     pub complaints: u64,
     pub exited: u64,
     pub pending: u64,
+    /// Webhook steps answered 2xx.
+    pub webhooks_called: u64,
     pub skipped: BTreeMap<String, u64>,
     pub conversion_rate: Option<f64>,
     pub holdout_conversion_rate: Option<f64>,
@@ -310,6 +332,7 @@ impl JourneyStats {
             }
             "exited" => self.exited += 1,
             "pending" => self.pending += 1,
+            "called" => self.webhooks_called += 1,
             _ => {
                 *self
                     .skipped
@@ -507,6 +530,7 @@ impl App {
         for done in outcomes {
             match done {
                 Done::Held => report.held += 1,
+                Done::Called => report.called += 1,
                 Done::Sent => report.sent += 1,
                 Done::Skipped => report.skipped += 1,
                 Done::Deferred => report.deferred += 1,
@@ -531,7 +555,7 @@ impl App {
             subject: step.subject,
             journey: step.journey.clone(),
             step: step.step + 1,
-            email: next.email.clone(),
+            email: next.action(),
             trigger_id: step.trigger_id.clone(),
             triggered_at: step.triggered_at,
             due_at: Timestamp(now.0.saturating_add(next.wait_ms)),
@@ -596,6 +620,11 @@ impl App {
                 )
                 .await?;
             return Ok(Done::Held);
+        }
+        if let Some(name) = step.email.strip_prefix("webhook:") {
+            return self
+                .call_webhook(mailer, step, name, def, next.as_ref(), now)
+                .await;
         }
         let Some(subject) = self.store().subject(tenant, step.subject).await? else {
             return self.skip(step, "erased", None, now).await;
@@ -882,6 +911,95 @@ impl App {
                 // accepted it, so it is not sent again.
                 tracing::warn!(error = %e, "no answer after the message; not resent");
                 Ok(Done::Sent)
+            }
+        }
+    }
+
+    /// A webhook step: the person's grant for the webhook's purpose, then one POST carrying
+    /// only the configured fields the grant lets it read.
+    async fn call_webhook(
+        &self,
+        mailer: &Mailer,
+        step: &StepRow,
+        name: &str,
+        def: Option<&JourneyDef>,
+        next: Option<&NewStep>,
+        now: Timestamp,
+    ) -> AppResult<Done> {
+        let tenant = step.tenant;
+        let Some(hook) = self.policy().webhook(name) else {
+            return self.skip(step, "webhook_removed", next, now).await;
+        };
+        let Some(subject) = self.store().subject(tenant, step.subject).await? else {
+            return self.skip(step, "erased", None, now).await;
+        };
+        let purpose = self.purpose(&hook.purpose)?;
+        let grant = match self.grant(tenant, step.subject, &purpose).await {
+            Ok(g) => g,
+            Err(d) => return self.skip(step, d.code, next, now).await,
+        };
+        let (profile, _, opened) = self.open_subject(tenant, &subject, &grant, 0).await?;
+        let fields: BTreeMap<&str, &Value> = hook
+            .fields
+            .iter()
+            .filter_map(|f| profile.get(f).map(|v| (f.as_str(), v)))
+            .collect();
+        let body = serde_json::to_vec(&json!({
+            "id": step.id,
+            "journey": step.journey,
+            "step": step.step,
+            "trigger": { "event": def.map(|d| d.trigger.as_str()), "at": step.triggered_at },
+            "subject": step.subject,
+            "purpose": hook.purpose,
+            "fields": fields,
+            "at": now,
+        }))
+        .map_err(|e| AppError::internal("journeys", &e))?;
+        let sent: Vec<&str> = fields.keys().copied().collect();
+        match crate::webhook::post(
+            &hook.url,
+            &body,
+            &step.id,
+            mailer.secrets.get(name).map(String::as_str),
+            &mailer.tls,
+        )
+        .await
+        {
+            Ok(_) => {
+                self.store()
+                    .finish_step(
+                        tenant,
+                        &step.id,
+                        &StepOutcome::Called,
+                        None,
+                        next,
+                        AuditDraft {
+                            tenant: Some(tenant),
+                            actor: ACTOR.into(),
+                            action: "webhook.called".into(),
+                            target: Some(step.subject.to_string()),
+                            details: json!({
+                                "journey": step.journey, "step": step.step, "webhook": name,
+                                "purpose": hook.purpose, "fields": sent, "sealed_values_read": opened,
+                            }),
+                        },
+                        now,
+                    )
+                    .await?;
+                Ok(Done::Called)
+            }
+            Err(crate::webhook::CallError::Status(s))
+                if (400..500).contains(&s) && s != 408 && s != 429 =>
+            {
+                self.skip(step, &format!("webhook_refused_{s}"), next, now)
+                    .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, webhook = name, "webhook call failed; retried later");
+                self.store()
+                    .defer_step(tenant, &step.id, Timestamp(now.0 + RETRY_MS))
+                    .await?;
+                Ok(Done::Retried)
             }
         }
     }

@@ -21,6 +21,7 @@ pub mod rights;
 mod scoring;
 mod smtp;
 pub mod uplift_html;
+pub mod webhook;
 mod writer;
 
 use std::collections::HashMap;

@@ -99,7 +99,7 @@ impl SmtpConfig {
         })
     }
 
-    fn tls_connector(&self) -> Result<tokio_rustls::TlsConnector, SmtpError> {
+    pub(crate) fn tls_connector(&self) -> Result<tokio_rustls::TlsConnector, SmtpError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         for c in &self.extra_roots {

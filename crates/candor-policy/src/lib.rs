@@ -12,8 +12,8 @@ mod policy;
 
 pub use decide::{Denial, Grant, RIGHTS_PURPOSE};
 pub use email::{
-    BUILT_IN_JOURNEYS, EmailPolicy, JourneyDef, JourneyStep, SmtpPolicy, SmtpTls, built_in_journey,
-    parse_duration,
+    BUILT_IN_JOURNEYS, EmailPolicy, JourneyDef, JourneyStep, SmtpPolicy, SmtpTls, WebhookPolicy,
+    built_in_journey, parse_duration,
 };
 pub use error::{PolicyError, PolicyErrors};
 pub use policy::{

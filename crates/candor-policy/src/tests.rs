@@ -221,7 +221,7 @@ fn syntax_errors_are_located() {
 
 #[test]
 fn unknown_top_level_tables_are_ignored_but_section_keys_are_strict() {
-    assert!(errors(&format!("{MIN}\n[webhooks]\nurl = \"https://x\"\n")).is_empty());
+    assert!(errors(&format!("{MIN}\n[integrations]\nurl = \"https://x\"\n")).is_empty());
     one_error(
         &MIN.replace(
             "basis = \"consent\"",
@@ -637,6 +637,17 @@ trigger = "Product Wished"
 email = "browse_abandonment"
 wait = "2w"
 exit_on = ["Order Completed"]
+
+[webhooks.crm]
+url = "https://crm.example.org/hooks"
+purpose = "analytics"
+fields = ["traits.email"]
+secret_env = "CRM_SECRET"
+
+[[journeys]]
+name = "vip"
+trigger = "Order Completed"
+steps = [{{ wait = "1h", email = "welcome" }}, {{ wait = "2d", webhook = "crm" }}]
 "#
     );
     let p = Policy::parse("t.toml", &text).expect("valid");
@@ -650,7 +661,12 @@ exit_on = ["Order Completed"]
         Some("https://shop.example.org")
     );
     let j = p.journeys();
-    assert_eq!(j.len(), 3);
+    assert_eq!(j.len(), 4);
+    assert_eq!(j[3].steps.len(), 2);
+    assert_eq!(j[3].steps[1].action(), "webhook:crm");
+    assert_eq!(j[3].steps[1].wait_ms, 2 * 24 * 3_600_000);
+    let crm = p.webhook("crm").expect("webhook");
+    assert_eq!((crm.purpose.as_str(), crm.fields.len()), ("analytics", 1));
     assert_eq!(
         (
             j[0].name.as_str(),
@@ -670,6 +686,15 @@ exit_on = ["Order Completed"]
         e.len() == 1 && e[0].contains("none, starttls or tls"),
         "{e:?}"
     );
+    let e = bad("purpose = \"analytics\"", "purpose = \"sales\"");
+    assert!(
+        e.len() == 1 && e[0].contains("`sales` is not defined"),
+        "{e:?}"
+    );
+    let e = bad("webhook = \"crm\"", "webhook = \"erp\"");
+    assert!(e.len() == 1 && e[0].contains("[webhooks.erp]"), "{e:?}");
+    let e = bad("https://crm.example.org", "http://crm.example.org");
+    assert!(e.len() == 1 && e[0].contains("https://"), "{e:?}");
     let e = bad("wait = \"1s\"", "wait = \"soon\"");
     assert!(e.len() == 1 && e[0].contains("duration"), "{e:?}");
     let e = bad("template = \"welcome\"", "template = \"birthday\"");

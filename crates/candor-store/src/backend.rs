@@ -224,32 +224,6 @@ macro_rules! impl_store {
             })
         }
 
-        /// Inserts a step unless its idempotency key exists, the person has a pending step of
-        /// the journey, or the person is gone.
-        async fn insert_step(tx: &mut Tx, tenant: TenantId, st: &NewStep) -> Result<u64> {
-            // A holdout step waits like any other (exits end it the same way) and is settled as
-            // `holdout`, never sent, when due: both arms see the same enrolment and exits.
-            let reason = st.holdout.then_some("holdout");
-            Ok(sqlx::query(
-                "INSERT INTO journey_steps (id, tenant_id, subject_id, journey, step, email, trigger_id, triggered_at, due_at, status, claimed_until, reason) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10 \
-                 WHERE EXISTS (SELECT 1 FROM subjects WHERE tenant_id = $2 AND id = $3 AND wrapped_key IS NOT NULL) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&st.id)
-            .bind(tenant.to_string())
-            .bind(st.subject.to_string())
-            .bind(&st.journey)
-            .bind(i64::from(st.step))
-            .bind(&st.email)
-            .bind(&st.trigger_id)
-            .bind(st.triggered_at.0)
-            .bind(st.due_at.0)
-            .bind(reason)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected())
-        }
         type DbRow = <$db as sqlx::Database>::Row;
 
         type Conn = <$db as sqlx::Database>::Connection;
@@ -494,8 +468,10 @@ macro_rules! impl_store {
         /// reads which (person, journey) pairs have a pending step; statements that would
         /// certainly change nothing (an exit with nothing pending, a trigger while a step is
         /// pending) are not sent. The statements keep their own guards, so the map only saves
-        /// round trips. On PostgreSQL the pending rows are locked until commit, so the scheduler
-        /// cannot finish one under the map's feet.
+        /// round trips. The rows are not locked (a row lock is a write on PostgreSQL, and it
+        /// cost more than the statements saved): if the scheduler finishes a journey's last
+        /// step between this read and a trigger for it, that trigger does not re-enrol the
+        /// person (the next trigger will).
         async fn apply_journey_ops(tx: &mut Tx, tenant: TenantId, ops: &[JourneyOp], now: Timestamp) -> Result<()> {
             let mut subjects: Vec<String> = ops
                 .iter()
@@ -506,39 +482,55 @@ macro_rules! impl_store {
                 .collect();
             subjects.sort();
             subjects.dedup();
+            // Every step of these people, filtered here: a `status = 'pending'` condition lets
+            // PostgreSQL's planner, on a young table with stale statistics, walk the partial
+            // due-date index over every pending step of the tenant for each batch.
             let q = sqlx::query(concat!(
-                "SELECT subject_id, journey FROM journey_steps WHERE tenant_id = $1 AND status = 'pending' AND subject_id ", $text_in, $update
+                "SELECT id, subject_id, journey, status FROM journey_steps WHERE tenant_id = $1 AND subject_id ", $text_in
             ));
-            // true: a step is certainly pending; false: certainly none.
-            let mut pending: HashMap<(String, String), bool> = HashMap::new();
+            // The pending step's id; absent: certainly none.
+            let mut pending: HashMap<(String, String), String> = HashMap::new();
             for r in bind_texts(q.bind(tenant.to_string()), &subjects).fetch_all(&mut **tx).await? {
-                pending.insert((r.try_get("subject_id")?, r.try_get("journey")?), true);
+                if r.try_get::<String, _>("status")? == "pending" {
+                    pending.insert((r.try_get("subject_id")?, r.try_get("journey")?), r.try_get("id")?);
+                }
             }
+            // Enrolments are gathered and inserted in one statement; an exit that concerns a
+            // gathered one flushes them first, so the order of events is kept. (A gathered
+            // step the insert refuses, e.g. a repeated trigger, is not pending; an exit for it
+            // then changes nothing.)
+            let tenant_s = tenant.to_string();
+            let mut gathered: Vec<NewStep> = Vec::new();
+            let mut gathered_keys: HashSet<(String, String)> = HashSet::new();
             for op in ops {
                 match op {
                     JourneyOp::Enroll(st) => {
                         let k = (st.subject.to_string(), st.journey.clone());
-                        if pending.get(&k) == Some(&true) {
+                        if pending.contains_key(&k) {
                             continue;
                         }
-                        if insert_step(tx, tenant, st).await? > 0 {
-                            pending.insert(k, true);
-                        }
+                        pending.insert(k.clone(), st.id.clone());
+                        gathered_keys.insert(k);
+                        gathered.push(st.clone());
                     }
                     JourneyOp::Exit { subject, journeys, at, reason } => {
                         for j in journeys {
                             let k = (subject.to_string(), j.clone());
-                            if pending.get(&k) != Some(&true) {
+                            let Some(id) = pending.get(&k).cloned() else {
                                 continue;
+                            };
+                            if gathered_keys.contains(&k) {
+                                insert_steps(tx, &tenant_s, &gathered).await?;
+                                gathered.clear();
+                                gathered_keys.clear();
                             }
                             let n = sqlx::query(
                                 "UPDATE journey_steps SET status = 'exited', finished_at = $5, \
-                                 reason = CASE WHEN reason = 'holdout' THEN 'holdout: ' || $4 ELSE $4 END \
-                                 WHERE tenant_id = $1 AND subject_id = $2 AND journey = $3 AND status = 'pending' AND triggered_at <= $6",
+                                 reason = CASE WHEN reason = 'holdout' THEN 'holdout: ' || $3 ELSE $3 END \
+                                 WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND triggered_at <= $5",
                             )
                             .bind(tenant.to_string())
-                            .bind(subject.to_string())
-                            .bind(j)
+                            .bind(&id)
                             .bind(reason)
                             .bind(now.0)
                             .bind(at.0)
@@ -546,11 +538,14 @@ macro_rules! impl_store {
                             .await?
                             .rows_affected();
                             if n > 0 {
-                                pending.insert(k, false);
+                                pending.remove(&k);
                             }
                         }
                     }
                 }
+            }
+            if !gathered.is_empty() {
+                insert_steps(tx, &tenant_s, &gathered).await?;
             }
             Ok(())
         }
@@ -2040,7 +2035,7 @@ macro_rules! impl_store {
                 let mut tx = self.write_tx().await?;
                 let mut n = 0;
                 for st in steps {
-                    n += insert_step(&mut tx, tenant, st).await?;
+                    n += insert_steps(&mut tx, &tenant.to_string(), std::slice::from_ref(st)).await?;
                 }
                 tx.commit().await?;
                 Ok(n)
@@ -2094,6 +2089,7 @@ macro_rules! impl_store {
                     StepOutcome::Skipped(r) => ("skipped", Some(r.as_str())),
                     StepOutcome::Exited(r) => ("exited", Some(r.as_str())),
                     StepOutcome::Holdout => ("holdout", Some("holdout")),
+                    StepOutcome::Called => ("called", None),
                 };
                 let done = sqlx::query(
                     "UPDATE journey_steps SET status = $3, reason = $4, finished_at = $5 \
@@ -2146,7 +2142,7 @@ macro_rules! impl_store {
                     .await?;
                 }
                 if let Some(st) = next {
-                    insert_step(&mut tx, tenant, st).await?;
+                    insert_steps(&mut tx, &tenant.to_string(), std::slice::from_ref(st)).await?;
                 }
                 audit_tx(&mut tx, vec![audit], at).await?;
                 tx.commit().await?;

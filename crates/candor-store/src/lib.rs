@@ -525,6 +525,8 @@ pub enum StepOutcome {
     Exited(String),
     /// Due, and in the journey's holdout: recorded, never sent.
     Holdout,
+    /// A webhook step whose call was answered 2xx.
+    Called,
 }
 
 /// A journey step with its email and what followed, for measurement.

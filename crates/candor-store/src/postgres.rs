@@ -177,6 +177,41 @@ async fn insert_chunk(
         .collect()
 }
 
+/// Journey steps in one statement (`UNNEST`), unless their person is gone or the insert would
+/// break a unique key (idempotency, one pending step per person and journey).
+async fn insert_steps(tx: &mut Tx, tenant: &str, steps: &[crate::NewStep]) -> Result<u64> {
+    let col =
+        |f: &dyn Fn(&crate::NewStep) -> String| -> Vec<String> { steps.iter().map(f).collect() };
+    let num: Vec<i64> = steps.iter().map(|s| i64::from(s.step)).collect();
+    let triggered: Vec<i64> = steps.iter().map(|s| s.triggered_at.0).collect();
+    let due: Vec<i64> = steps.iter().map(|s| s.due_at.0).collect();
+    let reason: Vec<Option<String>> = steps
+        .iter()
+        .map(|s| s.holdout.then(|| "holdout".to_string()))
+        .collect();
+    Ok(sqlx::query(
+        "INSERT INTO journey_steps (id, tenant_id, subject_id, journey, step, email, trigger_id, triggered_at, due_at, status, claimed_until, reason) \
+         SELECT u.id, $1, u.subject_id, u.journey, u.step, u.email, u.trigger_id, u.triggered_at, u.due_at, 'pending', 0, u.reason \
+         FROM UNNEST($2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[]) \
+           AS u(id, subject_id, journey, step, email, trigger_id, triggered_at, due_at, reason) \
+         WHERE EXISTS (SELECT 1 FROM subjects s WHERE s.tenant_id = $1 AND s.id = u.subject_id AND s.wrapped_key IS NOT NULL) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(col(&|s| s.id.clone()))
+    .bind(col(&|s| s.subject.to_string()))
+    .bind(col(&|s| s.journey.clone()))
+    .bind(num)
+    .bind(col(&|s| s.email.clone()))
+    .bind(col(&|s| s.trigger_id.clone()))
+    .bind(triggered)
+    .bind(due)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
 impl_store!(
     PgStore,
     Postgres,

@@ -206,6 +206,40 @@ async fn insert_events(
     Ok(inserted)
 }
 
+/// Journey steps in one statement (rows as one JSON array), unless their person is gone or
+/// the insert would break a unique key (idempotency, one pending step per person and journey).
+async fn insert_steps(tx: &mut Tx, tenant: &str, steps: &[crate::NewStep]) -> Result<u64> {
+    let rows: Vec<serde_json::Value> = steps
+        .iter()
+        .map(|s| {
+            serde_json::json!([
+                s.id,
+                s.subject.to_string(),
+                s.journey,
+                s.step,
+                s.email,
+                s.trigger_id,
+                s.triggered_at.0,
+                s.due_at.0,
+                s.holdout.then_some("holdout")
+            ])
+        })
+        .collect();
+    Ok(sqlx::query(
+        "INSERT INTO journey_steps (id, tenant_id, subject_id, journey, step, email, trigger_id, triggered_at, due_at, status, claimed_until, reason) \
+         SELECT json_extract(value, '$[0]'), $1, json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]'), \
+           json_extract(value, '$[4]'), json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), 'pending', 0, json_extract(value, '$[8]') \
+         FROM json_each($2) \
+         WHERE EXISTS (SELECT 1 FROM subjects s WHERE s.tenant_id = $1 AND s.id = json_extract(value, '$[1]') AND s.wrapped_key IS NOT NULL) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(serde_json::Value::from(rows).to_string())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
+}
+
 impl_store!(
     SqliteStore,
     Sqlite,

@@ -865,3 +865,147 @@ async fn starttls_and_implicit_tls_with_credentials_from_the_environment() {
         crate::stderr(&o)
     );
 }
+
+/// Requests a test receiver got: (head, body).
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A one-request-at-a-time HTTP receiver: records (head, body) and answers `status`.
+fn webhook_receiver(status: u16) -> (u16, Received) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let w = got.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let (head, body) = loop {
+                let n = c.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break (String::new(), String::new());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some((h, b)) = text.split_once("\r\n\r\n") {
+                    let len: usize = h
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if b.len() >= len {
+                        break (h.to_string(), b.to_string());
+                    }
+                }
+            };
+            w.lock().unwrap().push((head, body));
+            let _ = write!(
+                c,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (port, got)
+}
+
+#[tokio::test]
+async fn a_webhook_step_posts_only_consented_listed_fields_signed() {
+    let Some(sink) = Sink::start(&[]) else {
+        return;
+    };
+    let Some(py) = peers_python() else {
+        return;
+    };
+    for backend in BACKENDS {
+        let Some(d) = Deployment::new(backend).await else {
+            continue;
+        };
+        let key = ok(&d.run(&["init"])).trim().to_owned();
+        let (port, got) = webhook_receiver(200);
+        let extra = format!(
+            "\n[webhooks.crm]\nurl = \"http://127.0.0.1:{port}/hooks/candor\"\nfields = [\"traits.email\", \"traits.phone\"]\nsecret_env = \"TEST_HOOK_SECRET\"\n\n[[journeys]]\nname = \"vip_followup\"\ntrigger = \"Order Completed\"\nsteps = [{{ wait = \"1s\", webhook = \"crm\" }}]\n"
+        );
+        write_policy(&d, &policy(sink.port, &extra));
+        let secret = "hook-secret-123";
+        let server = start_with_env(&d, &[("TEST_HOOK_SECRET", secret)]);
+        post_batch(
+            &server.addr,
+            &key,
+            vec![
+                identify("vip", "vip@example.org", true),
+                track("vip", "vip-order", "Order Completed", true),
+                // No marketing consent: the step is skipped, nothing is posted.
+                identify("nope", "nope@example.org", false),
+                track("nope", "nope-order", "Order Completed", false),
+            ],
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while got.lock().unwrap().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        let calls = got.lock().unwrap().clone();
+        assert_eq!(calls.len(), 1, "{backend:?}: {calls:?}");
+        let (head, body) = &calls[0];
+        assert!(head.starts_with("POST /hooks/candor HTTP/1.1"), "{head}");
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["journey"], "vip_followup");
+        assert_eq!(v["trigger"]["event"], "Order Completed");
+        // Only the listed fields the purpose may read and the store has: no phone was sent.
+        assert_eq!(
+            v["fields"],
+            json!({"traits.email": "vip@example.org"}),
+            "{v}"
+        );
+        let header_value = |name: &str| {
+            head.lines()
+                .find_map(|l| {
+                    l.split_once(':')
+                        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                        .map(|(_, v)| v.trim().to_string())
+                })
+                .unwrap()
+        };
+        assert_eq!(header_value("Idempotency-Key"), v["id"].as_str().unwrap());
+        // The signature, checked with Python's own hmac.
+        let check = Command::new(&py)
+            .args(["-c", "import hmac,hashlib,sys; print('sha256=' + hmac.new(sys.argv[1].encode(), sys.stdin.buffer.read(), hashlib.sha256).hexdigest())", secret])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        check
+            .stdin
+            .as_ref()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = check.wait_with_output().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            header_value("X-Candor-Signature")
+        );
+        let steps = step_reasons(&d).await;
+        assert!(
+            steps["vip-order"].starts_with("vip_followup called"),
+            "{steps:?}"
+        );
+        assert!(
+            steps["nope-order"].starts_with("vip_followup skipped"),
+            "{steps:?}"
+        );
+        let (_, body) =
+            http::request(&server.addr, "GET", "/v1/journeys", Some(&key), None).unwrap();
+        let j: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(j["journeys"][0]["overall"]["webhooks_called"], 1, "{j}");
+        assert!(sink.messages().is_empty(), "a webhook step sends no email");
+        let log = server.log.lock().unwrap().join("\n");
+        assert!(!log.contains(secret));
+        drop(server);
+    }
+}
