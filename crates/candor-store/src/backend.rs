@@ -2048,7 +2048,8 @@ macro_rules! impl_store {
                     n += sqlx::query(
                         "UPDATE journey_steps SET status = 'exited', finished_at = $5, \
                          reason = CASE WHEN reason = 'holdout' THEN 'holdout: ' || $4 ELSE $4 END \
-                         WHERE tenant_id = $1 AND subject_id = $2 AND journey = $3 AND status = 'pending'",
+                         WHERE status = 'pending' AND id IN \
+                         (SELECT id FROM journey_steps WHERE tenant_id = $1 AND subject_id = $2 AND journey = $3)",
                     )
                     .bind(tenant.to_string())
                     .bind(subject.to_string())
