@@ -1131,39 +1131,7 @@ impl App {
         let explanation: Value =
             serde_json::from_slice(&bytes).map_err(|e| AppError::internal("journeys", &e))?;
         let journey = explanation["journey"].as_str().unwrap_or_default();
-        let trigger = explanation["trigger"]["event"]
-            .as_str()
-            .unwrap_or("an event");
-        let mut why = vec![format!(
-            "You are in our \"{}\" emails because of a \"{trigger}\" on {}.",
-            journey.replace('_', " "),
-            explanation["trigger"]["at"]
-                .as_str()
-                .unwrap_or("a recent date"),
-        )];
-        why.push(format!(
-            "Before sending, at {}, we checked that you agree to marketing emails: {}.",
-            explanation["sent_at"].as_str().unwrap_or_default(),
-            explanation["consent"]["reasons"]
-                .as_array()
-                .map(|r| r
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join("; "))
-                .unwrap_or_default()
-        ));
-        why.push(format!(
-            "We send at most {} marketing emails in {} days; you had received {} before this one.",
-            explanation["frequency"]["limit"],
-            explanation["frequency"]["days"],
-            explanation["frequency"]["sent_in_window"]
-        ));
-        if explanation["ai_content"].as_bool() == Some(true) {
-            why.push("Some products in it were chosen by an automated recommendation system from your purchases, because you agreed to personalised recommendations.".into());
-        } else {
-            why.push("No automated system chose its content for you.".into());
-        }
+        let why = email_why_statements(&explanation);
         Ok(json!({
             "email": email.id,
             "journey": journey,
@@ -1249,6 +1217,45 @@ impl App {
         }
         Ok(out)
     }
+}
+
+/// The decision of a journey email in plain sentences.
+pub fn email_why_statements(explanation: &Value) -> Vec<String> {
+    let journey = explanation["journey"].as_str().unwrap_or_default();
+    let trigger = explanation["trigger"]["event"]
+        .as_str()
+        .unwrap_or("an event");
+    let mut why = vec![format!(
+        "You are in our \"{}\" emails because of a \"{trigger}\" on {}.",
+        journey.replace('_', " "),
+        explanation["trigger"]["at"]
+            .as_str()
+            .unwrap_or("a recent date"),
+    )];
+    why.push(format!(
+        "Before sending, at {}, we checked that you agree to marketing emails: {}.",
+        explanation["sent_at"].as_str().unwrap_or_default(),
+        explanation["consent"]["reasons"]
+            .as_array()
+            .map(|r| r
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join("; "))
+            .unwrap_or_default()
+    ));
+    why.push(format!(
+        "We send at most {} marketing emails in {} days; you had received {} before this one.",
+        explanation["frequency"]["limit"],
+        explanation["frequency"]["days"],
+        explanation["frequency"]["sent_in_window"]
+    ));
+    if explanation["ai_content"].as_bool() == Some(true) {
+        why.push("Some products in it were chosen by an automated recommendation system from your purchases, because you agreed to personalised recommendations.".into());
+    } else {
+        why.push("No automated system chose its content for you.".into());
+    }
+    why
 }
 
 const PAGE_STYLE: &str = "body{font-family:sans-serif;max-width:36em;margin:3em auto;padding:0 1em;line-height:1.5}button{font-size:1em;padding:.5em 1.2em}";

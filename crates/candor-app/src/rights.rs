@@ -1242,6 +1242,27 @@ impl App {
 
 /// A lead score in plain language, from what the model actually used.
 pub fn why_text(outcome: &Value) -> String {
+    match outcome["kind"].as_str() {
+        Some("journey_email") => {
+            return crate::journeys::email_why_statements(outcome).join(" ");
+        }
+        Some("recommendations") => {
+            let names: Vec<&str> = outcome["items"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|i| i["name"].as_str())
+                        .take(5)
+                        .collect()
+                })
+                .unwrap_or_default();
+            return format!(
+                "These products were recommended to you by a model, from your own purchases, because you allow personalised recommendations: {}. Products of sensitive categories are never personalised. Without that consent you get the same lists as everyone.",
+                names.join("; ")
+            );
+        }
+        _ => {}
+    }
     let Some(p) = outcome["probability"].as_f64() else {
         return "This decision's details were erased with the person's data.".into();
     };

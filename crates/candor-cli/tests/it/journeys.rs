@@ -319,6 +319,25 @@ async fn journeys_send_over_smtp_only_with_consent_under_the_cap_and_one_click_u
         );
         let (s, _) = http::request(a, "GET", "/e/not-a-token/why", None, None).unwrap();
         assert_eq!(s, 404);
+        // The same decision in the person's own record, explained in words.
+        let email_id = mid[0].trim_matches(['<', '>']).split('@').next().unwrap();
+        let (s, body) = http::request(
+            a,
+            "GET",
+            &format!("/v1/subjects/ada/decisions/{email_id}"),
+            Some(&key),
+            None,
+        )
+        .unwrap();
+        assert_eq!(s, 200, "{body}");
+        let decision: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            decision["why"]
+                .as_str()
+                .unwrap()
+                .contains("agree to marketing emails"),
+            "{decision}"
+        );
 
         // The visible link's page does not unsubscribe on GET (mail scanners follow links).
         let (s, page) = http::request(a, "GET", &format!("/u/{token}"), None, None).unwrap();
