@@ -83,6 +83,24 @@ fn generate(users: usize, items: usize, nnz: usize) -> Vec<(u32, u32, f32)> {
 
 /// Open-loop load on the recommendations endpoint; returns (achieved rate, p50 ms, p99 ms,
 /// personalized share).
+/// The HTTP serving part (`BENCH_SERVE_USERS`, `BENCH_RATE`, `BENCH_SECONDS`): prints its
+/// figures and returns the p99 in ms.
+fn serving_part() -> Result<f64> {
+    let serve_users = env_usize("BENCH_SERVE_USERS", 2000)?;
+    let rate = env_usize("BENCH_RATE", 1000)?;
+    let seconds = env_usize("BENCH_SECONDS", 10)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (achieved, p50, p99, share) = rt.block_on(serving(serve_users, rate, seconds))?;
+    println!(
+        "serving over HTTP (SQLite, {serve_users} people, top-10 ALS, explained, stored as a decision): {achieved:.0} requests/s offered {rate}/s · p50 {p50:.2} ms · p99 {p99:.2} ms (target < 5 ms) · personalized {:.0}%",
+        share * 100.0
+    );
+    Ok(p99)
+}
+
 async fn serving(users: usize, rate: usize, seconds: usize) -> Result<(f64, f64, f64, f64)> {
     use std::sync::Arc;
     use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
@@ -305,18 +323,7 @@ fn main() -> Result<()> {
         .num_threads(2)
         .build_global()?;
     if std::env::var("BENCH_SERVING_ONLY").is_ok_and(|v| v == "1") {
-        let serve_users = env_usize("BENCH_SERVE_USERS", 2000)?;
-        let rate = env_usize("BENCH_RATE", 1000)?;
-        let seconds = env_usize("BENCH_SECONDS", 10)?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?;
-        let (achieved, p50, p99, share) = rt.block_on(serving(serve_users, rate, seconds))?;
-        println!(
-            "serving over HTTP: {achieved:.0} requests/s offered {rate}/s · p50 {p50:.2} ms · p99 {p99:.2} ms · personalized {:.0}%",
-            share * 100.0
-        );
+        serving_part()?;
         return Ok(());
     }
     eprintln!("generating {users} users × {items} items × {nnz} interactions");
@@ -443,18 +450,7 @@ fn main() -> Result<()> {
         held.len()
     );
     println!("top-10 with seen items filtered (one thread, in process): {topk_rate:.0} users/s");
-    let serve_users = env_usize("BENCH_SERVE_USERS", 2000)?;
-    let rate = env_usize("BENCH_RATE", 1000)?;
-    let seconds = env_usize("BENCH_SECONDS", 10)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let (achieved, p50, p99, share) = rt.block_on(serving(serve_users, rate, seconds))?;
-    println!(
-        "serving over HTTP (SQLite, {serve_users} people, top-10 ALS, explained, stored as a decision): {achieved:.0} requests/s offered {rate}/s · p50 {p50:.2} ms · p99 {p99:.2} ms (target < 5 ms) · personalized {:.0}%",
-        share * 100.0
-    );
+    let p99 = serving_part()?;
     let mut missed = Vec::new();
     if p99 > 5.0 {
         missed.push(format!("serving p99 {p99:.2} ms"));

@@ -83,47 +83,60 @@ impl App {
         subject: SubjectId,
         purpose: &Purpose,
     ) -> Result<Grant, Denial> {
+        let [g] = self.grants(tenant, subject, [purpose]).await;
+        g
+    }
+
+    /// [`App::grant`] for several purposes, reading the person's state and consent once.
+    pub async fn grants<const N: usize>(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+        purposes: [&Purpose; N],
+    ) -> [Result<Grant, Denial>; N] {
+        let deny_all = |code: &'static str, reason: String| {
+            purposes.map(|p| {
+                Err(Denial {
+                    purpose: p.to_string(),
+                    code,
+                    reason: reason.clone(),
+                })
+            })
+        };
         // Restriction of processing (GDPR Art. 18) and erasure deny every purpose.
         match self.store().subject_state(tenant, subject).await {
             Ok(Some(st)) if st.erased_at.is_some() => {
-                return Err(Denial {
-                    purpose: purpose.to_string(),
-                    code: "erased",
-                    reason: "the person's data was erased".into(),
-                });
+                return deny_all("erased", "the person's data was erased".into());
             }
             Ok(Some(st)) if st.restricted_at.is_some() => {
-                return Err(Denial {
-                    purpose: purpose.to_string(),
-                    code: "restricted",
-                    reason: format!(
+                return deny_all(
+                    "restricted",
+                    format!(
                         "the person restricted processing on {}; their data is only stored",
                         st.restricted_at.map(|t| t.to_string()).unwrap_or_default()
                     ),
-                });
+                );
             }
             Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "subject state unreadable; denying");
-                return Err(Denial {
-                    purpose: purpose.to_string(),
-                    code: "error",
-                    reason: "the person's state could not be checked; access is denied".into(),
-                });
+                return deny_all(
+                    "error",
+                    "the person's state could not be checked; access is denied".into(),
+                );
             }
         }
         match self.store().consent_ledger(tenant, subject).await {
             Ok(ledger) => {
                 let state = ConsentState::from_ledger(&ledger);
-                self.policy().decide(tenant, subject, purpose, &state)
+                purposes.map(|p| self.policy().decide(tenant, subject, p, &state))
             }
             Err(e) => {
                 tracing::error!(error = %e, "consent ledger unreadable; denying");
-                Err(Denial {
-                    purpose: purpose.to_string(),
-                    code: "error",
-                    reason: "consent could not be checked; access is denied".into(),
-                })
+                deny_all(
+                    "error",
+                    "consent could not be checked; access is denied".into(),
+                )
             }
         }
     }
@@ -154,27 +167,19 @@ impl App {
         Ok(subject.id)
     }
 
-    /// Opens what a grant allows of a person: their profile fields and up to `limit` recent
-    /// events, with the number of sealed values opened (for the `pii.read` audit).
+    /// Opens what a grant allows of a person (with their data key, if it still exists): their
+    /// profile fields and up to `limit` recent events, with the number of sealed values opened
+    /// (for the `pii.read` audit).
     pub(crate) async fn open_subject(
         &self,
-        tenant: TenantId,
-        subject: &SubjectRow,
+        key: Option<&candor_crypto::DataKey>,
         grant: &Grant,
         limit: u32,
     ) -> AppResult<(BTreeMap<String, Value>, Vec<EventData>, usize)> {
-        let key = match &subject.wrapped_key {
-            Some(w) => Some(
-                self.tenant_key(tenant)
-                    .await?
-                    .unwrap_data_key(subject.id, w)?,
-            ),
-            None => None,
-        };
         let mut opened = 0usize;
         let mut profile = BTreeMap::new();
         for f in self.store().fields_for(grant).await? {
-            let Some(k) = &key else { continue };
+            let Some(k) = key else { continue };
             let bytes = k.open(&f.path, &f.sealed)?;
             let v: Value =
                 serde_json::from_slice(&bytes).map_err(|e| AppError::internal("access", &e))?;
@@ -188,7 +193,7 @@ impl App {
                 .into_iter()
                 .map(|(c, v)| (c.to_string(), v))
                 .collect();
-            if let Some(k) = &key {
+            if let Some(k) = key {
                 for (c, s) in e.sealed {
                     let bytes = k.open(&event_part_label(e.id, &c), &s)?;
                     let v: Value = serde_json::from_slice(&bytes)
@@ -236,9 +241,8 @@ impl App {
             .grant(principal.tenant, subject.id, &purpose)
             .await
             .map_err(AppError::denied)?;
-        let (profile, events, opened) = self
-            .open_subject(principal.tenant, &subject, &grant, limit)
-            .await?;
+        let key = self.data_key(principal.tenant, &subject).await?;
+        let (profile, events, opened) = self.open_subject(key.as_ref(), &grant, limit).await?;
         if opened > 0 {
             self.store()
                 .append_audit(vec![AuditDraft {

@@ -563,6 +563,43 @@ impl App {
         })
     }
 
+    /// Finishes a claimed step with its audit entry (actor: the scheduler, target: the person,
+    /// details: journey and step plus `details`). `false` if it was no longer pending.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        step: &StepRow,
+        outcome: StepOutcome,
+        decision: Option<&DecisionRow>,
+        next: Option<&NewStep>,
+        action: &str,
+        details: Value,
+        now: Timestamp,
+    ) -> AppResult<bool> {
+        let mut d = json!({ "journey": step.journey, "step": step.step });
+        if let (Some(d), Value::Object(extra)) = (d.as_object_mut(), details) {
+            d.extend(extra);
+        }
+        Ok(self
+            .store()
+            .finish_step(
+                step.tenant,
+                &step.id,
+                &outcome,
+                decision,
+                next,
+                AuditDraft {
+                    tenant: Some(step.tenant),
+                    actor: ACTOR.into(),
+                    action: action.into(),
+                    target: Some(step.subject.to_string()),
+                    details: d,
+                },
+                now,
+            )
+            .await?)
+    }
+
     async fn skip(
         &self,
         step: &StepRow,
@@ -570,24 +607,25 @@ impl App {
         next: Option<&NewStep>,
         now: Timestamp,
     ) -> AppResult<Done> {
-        self.store()
-            .finish_step(
-                step.tenant,
-                &step.id,
-                &StepOutcome::Skipped(reason.to_string()),
-                None,
-                next,
-                AuditDraft {
-                    tenant: Some(step.tenant),
-                    actor: ACTOR.into(),
-                    action: "email.skipped".into(),
-                    target: Some(step.subject.to_string()),
-                    details: json!({ "journey": step.journey, "step": step.step, "reason": reason }),
-                },
-                now,
-            )
-            .await?;
+        self.finish(
+            step,
+            StepOutcome::Skipped(reason.to_string()),
+            None,
+            next,
+            "email.skipped",
+            json!({ "reason": reason }),
+            now,
+        )
+        .await?;
         Ok(Done::Skipped)
+    }
+
+    /// Puts a step back for [`RETRY_MS`] (the relay or a webhook could not take it now).
+    async fn retry(&self, step: &StepRow, now: Timestamp) -> AppResult<Done> {
+        self.store()
+            .defer_step(step.tenant, &step.id, Timestamp(now.0 + RETRY_MS))
+            .await?;
+        Ok(Done::Retried)
     }
 
     /// Checks, renders and sends one claimed step.
@@ -602,23 +640,16 @@ impl App {
         }
         if is_holdout(step) {
             // Due, and held out: recorded as the email that was not sent.
-            self.store()
-                .finish_step(
-                    tenant,
-                    &step.id,
-                    &StepOutcome::Holdout,
-                    None,
-                    next.as_ref(),
-                    AuditDraft {
-                        tenant: Some(tenant),
-                        actor: ACTOR.into(),
-                        action: "email.held_out".into(),
-                        target: Some(step.subject.to_string()),
-                        details: json!({ "journey": step.journey, "step": step.step }),
-                    },
-                    now,
-                )
-                .await?;
+            self.finish(
+                step,
+                StepOutcome::Holdout,
+                None,
+                next.as_ref(),
+                "email.held_out",
+                json!({}),
+                now,
+            )
+            .await?;
             return Ok(Done::Held);
         }
         if let Some(name) = step.email.strip_prefix("webhook:") {
@@ -629,10 +660,31 @@ impl App {
         let Some(subject) = self.store().subject(tenant, step.subject).await? else {
             return self.skip(step, "erased", None, now).await;
         };
-        let purpose = self.purpose(EMAIL_PURPOSE)?;
-        let grant = match self.grant(tenant, step.subject, &purpose).await {
+        // The person's state and consent, read once for the email, its recommendations and
+        // open tracking.
+        let (email, personalization) = (
+            self.purpose(EMAIL_PURPOSE)?,
+            self.purpose(candor_store::RECS_PURPOSE)?,
+        );
+        // Opens are tracked only for people who allow analytics (if the policy has it).
+        let analytics = self.policy().parse_purpose("analytics");
+        let [grant, personal, tracked] = self
+            .grants(
+                tenant,
+                step.subject,
+                [
+                    &email,
+                    &personalization,
+                    analytics.as_ref().unwrap_or(&email),
+                ],
+            )
+            .await;
+        let grant = match grant {
             Ok(g) => g,
             Err(d) => return self.skip(step, d.code, next.as_ref(), now).await,
+        };
+        let Some(key) = self.data_key(tenant, &subject).await? else {
+            return self.skip(step, "erased", None, now).await;
         };
         let email_policy = policy.email();
         let since = Timestamp(now.0 - i64::from(email_policy.per_days) * Timestamp::DAY_MS);
@@ -643,7 +695,7 @@ impl App {
         if recent >= email_policy.max_marketing_emails {
             return self.skip(step, "frequency_cap", next.as_ref(), now).await;
         }
-        let (profile, events, opened) = self.open_subject(tenant, &subject, &grant, 200).await?;
+        let (profile, events, opened) = self.open_subject(Some(&key), &grant, 200).await?;
         let Some(to) = profile
             .get("traits.email")
             .and_then(Value::as_str)
@@ -679,19 +731,14 @@ impl App {
         }
         let items = products_of(&props);
         // Recommendations only under `personalization`; without it the email has none.
-        let personalization = self.purpose(candor_store::RECS_PURPOSE)?;
         let mut recommendations = Vec::new();
         let mut rec_basis = None;
-        if self
-            .grant(tenant, step.subject, &personalization)
-            .await
-            .is_ok()
-        {
+        if personal.is_ok() {
             match self
                 .recommend_for(
                     tenant,
                     ACTOR,
-                    Some(subject.clone()),
+                    Some((subject, personal)),
                     &step.subject.to_string(),
                     4,
                 )
@@ -721,11 +768,7 @@ impl App {
             }
         }
         let ai_content = !recommendations.is_empty();
-        let analytics = self.purpose("analytics").ok();
-        let tracking = match &analytics {
-            Some(p) => self.grant(tenant, step.subject, p).await.is_ok(),
-            None => false,
-        };
+        let tracking = analytics.is_some() && tracked.is_ok();
         let ctx = EmailContext {
             name,
             items,
@@ -788,10 +831,6 @@ impl App {
             "ai_content": ai_content,
             "tracking": tracking,
         });
-        let key = self.data_key_of(tenant, &subject).await?;
-        let Some(key) = key else {
-            return self.skip(step, "erased", None, now).await;
-        };
         let decision = DecisionRow {
             id: email_id.clone(),
             subject: step.subject,
@@ -830,10 +869,7 @@ impl App {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "SMTP relay unreachable; the step is retried");
-                self.store()
-                    .defer_step(tenant, &step.id, Timestamp(now.0 + RETRY_MS))
-                    .await?;
-                return Ok(Done::Retried);
+                return self.retry(step, now).await;
             }
         };
         let from = mail::address_of(&smtp.from).to_string();
@@ -848,29 +884,16 @@ impl App {
                 return self.skip(step, &reason, next.as_ref(), now).await;
             }
             tracing::warn!(error = %e, "SMTP send failed; the step is retried");
-            self.store()
-                .defer_step(tenant, &step.id, Timestamp(now.0 + RETRY_MS))
-                .await?;
-            return Ok(Done::Retried);
+            return self.retry(step, now).await;
         }
         let recorded = self
-            .store()
-            .finish_step(
-                tenant,
-                &step.id,
-                &StepOutcome::Sent(Box::new(record)),
+            .finish(
+                step,
+                StepOutcome::Sent(Box::new(record)),
                 Some(&decision),
                 next.as_ref(),
-                AuditDraft {
-                    tenant: Some(tenant),
-                    actor: ACTOR.into(),
-                    action: "email.sent".into(),
-                    target: Some(step.subject.to_string()),
-                    details: json!({
-                        "journey": step.journey, "step": step.step, "email": email_id,
-                        "ai_content": ai_content, "sealed_values_read": opened,
-                    }),
-                },
+                "email.sent",
+                json!({ "email": email_id, "ai_content": ai_content, "sealed_values_read": opened }),
                 now,
             )
             .await;
@@ -938,7 +961,8 @@ impl App {
             Ok(g) => g,
             Err(d) => return self.skip(step, d.code, next, now).await,
         };
-        let (profile, _, opened) = self.open_subject(tenant, &subject, &grant, 0).await?;
+        let key = self.data_key(tenant, &subject).await?;
+        let (profile, _, opened) = self.open_subject(key.as_ref(), &grant, 0).await?;
         let fields: BTreeMap<&str, &Value> = hook
             .fields
             .iter()
@@ -966,26 +990,19 @@ impl App {
         .await
         {
             Ok(_) => {
-                self.store()
-                    .finish_step(
-                        tenant,
-                        &step.id,
-                        &StepOutcome::Called,
-                        None,
-                        next,
-                        AuditDraft {
-                            tenant: Some(tenant),
-                            actor: ACTOR.into(),
-                            action: "webhook.called".into(),
-                            target: Some(step.subject.to_string()),
-                            details: json!({
-                                "journey": step.journey, "step": step.step, "webhook": name,
-                                "purpose": hook.purpose, "fields": sent, "sealed_values_read": opened,
-                            }),
-                        },
-                        now,
-                    )
-                    .await?;
+                self.finish(
+                    step,
+                    StepOutcome::Called,
+                    None,
+                    next,
+                    "webhook.called",
+                    json!({
+                        "webhook": name, "purpose": hook.purpose, "fields": sent,
+                        "sealed_values_read": opened,
+                    }),
+                    now,
+                )
+                .await?;
                 Ok(Done::Called)
             }
             Err(crate::webhook::CallError::Status(s))
@@ -996,24 +1013,8 @@ impl App {
             }
             Err(e) => {
                 tracing::warn!(error = %e, webhook = name, "webhook call failed; retried later");
-                self.store()
-                    .defer_step(tenant, &step.id, Timestamp(now.0 + RETRY_MS))
-                    .await?;
-                Ok(Done::Retried)
+                self.retry(step, now).await
             }
-        }
-    }
-
-    async fn data_key_of(
-        &self,
-        tenant: TenantId,
-        s: &candor_store::SubjectRow,
-    ) -> AppResult<Option<candor_crypto::DataKey>> {
-        match &s.wrapped_key {
-            Some(w) => Ok(Some(
-                self.tenant_key(tenant).await?.unwrap_data_key(s.id, w)?,
-            )),
-            None => Ok(None),
         }
     }
 
@@ -1117,7 +1118,7 @@ impl App {
             .await?
             .ok_or_else(|| AppError::not_found("email"))?;
         let key = self
-            .data_key_of(tenant, &subject)
+            .data_key(tenant, &subject)
             .await?
             .ok_or_else(|| AppError::not_found("email"))?;
         let d = self

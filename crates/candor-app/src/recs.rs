@@ -607,29 +607,39 @@ impl App {
             return Ok(list);
         }
         // Personalization needs the person, their grant and their factors.
-        let subject = self.resolve_subject(tenant, user_id).await.ok();
+        let subject = match self.resolve_subject(tenant, user_id).await.ok() {
+            Some(s) => {
+                let purpose = self.purpose(candor_store::RECS_PURPOSE)?;
+                let granted = self.grant(tenant, s.id, &purpose).await;
+                Some((s, granted))
+            }
+            None => None,
+        };
         self.recommend_for(tenant, actor, subject, user_id, k).await
     }
 
-    /// Recommendations for a person found (or not) by the caller; `user_id` names them in the
-    /// list. Personalized only under their `personalization` grant.
+    /// Recommendations for a person found (or not) by the caller, with their
+    /// `personalization` grant as decided by the caller; `user_id` names them in the list.
+    /// Personalized only under that grant.
     pub(crate) async fn recommend_for(
         &self,
         tenant: TenantId,
         actor: &str,
-        subject: Option<candor_store::SubjectRow>,
+        subject: Option<(
+            candor_store::SubjectRow,
+            Result<candor_policy::Grant, candor_policy::Denial>,
+        )>,
         user_id: &str,
         k: usize,
     ) -> AppResult<RecList> {
         let serving = self.serving(tenant).await?;
         let (version, art) = (serving.version, &*serving.art);
         let is_out = |i: u32| serving.is_out(i);
-        let purpose = self.purpose(candor_store::RECS_PURPOSE)?;
         let mut basis = "no_subject".to_string();
-        if let Some(s) = &subject {
-            match self.grant(tenant, s.id, &purpose).await {
+        if let Some((s, granted)) = &subject {
+            match granted {
                 Err(d) => basis = d.code.to_string(),
-                Ok(_) => {
+                Ok(grant) => {
                     if let Some(w) = &s.wrapped_key {
                         let key = self.tenant_key(tenant).await?.unwrap_data_key(s.id, w)?;
                         let label = format!("recs:{version}");
@@ -643,11 +653,7 @@ impl App {
                             // New since training (or changed): folded in from their own
                             // events against the fixed item factors, and kept.
                             None => {
-                                let grant = self
-                                    .grant(tenant, s.id, &purpose)
-                                    .await
-                                    .map_err(AppError::denied)?;
-                                let events = self.store().events_for(&grant, 20_000).await?;
+                                let events = self.store().events_for(grant, 20_000).await?;
                                 let mut hist: BTreeMap<u32, f32> = BTreeMap::new();
                                 let now = self.clock().now();
                                 for l in event_lines(

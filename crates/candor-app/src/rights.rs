@@ -156,7 +156,12 @@ impl App {
         Ok(s)
     }
 
-    async fn data_key(&self, tenant: TenantId, s: &SubjectRow) -> AppResult<Option<DataKey>> {
+    /// The person's data key (`None` once it is destroyed).
+    pub(crate) async fn data_key(
+        &self,
+        tenant: TenantId,
+        s: &SubjectRow,
+    ) -> AppResult<Option<DataKey>> {
         match &s.wrapped_key {
             Some(w) => Ok(Some(
                 self.tenant_key(tenant).await?.unwrap_data_key(s.id, w)?,

@@ -58,7 +58,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// POSTs `body`; `Ok` on a 2xx answer.
+/// POSTs `body` (within [`TIMEOUT`]); `Ok` on a 2xx answer.
 pub async fn post(
     url: &str,
     body: &[u8],
@@ -66,48 +66,40 @@ pub async fn post(
     secret: Option<&str>,
     tls: &tokio_rustls::TlsConnector,
 ) -> Result<u16, CallError> {
-    tokio::time::timeout(TIMEOUT, post_inner(url, body, idempotency_key, secret, tls))
-        .await
-        .map_err(|_| CallError::Transport("timed out".into()))?
-}
-
-async fn post_inner(
-    url: &str,
-    body: &[u8],
-    idempotency_key: &str,
-    secret: Option<&str>,
-    tls: &tokio_rustls::TlsConnector,
-) -> Result<u16, CallError> {
-    let t = |e: std::io::Error| CallError::Transport(e.to_string());
-    let (https, host, port, path) =
-        parse_url(url).ok_or_else(|| CallError::Transport("not a valid URL".into()))?;
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nIdempotency-Key: {idempotency_key}\r\nUser-Agent: candor\r\nConnection: close\r\n",
-        body.len()
-    );
-    if let Some(s) = secret {
-        head.push_str(&format!("X-Candor-Signature: {}\r\n", signature(s, body)));
-    }
-    head.push_str("\r\n");
-    let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(t)?;
-    let mut request = head.into_bytes();
-    request.extend_from_slice(body);
-    let status_line = if https {
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| CallError::Transport(e.to_string()))?;
-        let mut s = tls.connect(name, tcp).await.map_err(t)?;
-        s.write_all(&request).await.map_err(t)?;
-        read_status(&mut BufReader::new(s)).await?
-    } else {
-        let mut s = tcp;
-        s.write_all(&request).await.map_err(t)?;
-        read_status(&mut BufReader::new(s)).await?
-    };
-    if (200..300).contains(&status_line) {
-        Ok(status_line)
-    } else {
-        Err(CallError::Status(status_line))
-    }
+    tokio::time::timeout(TIMEOUT, async {
+        let t = |e: std::io::Error| CallError::Transport(e.to_string());
+        let (https, host, port, path) =
+            parse_url(url).ok_or_else(|| CallError::Transport("not a valid URL".into()))?;
+        let mut head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nIdempotency-Key: {idempotency_key}\r\nUser-Agent: candor\r\nConnection: close\r\n",
+            body.len()
+        );
+        if let Some(s) = secret {
+            head.push_str(&format!("X-Candor-Signature: {}\r\n", signature(s, body)));
+        }
+        head.push_str("\r\n");
+        let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(t)?;
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
+        let status_line = if https {
+            let name = rustls::pki_types::ServerName::try_from(host.clone())
+                .map_err(|e| CallError::Transport(e.to_string()))?;
+            let mut s = tls.connect(name, tcp).await.map_err(t)?;
+            s.write_all(&request).await.map_err(t)?;
+            read_status(&mut BufReader::new(s)).await?
+        } else {
+            let mut s = tcp;
+            s.write_all(&request).await.map_err(t)?;
+            read_status(&mut BufReader::new(s)).await?
+        };
+        if (200..300).contains(&status_line) {
+            Ok(status_line)
+        } else {
+            Err(CallError::Status(status_line))
+        }
+    })
+    .await
+    .map_err(|_| CallError::Transport("timed out".into()))?
 }
 
 async fn read_status<R: AsyncBufReadExt + AsyncReadExt + Unpin>(

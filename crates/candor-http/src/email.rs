@@ -13,7 +13,7 @@ use candor_app::journeys::{unsubscribe_page_html, why_page_html};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{ApiError, ApiResult, Auth, parse_json};
+use crate::{ApiError, ApiResult, Auth, parse_json, wants_html};
 
 /// One-click unsubscribe (RFC 8058): the mail client POSTs `List-Unsubscribe=One-Click`; the
 /// form of the unsubscribe page posts the same. No cookie, no login; effective at once.
@@ -51,16 +51,13 @@ pub(crate) async fn get_why(
 ) -> ApiResult<Response> {
     let Path(token) = path?;
     let Query(q) = query?;
+    let html = wants_html(q.format.as_deref(), true)?;
     let why = app.email_why(&token).await?;
-    match q.format.as_deref() {
-        None | Some("html") => Ok(Html(why_page_html(&why, &token)).into_response()),
-        Some("json") => Ok(Json(why).into_response()),
-        Some(other) => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_format",
-            format!("format {other:?} is not html or json"),
-        )),
-    }
+    Ok(if html {
+        Html(why_page_html(&why, &token)).into_response()
+    } else {
+        Json(why).into_response()
+    })
 }
 
 /// A 1×1 transparent GIF.

@@ -561,6 +561,20 @@ struct ExposureQuery {
     format: Option<String>,
 }
 
+/// `?format=json|html`: whether to answer with a page (`default_html` without the parameter).
+fn wants_html(format: Option<&str>, default_html: bool) -> ApiResult<bool> {
+    match format {
+        None => Ok(default_html),
+        Some("json") => Ok(false),
+        Some("html") => Ok(true),
+        Some(other) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_format",
+            format!("format {other:?} is not json or html"),
+        )),
+    }
+}
+
 async fn get_recs_exposure(
     State(app): State<App>,
     Auth(p): Auth,
@@ -569,17 +583,7 @@ async fn get_recs_exposure(
     p.require(Scope::Admin)?;
     let Query(q) = query?;
     let (from, to) = period(&app, &q.from, q.to.as_deref())?;
-    let html = match q.format.as_deref() {
-        None | Some("json") => false,
-        Some("html") => true,
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_format",
-                format!("format {other:?} is not json or html"),
-            ));
-        }
-    };
+    let html = wants_html(q.format.as_deref(), false)?;
     let r = app.recs_exposure(p.tenant, &p.actor(), from, to).await?;
     Ok(if html {
         Html(candor_app::recs::served_exposure_html(&r)).into_response()

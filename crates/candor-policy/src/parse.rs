@@ -390,6 +390,19 @@ impl Checker {
         })
     }
 
+    /// An `http(s)://` address without its trailing `/`.
+    fn web_address(&mut self, t: &DeTable<'_>, key: &str) -> Option<String> {
+        let v = t.get(key)?;
+        let x = self.string(v, key)?;
+        if !(x.starts_with("https://") || x.starts_with("http://")) {
+            self.err(
+                v.span(),
+                format!("`{key}` must start with https:// (or http://)"),
+            );
+        }
+        Some(x.trim_end_matches('/').to_owned())
+    }
+
     fn email(&mut self, v: Option<&Val<'_>>) -> EmailPolicy {
         let mut e = EmailPolicy::default();
         let Some(v) = v else { return e };
@@ -410,29 +423,14 @@ impl Checker {
             ],
             "email",
         );
-        if let Some(x) = t.get("shop_url").and_then(|x| self.string(x, "shop_url")) {
-            if !(x.starts_with("https://") || x.starts_with("http://")) {
-                self.err(
-                    t.get("shop_url").map_or(0..0, Spanned::span),
-                    "`shop_url` must start with https:// (or http://)",
-                );
-            }
-            e.shop_url = Some(x.trim_end_matches('/').to_owned());
+        if let Some(x) = self.web_address(t, "shop_url") {
+            e.shop_url = Some(x);
         }
         if let Some(x) = t.get("templates").and_then(|x| self.string(x, "templates")) {
             e.templates = Some(x.to_owned());
         }
-        if let Some(x) = t
-            .get("public_url")
-            .and_then(|x| self.string(x, "public_url"))
-        {
-            if !(x.starts_with("https://") || x.starts_with("http://")) {
-                self.err(
-                    t.get("public_url").map_or(0..0, Spanned::span),
-                    "`public_url` must start with https:// (or http://)",
-                );
-            }
-            e.public_url = x.trim_end_matches('/').to_owned();
+        if let Some(x) = self.web_address(t, "public_url") {
+            e.public_url = x;
         }
         if let Some(n) = self.int(t, "max_marketing_emails", 0, 1000) {
             e.max_marketing_emails = n as u32;

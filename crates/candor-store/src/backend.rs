@@ -464,6 +464,50 @@ macro_rules! impl_store {
             Ok(snapshot)
         }
 
+        /// Records a decision unless its person's data key is gone (`Conflict` then: nothing
+        /// is recorded about an erased person).
+        async fn insert_decision(tx: &mut Tx, tenant: TenantId, d: &DecisionRow) -> Result<()> {
+            let n = sqlx::query(
+                "INSERT INTO decisions (tenant_id, id, subject_id, purpose, kind, model_version, inputs_digest, sealed, created_at) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM subjects \
+                 WHERE tenant_id = $1 AND id = $3 AND wrapped_key IS NOT NULL",
+            )
+            .bind(tenant.to_string())
+            .bind(&d.id)
+            .bind(d.subject.to_string())
+            .bind(&d.purpose)
+            .bind(&d.kind)
+            .bind(d.model_version)
+            .bind(&d.inputs_digest)
+            .bind(d.sealed.as_bytes())
+            .bind(d.created_at.0)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if n == 0 {
+                return Err(StoreError::Conflict("the subject's data key is gone".into()));
+            }
+            Ok(())
+        }
+
+        /// Ends a pending step triggered at or before `before` as `exited` (a held-out step
+        /// keeps its mark: `holdout: <reason>`).
+        async fn exit_step(tx: &mut Tx, tenant: TenantId, id: &str, reason: &str, at: Timestamp, before: Timestamp) -> Result<u64> {
+            Ok(sqlx::query(
+                "UPDATE journey_steps SET status = 'exited', finished_at = $4, \
+                 reason = CASE WHEN reason = 'holdout' THEN 'holdout: ' || $3 ELSE $3 END \
+                 WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND triggered_at <= $5",
+            )
+            .bind(tenant.to_string())
+            .bind(id)
+            .bind(reason)
+            .bind(at.0)
+            .bind(before.0)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected())
+        }
+
         /// Applies an ingest's journey enrolments and exits in event order. One query first
         /// reads which (person, journey) pairs have a pending step; statements that would
         /// certainly change nothing (an exit with nothing pending, a trigger while a step is
@@ -524,20 +568,7 @@ macro_rules! impl_store {
                                 gathered.clear();
                                 gathered_keys.clear();
                             }
-                            let n = sqlx::query(
-                                "UPDATE journey_steps SET status = 'exited', finished_at = $5, \
-                                 reason = CASE WHEN reason = 'holdout' THEN 'holdout: ' || $3 ELSE $3 END \
-                                 WHERE tenant_id = $1 AND id = $2 AND status = 'pending' AND triggered_at <= $5",
-                            )
-                            .bind(tenant.to_string())
-                            .bind(&id)
-                            .bind(reason)
-                            .bind(now.0)
-                            .bind(at.0)
-                            .execute(&mut **tx)
-                            .await?
-                            .rows_affected();
-                            if n > 0 {
+                            if exit_step(tx, tenant, &id, reason, now, *at).await? > 0 {
                                 pending.remove(&k);
                             }
                         }
@@ -1343,28 +1374,7 @@ macro_rules! impl_store {
                 let mut at = Timestamp(0);
                 for d in rows {
                     at = at.max(d.created_at);
-                    // The subject must still hold a data key: nothing is recorded for an
-                    // erased subject.
-                    let n = sqlx::query(
-                        "INSERT INTO decisions (tenant_id, id, subject_id, purpose, kind, model_version, inputs_digest, sealed, created_at) \
-                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 FROM subjects \
-                         WHERE tenant_id = $1 AND id = $3 AND wrapped_key IS NOT NULL",
-                    )
-                    .bind(tenant.to_string())
-                    .bind(&d.id)
-                    .bind(d.subject.to_string())
-                    .bind(&d.purpose)
-                    .bind(&d.kind)
-                    .bind(d.model_version)
-                    .bind(&d.inputs_digest)
-                    .bind(d.sealed.as_bytes())
-                    .bind(d.created_at.0)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if n == 0 {
-                        return Err(StoreError::Conflict("the subject's data key is gone".into()));
-                    }
+                    insert_decision(&mut tx, tenant, d).await?;
                 }
                 audit_tx(&mut tx, audit, at).await?;
                 tx.commit().await?;
@@ -2043,22 +2053,17 @@ macro_rules! impl_store {
 
             async fn exit_steps(&self, tenant: TenantId, subject: SubjectId, journeys: &[String], reason: &str, at: Timestamp) -> Result<u64> {
                 let mut tx = self.write_tx().await?;
-                let mut n = 0;
-                for j in journeys {
-                    n += sqlx::query(
-                        "UPDATE journey_steps SET status = 'exited', finished_at = $5, \
-                         reason = CASE WHEN reason = 'holdout' THEN 'holdout: ' || $4 ELSE $4 END \
-                         WHERE status = 'pending' AND id IN \
-                         (SELECT id FROM journey_steps WHERE tenant_id = $1 AND subject_id = $2 AND journey = $3)",
-                    )
+                // Through the person's index (see `apply_journey_ops`), then by id.
+                let rows = sqlx::query("SELECT id, journey, status FROM journey_steps WHERE tenant_id = $1 AND subject_id = $2")
                     .bind(tenant.to_string())
                     .bind(subject.to_string())
-                    .bind(j)
-                    .bind(reason)
-                    .bind(at.0)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut n = 0;
+                for r in &rows {
+                    if r.try_get::<String, _>("status")? == "pending" && journeys.contains(&r.try_get::<String, _>("journey")?) {
+                        n += exit_step(&mut tx, tenant, &r.try_get::<String, _>("id")?, reason, at, at).await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(n)
@@ -2126,21 +2131,7 @@ macro_rules! impl_store {
                     .await?;
                 }
                 if let Some(d) = decision {
-                    sqlx::query(
-                        "INSERT INTO decisions (tenant_id, id, subject_id, purpose, kind, model_version, inputs_digest, sealed, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                    )
-                    .bind(tenant.to_string())
-                    .bind(&d.id)
-                    .bind(d.subject.to_string())
-                    .bind(&d.purpose)
-                    .bind(&d.kind)
-                    .bind(d.model_version)
-                    .bind(&d.inputs_digest)
-                    .bind(d.sealed.as_bytes())
-                    .bind(d.created_at.0)
-                    .execute(&mut *tx)
-                    .await?;
+                    insert_decision(&mut tx, tenant, d).await?;
                 }
                 if let Some(st) = next {
                     insert_steps(&mut tx, &tenant.to_string(), std::slice::from_ref(st)).await?;

@@ -487,7 +487,7 @@ pub struct StepRow {
     pub trigger_id: String,
     pub triggered_at: Timestamp,
     pub due_at: Timestamp,
-    /// `pending`, `sent`, `skipped`, `exited` or `holdout`.
+    /// `pending`, `sent`, `called`, `skipped`, `exited` or `holdout`.
     pub status: String,
     pub reason: Option<String>,
     pub finished_at: Option<Timestamp>,

@@ -745,6 +745,28 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
 }
 
+/// A person who agreed to marketing email and left a cart.
+fn cart(user: &str) -> Vec<Value> {
+    vec![
+        identify(user, &format!("{user}@example.org"), true),
+        track(user, &format!("{user}-cart"), "Checkout Started", true),
+    ]
+}
+
+/// A one-second abandoned-cart journey over `tls`, trusting `ca` and logging in with the
+/// credentials named `TEST_SMTP_USER` / `TEST_SMTP_PASS` (when `ca` is given).
+fn tls_policy(port: u16, tls: &str, ca: Option<&Path>) -> String {
+    let mut extra = String::new();
+    if let Some(ca) = ca {
+        extra.push_str(&format!(
+            "ca_file = \"{}\"\nusername_env = \"TEST_SMTP_USER\"\npassword_env = \"TEST_SMTP_PASS\"\n",
+            ca.display()
+        ));
+    }
+    extra.push_str("\n[[journeys]]\ntemplate = \"abandoned_cart\"\nwait = \"1s\"\n");
+    policy(port, &extra).replace("tls = \"none\"", &format!("tls = \"{tls}\""))
+}
+
 #[tokio::test]
 async fn starttls_and_implicit_tls_with_credentials_from_the_environment() {
     let Some(d) = Deployment::new(candor_testkit::Backend::Sqlite).await else {
@@ -753,36 +775,18 @@ async fn starttls_and_implicit_tls_with_credentials_from_the_environment() {
     let key = ok(&d.run(&["init"])).trim().to_owned();
     let certs = TempDir::new("candor-certs");
     let (ca, cert, cert_key) = certificates(&certs.0);
+    let (cert, cert_key) = (cert.to_str().unwrap(), cert_key.to_str().unwrap());
     let secret = "s3cret-relay-pass";
     let creds = [("TEST_SMTP_USER", "shop"), ("TEST_SMTP_PASS", secret)];
     for (round, mode) in ["starttls", "tls"].into_iter().enumerate() {
-        let Some(sink) = Sink::start(&[
-            &format!("--{mode}"),
-            cert.to_str().unwrap(),
-            cert_key.to_str().unwrap(),
-            "--auth",
-            &format!("shop:{secret}"),
-        ]) else {
+        let login = format!("shop:{secret}");
+        let Some(sink) = Sink::start(&[&format!("--{mode}"), cert, cert_key, "--auth", &login])
+        else {
             return;
         };
-        let extra = format!(
-            "ca_file = \"{}\"\nusername_env = \"TEST_SMTP_USER\"\npassword_env = \"TEST_SMTP_PASS\"\n\n[[journeys]]\ntemplate = \"abandoned_cart\"\nwait = \"1s\"\n",
-            ca.display()
-        );
-        write_policy(
-            &d,
-            &policy(sink.port, &extra).replace("tls = \"none\"", &format!("tls = \"{mode}\"")),
-        );
+        write_policy(&d, &tls_policy(sink.port, mode, Some(&ca)));
         let server = start_with_env(&d, &creds);
-        let user = format!("t{round}");
-        post_batch(
-            &server.addr,
-            &key,
-            vec![
-                identify(&user, &format!("{user}@example.org"), true),
-                track(&user, &format!("{user}-cart"), "Checkout Started", true),
-            ],
-        );
+        post_batch(&server.addr, &key, cart(&format!("t{round}")));
         let m = sink.wait_for(1, Duration::from_secs(30));
         assert_eq!(m.len(), 1, "{mode}: {:?}", server.log.lock().unwrap());
         assert_eq!(m[0]["tls"], true, "{mode}");
@@ -790,36 +794,13 @@ async fn starttls_and_implicit_tls_with_credentials_from_the_environment() {
         drop(server);
     }
     // The password never reaches a log, even when the relay refuses it.
-    let Some(sink) = Sink::start(&[
-        "--starttls",
-        cert.to_str().unwrap(),
-        cert_key.to_str().unwrap(),
-        "--auth",
-        "shop:another",
-    ]) else {
+    let Some(sink) = Sink::start(&["--starttls", cert, cert_key, "--auth", "shop:another"]) else {
         return;
     };
-    write_policy(&d, &policy(sink.port, &format!("ca_file = \"{}\"\nusername_env = \"TEST_SMTP_USER\"\npassword_env = \"TEST_SMTP_PASS\"\n\n[[journeys]]\ntemplate = \"abandoned_cart\"\nwait = \"1s\"\n", ca.display())).replace("tls = \"none\"", "tls = \"starttls\""));
+    write_policy(&d, &tls_policy(sink.port, "starttls", Some(&ca)));
     let server = start_with_env(&d, &creds);
-    post_batch(
-        &server.addr,
-        &key,
-        vec![
-            identify("t9", "t9@example.org", true),
-            track("t9", "t9-cart", "Checkout Started", true),
-        ],
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !server
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("authentication failed"))
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    post_batch(&server.addr, &key, cart("t9"));
+    server.wait_for_log("authentication failed", Duration::from_secs(20));
     let log = server.log.lock().unwrap().join("\n");
     assert!(log.contains("authentication failed"), "{log}");
     assert!(!log.contains(secret), "{log}");
@@ -829,34 +810,10 @@ async fn starttls_and_implicit_tls_with_credentials_from_the_environment() {
     let Some(plain) = Sink::start(&[]) else {
         return;
     };
-    write_policy(
-        &d,
-        &policy(
-            plain.port,
-            "[[journeys]]\ntemplate = \"abandoned_cart\"\nwait = \"1s\"\n",
-        )
-        .replace("tls = \"none\"", "tls = \"starttls\""),
-    );
+    write_policy(&d, &tls_policy(plain.port, "starttls", None));
     let server = start(&d);
-    post_batch(
-        &server.addr,
-        &key,
-        vec![
-            identify("t8", "t8@example.org", true),
-            track("t8", "t8-cart", "Checkout Started", true),
-        ],
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !server
-        .log
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("STARTTLS"))
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    post_batch(&server.addr, &key, cart("t8"));
+    server.wait_for_log("STARTTLS", Duration::from_secs(20));
     assert!(
         server
             .log
