@@ -512,10 +512,9 @@ impl App {
                             Ok(d) => d,
                             Err(e) => {
                                 tracing::error!(error = %e, step = %step.id, "journey step failed; retried later");
-                                let _ = self
-                                    .store()
-                                    .defer_step(step.tenant, &step.id, Timestamp(now.0 + RETRY_MS))
-                                    .await;
+                                // Even the retry may fail (the store is down): the lease
+                                // then brings the step back.
+                                let _ = self.retry(&step, now).await;
                                 Done::Retried
                             }
                         });

@@ -2253,32 +2253,25 @@ macro_rules! impl_store {
                 // Conversion and segment come from event metadata (name, time), no personal
                 // values: an order within the window after the email (or, in the holdout,
                 // after the step was due), and the orders before the trigger.
-                let facts: HashMap<String, (bool, i64)> = sqlx::query(
-                    "SELECT s.id, \
-                       EXISTS (SELECT 1 FROM events e WHERE e.subject_id = s.subject_id AND e.tenant_id = s.tenant_id AND e.name = $3 \
-                               AND e.occurred_at > COALESCE(m.sent_at, s.due_at) AND e.occurred_at <= COALESCE(m.sent_at, s.due_at) + $4) AS converted, \
+                // One read of the steps with their facts (the email's send time through its
+                // step's unique key).
+                let rows = sqlx::query(concat!(
+                    "SELECT ", step_cols!(), ", \
+                       CASE WHEN status IN ('sent', 'holdout') THEN EXISTS (SELECT 1 FROM events e \
+                         WHERE e.subject_id = s.subject_id AND e.tenant_id = s.tenant_id AND e.name = $3 \
+                         AND e.occurred_at > COALESCE((SELECT m.sent_at FROM emails m WHERE m.step_id = s.id), s.due_at) \
+                         AND e.occurred_at <= COALESCE((SELECT m.sent_at FROM emails m WHERE m.step_id = s.id), s.due_at) + $4) \
+                       ELSE false END AS converted, \
                        (SELECT COUNT(*) FROM events e WHERE e.subject_id = s.subject_id AND e.tenant_id = s.tenant_id AND e.name = $3 \
-                               AND e.occurred_at < s.triggered_at) AS prior \
-                     FROM journey_steps s LEFT JOIN emails m ON m.step_id = s.id \
-                     WHERE s.tenant_id = $1 AND s.journey = $2 AND s.status IN ('sent', 'holdout')",
-                )
+                         AND e.occurred_at < s.triggered_at) AS prior \
+                     FROM journey_steps s WHERE tenant_id = $1 AND journey = $2 ORDER BY triggered_at, step",
+                ))
                 .bind(tenant.to_string())
                 .bind(journey)
                 .bind(conversion)
                 .bind(window_ms)
                 .fetch_all(self.reader())
-                .await?
-                .iter()
-                .map(|r| Ok((r.try_get::<String, _>("id")?, (r.try_get::<bool, _>("converted")?, r.try_get::<i64, _>("prior")?))))
-                .collect::<Result<_>>()?;
-                let steps = sqlx::query(concat!("SELECT ", step_cols!(), " FROM journey_steps WHERE tenant_id = $1 AND journey = $2 ORDER BY triggered_at, step"))
-                    .bind(tenant.to_string())
-                    .bind(journey)
-                    .fetch_all(self.reader())
-                    .await?
-                    .iter()
-                    .map(step_row)
-                    .collect::<Result<Vec<_>>>()?;
+                .await?;
                 let mut emails: HashMap<String, EmailRow> = sqlx::query(concat!("SELECT ", email_cols!(), " FROM emails WHERE tenant_id = $1 AND journey = $2"))
                     .bind(tenant.to_string())
                     .bind(journey)
@@ -2287,14 +2280,17 @@ macro_rules! impl_store {
                     .iter()
                     .map(|r| email_row(r).map(|e| (e.step_id.clone(), e)))
                     .collect::<Result<_>>()?;
-                Ok(steps
-                    .into_iter()
-                    .map(|step| {
-                        let email = emails.remove(&step.id);
-                        let (converted, prior_conversions) = facts.get(&step.id).copied().unwrap_or((false, 0));
-                        JourneyRow { step, email, converted, prior_conversions }
+                rows.iter()
+                    .map(|r| {
+                        let step = step_row(r)?;
+                        Ok(JourneyRow {
+                            email: emails.remove(&step.id),
+                            converted: r.try_get::<bool, _>("converted")?,
+                            prior_conversions: r.try_get::<i64, _>("prior")?,
+                            step,
+                        })
                     })
-                    .collect())
+                    .collect()
             }
 
             async fn out_of_stock(&self, tenant: TenantId) -> Result<Vec<String>> {
