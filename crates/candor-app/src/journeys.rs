@@ -1258,22 +1258,30 @@ pub fn email_why_statements(explanation: &Value) -> Vec<String> {
     why
 }
 
-const PAGE_STYLE: &str = "body{font-family:sans-serif;max-width:36em;margin:3em auto;padding:0 1em;line-height:1.5}button{font-size:1em;padding:.5em 1.2em}";
+/// A page email recipients read (narrow, no scripts): `title` is also its heading.
+fn recipient_page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title><style>body{{font-family:sans-serif;max-width:36em;margin:3em auto;padding:0 1em;line-height:1.5}}button{{font-size:1em;padding:.5em 1.2em}}</style></head><body><h1>{title}</h1>{body}</body></html>"
+    )
+}
 
 /// The page the visible unsubscribe link opens: one button (a GET never unsubscribes, because
 /// mail scanners follow links), or the confirmation.
 pub fn unsubscribe_page_html(token: &str, done: bool) -> String {
-    let body = if done {
-        "<h1>You are unsubscribed</h1><p>You will get no more marketing emails from us. Emails about your orders still reach you.</p>".to_string()
-    } else {
-        format!(
-            "<h1>Unsubscribe</h1><p>Stop all marketing emails to this address?</p><form method=\"post\" action=\"/u/{}\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\"><button type=\"submit\">Unsubscribe</button></form>",
-            esc(token)
+    if done {
+        recipient_page(
+            "You are unsubscribed",
+            "<p>You will get no more marketing emails from us. Emails about your orders still reach you.</p>",
         )
-    };
-    format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribe</title><style>{PAGE_STYLE}</style></head><body>{body}</body></html>"
-    )
+    } else {
+        recipient_page(
+            "Unsubscribe",
+            &format!(
+                "<p>Stop all marketing emails to this address?</p><form method=\"post\" action=\"/u/{}\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\"><button type=\"submit\">Unsubscribe</button></form>",
+                esc(token)
+            ),
+        )
+    }
 }
 
 /// "Why did I get this email?" as a page.
@@ -1295,8 +1303,11 @@ pub fn why_page_html(why: &Value, token: &str) -> String {
             esc(token)
         )
     };
-    format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Why did I get this email?</title><style>{PAGE_STYLE}</style></head><body><h1>Why did I get this email?</h1><ul>{items}</ul>{unsub}<p>You can also ask us for a copy of your data or for its erasure.</p></body></html>"
+    recipient_page(
+        "Why did I get this email?",
+        &format!(
+            "<ul>{items}</ul>{unsub}<p>You can also ask us for a copy of your data or for its erasure.</p>"
+        ),
     )
 }
 
