@@ -47,24 +47,70 @@ pub struct SubjectData {
     pub events: Vec<EventData>,
 }
 
+/// How a caller names a person: by the store's user id (or anonymous id), as the API does, or
+/// by Candor's own id, as the privacy center does (its session knows whom it signed in).
+#[derive(Clone, Copy, Debug)]
+pub enum Who<'a> {
+    External(&'a str),
+    Subject(SubjectId),
+}
+
+impl Who<'_> {
+    /// How the person is named back to the caller (a served list's `user_id`).
+    pub fn label(&self) -> String {
+        match self {
+            Who::External(s) => (*s).to_string(),
+            Who::Subject(id) => id.to_string(),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Who<'a> {
+    fn from(s: &'a str) -> Self {
+        Who::External(s)
+    }
+}
+
+impl<'a> From<&'a String> for Who<'a> {
+    fn from(s: &'a String) -> Self {
+        Who::External(s)
+    }
+}
+
+impl From<SubjectId> for Who<'static> {
+    fn from(id: SubjectId) -> Self {
+        Who::Subject(id)
+    }
+}
+
 impl App {
-    /// Finds a subject by the store's `userId` (or, failing that, `anonymousId`).
-    pub async fn resolve_subject(
+    /// Finds a subject by the store's `userId` (or, failing that, `anonymousId`), or by id.
+    pub async fn resolve_subject<'w>(
         &self,
         tenant: TenantId,
-        external_id: &str,
+        who: impl Into<Who<'w>>,
     ) -> AppResult<SubjectRow> {
-        let tk = self.tenant_key(tenant).await?;
-        let aliases =
-            [IdentifierKind::UserId, IdentifierKind::AnonymousId].map(|kind| candor_store::Alias {
-                kind,
-                blind: tk.blind_index(kind, external_id),
-            });
-        let found = self.store().find_subjects(tenant, &aliases).await?;
-        let s = aliases
-            .iter()
-            .find_map(|a| found.get(a).cloned())
-            .ok_or_else(|| AppError::not_found("subject"))?;
+        let s = match who.into() {
+            Who::External(external_id) => {
+                let tk = self.tenant_key(tenant).await?;
+                let aliases = [IdentifierKind::UserId, IdentifierKind::AnonymousId].map(|kind| {
+                    candor_store::Alias {
+                        kind,
+                        blind: tk.blind_index(kind, external_id),
+                    }
+                });
+                let found = self.store().find_subjects(tenant, &aliases).await?;
+                aliases
+                    .iter()
+                    .find_map(|a| found.get(a).cloned())
+                    .ok_or_else(|| AppError::not_found("subject"))?
+            }
+            Who::Subject(id) => self
+                .store()
+                .subject(tenant, id)
+                .await?
+                .ok_or_else(|| AppError::not_found("subject"))?,
+        };
         // An erased person's identifiers point to the suppression subject: they are gone.
         if s.id.to_string() == candor_store::SUPPRESSED {
             return Err(AppError::new(

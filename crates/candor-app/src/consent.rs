@@ -3,7 +3,7 @@
 
 use candor_crypto::IdentifierKind;
 use candor_store::{Alias, AuditDraft, Store};
-use candor_types::{ConsentAction, ConsentRecord, ConsentSource, ConsentState, Scope, SubjectId};
+use candor_types::{ConsentAction, ConsentRecord, ConsentSource, ConsentState, Scope, SubjectId, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -157,7 +157,7 @@ impl App {
             .await?;
         self.metrics()
             .consent_change(purpose.as_str(), action.as_str());
-        self.view_of(principal, subject.id).await
+        self.consent_view_of(principal.tenant, subject.id).await
     }
 
     /// Current consent per purpose, with the policy's decision, and the full ledger.
@@ -168,13 +168,17 @@ impl App {
     ) -> AppResult<ConsentView> {
         principal.require(Scope::Server)?;
         let subject = self.resolve_subject(principal.tenant, external_id).await?;
-        self.view_of(principal, subject.id).await
+        self.consent_view_of(principal.tenant, subject.id).await
     }
 
-    async fn view_of(&self, principal: &Principal, subject: SubjectId) -> AppResult<ConsentView> {
+    pub(crate) async fn consent_view_of(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> AppResult<ConsentView> {
         let history = self
             .store()
-            .consent_ledger(principal.tenant, subject)
+            .consent_ledger(tenant, subject)
             .await?;
         let state = ConsentState::from_ledger(&history);
         let purposes = self
@@ -183,7 +187,7 @@ impl App {
             .map(|def| {
                 let decision = self
                     .policy()
-                    .decide(principal.tenant, subject, &def.name, &state);
+                    .decide(tenant, subject, &def.name, &state);
                 PurposeStatus {
                     purpose: def.name.to_string(),
                     basis: def.basis.to_string(),

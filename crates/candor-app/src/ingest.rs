@@ -71,6 +71,8 @@ struct Valid {
     message_id: String,
     client_message_id: bool,
     aliases: Vec<Alias>,
+    /// `traits.email` as a blind index, recorded when the trait is stored.
+    email: Option<Alias>,
 }
 
 enum Planned {
@@ -441,6 +443,11 @@ fn materialize(
                 sealed: key.seal(path, &bytes)?,
                 updated_at: now,
             });
+            if path == "traits.email"
+                && let Some(a) = v.email
+            {
+                write.aliases.push((*subject, a));
+            }
         }
         let occurred = v.event.timestamp.map_or(now, |t| t.min(now));
         write.journeys.extend(crate::journeys::journey_ops(
@@ -466,6 +473,15 @@ fn materialize(
         });
     }
     Ok((write, plan.per_event))
+}
+
+/// The blind index of `traits.email`, when the event carries an address.
+fn email_alias(tk: &TenantKey, e: &IncomingEvent) -> Option<Alias> {
+    let email = e.traits.get("email")?.as_str()?.trim();
+    (email.contains('@') && email.len() <= 320).then(|| Alias {
+        kind: IdentifierKind::Email,
+        blind: tk.blind_index(IdentifierKind::Email, email),
+    })
 }
 
 fn aliases_of(tk: &TenantKey, e: &IncomingEvent) -> Vec<Alias> {
@@ -508,6 +524,7 @@ impl App {
             match IncomingEvent::from_json(m, opts.forced_kind) {
                 Ok(event) => {
                     let aliases = aliases_of(&tk, &event);
+                    let email = email_alias(&tk, &event);
                     let (message_id, client_message_id) = match &event.message_id {
                         Some(id) => (id.clone(), true),
                         None => (format!("candor-{}", EventId::new()), false),
@@ -518,6 +535,7 @@ impl App {
                         message_id,
                         client_message_id,
                         aliases,
+                        email,
                     });
                 }
                 Err(e) => {

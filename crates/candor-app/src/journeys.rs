@@ -27,7 +27,7 @@ use candor_store::{
     StepRow, Store,
 };
 use candor_types::{
-    ConsentAction, ConsentRecord, ConsentSource, Purpose, SubjectId, TenantId, Timestamp,
+    ConsentAction, ConsentRecord, ConsentSource, EventId, Purpose, SubjectId, TenantId, Timestamp,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -190,7 +190,7 @@ impl Mailer {
     pub fn from_policy(policy: &Policy) -> Result<Self, String> {
         let smtp = policy
             .smtp()
-            .ok_or("journeys need [smtp] in the policy file")?;
+            .ok_or("email needs [smtp] in the policy file")?;
         let config = SmtpConfig::from_policy(smtp)?;
         let templates = Templates::load(
             policy
@@ -240,6 +240,40 @@ impl Mailer {
 
     async fn put_client(&self, c: SmtpClient) {
         self.idle.lock().await.push(c);
+    }
+
+    /// Sends one transactional message (a sign-in link) now: no journey, no consent check
+    /// (it is what the person asked for), the relay's answer or the reason it failed.
+    pub async fn send_notice(&self, to: &str, subject: &str, text: &str) -> Result<(), String> {
+        if !crate::mail::valid_address(to) {
+            return Err("not a valid email address".into());
+        }
+        let from = crate::mail::address_of(&self.config.policy.from).to_string();
+        let id = format!("<{}@{}>", EventId::new(), crate::mail::domain_of(&from));
+        let message = crate::mail::build_notice(
+            &self.config.policy.from,
+            to,
+            &id,
+            jiff::Timestamp::now(),
+            subject,
+            text,
+        );
+        self.pace().await;
+        let mut client = self.take_client().await.map_err(|e| e.to_string())?;
+        let sent = match client.begin(&from, to, &message).await {
+            Ok(()) => client.commit().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        match sent {
+            Ok(()) => {
+                self.put_client(client).await;
+                Ok(())
+            }
+            Err(e) => {
+                client.quit().await;
+                Err(e.to_string())
+            }
+        }
     }
 
     /// Waits for the next send slot (at most `max_per_second` messages per second).

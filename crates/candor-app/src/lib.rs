@@ -22,6 +22,7 @@ mod scoring;
 mod smtp;
 pub mod uplift_html;
 pub mod webhook;
+pub mod web;
 mod writer;
 
 use std::collections::HashMap;
@@ -32,7 +33,7 @@ use candor_policy::Policy;
 use candor_store::AnyStore;
 use candor_types::{KeyId, Scope, TenantId};
 
-pub use access::{EventData, SubjectData};
+pub use access::{EventData, SubjectData, Who};
 pub use audit_html::audit_report_html;
 pub use card::model_card_html;
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -50,12 +51,15 @@ pub use scoring::{
     ScoreInput, ScoreResult, TrainRequest, TrainedModel,
 };
 
-/// Who is calling: the tenant and scope of an authenticated API key.
+/// Who is calling: the tenant and scope of an authenticated API key, or a staff member
+/// signed in to the console (whose role the console checks before it calls the app).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub tenant: TenantId,
     pub scope: Scope,
+    /// The API key's id, or the staff account's.
     pub key_id: KeyId,
+    pub staff: bool,
 }
 
 impl Principal {
@@ -69,7 +73,11 @@ impl Principal {
 
     /// How the principal is named in the audit log.
     pub fn actor(&self) -> String {
-        format!("key:{}", self.key_id)
+        if self.staff {
+            format!("staff:{}", self.key_id)
+        } else {
+            format!("key:{}", self.key_id)
+        }
     }
 }
 
@@ -95,6 +103,8 @@ struct Inner {
     writer: OnceLock<writer::Writer>,
     /// The SMTP relay and email templates, checked on first use.
     mailer: OnceLock<Arc<journeys::Mailer>>,
+    /// Where sign-in emails are written when there is no relay (see [`App::set_outbox`]).
+    outbox: OnceLock<std::path::PathBuf>,
 }
 
 /// The application: store, policy, keys and clock. Cheap to clone.
@@ -128,6 +138,7 @@ impl App {
                 decisions: OnceLock::new(),
                 writer: OnceLock::new(),
                 mailer: OnceLock::new(),
+                outbox: OnceLock::new(),
             }),
         }
     }

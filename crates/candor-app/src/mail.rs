@@ -291,6 +291,36 @@ pub fn valid_address(a: &str) -> bool {
             .all(|b| b > 0x20 && b < 0x7f && !b"<>()[],;:\\\"".contains(&b))
 }
 
+/// A transactional message (a sign-in link): one text part, no marketing headers, no footer.
+pub fn build_notice(
+    from: &str,
+    to: &str,
+    message_id: &str,
+    date: jiff::Timestamp,
+    subject: &str,
+    text: &str,
+) -> Vec<u8> {
+    let date =
+        jiff::fmt::rfc2822::to_string(&date.to_zoned(jiff::tz::TimeZone::UTC)).unwrap_or_default();
+    let mut m = String::with_capacity(text.len() * 2 + 400);
+    for (k, v) in [
+        ("From", header_text(from)),
+        ("To", format!("<{to}>")),
+        ("Subject", header_text(subject)),
+        ("Date", date),
+        ("Message-ID", message_id.to_string()),
+        ("Auto-Submitted", "auto-generated".to_string()),
+        ("MIME-Version", "1.0".to_string()),
+        ("Content-Type", "text/plain; charset=utf-8".to_string()),
+        ("Content-Transfer-Encoding", "base64".to_string()),
+    ] {
+        m.push_str(&format!("{k}: {v}\r\n"));
+    }
+    m.push_str("\r\n");
+    m.push_str(&base64_lines(text.replace('\n', "\r\n").as_bytes()));
+    m.into_bytes()
+}
+
 /// The whole message (CRLF line ends): headers, `multipart/alternative` with the text and the
 /// HTML part, each base64 (line length and encoding stay stable under DKIM signing).
 pub fn build_message(e: &Envelope<'_>, body: &Rendered) -> Vec<u8> {

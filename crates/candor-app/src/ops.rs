@@ -165,6 +165,7 @@ impl App {
             tenant: row.tenant,
             scope: row.scope,
             key_id: row.id,
+            staff: false,
         })
     }
 

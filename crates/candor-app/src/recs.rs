@@ -582,14 +582,16 @@ impl App {
     /// Recommendations for a person. With a `personalization` grant and factors: ALS, each item
     /// explained by the purchase that contributes most; otherwise (or with `context_item`)
     /// unpersonalized lists of the same shape, marked as such.
-    pub async fn recommend(
+    pub async fn recommend<'w>(
         &self,
         tenant: TenantId,
         actor: &str,
-        user_id: &str,
+        who: impl Into<crate::access::Who<'w>>,
         k: usize,
         context_item: Option<&str>,
     ) -> AppResult<RecList> {
+        let who = who.into();
+        let user_id = &who.label();
         if k == 0 || k > MAX_K {
             return Err(AppError::bad_request(
                 "k_invalid",
@@ -607,7 +609,7 @@ impl App {
             return Ok(list);
         }
         // Personalization needs the person, their grant and their factors.
-        let subject = match self.resolve_subject(tenant, user_id).await.ok() {
+        let subject = match self.resolve_subject(tenant, who).await.ok() {
             Some(s) => {
                 let purpose = self.purpose(candor_store::RECS_PURPOSE)?;
                 let granted = self.grant(tenant, s.id, &purpose).await;

@@ -20,6 +20,7 @@ use candor_types::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::access::Who;
 use crate::{App, AppError, AppResult, ErrorKind};
 
 /// The kinds of request Candor handles.
@@ -144,8 +145,12 @@ impl App {
     }
 
     /// A live (not erased) subject by the store's user id.
-    async fn live_subject(&self, tenant: TenantId, user_id: &str) -> AppResult<SubjectRow> {
-        let s = self.resolve_subject(tenant, user_id).await?;
+    async fn live_subject<'w>(
+        &self,
+        tenant: TenantId,
+        who: impl Into<Who<'w>>,
+    ) -> AppResult<SubjectRow> {
+        let s = self.resolve_subject(tenant, who).await?;
         if s.wrapped_key.is_none() {
             return Err(AppError::new(
                 ErrorKind::Conflict,
@@ -697,13 +702,13 @@ impl App {
     /// Erases the person with this user id (staff-initiated): see [`Store::erase_subject`].
     /// It is recorded as an erasure request verified by staff and completed with its receipt,
     /// so that the request list is the whole record.
-    pub async fn erase_subject(
+    pub async fn erase_subject<'w>(
         &self,
         tenant: TenantId,
         actor: &str,
-        user_id: &str,
+        who: impl Into<Who<'w>>,
     ) -> AppResult<ErasureReceipt> {
-        let s = self.resolve_subject(tenant, user_id).await?;
+        let s = self.resolve_subject(tenant, who).await?;
         let now = self.clock().now();
         let d = deadlines(Regime::Gdpr, now);
         let mut row = RequestRow {
@@ -993,7 +998,17 @@ impl App {
             .map(|r| json!(view(r, now)))
             .collect();
         counts.insert("dsr_requests", requests.len());
-        send(format!(",\"dsr_requests\":{}}}}}", json!(requests)).into_bytes()).await?;
+        send(format!(",\"dsr_requests\":{}", json!(requests)).into_bytes()).await?;
+        // contact_requests: messages to a human from the privacy center
+        let mut contacts = Vec::new();
+        for c in candor_store::WebStore::contacts_for(self.store(), tenant, subject).await? {
+            contacts.push(json!({ "id": c.id, "status": c.status,
+                "message": open(&format!("contact:{}", c.id), &c.sealed)?,
+                "created_at": c.created_at.to_rfc3339(), "due_at": c.due_at.to_rfc3339(),
+                "closed_at": c.closed_at.map(|t| t.to_rfc3339()) }));
+        }
+        counts.insert("contact_requests", contacts.len());
+        send(format!(",\"contact_requests\":{}}}}}", json!(contacts)).into_bytes()).await?;
         self.store()
             .append_audit(vec![self.audit(tenant, actor, "pii.read", subject.to_string(),
                 json!({ "what": "export", "purpose": candor_policy::RIGHTS_PURPOSE, "rows": counts }))])
@@ -1035,11 +1050,11 @@ impl App {
     }
 
     /// The subject contests a decision with their view: it joins the review queue.
-    pub async fn contest_decision(
+    pub async fn contest_decision<'w>(
         &self,
         tenant: TenantId,
         actor: &str,
-        user_id: &str,
+        who: impl Into<Who<'w>>,
         decision_id: &str,
         statement: &str,
     ) -> AppResult<ContestView> {
@@ -1050,7 +1065,7 @@ impl App {
                 "say in up to 5000 bytes why the decision is wrong",
             ));
         }
-        let s = self.live_subject(tenant, user_id).await?;
+        let s = self.live_subject(tenant, who).await?;
         let key = self
             .data_key(tenant, &s)
             .await?

@@ -871,14 +871,14 @@ impl App {
     }
 
     /// A subject's decisions, newest first, opened with their data key (an audited PII read).
-    pub async fn decisions_for(
+    pub async fn decisions_for<'w>(
         &self,
         tenant: TenantId,
         actor: &str,
-        user_id: &str,
+        who: impl Into<crate::access::Who<'w>>,
         limit: u32,
     ) -> AppResult<(SubjectId, Vec<DecisionView>)> {
-        let subject = self.resolve_subject(tenant, user_id).await?;
+        let subject = self.resolve_subject(tenant, who).await?;
         // Lists served moments ago are in the decision queue: commit them first.
         self.flush_decisions().await?;
         let rows = self

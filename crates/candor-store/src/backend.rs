@@ -621,6 +621,20 @@ macro_rules! impl_store {
                     })
                 })
                 .collect::<Result<_>>()?;
+            // Email addresses as blind indexes (privacy-center sign-in, console search): the
+            // latest person to give an address owns it.
+            for (subject, alias) in &write.aliases {
+                sqlx::query(
+                    "INSERT INTO subject_aliases (tenant_id, kind, blind, subject_id) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (tenant_id, blind) DO UPDATE SET subject_id = excluded.subject_id",
+                )
+                .bind(tenant.to_string())
+                .bind(kind_str(alias.kind))
+                .bind(&alias.blind.0[..])
+                .bind(subject.to_string())
+                .execute(&mut **tx)
+                .await?;
+            }
             let inserted = insert_events(tx, &tenant.to_string(), &rows).await?;
             if !write.journeys.is_empty() {
                 apply_journey_ops(tx, tenant, &write.journeys, now).await?;
@@ -1635,6 +1649,13 @@ macro_rules! impl_store {
                     .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
                 counts.emails = sqlx::query("DELETE FROM emails WHERE tenant_id = $1 AND subject_id = $2")
                     .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                counts.contact_requests = sqlx::query("DELETE FROM contact_requests WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                // Signed-in browsers and unused links end with the person.
+                counts.web_sessions = sqlx::query("DELETE FROM web_sessions WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                sqlx::query("DELETE FROM signin_links WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?;
                 counts.decisions = sqlx::query("DELETE FROM decisions WHERE tenant_id = $1 AND subject_id = $2")
                     .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
                 // Events are indexed by subject alone (ids are global); the tenant is checked too.

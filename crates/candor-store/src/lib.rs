@@ -13,6 +13,7 @@ mod audit;
 mod backend;
 pub mod postgres;
 pub mod sqlite;
+mod web;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -21,6 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use audit::{AuditBreak, chain_name, entry_hash, verify_chain};
+pub use web::{ConsentCount, ContactRow, Overview, SessionRow, StaffRow, WebStore};
 use candor_crypto::{BlindIndex, IdentifierKind, Sealed};
 use candor_policy::Grant;
 use candor_types::{
@@ -209,6 +211,8 @@ pub struct IngestWrite {
     pub fields: Vec<FieldRow>,
     pub events: Vec<EventRow>,
     pub audit: Vec<AuditDraft>,
+    /// Identifiers learnt from traits (an email address), pointed at their person.
+    pub aliases: Vec<(SubjectId, Alias)>,
     /// Journey enrolments and exits the events cause, applied in order after the events.
     pub journeys: Vec<JourneyOp>,
 }
@@ -398,6 +402,8 @@ pub struct ErasureCounts {
     pub rec_factors: u64,
     pub journey_steps: u64,
     pub emails: u64,
+    pub contact_requests: u64,
+    pub web_sessions: u64,
     /// Requests keep their dates and outcome as proof; their sealed details are deleted.
     pub dsr_requests_scrubbed: u64,
     /// Identifiers (keyed hashes) moved to the suppression list.

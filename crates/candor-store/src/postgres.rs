@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Pool, Postgres};
 
 use crate::backend::impl_store;
+use crate::web::impl_web_store;
 
 /// The PostgreSQL store.
 #[derive(Clone, Debug)]
@@ -59,6 +60,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one_pending_step",
         include_str!("../migrations/postgres/0008_one_pending_step.sql"),
     ),
+    (9, "web", include_str!("../migrations/postgres/0009_web.sql")),
 ];
 
 impl PgStore {
@@ -229,3 +231,5 @@ impl_store!(
         (SELECT COUNT(*) FROM subjects WHERE tenant_id = $1 AND id = ANY($2) AND wrapped_key IS NULL) AS gone \
         FROM consents WHERE tenant_id = $1 AND subject_id = ANY($2)"
 );
+
+impl_web_store!(PgStore, update_lock = " FOR UPDATE");

@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Pool, Sqlite};
 
 use crate::backend::impl_store;
+use crate::web::impl_web_store;
 
 /// The SQLite store.
 #[derive(Clone, Debug)]
@@ -61,6 +62,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one_pending_step",
         include_str!("../migrations/sqlite/0008_one_pending_step.sql"),
     ),
+    (9, "web", include_str!("../migrations/sqlite/0009_web.sql")),
 ];
 
 impl SqliteStore {
@@ -258,3 +260,5 @@ impl_store!(
         (SELECT COALESCE(json_group_array(message_id), '[]') FROM events WHERE tenant_id = $1 AND message_id IN (SELECT value FROM json_each($3))) AS existing, \
         (SELECT COUNT(*) FROM subjects WHERE tenant_id = $1 AND id IN (SELECT value FROM json_each($2)) AND wrapped_key IS NULL) AS gone"
 );
+
+impl_web_store!(SqliteStore, update_lock = "");

@@ -54,6 +54,8 @@ pub enum ConsentSource {
     Import,
     /// A data-subject request: an objection, a do-not-sell or limit-sensitive-use request.
     Request,
+    /// The person's own choice in Candor's privacy center.
+    PrivacyCenter,
 }
 
 impl ConsentSource {
@@ -65,6 +67,7 @@ impl ConsentSource {
             Self::Event => "event",
             Self::Import => "import",
             Self::Request => "request",
+            Self::PrivacyCenter => "privacy_center",
         }
     }
 }
@@ -79,8 +82,9 @@ impl FromStr for ConsentSource {
             "event" => Ok(Self::Event),
             "import" => Ok(Self::Import),
             "request" => Ok(Self::Request),
+            "privacy_center" => Ok(Self::PrivacyCenter),
             other => Err(format!(
-                "unknown consent source `{other}`: expected banner, api, gpc, event, import or request"
+                "unknown consent source `{other}`: expected banner, api, gpc, event, import, request or privacy_center"
             )),
         }
     }
