@@ -105,6 +105,8 @@ struct Inner {
     mailer: OnceLock<Arc<journeys::Mailer>>,
     /// Where sign-in emails are written when there is no relay (see [`App::set_outbox`]).
     outbox: OnceLock<std::path::PathBuf>,
+    /// Reports of past campaigns shown in the console (see [`App::set_reports_dir`]).
+    reports: OnceLock<std::path::PathBuf>,
 }
 
 /// The application: store, policy, keys and clock. Cheap to clone.
@@ -139,6 +141,7 @@ impl App {
                 writer: OnceLock::new(),
                 mailer: OnceLock::new(),
                 outbox: OnceLock::new(),
+                reports: OnceLock::new(),
             }),
         }
     }

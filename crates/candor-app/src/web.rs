@@ -187,6 +187,16 @@ impl App {
         let _ = self.inner.outbox.set(dir);
     }
 
+    /// A directory of HTML reports of past campaigns (the demo's Hillstrom analysis), listed
+    /// on the console's journeys page.
+    pub fn set_reports_dir(&self, dir: PathBuf) {
+        let _ = self.inner.reports.set(dir);
+    }
+
+    pub fn reports_dir(&self) -> Option<&std::path::Path> {
+        self.inner.reports.get().map(PathBuf::as_path)
+    }
+
     // ------------------------------------------------------------------------------------
     // Staff
     // ------------------------------------------------------------------------------------
@@ -570,13 +580,13 @@ impl App {
         let ledger = self.store().consent_ledger(tenant, subject).await?;
         let state = ConsentState::from_ledger(&ledger);
         let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for f in doc["subject_fields"].as_array().into_iter().flatten() {
+        for f in doc["tables"]["subject_fields"].as_array().into_iter().flatten() {
             if let (Some(c), Some(p)) = (f["category"].as_str(), f["path"].as_str()) {
                 fields.entry(c.into()).or_default().push(p.into());
             }
         }
         let mut events: BTreeMap<String, usize> = BTreeMap::new();
-        for e in doc["events"].as_array().into_iter().flatten() {
+        for e in doc["tables"]["events"].as_array().into_iter().flatten() {
             if let Some(c) = e["category"].as_str() {
                 *events.entry(c.into()).or_default() += 1;
             }
@@ -655,7 +665,11 @@ impl App {
         let now = self.clock().now();
         let id = EventId::new().to_string();
         let row = ContactRow {
-            sealed: key.seal(&format!("contact:{id}"), message.as_bytes())?,
+            // Sealed as a JSON string, like every other sealed value of the export.
+            sealed: key.seal(
+                &format!("contact:{id}"),
+                &serde_json::to_vec(message).map_err(|e| AppError::internal("contact", &e))?,
+            )?,
             id: id.clone(),
             subject,
             status: "open".into(),
@@ -714,7 +728,10 @@ impl App {
                 Some(s) => match self.data_key(tenant, &s).await? {
                     Some(k) => {
                         let b = k.open(&format!("contact:{}", r.id), &r.sealed)?;
-                        Some(String::from_utf8_lossy(&b).into_owned())
+                        Some(
+                            serde_json::from_slice::<String>(&b)
+                                .map_err(|e| AppError::internal("contact", &e))?,
+                        )
                     }
                     None => None,
                 },

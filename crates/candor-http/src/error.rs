@@ -51,7 +51,7 @@ impl ApiError {
         Self(e)
     }
 
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match (self.0.code, self.0.kind) {
             ("payload_too_large", _) => StatusCode::PAYLOAD_TOO_LARGE,
             ("method_not_allowed", _) => StatusCode::METHOD_NOT_ALLOWED,

@@ -10,6 +10,7 @@ mod docs;
 mod email;
 mod error;
 mod openapi;
+mod web;
 
 use std::time::Instant;
 
@@ -113,6 +114,7 @@ pub fn router(app: App) -> Router {
         .route("/docs", get(docs_page))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .merge(web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(app.clone(), observe))

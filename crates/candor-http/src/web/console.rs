@@ -1,0 +1,1160 @@
+//! The staff console under `/console/`: sign-in with a staff account, then what the account's
+//! role may see and do (see [`Role::may`]). Every page that shows a person's data records the
+//! view in the audit log.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use candor_app::web::{Area, Role, STAFF_SESSION_MS, WebSession};
+use candor_app::{App, AppError, Principal};
+use candor_store::Store as _;
+use candor_types::SubjectId;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{
+    Form, Limiter, bar_chart, cookie, csrf_failed, csrf_field, csrf_ok, error_page, esc,
+    forbidden, html, page, pct, pre_token, report, see_other, set_cookie, when,
+};
+
+const AREA: &str = "Candor console";
+const COOKIE: &str = "candor_console";
+const PRE_COOKIE: &str = "candor_console_pre";
+
+/// Failed sign-ins per login: 5 per 15 minutes.
+static SIGN_IN_LIMIT: LazyLock<Limiter> =
+    LazyLock::new(|| Limiter::new(Duration::from_secs(15 * 60), 5));
+
+pub(super) fn routes() -> Router<App> {
+    Router::new()
+        .route("/console", get(|| async { see_other("/console/") }))
+        .route("/console/", get(overview))
+        .route("/console/login", get(login_page).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/subjects", get(subjects).post(subject_search))
+        .route("/console/models", get(models))
+        .route("/console/models/{version}", get(model))
+        .route("/console/models/{version}/card", get(model_card))
+        .route("/console/models/{version}/audits/{id}", get(audit_report))
+        .route("/console/models/{version}/override", post(model_override))
+        .route("/console/models/{version}/transition", post(model_transition))
+        .route("/console/fairness", get(fairness))
+        .route("/console/recs", get(recs))
+        .route("/console/journeys", get(journeys))
+        .route("/console/requests", get(requests))
+        .route("/console/requests/{id}", post(request_action))
+        .route("/console/contests", get(contests))
+        .route("/console/contests/{id}", post(contest_review))
+        .route("/console/messages", get(messages))
+        .route("/console/messages/{id}/close", post(message_close))
+        .route("/console/audit", get(audit_log))
+        .route("/console/policy", get(policy))
+        .route("/console/reports/{name}", get(campaign_report))
+}
+
+/// A signed-in staff member.
+struct Staff {
+    session: WebSession,
+    principal: Principal,
+    role: Role,
+    login: String,
+}
+
+impl Staff {
+    fn csrf(&self) -> String {
+        csrf_field(&self.session.row.csrf)
+    }
+
+    fn nav(&self) -> String {
+        let links = [
+            (Area::Overview, "/console/", "Overview"),
+            (Area::Subjects, "/console/subjects", "People"),
+            (Area::Models, "/console/models", "Models"),
+            (Area::Fairness, "/console/fairness", "Fairness"),
+            (Area::Recs, "/console/recs", "Recommendations"),
+            (Area::Journeys, "/console/journeys", "Journeys"),
+            (Area::Requests, "/console/requests", "Requests"),
+            (Area::Contests, "/console/contests", "Contests"),
+            (Area::Messages, "/console/messages", "Messages"),
+            (Area::AuditLog, "/console/audit", "Audit log"),
+            (Area::Policy, "/console/policy", "Policy"),
+        ];
+        let mut s = String::from("<nav aria-label=\"Console\"><ul>");
+        for (area, href, label) in links {
+            if self.role.may(area) {
+                s.push_str(&format!("<li><a href=\"{href}\">{label}</a></li>"));
+            }
+        }
+        s.push_str("</ul></nav>");
+        s.push_str(&format!(
+            "<form method=\"post\" action=\"/console/logout\">{}<span>{} ({})</span> <button type=\"submit\" class=\"secondary\">Sign out</button></form>",
+            self.csrf(),
+            esc(&self.login),
+            self.role.as_str()
+        ));
+        s
+    }
+
+    fn page(&self, title: &str, body: &str) -> Response {
+        html(StatusCode::OK, page(title, AREA, &self.nav(), body))
+    }
+
+    fn error(&self, e: AppError) -> Response {
+        error_page(AREA, &self.nav(), e)
+    }
+
+    /// `Err(page)` when the role may not open `area`.
+    fn may(&self, area: Area) -> Result<(), Response> {
+        if self.role.may(area) {
+            Ok(())
+        } else {
+            Err(forbidden(
+                AREA,
+                &self.nav(),
+                &format!("The {} role may not open this page.", self.role.as_str()),
+            ))
+        }
+    }
+
+    /// Parses a POSTed form and checks its CSRF token.
+    fn form(&self, headers: &HeaderMap, body: &Bytes) -> Result<Form, Response> {
+        let f = Form::parse(body)?;
+        if csrf_ok(headers, &f, &self.session.row.csrf) {
+            Ok(f)
+        } else {
+            Err(csrf_failed(AREA))
+        }
+    }
+}
+
+/// The staff member of the request's cookie, or a redirect to the sign-in page.
+async fn staff(app: &App, headers: &HeaderMap, area: Area) -> Result<Staff, Response> {
+    let Some(secret) = cookie(headers, COOKIE) else {
+        return Err(see_other("/console/login"));
+    };
+    let session = match app.web_session(&secret).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(see_other("/console/login")),
+        Err(e) => return Err(error_page(AREA, "", e)),
+    };
+    let (Some(principal), Some((row, role))) = (session.principal(), session.staff.clone()) else {
+        return Err(see_other("/console/login"));
+    };
+    let s = Staff {
+        principal,
+        role,
+        login: row.login,
+        session,
+    };
+    s.may(area)?;
+    Ok(s)
+}
+
+macro_rules! staff {
+    ($app:expr, $headers:expr, $area:expr) => {
+        match staff(&$app, &$headers, $area).await {
+            Ok(s) => s,
+            Err(r) => return r,
+        }
+    };
+}
+
+macro_rules! tryp {
+    ($s:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return $s.error(e.into()),
+        }
+    };
+}
+
+// ----------------------------------------------------------------------------------------
+// Sign-in
+// ----------------------------------------------------------------------------------------
+
+fn login_form(token: &str, message: Option<&str>) -> String {
+    let msg = message.map_or(String::new(), |m| {
+        format!("<p class=\"notice warn\" role=\"alert\">{}</p>", esc(m))
+    });
+    page(
+        "Sign in",
+        AREA,
+        "",
+        &format!(
+            "{msg}<form method=\"post\" action=\"/console/login\">{}\
+             <label for=\"login\">Login</label><input type=\"text\" id=\"login\" name=\"login\" autocomplete=\"username\" required>\
+             <label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+             <p><button type=\"submit\">Sign in</button></p></form>",
+            csrf_field(token)
+        ),
+    )
+}
+
+async fn login_page() -> Response {
+    let token = pre_token();
+    (
+        [(
+            header::SET_COOKIE,
+            set_cookie(PRE_COOKIE, &token, "/console", 3600),
+        )],
+        html(StatusCode::OK, login_form(&token, None)),
+    )
+        .into_response()
+}
+
+async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let f = match Form::parse(&body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let pre = cookie(&headers, PRE_COOKIE).unwrap_or_default();
+    if !csrf_ok(&headers, &f, &pre) {
+        return csrf_failed(AREA);
+    }
+    let login = f.get("login").trim().to_lowercase();
+    if !SIGN_IN_LIMIT.allow(&login) {
+        return html(
+            StatusCode::TOO_MANY_REQUESTS,
+            login_form(
+                &pre,
+                Some("Too many attempts for this login. Wait 15 minutes and try again."),
+            ),
+        );
+    }
+    match app.staff_sign_in(&login, f.get("password")).await {
+        Ok((secret, _)) => (
+            [(
+                header::SET_COOKIE,
+                set_cookie(COOKIE, &secret, "/console", STAFF_SESSION_MS / 1000),
+            )],
+            see_other("/console/"),
+        )
+            .into_response(),
+        Err(e) if e.code == "sign_in_failed" => {
+            tracing::info!("console sign-in failed");
+            html(
+                StatusCode::UNAUTHORIZED,
+                login_form(&pre, Some("The login or password is wrong.")),
+            )
+        }
+        Err(e) => error_page(AREA, "", e),
+    }
+}
+
+async fn logout(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let s = staff!(app, headers, Area::Overview);
+    if let Err(r) = s.form(&headers, &body) {
+        return r;
+    }
+    if let Some(secret) = cookie(&headers, COOKIE) {
+        tryp!(s, app.end_session(&secret).await);
+    }
+    (
+        [(header::SET_COOKIE, set_cookie(COOKIE, "", "/console", 0))],
+        see_other("/console/login"),
+    )
+        .into_response()
+}
+
+// ----------------------------------------------------------------------------------------
+// Overview
+// ----------------------------------------------------------------------------------------
+
+async fn overview(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = staff!(app, headers, Area::Overview);
+    let o = tryp!(s, app.overview(s.principal.tenant).await);
+    let gpc_share = if o.subjects > 0 {
+        o.gpc_subjects as f64 / o.subjects as f64
+    } else {
+        0.0
+    };
+    let mut b = format!(
+        "<div class=\"cards\">\
+         <div class=\"card\"><span class=\"big\">{}</span>people with data</div>\
+         <div class=\"card\"><span class=\"big\">{}</span>events stored</div>\
+         <div class=\"card\"><span class=\"big\">{}</span>erased on request</div>\
+         <div class=\"card\"><span class=\"big\">{}</span>sent Global Privacy Control ({} of people)</div></div>",
+        o.subjects,
+        o.events,
+        o.erased,
+        o.gpc_subjects,
+        pct(gpc_share)
+    );
+    b.push_str("<h2>Ingestion</h2>");
+    let days: Vec<(String, f64, String)> = o
+        .received_by_day
+        .iter()
+        .map(|(d, n)| (when(*d)[..10].to_string(), *n as f64, n.to_string()))
+        .collect();
+    if days.is_empty() {
+        b.push_str("<p class=\"muted\">No events received in the last 30 days.</p>");
+    } else {
+        b.push_str(&bar_chart("Events received per day (last 30 days)", &days));
+    }
+    let names: Vec<(String, f64, String)> = o
+        .events_by_name
+        .iter()
+        .map(|(n, c)| (n.clone(), *c as f64, c.to_string()))
+        .collect();
+    if !names.is_empty() {
+        b.push_str(&bar_chart("Stored events by name", &names));
+    }
+    b.push_str("<h2>Consent by purpose and jurisdiction</h2>");
+    // purpose -> jurisdiction -> (granted, withdrawn)
+    let mut by: std::collections::BTreeMap<(&str, &str), (i64, i64)> = Default::default();
+    for c in &o.consents {
+        let e = by
+            .entry((c.purpose.as_str(), c.jurisdiction.as_str()))
+            .or_default();
+        if c.state == "granted" {
+            e.0 += c.subjects;
+        } else {
+            e.1 += c.subjects;
+        }
+    }
+    if by.is_empty() {
+        b.push_str("<p class=\"muted\">No consent answers recorded yet.</p>");
+    } else {
+        b.push_str("<table><caption class=\"muted\">Latest answer of each person per purpose</caption><thead><tr><th scope=\"col\">Purpose</th><th scope=\"col\">Jurisdiction</th><th scope=\"col\" class=\"num\">Granted</th><th scope=\"col\" class=\"num\">Withdrawn</th><th scope=\"col\" class=\"num\">Consent rate</th></tr></thead><tbody>");
+        let mut chart = Vec::new();
+        for ((p, j), (g, w)) in &by {
+            let rate = *g as f64 / (*g + *w).max(1) as f64;
+            let j = if j.is_empty() { "(not stated)" } else { j };
+            b.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{g}</td><td class=\"num\">{w}</td><td class=\"num\">{}</td></tr>",
+                esc(p),
+                esc(j),
+                pct(rate)
+            ));
+            chart.push((format!("{p} · {j}"), rate, pct(rate)));
+        }
+        b.push_str("</tbody></table>");
+        b.push_str(&bar_chart("Consent rate by purpose and jurisdiction", &chart));
+    }
+    s.page("Overview", &b)
+}
+
+// ----------------------------------------------------------------------------------------
+// People
+// ----------------------------------------------------------------------------------------
+
+fn search_form(s: &Staff) -> String {
+    format!(
+        "<form method=\"post\" action=\"/console/subjects\">{}\
+         <label for=\"email\">Find a person by email address</label>\
+         <input type=\"email\" id=\"email\" name=\"email\" required>\
+         <p class=\"muted\">The address is matched through its keyed hash (Candor does not keep it in the clear). The search and every view are recorded in the audit log.</p>\
+         <p><button type=\"submit\">Search</button></p></form>",
+        s.csrf()
+    )
+}
+
+async fn subjects(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = staff!(app, headers, Area::Subjects);
+    s.page("People", &search_form(&s))
+}
+
+/// The search is a POST so that the address never appears in a URL or an access log.
+async fn subject_search(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let s = staff!(app, headers, Area::Subjects);
+    let f = match s.form(&headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let found = tryp!(
+        s,
+        app.staff_find_by_email(&s.principal, f.get("email").trim())
+            .await
+    );
+    let Some(subject) = found else {
+        return s.page(
+            "People",
+            &format!(
+                "<p class=\"notice\" role=\"status\">No person with this address.</p>{}",
+                search_form(&s)
+            ),
+        );
+    };
+    subject_page(&app, &s, subject).await
+}
+
+async fn subject_page(app: &App, s: &Staff, subject: SubjectId) -> Response {
+    tryp!(
+        s,
+        app.audit_view(&s.principal, subject, "console.subject").await
+    );
+    let consents = tryp!(s, app.own_consents(s.principal.tenant, subject).await);
+    let (_, decisions) = tryp!(
+        s,
+        app.decisions_for(s.principal.tenant, &s.principal.actor(), subject, 50)
+            .await
+    );
+    let mut b = format!(
+        "<p>Person <code>{subject}</code>. Their identifiers are kept only as keyed hashes.</p><h2>Consent</h2><table><thead><tr><th scope=\"col\">Purpose</th><th scope=\"col\">Basis</th><th scope=\"col\">Answer</th><th scope=\"col\">Processing</th></tr></thead><tbody>"
+    );
+    for p in &consents.purposes {
+        b.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><span class=\"badge {}\">{}</span> <span class=\"muted\">{}</span></td></tr>",
+            esc(&p.purpose),
+            esc(&p.basis),
+            esc(p.consent.unwrap_or("no answer")),
+            if p.allowed { "allowed" } else { "denied" },
+            if p.allowed { "allowed" } else { "denied" },
+            esc(&p.reason)
+        ));
+    }
+    b.push_str("</tbody></table><h2>Automated decisions</h2>");
+    b.push_str(&decisions_table(&decisions));
+    s.page("Person", &b)
+}
+
+fn decisions_table(decisions: &[candor_app::DecisionView]) -> String {
+    if decisions.is_empty() {
+        return "<p class=\"muted\">None.</p>".into();
+    }
+    let mut b = String::from(
+        "<table><thead><tr><th scope=\"col\">When</th><th scope=\"col\">Purpose</th><th scope=\"col\">Decision</th><th scope=\"col\">Why</th></tr></thead><tbody>",
+    );
+    for d in decisions {
+        let why = d
+            .outcome
+            .as_ref()
+            .map_or_else(String::new, candor_app::rights::why_text);
+        b.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            when(d.created_at),
+            esc(&d.purpose),
+            esc(&d.kind),
+            esc(&why)
+        ));
+    }
+    b.push_str("</tbody></table>");
+    b
+}
+
+// ----------------------------------------------------------------------------------------
+// Models
+// ----------------------------------------------------------------------------------------
+
+async fn models(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = staff!(app, headers, Area::Models);
+    let list = tryp!(s, app.store().list_models(s.principal.tenant).await);
+    let mut b = String::from(
+        "<table><thead><tr><th scope=\"col\">Version</th><th scope=\"col\">Name</th><th scope=\"col\">Kind</th><th scope=\"col\">Status</th><th scope=\"col\">Created</th></tr></thead><tbody>",
+    );
+    for m in &list {
+        b.push_str(&format!(
+            "<tr><td><a href=\"/console/models/{v}\">Model {v}</a></td><td>{}</td><td>{}</td><td><span class=\"badge neutral\">{}</span></td><td>{}</td></tr>",
+            esc(&m.name),
+            esc(&m.kind),
+            esc(&m.status),
+            when(m.created_at),
+            v = m.version
+        ));
+    }
+    b.push_str("</tbody></table>");
+    if list.is_empty() {
+        b = "<p class=\"muted\">No models yet: train one with <code>candor train</code>.</p>".into();
+    }
+    s.page("Models", &b)
+}
+
+fn parse_version(v: &str) -> Result<i64, AppError> {
+    v.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| AppError::not_found("model"))
+}
+
+/// Metrics of a card as a table: the numbers under `metrics` (nested one level).
+fn metrics_table(card: &Value) -> String {
+    let Some(m) = card.get("metrics").and_then(Value::as_object) else {
+        return String::new();
+    };
+    let mut rows = String::new();
+    for (k, v) in m {
+        match v {
+            Value::Number(n) => rows.push_str(&format!(
+                "<tr><th scope=\"row\">{}</th><td class=\"num\">{}</td></tr>",
+                esc(k),
+                n.as_f64().map_or(n.to_string(), |x| format!("{x:.4}"))
+            )),
+            Value::Object(o) => {
+                for (k2, v2) in o {
+                    if let Some(x) = v2.as_f64() {
+                        rows.push_str(&format!(
+                            "<tr><th scope=\"row\">{} · {}</th><td class=\"num\">{x:.4}</td></tr>",
+                            esc(k),
+                            esc(k2)
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!("<h2>Metrics</h2><table><tbody>{rows}</tbody></table>")
+}
+
+async fn model(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(version): Path<String>,
+) -> Response {
+    let s = staff!(app, headers, Area::Models);
+    let version = tryp!(s, parse_version(&version));
+    let view = tryp!(s, app.model_view(s.principal.tenant, version).await);
+    let audits = tryp!(
+        s,
+        app.model_audits(s.principal.tenant, version, None, 50)
+            .await
+    );
+    let m = &view.row;
+    let mut b = format!(
+        "<p>{} · kind {} · status <span class=\"badge neutral\">{}</span> · <a href=\"/console/models/{v}/card\">Model card</a></p>",
+        esc(&m.name),
+        esc(&m.kind),
+        esc(&m.status),
+        v = m.version
+    );
+    b.push_str(&metrics_table(&m.card));
+    b.push_str("<h2>Fairness audits</h2>");
+    if audits.is_empty() {
+        b.push_str("<p class=\"muted\">No audit recorded: run <code>candor audit</code>.</p>");
+    } else {
+        b.push_str("<table><thead><tr><th scope=\"col\">Audit</th><th scope=\"col\">Kind</th><th scope=\"col\">Verdict</th><th scope=\"col\">When</th><th scope=\"col\">Override</th></tr></thead><tbody>");
+        for a in &audits {
+            let ov = a.override_.as_ref().map_or(String::new(), |o| {
+                let o = serde_json::to_value(o).unwrap_or_default();
+                format!(
+                    "by {} : {}",
+                    esc(o["actor"].as_str().unwrap_or("")),
+                    esc(o["reason"].as_str().unwrap_or(""))
+                )
+            });
+            b.push_str(&format!(
+                "<tr><td><a href=\"/console/models/{v}/audits/{id}\">Audit {id}</a></td><td>{}</td><td><span class=\"badge {c}\">{t}</span></td><td>{}</td><td>{ov}</td></tr>",
+                esc(&a.kind),
+                when(a.created_at),
+                v = m.version,
+                id = a.id,
+                c = if a.passed { "pass" } else { "fail" },
+                t = if a.passed { "passed" } else { "failed" },
+            ));
+        }
+        b.push_str("</tbody></table>");
+    }
+    if s.role.may(Area::ModelDecisions) {
+        let failed = view
+            .fairness
+            .validation
+            .as_ref()
+            .is_some_and(|v| !v.passed && v.override_.is_none());
+        if failed {
+            b.push_str(&format!(
+                "<h2>Override the failed audit</h2><form method=\"post\" action=\"/console/models/{v}/override\">{}\
+                 <p class=\"notice warn\">The latest validation audit failed its fairness gates. An override lets the model go on to approval; it is recorded with your name and reason, and shown on the model card.</p>\
+                 <label for=\"reason\">Reason for the override</label><textarea id=\"reason\" name=\"reason\" required minlength=\"10\"></textarea>\
+                 <p><button type=\"submit\" class=\"danger\">Record override</button></p></form>",
+                s.csrf(),
+                v = m.version
+            ));
+        }
+        b.push_str(&format!(
+            "<h2>Lifecycle</h2><form method=\"post\" action=\"/console/models/{v}/transition\">{}\
+             <label for=\"action\">Step</label><select id=\"action\" name=\"action\"><option value=\"approve\">Approve</option><option value=\"activate\">Activate</option><option value=\"retire\">Retire</option></select>\
+             <label for=\"treason\">Reason</label><textarea id=\"treason\" name=\"reason\" required></textarea>\
+             <p><button type=\"submit\">Record step</button></p></form>",
+            s.csrf(),
+            v = m.version
+        ));
+    }
+    b.push_str("<h2>History</h2><table><thead><tr><th scope=\"col\">From</th><th scope=\"col\">To</th><th scope=\"col\">By</th><th scope=\"col\">Reason</th></tr></thead><tbody>");
+    for t in &view.transitions {
+        b.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&t.from),
+            esc(&t.to),
+            esc(&t.actor),
+            esc(&t.reason)
+        ));
+    }
+    b.push_str("</tbody></table>");
+    s.page(&format!("Model {}", m.version), &b)
+}
+
+async fn model_card(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(version): Path<String>,
+) -> Response {
+    let s = staff!(app, headers, Area::Models);
+    let version = tryp!(s, parse_version(&version));
+    let view = tryp!(s, app.model_view(s.principal.tenant, version).await);
+    report(candor_app::model_card_html(&view))
+}
+
+async fn audit_report(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path((version, id)): Path<(String, String)>,
+) -> Response {
+    let s = staff!(app, headers, Area::Models);
+    let version = tryp!(s, parse_version(&version));
+    let audits = tryp!(
+        s,
+        app.model_audits(s.principal.tenant, version, None, 500)
+            .await
+    );
+    let Some(a) = audits.iter().find(|a| a.id.to_string() == id) else {
+        return s.error(AppError::not_found("audit"));
+    };
+    report(candor_app::audit_report_html(&a.report))
+}
+
+async fn model_override(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(version): Path<String>,
+    body: Bytes,
+) -> Response {
+    let s = staff!(app, headers, Area::ModelDecisions);
+    let f = match s.form(&headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let version = tryp!(s, parse_version(&version));
+    tryp!(
+        s,
+        app.override_fairness(
+            s.principal.tenant,
+            &s.principal.actor(),
+            version,
+            f.get("reason")
+        )
+        .await
+    );
+    see_other(&format!("/console/models/{version}"))
+}
+
+async fn model_transition(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(version): Path<String>,
+    body: Bytes,
+) -> Response {
+    let s = staff!(app, headers, Area::ModelDecisions);
+    let f = match s.form(&headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let version = tryp!(s, parse_version(&version));
+    tryp!(
+        s,
+        app.transition_model(
+            s.principal.tenant,
+            &s.principal.actor(),
+            version,
+            f.get("action"),
+            f.get("reason")
+        )
+        .await
+    );
+    see_other(&format!("/console/models/{version}"))
+}
+
+// ----------------------------------------------------------------------------------------
+// Fairness, recommendations, journeys
+// ----------------------------------------------------------------------------------------
+
+async fn fairness(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = staff!(app, headers, Area::Fairness);
+    let t = s.principal.tenant;
+    let models = tryp!(s, app.store().list_models(t).await);
+    let mut b = String::from(
+        "<p>Monitoring audits compare live decisions with known outcomes per protected group, period by period (<code>candor monitor</code>). A failed gate raises an alert.</p>",
+    );
+    for m in models.iter().filter(|m| m.kind != "recs") {
+        let view = tryp!(s, app.model_view(t, m.version).await);
+        let mon = &view.fairness.monitoring;
+        b.push_str(&format!(
+            "<h2>Model {} ({})</h2>",
+            m.version,
+            esc(&m.name)
+        ));
+        if mon.is_empty() {
+            b.push_str("<p class=\"muted\">No monitoring period audited yet.</p>");
+            continue;
+        }
+        b.push_str("<table><thead><tr><th scope=\"col\">Period</th><th scope=\"col\" class=\"num\">Decisions</th><th scope=\"col\">Verdict</th><th scope=\"col\">Failed gates</th></tr></thead><tbody>");
+        for a in mon {
+            b.push_str(&format!(
+                "<tr><td><a href=\"/console/models/{v}/audits/{id}\">{} – {}</a></td><td class=\"num\">{}</td><td><span class=\"badge {c}\">{t}</span></td><td>{}</td></tr>",
+                a.period_start.map_or("?".into(), when),
+                a.period_end.map_or("?".into(), when),
+                a.rows,
+                esc(&a.failed_gates.join(", ")),
+                v = m.version,
+                id = a.id,
+                c = if a.passed { "pass" } else { "fail" },
+                t = if a.passed { "passed" } else { "failed" },
+            ));
+        }
+        b.push_str("</tbody></table>");
+    }
+    let alerts = tryp!(s, app.fairness_alerts(t, None, 50).await);
+    b.push_str("<h2>Alerts</h2>");
+    if alerts.is_empty() {
+        b.push_str("<p class=\"muted\">No alerts.</p>");
+    } else {
+        b.push_str("<table><thead><tr><th scope=\"col\">When</th><th scope=\"col\">Model</th><th scope=\"col\">Gate</th><th scope=\"col\">Group</th><th scope=\"col\" class=\"num\">Value</th><th scope=\"col\" class=\"num\">Limit</th></tr></thead><tbody>");
+        for a in &alerts {
+            b.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.3}</td></tr>",
+                when(a.created_at),
+                a.version,
+                esc(&a.gate),
+                esc(&a.subject),
+                a.value.map_or("–".into(), |v| format!("{v:.3}")),
+                a.limit
+            ));
+        }
+        b.push_str("</tbody></table>");
+    }
+    s.page("Fairness monitoring", &b)
+}
+
+async fn recs(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = staff!(app, headers, Area::Recs);
+    let t = s.principal.tenant;
+    let models = tryp!(s, app.store().list_models(t).await);
+    let mut b = String::new();
+    let recs: Vec<_> = models.iter().filter(|m| m.kind == "recs").collect();
+    if recs.is_empty() {
+        b.push_str("<p class=\"muted\">No recommendation model yet: train one with <code>candor recs train</code>.</p>");
+    }
+    for m in recs {
+        b.push_str(&format!(
+            "<h2>Model {} ({}) <span class=\"badge neutral\">{}</span></h2><p><a href=\"/console/models/{v}/card\">Model card</a></p>",
+            m.version,
+            esc(&m.name),
+            esc(&m.status),
+            v = m.version
+        ));
+        b.push_str(&metrics_table(&m.card));
+        if let Some(e) = m.card.get("evaluation").and_then(Value::as_object) {
+            b.push_str("<h3>Offline evaluation</h3><table><tbody>");
+            for (k, v) in e {
+                if let Some(x) = v.as_f64() {
+                    b.push_str(&format!(
+                        "<tr><th scope=\"row\">{}</th><td class=\"num\">{x:.4}</td></tr>",
+                        esc(k)
+                    ));
+                }
+            }
+            b.push_str("</tbody></table>");
+        }
+    }
+    let now = app.clock().now();
+    let from = candor_types::Timestamp(now.0 - 30 * candor_types::Timestamp::DAY_MS);
+    b.push_str("<h2>Exposure of served lists (last 30 days)</h2>");
+    match app.recs_exposure(t, &s.principal.actor(), from, now).await {
+        Ok(r) => b.push_str(&format!(
+            "<p>{} lists served. Exposure by group, from the lists' sealed decisions:</p><pre>{}</pre>",
+            r.lists,
+            esc(&serde_json::to_string_pretty(&r.exposure).unwrap_or_default())
+        )),
+        Err(e) => b.push_str(&format!("<p class=\"muted\">{}</p>", esc(&e.message))),
+    }
+    s.page("Recommendations", &b)
+}
+
+async fn journeys(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = staff!(app, headers, Area::Journeys);
+    let reports = tryp!(s, app.journey_reports(&s.principal).await);
+    let mut b = String::new();
+    if reports.is_empty() {
+        b.push_str("<p class=\"muted\">No journeys are configured in the policy file.</p>");
+    }
+    for r in &reports {
+        let j = &r.journey;
+        let o = &r.overall;
+        b.push_str(&format!(
+            "<h2>{}</h2><p>Trigger <code>{}</code>; {} step(s); holdout {}; exits on {}.</p>",
+            esc(&j.name),
+            esc(&j.trigger),
+            j.steps.len(),
+            pct(j.holdout),
+            esc(&j.exit_on.join(", "))
+        ));
+        let funnel = [
+            ("Entered", o.entered),
+            ("Sent", o.sent),
+            ("Opened (tracked)", o.opened),
+            ("Clicked", o.clicked),
+            ("Converted", o.converted),
+            ("Unsubscribed", o.unsubscribed),
+            ("Holdout", o.holdout),
+            ("Holdout converted", o.holdout_converted),
+        ];
+        let rows: Vec<(String, f64, String)> = funnel
+            .iter()
+            .map(|(l, n)| ((*l).to_string(), *n as f64, n.to_string()))
+            .collect();
+        b.push_str(&bar_chart(&format!("Funnel of {}", j.name), &rows));
+        let up = o.uplift.as_ref().map(|u| serde_json::to_value(u).unwrap_or_default());
+        b.push_str(&match up {
+            Some(u) => format!(
+                "<p>Conversion uplift against the holdout: <strong>{}</strong> (95% interval {} to {}).</p>",
+                pct(u["uplift"].as_f64().unwrap_or(0.0)),
+                pct(u["ci_low"].as_f64().unwrap_or(0.0)),
+                pct(u["ci_high"].as_f64().unwrap_or(0.0))
+            ),
+            None => "<p class=\"muted\">No uplift yet: it needs conversions in both arms.</p>".into(),
+        });
+        if !o.skipped.is_empty() {
+            b.push_str("<p>Skipped: ");
+            b.push_str(
+                &o.skipped
+                    .iter()
+                    .map(|(k, v)| format!("{} {v}", esc(k)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            b.push_str("</p>");
+        }
+    }
+    if let Some(dir) = app.reports_dir() {
+        let mut found = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".html") {
+                    found.push(name);
+                }
+            }
+        }
+        found.sort();
+        if !found.is_empty() {
+            b.push_str("<h2>Campaign history</h2><ul>");
+            for n in found {
+                b.push_str(&format!(
+                    "<li><a href=\"/console/reports/{0}\">{0}</a></li>",
+                    esc(&n)
+                ));
+            }
+            b.push_str("</ul>");
+        }
+    }
+    s.page("Journeys", &b)
+}
+
+// ----------------------------------------------------------------------------------------
+// Rights: requests, contests, messages
+// ----------------------------------------------------------------------------------------
+
+async fn requests(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = staff!(app, headers, Area::Requests);
+    let list = tryp!(s, app.list_requests(s.principal.tenant, false, false).await);
+    let overdue = list.iter().filter(|r| r.overdue).count();
+    let mut b = format!(
+        "<p>{} request(s), <strong>{overdue} overdue</strong>. GDPR: one month (extendable by two); CCPA: 45 days, acknowledged within 10 business days.</p>",
+        list.len()
+    );
+    b.push_str("<table><thead><tr><th scope=\"col\">Request</th><th scope=\"col\">Kind</th><th scope=\"col\">Regime</th><th scope=\"col\">Status</th><th scope=\"col\">Received</th><th scope=\"col\">Due</th><th scope=\"col\">Action</th></tr></thead><tbody>");
+    for r in &list {
+        let row = &r.row;
+        let action = match row.status.as_str() {
+            "verified" => format!(
+                "<form method=\"post\" action=\"/console/requests/{}\" class=\"inline\">{}<input type=\"hidden\" name=\"action\" value=\"process\"><button type=\"submit\">Process</button></form>",
+                esc(&row.id),
+                s.csrf()
+            ),
+            "received" if row.acknowledged_at.is_none() => format!(
+                "<form method=\"post\" action=\"/console/requests/{}\" class=\"inline\">{}<input type=\"hidden\" name=\"action\" value=\"acknowledge\"><button type=\"submit\" class=\"secondary\">Acknowledge</button></form>",
+                esc(&row.id),
+                s.csrf()
+            ),
+            _ => String::new(),
+        };
+        b.push_str(&format!(
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{action}</td></tr>",
+            esc(&row.id[..8.min(row.id.len())]),
+            esc(&row.kind),
+            esc(&row.regime),
+            esc(&row.status),
+            when(row.received_at),
+            when(row.due_at),
+            if r.overdue {
+                " <span class=\"badge overdue\">overdue</span>"
+            } else {
+                ""
+            }
+        ));
+    }
+    b.push_str("</tbody></table>");
+    s.page("Data-subject requests", &b)
+}
+
+async fn request_action(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let s = staff!(app, headers, Area::Requests);
+    let f = match s.form(&headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let (t, a) = (s.principal.tenant, s.principal.actor());
+    let r = match f.get("action") {
+        "acknowledge" => app.acknowledge_request(t, &a, &id).await,
+        "process" => app.process_request(t, &a, &id).await,
+        _ => Err(AppError::bad_request(
+            "invalid_action",
+            "the action must be acknowledge or process",
+        )),
+    };
+    tryp!(s, r);
+    see_other("/console/requests")
+}
+
+async fn contests(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = staff!(app, headers, Area::Contests);
+    let list = tryp!(
+        s,
+        app.contests(s.principal.tenant, &s.principal.actor(), None)
+            .await
+    );
+    let mut b = String::from(
+        "<p>People who contest an automated decision get a human review (GDPR Art. 22(3)). Overriding records the corrected outcome as a label for the next training run.</p>",
+    );
+    if list.is_empty() {
+        b.push_str("<p class=\"muted\">No contested decisions.</p>");
+    }
+    for c in &list {
+        b.push_str(&format!(
+            "<section class=\"card\"><h2>Contest of decision <code>{}</code></h2><p>Status <span class=\"badge {}\">{}</span> · received {} · due {}{}</p><blockquote>{}</blockquote>",
+            esc(&c.decision_id[..8.min(c.decision_id.len())]),
+            if c.status == "open" { "neutral" } else { "pass" },
+            esc(&c.status),
+            when(c.created_at),
+            when(c.due_at),
+            if c.overdue { " <span class=\"badge overdue\">overdue</span>" } else { "" },
+            esc(c.statement.as_deref().unwrap_or("(erased)"))
+        ));
+        if c.status == "open" {
+            b.push_str(&format!(
+                "<form method=\"post\" action=\"/console/contests/{id}\">{}\
+                 <fieldset><legend>Outcome</legend>\
+                 <label><input type=\"radio\" name=\"outcome\" value=\"uphold\" required> Uphold the decision</label>\
+                 <label><input type=\"radio\" name=\"outcome\" value=\"override\"> Override it</label></fieldset>\
+                 <label for=\"label-{id}\">Corrected outcome when overriding</label><select id=\"label-{id}\" name=\"label\"><option value=\"\">none</option><option value=\"1\">1 (positive)</option><option value=\"0\">0 (negative)</option></select>\
+                 <label for=\"note-{id}\">Note to the person</label><textarea id=\"note-{id}\" name=\"note\" required></textarea>\
+                 <p><button type=\"submit\">Record review</button></p></form>",
+                s.csrf(),
+                id = esc(&c.id)
+            ));
+        } else {
+            b.push_str(&format!(
+                "<p>Reviewed by {}: {}</p>",
+                esc(c.reviewer.as_deref().unwrap_or("")),
+                esc(c.note.as_deref().unwrap_or(""))
+            ));
+        }
+        b.push_str("</section>");
+    }
+    s.page("Contested decisions", &b)
+}
+
+async fn contest_review(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let s = staff!(app, headers, Area::Contests);
+    let f = match s.form(&headers, &body) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let label = match f.get("label") {
+        "" => None,
+        "0" => Some(0),
+        "1" => Some(1),
+        _ => return s.error(AppError::bad_request("label_invalid", "label is 0 or 1")),
+    };
+    tryp!(
+        s,
+        app.review_contest(
+            s.principal.tenant,
+            &s.principal.actor(),
+            &id,
+            f.get("outcome"),
+            f.get("note"),
+            label
+        )
+        .await
+    );
+    see_other("/console/contests")
+}
+
+async fn messages(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = staff!(app, headers, Area::Messages);
+    let list = tryp!(s, app.contact_queue(&s.principal, None).await);
+    let mut b = String::from(
+        "<p>Messages from the privacy center's \"talk to a person\". Answer the person, then close the message. Opening this page is recorded in the audit log.</p>",
+    );
+    if list.is_empty() {
+        b.push_str("<p class=\"muted\">No messages.</p>");
+    }
+    for m in &list {
+        b.push_str(&format!(
+            "<section class=\"card\"><p>From person <code>{}</code> · {} · due {}{} · <span class=\"badge neutral\">{}</span></p><blockquote>{}</blockquote>",
+            m.subject,
+            when(m.created_at),
+            when(m.due_at),
+            if m.overdue { " <span class=\"badge overdue\">overdue</span>" } else { "" },
+            esc(&m.status),
+            esc(m.message.as_deref().unwrap_or("(erased)"))
+        ));
+        if m.status == "open" {
+            b.push_str(&format!(
+                "<form method=\"post\" action=\"/console/messages/{}/close\">{}<button type=\"submit\" class=\"secondary\">Mark answered</button></form>",
+                esc(&m.id),
+                s.csrf()
+            ));
+        }
+        b.push_str("</section>");
+    }
+    s.page("Messages", &b)
+}
+
+async fn message_close(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let s = staff!(app, headers, Area::Messages);
+    if let Err(r) = s.form(&headers, &body) {
+        return r;
+    }
+    tryp!(s, app.close_contact(&s.principal, &id).await);
+    see_other("/console/messages")
+}
+
+// ----------------------------------------------------------------------------------------
+// Audit log and policy
+// ----------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<u32>,
+}
+
+async fn audit_log(
+    State(app): State<App>,
+    headers: HeaderMap,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let s = staff!(app, headers, Area::AuditLog);
+    let limit = q.ok().and_then(|q| q.0.limit).unwrap_or(200).clamp(1, 2000);
+    let (entries, verified) = tryp!(s, app.audit_tail(s.principal.tenant, limit).await);
+    let mut b = match verified {
+        Ok(n) => format!(
+            "<p class=\"notice ok\" role=\"status\">The audit log verifies: {n} entries, every hash and link intact.</p>"
+        ),
+        Err(e) => format!(
+            "<p class=\"notice warn\" role=\"alert\">The audit log does NOT verify: {}</p>",
+            esc(&e)
+        ),
+    };
+    b.push_str(&format!("<p>The newest {} entries of this store's chain.</p><table><thead><tr><th scope=\"col\" class=\"num\">#</th><th scope=\"col\">When</th><th scope=\"col\">Actor</th><th scope=\"col\">Action</th><th scope=\"col\">Target</th><th scope=\"col\">Details</th></tr></thead><tbody>", entries.len()));
+    for e in &entries {
+        b.push_str(&format!(
+            "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+            e.seq,
+            when(e.at),
+            esc(&e.actor),
+            esc(&e.action),
+            esc(e.target.as_deref().unwrap_or("")),
+            esc(&e.details)
+        ));
+    }
+    b.push_str("</tbody></table>");
+    s.page("Audit log", &b)
+}
+
+async fn policy(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = staff!(app, headers, Area::Policy);
+    let p = app.policy();
+    let mut b = format!(
+        "<p>Policy file hash <code>{}</code>. Default jurisdiction: {}.</p><h2>Purposes</h2><table><thead><tr><th scope=\"col\">Purpose</th><th scope=\"col\">Basis</th><th scope=\"col\">Reads</th><th scope=\"col\">Description</th></tr></thead><tbody>",
+        esc(&p.source_hash()),
+        esc(p.default_jurisdiction())
+    );
+    for d in p.purposes() {
+        b.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(d.name.as_str()),
+            esc(&d.basis.to_string()),
+            esc(&d
+                .categories
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")),
+            esc(&d.description)
+        ));
+    }
+    b.push_str("</tbody></table><h2>Data categories</h2><table><thead><tr><th scope=\"col\">Category</th><th scope=\"col\" class=\"num\">Kept (days)</th><th scope=\"col\">Sealed</th><th scope=\"col\">Protected</th><th scope=\"col\">Description</th></tr></thead><tbody>");
+    for c in p.categories() {
+        b.push_str(&format!(
+            "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(c.name.as_str()),
+            c.retention_days,
+            if c.sealed { "yes" } else { "no" },
+            if c.protected { "yes" } else { "no" },
+            esc(&c.description)
+        ));
+    }
+    b.push_str("</tbody></table>");
+    b.push_str(&format!(
+        "<h2>Journeys</h2><p>{} journey(s) configured.</p>",
+        p.journeys().len()
+    ));
+    s.page("Policy", &b)
+}
+
+async fn campaign_report(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let s = staff!(app, headers, Area::Journeys);
+    if !name.ends_with(".html")
+        || name.contains('/')
+        || name.contains('\\')
+        || name.starts_with('.')
+    {
+        return s.error(AppError::not_found("report"));
+    }
+    let Some(dir) = app.reports_dir() else {
+        return s.error(AppError::not_found("report"));
+    };
+    match std::fs::read_to_string(dir.join(&name)) {
+        Ok(text) => report(text),
+        Err(_) => s.error(AppError::not_found("report")),
+    }
+}

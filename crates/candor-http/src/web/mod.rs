@@ -1,0 +1,317 @@
+//! Server-rendered pages: the staff console (`/console/`) and the customers' privacy center
+//! (`/privacy/`). Plain HTML forms that work without JavaScript.
+//!
+//! Security of every page: a session cookie (`HttpOnly`, `Secure`, `SameSite=Strict`, scoped to
+//! its area's path) holding a 256-bit secret of which only a keyed hash is stored; a CSRF token
+//! per session in every form (and a double-submit token for the forms shown before signing in),
+//! checked with the request's `Origin`; a strict Content-Security-Policy (no scripts, styles
+//! only from `/static/`); `Referrer-Policy: no-referrer` so that a sign-in link never leaks;
+//! `Cache-Control: no-store`. No personal value is ever put in a URL.
+
+mod console;
+mod privacy;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use candor_app::App;
+
+/// The pages' routes, with their security headers.
+pub(crate) fn routes() -> Router<App> {
+    Router::new()
+        .merge(console::routes())
+        .merge(privacy::routes())
+        .route("/static/candor.css", get(stylesheet))
+        .layer(middleware::from_fn(security_headers))
+}
+
+const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Reports (model cards, audits, uplift) are self-contained documents with inline styles and
+/// SVG charts, and no scripts.
+pub(crate) const REPORT_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'; base-uri 'none'";
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PAGE_CSP),
+        );
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("candor.css"),
+    )
+        .into_response()
+}
+
+/// HTML-escapes text for element content and quoted attributes.
+pub(crate) fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// A whole page: `<main>` holds `body`; `nav` is the area's navigation.
+pub(crate) fn page(title: &str, area: &str, nav: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{t} · {area}</title><link rel=\"stylesheet\" href=\"/static/candor.css\"></head>\
+         <body><a class=\"skip\" href=\"#main\">Skip to content</a>\
+         <header class=\"top\"><p class=\"brand\">{area}</p>{nav}</header>\
+         <main id=\"main\"><h1>{t}</h1>\n{body}\n</main></body></html>\n",
+        t = esc(title),
+        area = esc(area),
+    )
+}
+
+pub(crate) fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// A report document under its own CSP.
+pub(crate) fn report(body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, REPORT_CSP),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `303 See Other` (after a POST).
+pub(crate) fn see_other(to: &str) -> Response {
+    Redirect::to(to).into_response()
+}
+
+/// The value of cookie `name`.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name).then(|| v.to_string())
+        })
+}
+
+/// A `Set-Cookie` value for a session-like cookie of `path`.
+pub(crate) fn set_cookie(name: &str, value: &str, path: &str, max_age: i64) -> String {
+    format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; Secure; SameSite=Strict")
+}
+
+/// A form body: fields by name (the last of repeated names wins).
+pub(crate) struct Form(pub HashMap<String, String>);
+
+impl Form {
+    pub(crate) fn parse(body: &Bytes) -> Result<Self, Response> {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+            .map(|v| Form(v.into_iter().collect()))
+            .map_err(|_| {
+                html(
+                    StatusCode::BAD_REQUEST,
+                    page(
+                        "Bad request",
+                        "Candor",
+                        "",
+                        "<p>The form could not be read. Go back and try again.</p>",
+                    ),
+                )
+            })
+    }
+
+    pub(crate) fn get(&self, k: &str) -> &str {
+        self.0.get(k).map_or("", String::as_str)
+    }
+}
+
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a
+            .bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Checks a form's CSRF token against the expected one, and the `Origin` header (when the
+/// browser sends one) against `Host`.
+pub(crate) fn csrf_ok(headers: &HeaderMap, form: &Form, expected: &str) -> bool {
+    if let (Some(origin), Some(host)) = (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+    ) {
+        let o = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"))
+            .unwrap_or("");
+        if o != host {
+            return false;
+        }
+    }
+    let got = form.get("csrf");
+    !expected.is_empty() && same(got, expected)
+}
+
+pub(crate) fn forbidden(area: &str, nav: &str, msg: &str) -> Response {
+    html(
+        StatusCode::FORBIDDEN,
+        page("Not allowed", area, nav, &format!("<p>{}</p>", esc(msg))),
+    )
+}
+
+pub(crate) fn csrf_failed(area: &str) -> Response {
+    forbidden(
+        area,
+        "",
+        "This form has expired or did not come from this site. Go back, reload the page and try again.",
+    )
+}
+
+/// An error of a use case as a page: its message and code, the right status.
+pub(crate) fn error_page(area: &str, nav: &str, e: candor_app::AppError) -> Response {
+    let api = crate::ApiError::from(e);
+    html(
+        api.status(),
+        page(
+            "Something went wrong",
+            area,
+            nav,
+            &format!(
+                "<p role=\"alert\">{}</p><p class=\"muted\">Error code: <code>{}</code></p>",
+                esc(&api.0.message),
+                esc(api.0.code)
+            ),
+        ),
+    )
+}
+
+/// A hidden CSRF field.
+pub(crate) fn csrf_field(token: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(token)
+    )
+}
+
+/// A fixed-window limiter by key (sign-in attempts).
+pub(crate) struct Limiter {
+    window: Duration,
+    max: u32,
+    hits: Mutex<HashMap<String, (Instant, u32)>>,
+}
+
+impl Limiter {
+    pub(crate) fn new(window: Duration, max: u32) -> Self {
+        Self {
+            window,
+            max,
+            hits: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one attempt for `key`; false when over the limit.
+    pub(crate) fn allow(&self, key: &str) -> bool {
+        let Ok(mut hits) = self.hits.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        if hits.len() > 10_000 {
+            hits.retain(|_, (t, _)| now.duration_since(*t) < self.window);
+        }
+        let e = hits.entry(key.to_string()).or_insert((now, 0));
+        if now.duration_since(e.0) >= self.window {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        e.1 <= self.max
+    }
+}
+
+/// A random token for the forms shown before signing in (double-submit with a cookie).
+pub(crate) fn pre_token() -> String {
+    let mut b = [0u8; 24];
+    if getrandom::fill(&mut b).is_err() {
+        return String::new();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Formats a time for people: `2026-11-23 14:05 UTC`.
+pub(crate) fn when(t: candor_types::Timestamp) -> String {
+    let s = t.to_rfc3339();
+    format!("{} {} UTC", &s[..10.min(s.len())], s.get(11..16).unwrap_or(""))
+}
+
+/// A percentage with one decimal.
+pub(crate) fn pct(x: f64) -> String {
+    format!("{:.1} %", x * 100.0)
+}
+
+/// A horizontal bar chart as inline SVG: labelled values scaled to the largest.
+pub(crate) fn bar_chart(title: &str, rows: &[(String, f64, String)]) -> String {
+    let max = rows.iter().map(|r| r.1).fold(0.0_f64, f64::max).max(1e-12);
+    let h = 22 * rows.len() + 10;
+    let mut s = format!(
+        "<figure><figcaption>{}</figcaption><svg role=\"img\" aria-label=\"{}\" viewBox=\"0 0 640 {h}\" width=\"640\" height=\"{h}\" class=\"chart\">",
+        esc(title),
+        esc(title)
+    );
+    for (i, (label, v, shown)) in rows.iter().enumerate() {
+        let y = 5 + i * 22;
+        let w = (v / max * 380.0).max(1.0);
+        s.push_str(&format!(
+            "<text x=\"0\" y=\"{ty}\" class=\"lbl\">{l}</text><rect x=\"200\" y=\"{y}\" width=\"{w:.1}\" height=\"16\" class=\"bar\"></rect><text x=\"{tx:.1}\" y=\"{ty}\" class=\"val\">{shown}</text>",
+            ty = y + 13,
+            l = esc(label),
+            tx = 205.0 + w,
+            shown = esc(shown),
+        ));
+    }
+    s.push_str("</svg></figure>");
+    s
+}
