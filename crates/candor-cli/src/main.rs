@@ -15,6 +15,7 @@ use candor_store::{AnyStore, Store};
 use candor_types::Scope;
 
 mod audit;
+mod demo;
 mod dsr;
 mod journeys;
 mod ml;
@@ -132,6 +133,37 @@ enum Command {
         #[command(subcommand)]
         command: ml::FeaturesCommand,
     },
+    /// Staff accounts of the console.
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
+    /// A tour on real data: loads the bundled datasets into a new deployment (default
+    /// directory `candor-demo`), trains and audits models, and serves the staff console and the
+    /// privacy center, printing their URLs and the demo logins.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum StaffCommand {
+    /// Create a staff account; the password is read from the environment variable named by
+    /// --password-env (default CANDOR_STAFF_PASSWORD), never from the command line.
+    Create {
+        #[arg(long)]
+        login: String,
+        /// admin, marketer, reviewer or compliance.
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long, default_value = "CANDOR_STAFF_PASSWORD")]
+        password_env: String,
+    },
+    /// List the staff accounts of a tenant.
+    List {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -237,7 +269,80 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             let app = open(&cli.dir, cli.database_url.as_deref()).await?;
             app.record_policy_load("system:serve").await?;
-            serve(app, listen, *retention_every_hours).await?;
+            serve(app, &cli.dir, listen, *retention_every_hours).await?;
+            Ok(0)
+        }
+        Command::Staff { command } => {
+            let app = open(&cli.dir, cli.database_url.as_deref()).await?;
+            match command {
+                StaffCommand::Create {
+                    login,
+                    role,
+                    tenant,
+                    password_env,
+                } => {
+                    let t = app.find_tenant(tenant).await?;
+                    let password = std::env::var(password_env).with_context(|| {
+                        format!("set the new account's password in the environment variable {password_env}")
+                    })?;
+                    let row = app
+                        .create_staff(t.id, "cli", login, role, &password)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{} [{}]", e.message, e.code))?;
+                    println!("{}", row.id);
+                }
+                StaffCommand::List { tenant } => {
+                    let t = app.find_tenant(tenant).await?;
+                    for s in app.list_staff(t.id).await? {
+                        println!(
+                            "{}\t{}\t{}\t{}",
+                            s.id,
+                            s.login,
+                            s.role,
+                            if s.disabled_at.is_some() { "disabled" } else { "active" }
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Demo(args) => {
+            // The demo has its own directory unless one is named.
+            let dir = if cli.dir == Path::new("candor-data") {
+                PathBuf::from("candor-demo")
+            } else {
+                cli.dir.clone()
+            };
+            if cli.database_url.is_some() {
+                bail!("the demo runs on the embedded SQLite database; do not pass --database-url");
+            }
+            let doc_path = dir.join(demo::DEMO_FILE);
+            let doc: serde_json::Value = if doc_path.exists() {
+                eprintln!("{} is already loaded; serving it", dir.display());
+                serde_json::from_slice(&std::fs::read(&doc_path)?)?
+            } else {
+                if dir.join(MASTER_KEY_FILE).exists() {
+                    bail!(
+                        "{} holds a deployment that is not a demo; pass --dir with a new directory",
+                        dir.display()
+                    );
+                }
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::write(dir.join(POLICY_FILE), demo::policy_text(&args.listen))?;
+                init(&dir, None).await?;
+                let app = open(&dir, None).await?;
+                let doc = demo::run(&app, &dir, args).await?;
+                write_secret_file(&doc_path, &serde_json::to_vec_pretty(&doc)?)?;
+                doc
+            };
+            demo::print_tour(&doc, &dir);
+            if args.no_serve {
+                return Ok(0);
+            }
+            let app = open(&dir, None).await?;
+            app.record_policy_load("system:demo").await?;
+            serve(app, &dir, &args.listen, 1).await?;
             Ok(0)
         }
         Command::Tenants { command } => {
@@ -456,7 +561,19 @@ async fn open(dir: &Path, database_url: Option<&str>) -> Result<App> {
     Ok(App::new(store, policy, master, Arc::new(SystemClock)))
 }
 
-async fn serve(app: App, listen: &str, retention_every_hours: u64) -> Result<()> {
+async fn serve(app: App, dir: &Path, listen: &str, retention_every_hours: u64) -> Result<()> {
+    if app.policy().smtp().is_none() {
+        let outbox = dir.join("outbox");
+        eprintln!(
+            "no [smtp] relay in the policy: privacy-center sign-in emails are written to {}",
+            outbox.display()
+        );
+        app.set_outbox(outbox);
+    }
+    let reports = dir.join("reports");
+    if reports.is_dir() {
+        app.set_reports_dir(reports);
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;

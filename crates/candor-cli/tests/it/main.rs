@@ -7,6 +7,7 @@ mod http;
 mod journeys;
 mod ml;
 mod recs;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
