@@ -55,6 +55,7 @@ pub enum ConsentSource {
     /// A data-subject request: an objection, a do-not-sell or limit-sensitive-use request.
     Request,
     /// The person's own choice in Candor's privacy center.
+    #[serde(rename = "privacy_center")]
     PrivacyCenter,
 }
 

@@ -178,11 +178,22 @@ fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Checks a form's CSRF token against the expected one, and the `Origin` header (when the
-/// browser sends one) against `Host`.
+/// Checks a form's CSRF token against the expected one, and what the browser says of the
+/// form's origin: `Sec-Fetch-Site` (when sent) must be `same-origin`, and an `Origin` must name
+/// `Host`. Under `Referrer-Policy: no-referrer` browsers send `Origin: null` even for a form of
+/// the same site, so `null` is left to `Sec-Fetch-Site` and the token.
 pub(crate) fn csrf_ok(headers: &HeaderMap, form: &Form, expected: &str) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() != b"same-origin")
+    {
+        return false;
+    }
     if let (Some(origin), Some(host)) = (
-        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .filter(|o| *o != "null"),
         headers.get(header::HOST).and_then(|v| v.to_str().ok()),
     ) {
         let o = origin

@@ -17,6 +17,7 @@ mod journeys;
 mod recs;
 mod rights;
 mod scoring;
+mod web;
 
 struct H {
     t: TestApp,

@@ -1,0 +1,469 @@
+//! The console and the privacy center through the router, as a browser without JavaScript
+//! would use them: cookies kept in a jar, forms posted url-encoded. On SQLite and PostgreSQL.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use candor_store::Store;
+use candor_testkit::{BACKENDS, TempDir};
+use serde_json::json;
+use tower::ServiceExt as _;
+
+use super::H;
+
+/// A cookie jar and the last response's headers.
+#[derive(Default)]
+struct Browser {
+    jar: HashMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The value of the hidden `csrf` field of the page's first form.
+    fn csrf(&self) -> String {
+        let i = self.body.find("name=\"csrf\" value=\"").expect("a csrf field");
+        let rest = &self.body[i + 19..];
+        rest[..rest.find('"').unwrap()].to_string()
+    }
+}
+
+impl Browser {
+    async fn send(&mut self, h: &H, req: Request<Body>) -> Page {
+        let res = h.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        for c in headers.get_all(header::SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            let (kv, _) = c.split_once(';').unwrap();
+            let (k, v) = kv.split_once('=').unwrap();
+            if v.is_empty() {
+                self.jar.remove(k);
+            } else {
+                self.jar.insert(k.into(), v.into());
+            }
+        }
+        let bytes = axum::body::to_bytes(res.into_body(), 10 << 20)
+            .await
+            .unwrap();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.jar
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn get(&mut self, h: &H, path: &str) -> Page {
+        let req = Request::get(path)
+            .header(header::COOKIE, self.cookie_header())
+            .body(Body::empty())
+            .unwrap();
+        self.send(h, req).await
+    }
+
+    async fn post(&mut self, h: &H, path: &str, form: &[(&str, &str)]) -> Page {
+        let body = serde_urlencoded::to_string(form).unwrap();
+        let req = Request::post(path)
+            .header(header::COOKIE, self.cookie_header())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::HOST, "shop.test")
+            .header(header::ORIGIN, "https://shop.test")
+            .body(Body::from(body))
+            .unwrap();
+        self.send(h, req).await
+    }
+}
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn staff(h: &H, login: &str, role: &str) {
+    h.t.app
+        .create_staff(h.tenant, "test", login, role, PASSWORD)
+        .await
+        .unwrap();
+}
+
+async fn sign_in(h: &H, login: &str) -> Browser {
+    let mut b = Browser::default();
+    let p = b.get(h, "/console/login").await;
+    let csrf = p.csrf();
+    let p = b
+        .post(
+            h,
+            "/console/login",
+            &[("csrf", &csrf), ("login", login), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    b
+}
+
+#[tokio::test]
+async fn console_sign_in_sessions_csrf_and_roles() {
+    for backend in BACKENDS {
+        let Some(h) = H::new(backend).await else {
+            continue;
+        };
+        staff(&h, "rita@shop.test", "reviewer").await;
+        staff(&h, "mark@shop.test", "marketer").await;
+        staff(&h, "cora@shop.test", "compliance").await;
+        // Too short a password, an unknown role, a taken login: clear errors, nothing stored.
+        for (login, role, pw, code) in [
+            ("x@shop.test", "reviewer", "short", "password_too_short"),
+            ("x@shop.test", "owner", PASSWORD, "role_invalid"),
+            ("rita@shop.test", "admin", PASSWORD, "login_taken"),
+        ] {
+            let e = h
+                .t
+                .app
+                .create_staff(h.tenant, "test", login, role, pw)
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, code);
+        }
+        assert_eq!(h.t.app.list_staff(h.tenant).await.unwrap().len(), 3);
+
+        // The sign-in page: a pre-session CSRF cookie with every protection, a strict CSP.
+        let mut b = Browser::default();
+        let p = b.get(&h, "/console/login").await;
+        assert_eq!(p.status, StatusCode::OK);
+        let csp = p.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
+        assert_eq!(p.headers["referrer-policy"], "no-referrer");
+        assert_eq!(p.headers[header::CACHE_CONTROL], "no-store");
+        let set = p.headers[header::SET_COOKIE].to_str().unwrap();
+        for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/console"] {
+            assert!(set.contains(flag), "{set}");
+        }
+        let csrf = p.csrf();
+        // Without the token: refused. With a wrong password: 401, no session.
+        let p = b
+            .post(
+                &h,
+                "/console/login",
+                &[("login", "rita@shop.test"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN);
+        let p = b
+            .post(
+                &h,
+                "/console/login",
+                &[("csrf", &csrf), ("login", "rita@shop.test"), ("password", "wrong password!")],
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+        assert!(p.body.contains("The login or password is wrong"));
+        assert!(!b.jar.contains_key("candor_console"));
+        // Right password: a session cookie, the overview.
+        let p = b
+            .post(
+                &h,
+                "/console/login",
+                &[("csrf", &csrf), ("login", "Rita@Shop.test"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER);
+        let set = p.headers[header::SET_COOKIE].to_str().unwrap().to_string();
+        for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/console"] {
+            assert!(set.contains(flag), "{set}");
+        }
+        let p = b.get(&h, "/console/").await;
+        assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+        assert!(p.body.contains("<h1>Overview</h1>"));
+        // The reviewer's navigation has no audit log or people; opening them is refused.
+        assert!(!p.body.contains("/console/audit") && !p.body.contains("/console/subjects"));
+        assert_eq!(b.get(&h, "/console/audit").await.status, StatusCode::FORBIDDEN);
+        assert_eq!(b.get(&h, "/console/subjects").await.status, StatusCode::FORBIDDEN);
+        assert_eq!(b.get(&h, "/console/contests").await.status, StatusCode::OK);
+
+        // A marketer may not record model decisions.
+        let mut m = sign_in(&h, "mark@shop.test").await;
+        assert_eq!(m.get(&h, "/console/journeys").await.status, StatusCode::OK);
+        assert_eq!(m.get(&h, "/console/contests").await.status, StatusCode::FORBIDDEN);
+        let p = m.get(&h, "/console/models").await;
+        assert_eq!(p.status, StatusCode::OK);
+        let before = h.audit_len().await;
+        let p = m
+            .post(&h, "/console/models/1/override", &[("csrf", "x"), ("reason", "because")])
+            .await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN);
+        assert_eq!(h.audit_len().await, before, "a refused form changes nothing");
+
+        // Compliance reads the audit log, which verifies.
+        let mut c = sign_in(&h, "cora@shop.test").await;
+        let p = c.get(&h, "/console/audit").await;
+        assert_eq!(p.status, StatusCode::OK);
+        assert!(p.body.contains("The audit log verifies"), "{}", p.body);
+        assert!(p.body.contains("staff.signed_in"));
+
+        // A session form without the session's token is refused; signing out ends the session.
+        let p = b.post(&h, "/console/logout", &[("csrf", "forged")]).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN);
+        let page = b.get(&h, "/console/").await;
+        let csrf = page.csrf();
+        let p = b.post(&h, "/console/logout", &[("csrf", &csrf)]).await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER);
+        assert_eq!(p.location(), "/console/login");
+        // The old cookie no longer opens anything.
+        let mut stale = Browser::default();
+        stale.jar.insert("candor_console".into(), set[15..set.find(';').unwrap()].to_string());
+        let p = stale.get(&h, "/console/").await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER);
+        assert_eq!(p.location(), "/console/login");
+    }
+}
+
+#[tokio::test]
+async fn people_search_goes_through_the_blind_index_and_is_audited() {
+    for backend in BACKENDS {
+        let Some(h) = H::new(backend).await else {
+            continue;
+        };
+        staff(&h, "cora@shop.test", "compliance").await;
+        h.consent("c-1", "analytics", "granted").await;
+        let (s, v) = h
+            .call(
+                "POST",
+                "/v1/identify",
+                &h.write,
+                Some(json!({"userId": "c-1", "messageId": "i-1", "traits": {"email": "Ada@Example.com"}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let mut b = sign_in(&h, "cora@shop.test").await;
+        let page = b.get(&h, "/console/subjects").await;
+        let csrf = page.csrf();
+        let p = b
+            .post(&h, "/console/subjects", &[("csrf", &csrf), ("email", " ada@example.com ")])
+            .await;
+        assert_eq!(p.status, StatusCode::OK);
+        assert!(p.body.contains("<h1>Person</h1>"), "{}", p.body);
+        assert!(p.body.contains("analytics"));
+        let p = b
+            .post(&h, "/console/subjects", &[("csrf", &csrf), ("email", "nobody@example.com")])
+            .await;
+        assert!(p.body.contains("No person with this address"));
+        let log = h
+            .t
+            .app
+            .store()
+            .audit_entries(&h.tenant.to_string(), 0, 10_000)
+            .await
+            .unwrap();
+        let searched: Vec<_> = log.iter().filter(|e| e.action == "subject.searched").collect();
+        assert_eq!(searched.len(), 2);
+        assert!(log.iter().any(|e| e.action == "subject.viewed"));
+        // The address itself is nowhere in the log.
+        assert!(log.iter().all(|e| !e.details.to_lowercase().contains("ada@example.com")));
+    }
+}
+
+fn outbox_links(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let raw = std::fs::read_to_string(e.path()).unwrap();
+        let (_, body) = raw.split_once("\r\n\r\n").unwrap();
+        let text = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            body.replace("\r\n", ""),
+        )
+        .unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let i = text.find("/privacy/link/").unwrap();
+        let token: String = text[i + 14..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        out.push(token);
+    }
+    out
+}
+
+#[tokio::test]
+async fn privacy_center_sign_in_choices_and_deletion() {
+    for backend in BACKENDS {
+        let Some(h) = H::new(backend).await else {
+            continue;
+        };
+        let outbox = TempDir::new("candor-outbox");
+        h.t.app.set_outbox(outbox.0.clone());
+        h.consent("c-9", "personalization", "granted").await;
+        let (s, _) = h
+            .call(
+                "POST",
+                "/v1/identify",
+                &h.write,
+                Some(json!({"userId": "c-9", "messageId": "i-9", "traits": {"email": "grace@example.com"}})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let store = format!("/privacy/?store={}", "shop");
+        let mut b = Browser::default();
+        let p = b.get(&h, &store).await;
+        assert_eq!(p.status, StatusCode::OK);
+        assert!(p.body.contains("<label for=\"email\">"));
+        let csrf = p.csrf();
+        // An unknown address and a known one get the same answer; only the known one gets mail.
+        let p = b
+            .post(&h, "/privacy/signin", &[("csrf", &csrf), ("store", "shop"), ("email", "eve@example.com")])
+            .await;
+        let unknown_answer = p.body.clone();
+        assert!(outbox_links(&outbox.0).is_empty());
+        let p = b
+            .post(&h, "/privacy/signin", &[("csrf", &csrf), ("store", "shop"), ("email", "grace@example.com")])
+            .await;
+        assert_eq!(p.status, StatusCode::OK);
+        assert_eq!(p.body, unknown_answer);
+        let links = outbox_links(&outbox.0);
+        assert_eq!(links.len(), 1);
+        let token = &links[0];
+        // A bad address is a clear 400 and sends nothing.
+        let p = b
+            .post(&h, "/privacy/signin", &[("csrf", &csrf), ("store", "shop"), ("email", "not an address")])
+            .await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST);
+        // Opening the link does not sign in (mail scanners open links); the button does.
+        let p = b.get(&h, &format!("/privacy/link/{token}")).await;
+        assert_eq!(p.status, StatusCode::OK);
+        assert!(!b.jar.contains_key("candor_privacy"));
+        let csrf = p.csrf();
+        let p = b
+            .post(&h, &format!("/privacy/link/{token}"), &[("csrf", &csrf)])
+            .await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+        assert_eq!(p.location(), "/privacy/home");
+        let set = p.headers[header::SET_COOKIE].to_str().unwrap();
+        for flag in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/privacy"] {
+            assert!(set.contains(flag), "{set}");
+        }
+        // The link works once.
+        let mut other = Browser::default();
+        let p = other.get(&h, &format!("/privacy/link/{token}")).await;
+        let c2 = p.csrf();
+        let p = other
+            .post(&h, &format!("/privacy/link/{token}"), &[("csrf", &c2)])
+            .await;
+        assert_eq!(p.status, StatusCode::NOT_FOUND);
+        assert!(p.body.contains("link_invalid"));
+
+        // Home: the choices; withdrawing personalization is one button.
+        let p = b.get(&h, "/privacy/home").await;
+        assert_eq!(p.status, StatusCode::OK);
+        assert!(p.body.contains("Withdraw consent for personalization"), "{}", p.body);
+        assert!(p.body.contains("Give consent for marketing_email"));
+        let csrf = p.csrf();
+        let p = b
+            .post(&h, "/privacy/consent", &[("csrf", &csrf), ("purpose", "personalization"), ("state", "withdrawn")])
+            .await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER);
+        let (_, v) = h
+            .call("GET", "/v1/subjects/c-9/consents", &h.server, None)
+            .await;
+        let last = v["history"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["purpose"], "personalization");
+        assert_eq!(last["action"], "withdrawn");
+        assert_eq!(last["source"], "privacy_center");
+        // A forged form changes nothing.
+        let p = b
+            .post(&h, "/privacy/consent", &[("csrf", "forged"), ("purpose", "personalization"), ("state", "granted")])
+            .await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN);
+        let (_, v2) = h
+            .call("GET", "/v1/subjects/c-9/consents", &h.server, None)
+            .await;
+        assert_eq!(v2["history"], v["history"]);
+
+        // Download: the person's whole export as an attachment.
+        let p = b.get(&h, "/privacy/download").await;
+        assert_eq!(p.status, StatusCode::OK);
+        assert!(
+            p.headers[header::CONTENT_DISPOSITION]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment")
+        );
+        let doc: serde_json::Value = serde_json::from_str(&p.body).unwrap();
+        assert!(doc["tables"]["consents"].as_array().unwrap().len() >= 2);
+
+        // Talk to a person: the message reaches the staff queue, sealed.
+        let page = b.get(&h, "/privacy/contact").await;
+        let csrf = page.csrf();
+        let p = b
+            .post(&h, "/privacy/contact", &[("csrf", &csrf), ("message", "Why did I get a score?")])
+            .await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER);
+        let p = b.get(&h, "/privacy/contact").await;
+        assert!(p.body.contains("Why did I get a score?"));
+        let admin = candor_app::Principal {
+            tenant: h.tenant,
+            scope: candor_types::Scope::Admin,
+            key_id: candor_types::KeyId::new(),
+            staff: true,
+        };
+        let queue = h.t.app.contact_queue(&admin, Some("open")).await.unwrap();
+        assert_eq!(queue.len(), 1);
+        assert_eq!(queue[0].message.as_deref(), Some("Why did I get a score?"));
+
+        // Rate limit: three links an hour per person (one used above).
+        let mut c = Browser::default();
+        let p = c.get(&h, &store).await;
+        let c_csrf = p.csrf();
+        for _ in 0..3 {
+            c.post(&h, "/privacy/signin", &[("csrf", &c_csrf), ("store", "shop"), ("email", "grace@example.com")])
+                .await;
+        }
+        assert_eq!(outbox_links(&outbox.0).len(), 3, "at most three links an hour");
+
+        // Delete my account: confirmation required, then erased and signed out.
+        let session = b.jar["candor_privacy"].clone();
+        let page = b.get(&h, "/privacy/delete").await;
+        let csrf = page.csrf();
+        let p = b.post(&h, "/privacy/delete", &[("csrf", &csrf)]).await;
+        assert_eq!(p.status, StatusCode::BAD_REQUEST);
+        let p = b
+            .post(&h, "/privacy/delete", &[("csrf", &csrf), ("confirm", "yes")])
+            .await;
+        assert_eq!(p.status, StatusCode::OK, "{}", p.body);
+        assert!(p.body.contains("Your account was deleted"));
+        let (s, _) = h
+            .call("GET", "/v1/subjects/c-9/consents", &h.server, None)
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        // The erasure ended the session on the server, not only in this browser.
+        let mut replay = Browser::default();
+        replay.jar.insert("candor_privacy".into(), session);
+        let p = replay.get(&h, "/privacy/home").await;
+        assert_eq!(p.status, StatusCode::SEE_OTHER);
+        assert_eq!(p.location(), "/privacy/");
+        // The erased person's address no longer signs in.
+        let before = outbox_links(&outbox.0).len();
+        h.t.clock.advance_days(1);
+        c.post(&h, "/privacy/signin", &[("csrf", &c_csrf), ("store", "shop"), ("email", "grace@example.com")])
+            .await;
+        assert_eq!(outbox_links(&outbox.0).len(), before);
+    }
+}
