@@ -1227,3 +1227,189 @@ async fn journey_steps_enrol_once_claim_once_and_finish_with_their_email() {
         );
     });
 }
+
+#[tokio::test]
+async fn web_sessions_links_and_messages() {
+    use candor_store::{ContactRow, SessionRow, StaffRow, WebStore};
+    each_backend!(|db| {
+        let (t, tk) = tenant(&db, "shop").await;
+        let s = subject(&db, t, &tk, "u-1").await;
+        let now = Timestamp::now();
+        let staff = StaffRow {
+            id: KeyId::new().to_string(),
+            tenant: t,
+            login: "rita@shop.test".into(),
+            role: "reviewer".into(),
+            password_hash: "pbkdf2-sha256$1$AA==$AA==".into(),
+            created_at: now,
+            disabled_at: None,
+        };
+        db.store
+            .insert_staff(&staff, audit(Some(t), "staff.created"))
+            .await
+            .unwrap();
+        let again = db
+            .store
+            .insert_staff(&staff, audit(Some(t), "staff.created"))
+            .await;
+        assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+        let found = db.store.staff_by_login("rita@shop.test").await.unwrap().unwrap();
+        assert_eq!((found.id.as_str(), found.role.as_str()), (staff.id.as_str(), "reviewer"));
+        assert_eq!(db.store.list_staff(t).await.unwrap().len(), 1);
+
+        // Sessions: found until they expire, gone when deleted.
+        let session = |hash: u8, kind: &str, subject: Option<SubjectId>, expires: i64| SessionRow {
+            token_hash: vec![hash; 32],
+            tenant: t,
+            kind: kind.into(),
+            staff_id: (kind == "staff").then(|| staff.id.clone()),
+            subject,
+            csrf: "csrf".into(),
+            created_at: now,
+            expires_at: Timestamp(now.0 + expires),
+        };
+        db.store.insert_session(&session(1, "staff", None, 60_000)).await.unwrap();
+        db.store
+            .insert_session(&session(2, "customer", Some(s), 60_000))
+            .await
+            .unwrap();
+        db.store.insert_session(&session(3, "staff", None, -1)).await.unwrap();
+        let got = db.store.session(&[1; 32], now).await.unwrap().unwrap();
+        assert_eq!(got.staff_id.as_deref(), Some(staff.id.as_str()));
+        assert_eq!(db.store.session(&[2; 32], now).await.unwrap().unwrap().subject, Some(s));
+        assert!(db.store.session(&[3; 32], now).await.unwrap().is_none(), "expired");
+        db.store.delete_session(&[1; 32]).await.unwrap();
+        assert!(db.store.session(&[1; 32], now).await.unwrap().is_none());
+        assert_eq!(db.store.purge_sessions(now).await.unwrap(), 1);
+
+        // Sign-in links: at most N an hour per person, each used once, not after expiry.
+        for i in 0..3u8 {
+            db.store
+                .insert_signin_link(t, s, &[10 + i; 32], now, Timestamp(now.0 + 60_000), 3)
+                .await
+                .unwrap();
+        }
+        let over = db
+            .store
+            .insert_signin_link(t, s, &[20; 32], now, Timestamp(now.0 + 60_000), 3)
+            .await;
+        assert!(matches!(over, Err(StoreError::Conflict(_))), "{over:?}");
+        assert_eq!(db.store.use_signin_link(&[10; 32], now).await.unwrap(), Some((t, s)));
+        assert_eq!(db.store.use_signin_link(&[10; 32], now).await.unwrap(), None, "once");
+        let later = Timestamp(now.0 + 120_000);
+        assert_eq!(db.store.use_signin_link(&[11; 32], later).await.unwrap(), None, "expired");
+        // Two racing redemptions of one link: exactly one wins.
+        let (a, b) = tokio::join!(
+            db.store.use_signin_link(&[12; 32], now),
+            db.store.use_signin_link(&[12; 32], now)
+        );
+        assert_eq!(
+            [a.unwrap(), b.unwrap()].iter().filter(|x| x.is_some()).count(),
+            1
+        );
+
+        // Messages to a human: listed, closed once.
+        let row = ContactRow {
+            id: "m-1".into(),
+            subject: s,
+            sealed: Sealed::from_stored(vec![1, 2, 3]),
+            status: "open".into(),
+            created_at: now,
+            due_at: Timestamp(now.0 + 1000),
+            closed_at: None,
+            closed_by: None,
+        };
+        db.store
+            .insert_contact(t, &row, audit(Some(t), "contact.requested"))
+            .await
+            .unwrap();
+        assert_eq!(db.store.list_contacts(t, Some("open"), 10).await.unwrap().len(), 1);
+        db.store
+            .close_contact(t, "m-1", "staff:x", now, audit(Some(t), "contact.closed"))
+            .await
+            .unwrap();
+        let closed = db
+            .store
+            .close_contact(t, "m-1", "staff:x", now, audit(Some(t), "contact.closed"))
+            .await;
+        assert!(matches!(closed, Err(StoreError::NotFound)));
+        let mine = db.store.contacts_for(t, s).await.unwrap();
+        assert_eq!((mine.len(), mine[0].status.as_str()), (1, "closed"));
+        assert_eq!(mine[0].closed_by.as_deref(), Some("staff:x"));
+
+        // Erasure takes the person's sessions, links and messages with it.
+        db.store
+            .insert_signin_link(t, s, &[30; 32], later, Timestamp(later.0 + 60_000), 10)
+            .await
+            .unwrap();
+        let counts = db
+            .store
+            .erase_subject(t, s, now, audit(Some(t), "subject.erased"))
+            .await
+            .unwrap();
+        assert_eq!((counts.web_sessions, counts.contact_requests), (1, 1));
+        assert!(db.store.session(&[2; 32], now).await.unwrap().is_none());
+        assert_eq!(db.store.use_signin_link(&[30; 32], later).await.unwrap(), None);
+        assert!(db.store.contacts_for(t, s).await.unwrap().is_empty());
+        let refused = db
+            .store
+            .insert_signin_link(t, s, &[31; 32], later, Timestamp(later.0 + 60_000), 10)
+            .await;
+        assert!(matches!(refused, Err(StoreError::NotFound)), "no links for the erased");
+    });
+}
+
+#[tokio::test]
+async fn overview_counts_latest_consent_per_purpose_and_jurisdiction() {
+    use candor_store::WebStore;
+    each_backend!(|db| {
+        let (t, tk) = tenant(&db, "shop").await;
+        let (other, otk) = tenant(&db, "other").await;
+        let rec = |purpose: &str, action: ConsentAction, source: ConsentSource, j: Option<&str>, at: i64| {
+            ConsentRecord {
+                purpose: purpose.parse().unwrap(),
+                action,
+                source,
+                notice_version: None,
+                notice_hash: None,
+                jurisdiction: j.map(str::to_string),
+                at: Timestamp(at),
+            }
+        };
+        let a = subject(&db, t, &tk, "a").await;
+        let b = subject(&db, t, &tk, "b").await;
+        let c = subject(&db, t, &tk, "c").await;
+        let o = subject(&db, other, &otk, "o").await;
+        use ConsentAction::{Granted, Withdrawn};
+        for (s, t2, records) in [
+            // a granted then withdrew: counts once, as withdrawn.
+            (a, t, vec![rec("analytics", Granted, ConsentSource::Banner, Some("eu"), 1), rec("analytics", Withdrawn, ConsentSource::Banner, Some("eu"), 2)]),
+            (b, t, vec![rec("analytics", Granted, ConsentSource::Api, Some("eu"), 1)]),
+            (c, t, vec![rec("advertising", Withdrawn, ConsentSource::Gpc, None, 1)]),
+            (o, other, vec![rec("analytics", Granted, ConsentSource::Gpc, Some("eu"), 1)]),
+        ] {
+            db.store
+                .append_consents(t2, s, records, vec![audit(Some(t2), "consent")])
+                .await
+                .unwrap();
+        }
+        let ov = db.store.overview(t, Timestamp(0)).await.unwrap();
+        assert_eq!((ov.subjects, ov.erased, ov.gpc_subjects), (3, 0, 1));
+        let find = |p: &str, j: &str, st: &str| {
+            ov.consents
+                .iter()
+                .find(|x| x.purpose == p && x.jurisdiction == j && x.state == st)
+                .map_or(0, |x| x.subjects)
+        };
+        assert_eq!(find("analytics", "eu", "granted"), 1);
+        assert_eq!(find("analytics", "eu", "withdrawn"), 1);
+        assert_eq!(find("advertising", "", "withdrawn"), 1);
+        assert_eq!(ov.consents.iter().map(|x| x.subjects).sum::<i64>(), 3);
+        db.store
+            .erase_subject(t, c, Timestamp::now(), audit(Some(t), "subject.erased"))
+            .await
+            .unwrap();
+        let ov = db.store.overview(t, Timestamp(0)).await.unwrap();
+        assert_eq!((ov.subjects, ov.erased), (2, 1));
+    });
+}
