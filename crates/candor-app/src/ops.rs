@@ -231,6 +231,8 @@ impl App {
                     .await?;
             }
         }
+        // Expired browser sessions and sign-in links hold nothing worth keeping.
+        candor_store::WebStore::purge_sessions(self.store(), now).await?;
         Ok(out)
     }
 }

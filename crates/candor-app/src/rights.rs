@@ -1008,7 +1008,24 @@ impl App {
                 "closed_at": c.closed_at.map(|t| t.to_rfc3339()) }));
         }
         counts.insert("contact_requests", contacts.len());
-        send(format!(",\"contact_requests\":{}}}}}", json!(contacts)).into_bytes()).await?;
+        send(format!(",\"contact_requests\":{}", json!(contacts)).into_bytes()).await?;
+        // web_sessions and signin_links: when the person signed in to the privacy center
+        let sessions: Vec<Value> = candor_store::WebStore::sessions_for(self.store(), tenant, subject)
+            .await?
+            .into_iter()
+            .map(|s| json!({ "kind": s.kind, "created_at": s.created_at.to_rfc3339(),
+                "expires_at": s.expires_at.to_rfc3339() }))
+            .collect();
+        counts.insert("web_sessions", sessions.len());
+        send(format!(",\"web_sessions\":{}", json!(sessions)).into_bytes()).await?;
+        let links: Vec<Value> = candor_store::WebStore::links_for(self.store(), tenant, subject)
+            .await?
+            .into_iter()
+            .map(|l| json!({ "created_at": l.created_at.to_rfc3339(),
+                "expires_at": l.expires_at.to_rfc3339(), "used_at": l.used_at.map(|t| t.to_rfc3339()) }))
+            .collect();
+        counts.insert("signin_links", links.len());
+        send(format!(",\"signin_links\":{}}}}}", json!(links)).into_bytes()).await?;
         self.store()
             .append_audit(vec![self.audit(tenant, actor, "pii.read", subject.to_string(),
                 json!({ "what": "export", "purpose": candor_policy::RIGHTS_PURPOSE, "rows": counts }))])

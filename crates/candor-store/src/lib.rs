@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use audit::{AuditBreak, chain_name, entry_hash, verify_chain};
-pub use web::{ConsentCount, ContactRow, Overview, SessionRow, StaffRow, WebStore};
+pub use web::{ConsentCount, ContactRow, Overview, SessionRow, SigninLink, StaffRow, WebStore};
 use candor_crypto::{BlindIndex, IdentifierKind, Sealed};
 use candor_policy::Grant;
 use candor_types::{
@@ -383,6 +383,9 @@ pub const SUBJECT_TABLES: &[&str] = &[
     "rec_factors",
     "journey_steps",
     "emails",
+    "contact_requests",
+    "web_sessions",
+    "signin_links",
 ];
 
 /// The purpose recommendation factors serve: withdrawing it deletes them.

@@ -54,6 +54,14 @@ pub struct ContactRow {
     pub closed_by: Option<String>,
 }
 
+/// A sign-in link as the person's export shows it (its token hash is not shown).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct SigninLink {
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+}
+
 /// People whose latest answer for a purpose is `state`, by jurisdiction.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct ConsentCount {
@@ -147,6 +155,18 @@ pub trait WebStore: Send + Sync {
         at: Timestamp,
         audit: AuditDraft,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// A person's privacy-center sessions (for their export).
+    fn sessions_for(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> impl Future<Output = Result<Vec<SessionRow>>> + Send;
+    /// A person's sign-in links: (created, expires, used), for their export.
+    fn links_for(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> impl Future<Output = Result<Vec<SigninLink>>> + Send;
     /// Deletes sessions and sign-in links that expired before `now`.
     fn purge_sessions(&self, now: Timestamp) -> impl Future<Output = Result<u64>> + Send;
     fn overview(
@@ -240,6 +260,12 @@ impl WebStore for AnyStore {
     ) -> Result<()> {
         web_dispatch!(self, s => s.close_contact(tenant, id, actor, at, audit))
     }
+    async fn sessions_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<SessionRow>> {
+        web_dispatch!(self, s => s.sessions_for(tenant, subject))
+    }
+    async fn links_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<SigninLink>> {
+        web_dispatch!(self, s => s.links_for(tenant, subject))
+    }
     async fn purge_sessions(&self, now: Timestamp) -> Result<u64> {
         web_dispatch!(self, s => s.purge_sessions(now))
     }
@@ -262,7 +288,7 @@ macro_rules! impl_web_store {
 
             use super::{$store, DbRow, audit_tx};
             use crate::backend::parse;
-            use crate::web::{ConsentCount, ContactRow, Overview, SessionRow, StaffRow, WebStore};
+            use crate::web::{ConsentCount, ContactRow, Overview, SessionRow, SigninLink, StaffRow, WebStore};
             use crate::{AuditDraft, AuditEntry, Result, StoreError};
 
             const DAY_MS: i64 = 86_400_000;
@@ -540,6 +566,36 @@ macro_rules! impl_web_store {
                     audit_tx(&mut tx, vec![audit], at).await?;
                     tx.commit().await?;
                     Ok(())
+                }
+
+                async fn sessions_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<SessionRow>> {
+                    sqlx::query("SELECT * FROM web_sessions WHERE tenant_id = $1 AND subject_id = $2 ORDER BY created_at")
+                        .bind(tenant.to_string())
+                        .bind(subject.to_string())
+                        .fetch_all(self.reader())
+                        .await?
+                        .iter()
+                        .map(session_from)
+                        .collect()
+                }
+
+                async fn links_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<SigninLink>> {
+                    sqlx::query(
+                        "SELECT created_at, expires_at, used_at FROM signin_links WHERE tenant_id = $1 AND subject_id = $2 ORDER BY created_at",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(subject.to_string())
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|r| {
+                        Ok(SigninLink {
+                            created_at: Timestamp(r.try_get("created_at")?),
+                            expires_at: Timestamp(r.try_get("expires_at")?),
+                            used_at: r.try_get::<Option<i64>, _>("used_at")?.map(Timestamp),
+                        })
+                    })
+                    .collect()
                 }
 
                 async fn purge_sessions(&self, now: Timestamp) -> Result<u64> {
