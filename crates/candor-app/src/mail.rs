@@ -312,12 +312,21 @@ pub fn build_notice(
         ("Auto-Submitted", "auto-generated".to_string()),
         ("MIME-Version", "1.0".to_string()),
         ("Content-Type", "text/plain; charset=utf-8".to_string()),
-        ("Content-Transfer-Encoding", "base64".to_string()),
     ] {
         m.push_str(&format!("{k}: {v}\r\n"));
     }
-    m.push_str("\r\n");
-    m.push_str(&base64_lines(text.replace('\n', "\r\n").as_bytes()));
+    // Plain ASCII within SMTP's line limit goes as it is (readable in an outbox file); anything else
+    // as base64.
+    if text.is_ascii() && text.lines().all(|l| l.len() <= 900) {
+        m.push_str("Content-Transfer-Encoding: 7bit\r\n\r\n");
+        m.push_str(&text.replace('\n', "\r\n"));
+        if !text.ends_with('\n') {
+            m.push_str("\r\n");
+        }
+    } else {
+        m.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
+        m.push_str(&base64_lines(text.replace('\n', "\r\n").as_bytes()));
+    }
     m.into_bytes()
 }
 

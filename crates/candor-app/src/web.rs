@@ -408,8 +408,10 @@ impl App {
         }
         let url = format!("{}/privacy/link/{}", link_base.trim_end_matches('/'), &*token.secret);
         let text = format!(
-            "Hello,\n\nsomeone (we hope you) asked to sign in to the privacy center, where you can see \
-             the data the shop holds about you, change your choices, download or delete your data.\n\n\
+            "Hello,\n\n\
+             someone (we hope you) asked to sign in to the shop's privacy center, where\n\
+             you can see the data the shop holds about you, change your choices, and\n\
+             download or delete your data.\n\n\
              Open this link within 15 minutes to sign in (it works once):\n\n{url}\n\n\
              If it was not you, ignore this email: nothing changes.\n"
         );
