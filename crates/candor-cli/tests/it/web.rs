@@ -70,11 +70,21 @@ fn free_addr() -> String {
     format!("127.0.0.1:{}", l.local_addr().unwrap().port())
 }
 
-/// A child process killed on drop.
+/// A child process stopped on drop: SIGTERM first (Playwright's handler then closes the
+/// browser it launched in a process group of its own), SIGKILL after five seconds.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
