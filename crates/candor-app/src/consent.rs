@@ -3,7 +3,9 @@
 
 use candor_crypto::IdentifierKind;
 use candor_store::{Alias, AuditDraft, Store};
-use candor_types::{ConsentAction, ConsentRecord, ConsentSource, ConsentState, Scope, SubjectId, TenantId};
+use candor_types::{
+    ConsentAction, ConsentRecord, ConsentSource, ConsentState, Scope, SubjectId, TenantId,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -176,18 +178,13 @@ impl App {
         tenant: TenantId,
         subject: SubjectId,
     ) -> AppResult<ConsentView> {
-        let history = self
-            .store()
-            .consent_ledger(tenant, subject)
-            .await?;
+        let history = self.store().consent_ledger(tenant, subject).await?;
         let state = ConsentState::from_ledger(&history);
         let purposes = self
             .policy()
             .purposes()
             .map(|def| {
-                let decision = self
-                    .policy()
-                    .decide(tenant, subject, &def.name, &state);
+                let decision = self.policy().decide(tenant, subject, &def.name, &state);
                 PurposeStatus {
                     purpose: def.name.to_string(),
                     basis: def.basis.to_string(),

@@ -21,8 +21,8 @@ pub mod rights;
 mod scoring;
 mod smtp;
 pub mod uplift_html;
-pub mod webhook;
 pub mod web;
+pub mod webhook;
 mod writer;
 
 use std::collections::HashMap;

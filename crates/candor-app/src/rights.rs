@@ -1010,12 +1010,15 @@ impl App {
         counts.insert("contact_requests", contacts.len());
         send(format!(",\"contact_requests\":{}", json!(contacts)).into_bytes()).await?;
         // web_sessions and signin_links: when the person signed in to the privacy center
-        let sessions: Vec<Value> = candor_store::WebStore::sessions_for(self.store(), tenant, subject)
-            .await?
-            .into_iter()
-            .map(|s| json!({ "kind": s.kind, "created_at": s.created_at.to_rfc3339(),
-                "expires_at": s.expires_at.to_rfc3339() }))
-            .collect();
+        let sessions: Vec<Value> =
+            candor_store::WebStore::sessions_for(self.store(), tenant, subject)
+                .await?
+                .into_iter()
+                .map(|s| {
+                    json!({ "kind": s.kind, "created_at": s.created_at.to_rfc3339(),
+                "expires_at": s.expires_at.to_rfc3339() })
+                })
+                .collect();
         counts.insert("web_sessions", sessions.len());
         send(format!(",\"web_sessions\":{}", json!(sessions)).into_bytes()).await?;
         let links: Vec<Value> = candor_store::WebStore::links_for(self.store(), tenant, subject)

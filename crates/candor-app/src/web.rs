@@ -54,7 +54,12 @@ pub enum Area {
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Marketer, Role::Reviewer, Role::Compliance];
+    pub const ALL: [Role; 4] = [
+        Role::Admin,
+        Role::Marketer,
+        Role::Reviewer,
+        Role::Compliance,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -268,7 +273,9 @@ impl App {
         let login = login.trim().to_lowercase();
         let row = self.store().staff_by_login(&login).await?;
         // The same work whether or not the login exists.
-        let stored = row.as_ref().map_or(DUMMY_HASH, |r| r.password_hash.as_str());
+        let stored = row
+            .as_ref()
+            .map_or(DUMMY_HASH, |r| r.password_hash.as_str());
         let ok = candor_crypto::verify_password(password, stored);
         let (Some(row), true) = (row, ok) else {
             return Err(sign_in_failed());
@@ -406,7 +413,11 @@ impl App {
             Err(StoreError::NotFound) => return Ok(LinkOutcome::UnknownAddress),
             Err(e) => return Err(e.into()),
         }
-        let url = format!("{}/privacy/link/{}", link_base.trim_end_matches('/'), &*token.secret);
+        let url = format!(
+            "{}/privacy/link/{}",
+            link_base.trim_end_matches('/'),
+            &*token.secret
+        );
         let text = format!(
             "Hello,\n\n\
              someone (we hope you) asked to sign in to the shop's privacy center, where\n\
@@ -417,13 +428,16 @@ impl App {
         );
         let subject_line = "Your sign-in link to the privacy center";
         match self.mailer() {
-            Ok(m) => m.send_notice(email, subject_line, &text).await.map_err(|e| {
-                AppError::new(
-                    ErrorKind::Unavailable,
-                    "email_failed",
-                    format!("the sign-in email could not be sent: {e}"),
-                )
-            })?,
+            Ok(m) => m
+                .send_notice(email, subject_line, &text)
+                .await
+                .map_err(|e| {
+                    AppError::new(
+                        ErrorKind::Unavailable,
+                        "email_failed",
+                        format!("the sign-in email could not be sent: {e}"),
+                    )
+                })?,
             Err(e) => match self.inner.outbox.get() {
                 Some(dir) => write_outbox(dir, email, subject_line, &text)?,
                 None => return Err(e),
@@ -517,7 +531,11 @@ impl App {
     // ------------------------------------------------------------------------------------
 
     /// The person's consent per purpose, as the policy decides it now.
-    pub async fn own_consents(&self, tenant: TenantId, subject: SubjectId) -> AppResult<ConsentView> {
+    pub async fn own_consents(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> AppResult<ConsentView> {
         self.consent_view_of(tenant, subject).await
     }
 
@@ -576,13 +594,19 @@ impl App {
         tenant: TenantId,
         subject: SubjectId,
     ) -> AppResult<(Vec<HeldCategory>, Value)> {
-        let export = self.export_bytes(tenant, &format!("subject:{subject}"), subject).await?;
+        let export = self
+            .export_bytes(tenant, &format!("subject:{subject}"), subject)
+            .await?;
         let doc: Value =
             serde_json::from_slice(&export).map_err(|e| AppError::internal("export", &e))?;
         let ledger = self.store().consent_ledger(tenant, subject).await?;
         let state = ConsentState::from_ledger(&ledger);
         let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for f in doc["tables"]["subject_fields"].as_array().into_iter().flatten() {
+        for f in doc["tables"]["subject_fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             if let (Some(c), Some(p)) = (f["category"].as_str(), f["path"].as_str()) {
                 fields.entry(c.into()).or_default().push(p.into());
             }
@@ -596,7 +620,10 @@ impl App {
         let mut out = Vec::new();
         for c in self.policy().categories() {
             let name = c.name.as_str();
-            let (f, n) = (fields.remove(name).unwrap_or_default(), events.get(name).copied().unwrap_or(0));
+            let (f, n) = (
+                fields.remove(name).unwrap_or_default(),
+                events.get(name).copied().unwrap_or(0),
+            );
             if f.is_empty() && n == 0 {
                 continue;
             }
@@ -640,8 +667,7 @@ impl App {
         while let Some(chunk) = rx.recv().await {
             out.extend_from_slice(&chunk);
         }
-        task.await
-            .map_err(|e| AppError::internal("export", &e))??;
+        task.await.map_err(|e| AppError::internal("export", &e))??;
         Ok(out)
     }
 
@@ -701,7 +727,8 @@ impl App {
             .store()
             .list_contacts(principal.tenant, status, 500)
             .await?;
-        self.open_contacts(principal.tenant, &principal.actor(), rows).await
+        self.open_contacts(principal.tenant, &principal.actor(), rows)
+            .await
     }
 
     /// The person's own messages.
@@ -832,7 +859,8 @@ impl App {
 
 /// A PBKDF2 hash of a random password, checked when a login does not exist so that an
 /// unknown login costs what a wrong password does.
-const DUMMY_HASH: &str = "pbkdf2-sha256$600000$c2FsdHNhbHRzYWx0c2FsdA==$3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w0=";
+const DUMMY_HASH: &str =
+    "pbkdf2-sha256$600000$c2FsdHNhbHRzYWx0c2FsdA==$3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w0=";
 
 fn sign_in_failed() -> AppError {
     AppError::new(
@@ -862,7 +890,9 @@ fn write_outbox(dir: &std::path::Path, to: &str, subject: &str, text: &str) -> A
         opts.mode(0o600);
     }
     use std::io::Write;
-    let mut f = opts.open(&path).map_err(|e| AppError::internal("outbox", &e))?;
+    let mut f = opts
+        .open(&path)
+        .map_err(|e| AppError::internal("outbox", &e))?;
     f.write_all(&message)
         .map_err(|e| AppError::internal("outbox", &e))?;
     Ok(())

@@ -50,7 +50,12 @@ const STAFF: [(&str, &str); 4] = [
 ];
 
 /// Consent purposes answered on the demo's banner.
-const BANNER: [&str; 4] = ["analytics", "personalization", "marketing_email", "profiling"];
+const BANNER: [&str; 4] = [
+    "analytics",
+    "personalization",
+    "marketing_email",
+    "profiling",
+];
 
 /// Lead attributes a customer is scored with (Bank Marketing's columns but the outcome, the
 /// call duration — known only after the call — and the protected ones).
@@ -175,11 +180,14 @@ fn grant_rate(purpose: &str, j: &str) -> f64 {
     }
 }
 
+/// (stock code, description, quantity, unit price)
+type OrderLine = (String, String, f64, f64);
+
 struct Customer {
     id: String,
     country: String,
-    /// (invoice, time, [(stock code, description, quantity, unit price)])
-    orders: Vec<(String, String, Vec<(String, String, f64, f64)>)>,
+    /// (invoice, time, lines)
+    orders: Vec<(String, String, Vec<OrderLine>)>,
 }
 
 fn customers(retail: &RawTable, limit: Option<usize>) -> Result<Vec<Customer>> {
@@ -294,7 +302,8 @@ pub async fn run(app: &App, dir: &Path, args: &DemoArgs) -> Result<Value> {
         .to_string();
     let newest: jiff::civil::DateTime = newest.replace(' ', "T").parse()?;
     let newest = newest.to_zoned(jiff::tz::TimeZone::UTC)?.timestamp();
-    let shift = jiff::Timestamp::now().duration_since(newest) - jiff::SignedDuration::from_hours(24);
+    let shift =
+        jiff::Timestamp::now().duration_since(newest) - jiff::SignedDuration::from_hours(24);
     let n_orders: usize = people.iter().map(|c| c.orders.len()).sum();
     let b = bar((people.len() + n_orders) as u64, "orders as events");
     let mut batch: Vec<Value> = Vec::new();
@@ -353,7 +362,15 @@ pub async fn run(app: &App, dir: &Path, args: &DemoArgs) -> Result<Value> {
         ..Default::default()
     };
     let recs = app
-        .train_recs(t, "cli:demo", &lines, 0, None, &params, "demo: Online Retail orders")
+        .train_recs(
+            t,
+            "cli:demo",
+            &lines,
+            0,
+            None,
+            &params,
+            "demo: Online Retail orders",
+        )
         .await
         .map_err(app_err)?;
     s.finish_and_clear();
@@ -373,7 +390,14 @@ pub async fn run(app: &App, dir: &Path, args: &DemoArgs) -> Result<Value> {
     let trees = if args.small { 30 } else { 100 };
     let mut versions = Vec::new();
     for reweigh in [false, true] {
-        let b = bar(trees as u64, if reweigh { "lead model (reweighed)" } else { "lead model" });
+        let b = bar(
+            trees as u64,
+            if reweigh {
+                "lead model (reweighed)"
+            } else {
+                "lead model"
+            },
+        );
         let req = TrainRequest {
             target: "y".into(),
             exclude: LEAD_EXCLUDE.iter().map(|s| s.to_string()).collect(),
@@ -441,15 +465,26 @@ pub async fn run(app: &App, dir: &Path, args: &DemoArgs) -> Result<Value> {
         None => {
             // Both failed: the reweighed one is overridden by the demo itself, saying so.
             let v = versions[1].0;
-            app.override_fairness(t, admin, v, "demo: serve the reweighed model while the audit is reviewed")
-                .await
-                .map_err(app_err)?;
+            app.override_fairness(
+                t,
+                admin,
+                v,
+                "demo: serve the reweighed model while the audit is reviewed",
+            )
+            .await
+            .map_err(app_err)?;
             v
         }
     };
-    app.transition_model(t, admin, serving, "approve", "demo: audited on the Bank Marketing holdout")
-        .await
-        .map_err(app_err)?;
+    app.transition_model(
+        t,
+        admin,
+        serving,
+        "approve",
+        "demo: audited on the Bank Marketing holdout",
+    )
+    .await
+    .map_err(app_err)?;
     app.transition_model(t, admin, serving, "activate", "demo: serving lead scores")
         .await
         .map_err(app_err)?;
@@ -566,11 +601,7 @@ async fn ingest(app: &App, p: &Principal, msgs: Vec<Value>, gpc: bool) -> Result
         .await
         .map_err(app_err)?;
     if let Some(bad) = r.results.iter().find(|e| e.status == "rejected") {
-        bail!(
-            "demo event rejected: {:?} {:?}",
-            bad.reason,
-            bad.message
-        );
+        bail!("demo event rejected: {:?} {:?}", bad.reason, bad.message);
     }
     Ok(())
 }
@@ -592,7 +623,10 @@ async fn pick_customer(
     scored: &std::collections::HashSet<String>,
 ) -> Result<String> {
     for c in people.iter().filter(|c| scored.contains(&c.id)) {
-        let s = app.resolve_subject(t, c.id.as_str()).await.map_err(app_err)?;
+        let s = app
+            .resolve_subject(t, c.id.as_str())
+            .await
+            .map_err(app_err)?;
         let list = app
             .recommend(t, "cli:demo", s.id, 3, None)
             .await
@@ -619,7 +653,10 @@ pub fn print_tour(doc: &Value, dir: &Path) {
     println!("Candor demo is ready ({}).", dir.display());
     println!("  staff console:  {}", s(&doc["console_url"]));
     println!("  privacy center: {}", s(&doc["privacy_url"]));
-    println!("  staff logins (also in {}):", dir.join(DEMO_FILE).display());
+    println!(
+        "  staff logins (also in {}):",
+        dir.join(DEMO_FILE).display()
+    );
     for st in doc["staff"].as_array().into_iter().flatten() {
         println!(
             "    {:<11} {:<24} password {}",

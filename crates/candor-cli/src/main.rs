@@ -299,7 +299,11 @@ async fn run(cli: Cli) -> Result<i32> {
                             s.id,
                             s.login,
                             s.role,
-                            if s.disabled_at.is_some() { "disabled" } else { "active" }
+                            if s.disabled_at.is_some() {
+                                "disabled"
+                            } else {
+                                "active"
+                            }
                         );
                     }
                 }

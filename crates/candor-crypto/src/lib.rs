@@ -498,9 +498,16 @@ mod tests {
         let stored = hash_password("correct horse").expect("hash");
         assert!(verify_password("correct horse", &stored));
         assert!(!verify_password("correct hors", &stored));
-        assert!(!verify_password("correct horse", "pbkdf2-sha256$1$AAAA$AAAA"));
+        assert!(!verify_password(
+            "correct horse",
+            "pbkdf2-sha256$1$AAAA$AAAA"
+        ));
         assert!(!verify_password("x", "garbage"));
-        assert_ne!(stored, hash_password("correct horse").expect("hash"), "salted");
+        assert_ne!(
+            stored,
+            hash_password("correct horse").expect("hash"),
+            "salted"
+        );
     }
 
     fn keys() -> (MasterKey, TenantId, TenantKey, SubjectId, DataKey) {

@@ -22,7 +22,6 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use audit::{AuditBreak, chain_name, entry_hash, verify_chain};
-pub use web::{ConsentCount, ContactRow, Overview, SessionRow, SigninLink, StaffRow, WebStore};
 use candor_crypto::{BlindIndex, IdentifierKind, Sealed};
 use candor_policy::Grant;
 use candor_types::{
@@ -31,6 +30,7 @@ use candor_types::{
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use web::{ConsentCount, ContactRow, Overview, SessionRow, SigninLink, StaffRow, WebStore};
 
 /// Storage failures. Messages never contain stored values (they may be personal data).
 #[derive(Debug, thiserror::Error)]

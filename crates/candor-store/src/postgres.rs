@@ -60,7 +60,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "one_pending_step",
         include_str!("../migrations/postgres/0008_one_pending_step.sql"),
     ),
-    (9, "web", include_str!("../migrations/postgres/0009_web.sql")),
+    (
+        9,
+        "web",
+        include_str!("../migrations/postgres/0009_web.sql"),
+    ),
 ];
 
 impl PgStore {

@@ -98,8 +98,7 @@ pub trait WebStore: Send + Sync {
         row: &StaffRow,
         audit: AuditDraft,
     ) -> impl Future<Output = Result<()>> + Send;
-    fn staff_by_login(&self, login: &str)
-    -> impl Future<Output = Result<Option<StaffRow>>> + Send;
+    fn staff_by_login(&self, login: &str) -> impl Future<Output = Result<Option<StaffRow>>> + Send;
     fn staff_by_id(&self, id: &str) -> impl Future<Output = Result<Option<StaffRow>>> + Send;
     fn list_staff(&self, tenant: TenantId) -> impl Future<Output = Result<Vec<StaffRow>>> + Send;
     fn insert_session(&self, row: &SessionRow) -> impl Future<Output = Result<()>> + Send;

@@ -2,6 +2,7 @@
 //! role may see and do (see [`Role::may`]). Every page that shows a person's data records the
 //! view in the audit log.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -19,15 +20,15 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Form, Limiter, bar_chart, cookie, csrf_failed, csrf_field, csrf_ok, error_page, esc,
-    forbidden, html, page, pct, pre_token, report, see_other, set_cookie, when,
+    Form, Limiter, bar_chart, cookie, csrf_failed, csrf_field, csrf_ok, error_page, esc, forbidden,
+    html, page, pct, pre_token, report, see_other, set_cookie, when,
 };
 
 const AREA: &str = "Candor console";
 const COOKIE: &str = "candor_console";
 const PRE_COOKIE: &str = "candor_console_pre";
 
-/// Failed sign-ins per login: 5 per 15 minutes.
+/// Failed sign-ins per login: after 5 in 15 minutes, the login is refused until the window ends.
 static SIGN_IN_LIMIT: LazyLock<Limiter> =
     LazyLock::new(|| Limiter::new(Duration::from_secs(15 * 60), 5));
 
@@ -43,7 +44,10 @@ pub(super) fn routes() -> Router<App> {
         .route("/console/models/{version}/card", get(model_card))
         .route("/console/models/{version}/audits/{id}", get(audit_report))
         .route("/console/models/{version}/override", post(model_override))
-        .route("/console/models/{version}/transition", post(model_transition))
+        .route(
+            "/console/models/{version}/transition",
+            post(model_transition),
+        )
         .route("/console/fairness", get(fairness))
         .route("/console/recs", get(recs))
         .route("/console/journeys", get(journeys))
@@ -156,6 +160,20 @@ async fn staff(app: &App, headers: &HeaderMap, area: Area) -> Result<Staff, Resp
     Ok(s)
 }
 
+/// Display names of actors: `staff:<id>` → the staff member's login.
+async fn actor_names(app: &App, tenant: candor_types::TenantId) -> HashMap<String, String> {
+    app.list_staff(tenant)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| (format!("staff:{}", s.id), s.login))
+        .collect()
+}
+
+fn actor_name<'a>(names: &'a HashMap<String, String>, actor: &'a str) -> &'a str {
+    names.get(actor).map_or(actor, String::as_str)
+}
+
 macro_rules! staff {
     ($app:expr, $headers:expr, $area:expr) => {
         match staff(&$app, &$headers, $area).await {
@@ -218,7 +236,7 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         return csrf_failed(AREA);
     }
     let login = f.get("login").trim().to_lowercase();
-    if !SIGN_IN_LIMIT.allow(&login) {
+    if SIGN_IN_LIMIT.blocked(&login) {
         return html(
             StatusCode::TOO_MANY_REQUESTS,
             login_form(
@@ -237,6 +255,7 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         )
             .into_response(),
         Err(e) if e.code == "sign_in_failed" => {
+            SIGN_IN_LIMIT.hit(&login);
             tracing::info!("console sign-in failed");
             html(
                 StatusCode::UNAUTHORIZED,
@@ -335,7 +354,10 @@ async fn overview(State(app): State<App>, headers: HeaderMap) -> Response {
             chart.push((format!("{p} · {j}"), rate, pct(rate)));
         }
         b.push_str("</tbody></table>");
-        b.push_str(&bar_chart("Consent rate by purpose and jurisdiction", &chart));
+        b.push_str(&bar_chart(
+            "Consent rate by purpose and jurisdiction",
+            &chart,
+        ));
     }
     s.page("Overview", &b)
 }
@@ -387,7 +409,8 @@ async fn subject_search(State(app): State<App>, headers: HeaderMap, body: Bytes)
 async fn subject_page(app: &App, s: &Staff, subject: SubjectId) -> Response {
     tryp!(
         s,
-        app.audit_view(&s.principal, subject, "console.subject").await
+        app.audit_view(&s.principal, subject, "console.subject")
+            .await
     );
     let consents = tryp!(s, app.own_consents(s.principal.tenant, subject).await);
     let (_, decisions) = tryp!(
@@ -460,7 +483,8 @@ async fn models(State(app): State<App>, headers: HeaderMap) -> Response {
     }
     b.push_str("</tbody></table>");
     if list.is_empty() {
-        b = "<p class=\"muted\">No models yet: train one with <code>candor train</code>.</p>".into();
+        b = "<p class=\"muted\">No models yet: train one with <code>candor train</code>.</p>"
+            .into();
     }
     s.page("Models", &b)
 }
@@ -518,6 +542,7 @@ async fn model(
         app.model_audits(s.principal.tenant, version, None, 50)
             .await
     );
+    let names = actor_names(&app, s.principal.tenant).await;
     let m = &view.row;
     let mut b = format!(
         "<p>{} · kind {} · status <span class=\"badge neutral\">{}</span> · <a href=\"/console/models/{v}/card\">Model card</a></p>",
@@ -537,7 +562,7 @@ async fn model(
                 let o = serde_json::to_value(o).unwrap_or_default();
                 format!(
                     "by {} : {}",
-                    esc(o["actor"].as_str().unwrap_or("")),
+                    esc(actor_name(&names, o["actor"].as_str().unwrap_or(""))),
                     esc(o["reason"].as_str().unwrap_or(""))
                 )
             });
@@ -562,7 +587,7 @@ async fn model(
         if failed {
             b.push_str(&format!(
                 "<h2>Override the failed audit</h2><form method=\"post\" action=\"/console/models/{v}/override\">{}\
-                 <p class=\"notice warn\">The latest validation audit failed its fairness gates. An override lets the model go on to approval; it is recorded with your name and reason, and shown on the model card.</p>\
+                 <p class=\"notice warn\">The latest validation audit failed its fairness gates. An override lets the model go on to approval; it is recorded under your staff account with your reason, in the audit log and on the model card.</p>\
                  <label for=\"reason\">Reason for the override</label><textarea id=\"reason\" name=\"reason\" required minlength=\"10\"></textarea>\
                  <p><button type=\"submit\" class=\"danger\">Record override</button></p></form>",
                 s.csrf(),
@@ -584,7 +609,7 @@ async fn model(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(&t.from),
             esc(&t.to),
-            esc(&t.actor),
+            esc(actor_name(&names, &t.actor)),
             esc(&t.reason)
         ));
     }
@@ -686,11 +711,7 @@ async fn fairness(State(app): State<App>, headers: HeaderMap) -> Response {
     for m in models.iter().filter(|m| m.kind != "recs") {
         let view = tryp!(s, app.model_view(t, m.version).await);
         let mon = &view.fairness.monitoring;
-        b.push_str(&format!(
-            "<h2>Model {} ({})</h2>",
-            m.version,
-            esc(&m.name)
-        ));
+        b.push_str(&format!("<h2>Model {} ({})</h2>", m.version, esc(&m.name)));
         if mon.is_empty() {
             b.push_str("<p class=\"muted\">No monitoring period audited yet.</p>");
             continue;
@@ -811,7 +832,10 @@ async fn journeys(State(app): State<App>, headers: HeaderMap) -> Response {
             .map(|(l, n)| ((*l).to_string(), *n as f64, n.to_string()))
             .collect();
         b.push_str(&bar_chart(&format!("Funnel of {}", j.name), &rows));
-        let up = o.uplift.as_ref().map(|u| serde_json::to_value(u).unwrap_or_default());
+        let up = o
+            .uplift
+            .as_ref()
+            .map(|u| serde_json::to_value(u).unwrap_or_default());
         b.push_str(&match up {
             Some(u) => format!(
                 "<p>Conversion uplift against the holdout: <strong>{}</strong> (95% interval {} to {}).</p>",
@@ -1071,6 +1095,7 @@ async fn audit_log(
     let s = staff!(app, headers, Area::AuditLog);
     let limit = q.ok().and_then(|q| q.0.limit).unwrap_or(200).clamp(1, 2000);
     let (entries, verified) = tryp!(s, app.audit_tail(s.principal.tenant, limit).await);
+    let names = actor_names(&app, s.principal.tenant).await;
     let mut b = match verified {
         Ok(n) => format!(
             "<p class=\"notice ok\" role=\"status\">The audit log verifies: {n} entries, every hash and link intact.</p>"
@@ -1086,7 +1111,7 @@ async fn audit_log(
             "<tr><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
             e.seq,
             when(e.at),
-            esc(&e.actor),
+            esc(actor_name(&names, &e.actor)),
             esc(&e.action),
             esc(e.target.as_deref().unwrap_or("")),
             esc(&e.details)

@@ -8,6 +8,10 @@
 //! only from `/static/`); `Referrer-Policy: no-referrer` so that a sign-in link never leaks;
 //! `Cache-Control: no-store`. No personal value is ever put in a URL.
 
+// An early-return page is the error of the helpers that check sessions and forms: it is
+// built once, on the refusal path, and returned as the response.
+#![allow(clippy::result_large_err)]
+
 mod console;
 mod privacy;
 
@@ -30,6 +34,7 @@ pub(crate) fn routes() -> Router<App> {
         .merge(console::routes())
         .merge(privacy::routes())
         .route("/static/candor.css", get(stylesheet))
+        .route("/favicon.ico", get(favicon))
         .layer(middleware::from_fn(security_headers))
 }
 
@@ -68,6 +73,25 @@ async fn stylesheet() -> Response {
         include_str!("candor.css"),
     )
         .into_response()
+}
+
+/// No icon: an empty answer instead of a 404 on every page load.
+async fn favicon() -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        [(header::CACHE_CONTROL, "public, max-age=86400")],
+    )
+        .into_response()
+}
+
+/// A policy name (`marketing_email`) as people read it ("Marketing email").
+pub(crate) fn words(name: &str) -> String {
+    let s = name.replace('_', " ");
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => s,
+    }
 }
 
 /// HTML-escapes text for element content and quoted attributes.
@@ -171,8 +195,7 @@ impl Form {
 
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -265,10 +288,19 @@ impl Limiter {
         }
     }
 
-    /// Counts one attempt for `key`; false when over the limit.
-    pub(crate) fn allow(&self, key: &str) -> bool {
+    /// Whether `key` reached the limit within the current window.
+    pub(crate) fn blocked(&self, key: &str) -> bool {
+        let Ok(hits) = self.hits.lock() else {
+            return true;
+        };
+        hits.get(key)
+            .is_some_and(|(t, n)| t.elapsed() < self.window && *n >= self.max)
+    }
+
+    /// Counts one failure for `key`.
+    pub(crate) fn hit(&self, key: &str) {
         let Ok(mut hits) = self.hits.lock() else {
-            return false;
+            return;
         };
         let now = Instant::now();
         if hits.len() > 10_000 {
@@ -279,7 +311,6 @@ impl Limiter {
             *e = (now, 0);
         }
         e.1 += 1;
-        e.1 <= self.max
     }
 }
 
@@ -295,7 +326,11 @@ pub(crate) fn pre_token() -> String {
 /// Formats a time for people: `2026-11-23 14:05 UTC`.
 pub(crate) fn when(t: candor_types::Timestamp) -> String {
     let s = t.to_rfc3339();
-    format!("{} {} UTC", &s[..10.min(s.len())], s.get(11..16).unwrap_or(""))
+    format!(
+        "{} {} UTC",
+        &s[..10.min(s.len())],
+        s.get(11..16).unwrap_or("")
+    )
 }
 
 /// A percentage with one decimal.

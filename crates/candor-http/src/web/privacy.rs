@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::{
     Form, cookie, csrf_failed, csrf_field, csrf_ok, error_page, esc, html, page, pre_token,
-    see_other, set_cookie, when,
+    see_other, set_cookie, when, words,
 };
 
 const AREA: &str = "Privacy center";
@@ -222,10 +222,7 @@ async fn signin(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Resp
             "If this address belongs to a customer of the shop, a sign-in link is on its way. It works once, for 15 minutes. At most three links are sent per hour."
         }
     };
-    html(
-        StatusCode::OK,
-        signin_form(&pre, store, Some(("ok", msg))),
-    )
+    html(StatusCode::OK, signin_form(&pre, store, Some(("ok", msg))))
 }
 
 /// The link from the email shows a button: opening a URL (a mail scanner does) never signs in.
@@ -300,7 +297,9 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
     let c = customer!(app, headers);
     let (held, _) = tryp!(c, app.held_data(c.tenant, c.subject).await);
     let consents = tryp!(c, app.own_consents(c.tenant, c.subject).await);
-    let mut b = String::from("<h2>Your choices</h2><p>Each use of your data that needs your consent is listed here. You can change your answer at any time; withdrawing takes effect at once.</p>");
+    let mut b = String::from(
+        "<h2>Your choices</h2><p>Each use of your data that needs your consent is listed here. You can change your answer at any time; withdrawing takes effect at once.</p>",
+    );
     for p in &consents.purposes {
         let def = app
             .policy()
@@ -310,12 +309,12 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
         let consent_based = p.basis == "consent";
         b.push_str(&format!(
             "<fieldset><legend>{}</legend><p>{}</p><p>Status: <span class=\"badge {}\" id=\"state-{}\">{}</span> <span class=\"muted\">{}</span></p>",
-            esc(&p.purpose),
+            esc(&words(&p.purpose)),
             esc(&desc),
             if p.allowed { "allowed" } else { "denied" },
             esc(&p.purpose),
             if p.allowed { "in use" } else { "not in use" },
-            esc(&p.reason)
+            esc(&p.reason.replace('`', ""))
         ));
         if consent_based {
             let granted = p.consent == Some("granted");
@@ -327,12 +326,12 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
                 if granted { "withdrawn" } else { "granted" },
                 if granted { "danger" } else { "" },
                 if granted { "Withdraw consent for" } else { "Give consent for" },
-                esc(&p.purpose)
+                esc(&p.purpose.replace('_', " "))
             ));
         } else {
             b.push_str(&format!(
                 "<p class=\"muted\">Legal basis: {}. To object, <a href=\"/privacy/contact\">write to a person</a>.</p>",
-                esc(&p.basis)
+                esc(&p.basis.replace('_', " "))
             ));
         }
         b.push_str("</fieldset>");
@@ -361,13 +360,13 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
                 .purposes
                 .iter()
                 .map(|(p, _, allowed)| {
-                    format!("{p}{}", if *allowed { "" } else { " (not now)" })
+                    format!("{}{}", words(p), if *allowed { "" } else { " (not now)" })
                 })
                 .collect::<Vec<_>>()
                 .join(", ");
             b.push_str(&format!(
                 "<tr><td><strong>{}</strong><br><span class=\"muted\">{}</span></td><td>{}</td><td>{} days</td><td>{}</td></tr>",
-                esc(&h.category),
+                esc(&words(&h.category)),
                 esc(&h.description),
                 esc(&what.join("; ")),
                 h.retention_days,
@@ -532,10 +531,7 @@ async fn contest(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
 
 async fn download(State(app): State<App>, headers: HeaderMap) -> Response {
     let c = customer!(app, headers);
-    let bytes = tryp!(
-        c,
-        app.export_bytes(c.tenant, &c.actor(), c.subject).await
-    );
+    let bytes = tryp!(c, app.export_bytes(c.tenant, &c.actor(), c.subject).await);
     (
         [
             (header::CONTENT_TYPE, "application/json"),
@@ -575,10 +571,7 @@ async fn delete(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Resp
             "tick the box to confirm the deletion",
         ));
     }
-    let receipt = tryp!(
-        c,
-        app.erase_subject(c.tenant, &c.actor(), c.subject).await
-    );
+    let receipt = tryp!(c, app.erase_subject(c.tenant, &c.actor(), c.subject).await);
     // The erasure ended every session of the person, this one included.
     (
         [(header::SET_COOKIE, set_cookie(COOKIE, "", "/privacy", 0))],
@@ -619,7 +612,11 @@ async fn contact_page(State(app): State<App>, headers: HeaderMap) -> Response {
                 "<li>{} — {} <span class=\"badge neutral\">{}</span></li>",
                 when(m.created_at),
                 esc(m.message.as_deref().unwrap_or("")),
-                if m.status == "open" { "waiting for an answer" } else { "answered" }
+                if m.status == "open" {
+                    "waiting for an answer"
+                } else {
+                    "answered"
+                }
             ));
         }
         b.push_str("</ul>");

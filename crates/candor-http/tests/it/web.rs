@@ -34,7 +34,10 @@ impl Page {
 
     /// The value of the hidden `csrf` field of the page's first form.
     fn csrf(&self) -> String {
-        let i = self.body.find("name=\"csrf\" value=\"").expect("a csrf field");
+        let i = self
+            .body
+            .find("name=\"csrf\" value=\"")
+            .expect("a csrf field");
         let rest = &self.body[i + 19..];
         rest[..rest.find('"').unwrap()].to_string()
     }
@@ -114,7 +117,7 @@ async fn sign_in(h: &H, login: &str) -> Browser {
             &[("csrf", &csrf), ("login", login), ("password", PASSWORD)],
         )
         .await;
-    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{login}: {}", p.body);
     b
 }
 
@@ -133,12 +136,11 @@ async fn console_sign_in_sessions_csrf_and_roles() {
             ("x@shop.test", "owner", PASSWORD, "role_invalid"),
             ("rita@shop.test", "admin", PASSWORD, "login_taken"),
         ] {
-            let e = h
-                .t
-                .app
-                .create_staff(h.tenant, "test", login, role, pw)
-                .await
-                .unwrap_err();
+            let e =
+                h.t.app
+                    .create_staff(h.tenant, "test", login, role, pw)
+                    .await
+                    .unwrap_err();
             assert_eq!(e.code, code);
         }
         assert_eq!(h.t.app.list_staff(h.tenant).await.unwrap().len(), 3);
@@ -148,7 +150,10 @@ async fn console_sign_in_sessions_csrf_and_roles() {
         let p = b.get(&h, "/console/login").await;
         assert_eq!(p.status, StatusCode::OK);
         let csp = p.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
-        assert!(csp.contains("default-src 'none'") && !csp.contains("script-src"), "{csp}");
+        assert!(
+            csp.contains("default-src 'none'") && !csp.contains("script-src"),
+            "{csp}"
+        );
         assert_eq!(p.headers["referrer-policy"], "no-referrer");
         assert_eq!(p.headers[header::CACHE_CONTROL], "no-store");
         let set = p.headers[header::SET_COOKIE].to_str().unwrap();
@@ -169,7 +174,11 @@ async fn console_sign_in_sessions_csrf_and_roles() {
             .post(
                 &h,
                 "/console/login",
-                &[("csrf", &csrf), ("login", "rita@shop.test"), ("password", "wrong password!")],
+                &[
+                    ("csrf", &csrf),
+                    ("login", "rita@shop.test"),
+                    ("password", "wrong password!"),
+                ],
             )
             .await;
         assert_eq!(p.status, StatusCode::UNAUTHORIZED);
@@ -180,7 +189,11 @@ async fn console_sign_in_sessions_csrf_and_roles() {
             .post(
                 &h,
                 "/console/login",
-                &[("csrf", &csrf), ("login", "Rita@Shop.test"), ("password", PASSWORD)],
+                &[
+                    ("csrf", &csrf),
+                    ("login", "Rita@Shop.test"),
+                    ("password", PASSWORD),
+                ],
             )
             .await;
         assert_eq!(p.status, StatusCode::SEE_OTHER);
@@ -193,22 +206,39 @@ async fn console_sign_in_sessions_csrf_and_roles() {
         assert!(p.body.contains("<h1>Overview</h1>"));
         // The reviewer's navigation has no audit log or people; opening them is refused.
         assert!(!p.body.contains("/console/audit") && !p.body.contains("/console/subjects"));
-        assert_eq!(b.get(&h, "/console/audit").await.status, StatusCode::FORBIDDEN);
-        assert_eq!(b.get(&h, "/console/subjects").await.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            b.get(&h, "/console/audit").await.status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            b.get(&h, "/console/subjects").await.status,
+            StatusCode::FORBIDDEN
+        );
         assert_eq!(b.get(&h, "/console/contests").await.status, StatusCode::OK);
 
         // A marketer may not record model decisions.
         let mut m = sign_in(&h, "mark@shop.test").await;
         assert_eq!(m.get(&h, "/console/journeys").await.status, StatusCode::OK);
-        assert_eq!(m.get(&h, "/console/contests").await.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            m.get(&h, "/console/contests").await.status,
+            StatusCode::FORBIDDEN
+        );
         let p = m.get(&h, "/console/models").await;
         assert_eq!(p.status, StatusCode::OK);
         let before = h.audit_len().await;
         let p = m
-            .post(&h, "/console/models/1/override", &[("csrf", "x"), ("reason", "because")])
+            .post(
+                &h,
+                "/console/models/1/override",
+                &[("csrf", "x"), ("reason", "because")],
+            )
             .await;
         assert_eq!(p.status, StatusCode::FORBIDDEN);
-        assert_eq!(h.audit_len().await, before, "a refused form changes nothing");
+        assert_eq!(
+            h.audit_len().await,
+            before,
+            "a refused form changes nothing"
+        );
 
         // Compliance reads the audit log, which verifies.
         let mut c = sign_in(&h, "cora@shop.test").await;
@@ -217,17 +247,99 @@ async fn console_sign_in_sessions_csrf_and_roles() {
         assert!(p.body.contains("The audit log verifies"), "{}", p.body);
         assert!(p.body.contains("staff.signed_in"));
 
+        // What the browser says of a form's origin: another site is refused even with the
+        // right token.
+        let page = b.get(&h, "/console/").await;
+        let csrf = page.csrf();
+        let cookies = b.cookie_header();
+        let form = |origin: &str, site: &str| {
+            Request::post("/console/logout")
+                .header(header::COOKIE, cookies.clone())
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::HOST, "shop.test")
+                .header(header::ORIGIN, origin)
+                .header("sec-fetch-site", site)
+                .body(Body::from(format!("csrf={csrf}")))
+                .unwrap()
+        };
+        let r = h
+            .router
+            .clone()
+            .oneshot(form("https://evil.test", "cross-site"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let r = h
+            .router
+            .clone()
+            .oneshot(form("null", "cross-site"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        let r = h
+            .router
+            .clone()
+            .oneshot(form("https://evil.test", "same-origin"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            b.get(&h, "/console/").await.status,
+            StatusCode::OK,
+            "still signed in"
+        );
+        // Failed sign-ins: after five, the login is refused for a while, even with the right
+        // password; successful ones do not count.
+        for _ in 0..3 {
+            sign_in(&h, "cora@shop.test").await;
+        }
+        // The limit is per process: a login of this run alone.
+        let locked = format!("lock-{}@shop.test", candor_types::KeyId::new());
+        staff(&h, &locked, "marketer").await;
+        let mut x = Browser::default();
+        let p = x.get(&h, "/console/login").await;
+        let xc = p.csrf();
+        for _ in 0..5 {
+            let p = x
+                .post(
+                    &h,
+                    "/console/login",
+                    &[
+                        ("csrf", &xc),
+                        ("login", &locked),
+                        ("password", "not the password"),
+                    ],
+                )
+                .await;
+            assert_eq!(p.status, StatusCode::UNAUTHORIZED);
+        }
+        let p = x
+            .post(
+                &h,
+                "/console/login",
+                &[("csrf", &xc), ("login", &locked), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::TOO_MANY_REQUESTS);
+
         // A session form without the session's token is refused; signing out ends the session.
         let p = b.post(&h, "/console/logout", &[("csrf", "forged")]).await;
         assert_eq!(p.status, StatusCode::FORBIDDEN);
-        let page = b.get(&h, "/console/").await;
-        let csrf = page.csrf();
-        let p = b.post(&h, "/console/logout", &[("csrf", &csrf)]).await;
-        assert_eq!(p.status, StatusCode::SEE_OTHER);
-        assert_eq!(p.location(), "/console/login");
+        // Signing out from the page as Chromium posts it under no-referrer: `Origin: null`.
+        let r = h
+            .router
+            .clone()
+            .oneshot(form("null", "same-origin"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()[header::LOCATION], "/console/login");
         // The old cookie no longer opens anything.
         let mut stale = Browser::default();
-        stale.jar.insert("candor_console".into(), set[15..set.find(';').unwrap()].to_string());
+        stale.jar.insert(
+            "candor_console".into(),
+            set[15..set.find(';').unwrap()].to_string(),
+        );
         let p = stale.get(&h, "/console/").await;
         assert_eq!(p.status, StatusCode::SEE_OTHER);
         assert_eq!(p.location(), "/console/login");
@@ -255,27 +367,40 @@ async fn people_search_goes_through_the_blind_index_and_is_audited() {
         let page = b.get(&h, "/console/subjects").await;
         let csrf = page.csrf();
         let p = b
-            .post(&h, "/console/subjects", &[("csrf", &csrf), ("email", " ada@example.com ")])
+            .post(
+                &h,
+                "/console/subjects",
+                &[("csrf", &csrf), ("email", " ada@example.com ")],
+            )
             .await;
         assert_eq!(p.status, StatusCode::OK);
         assert!(p.body.contains("<h1>Person</h1>"), "{}", p.body);
         assert!(p.body.contains("analytics"));
         let p = b
-            .post(&h, "/console/subjects", &[("csrf", &csrf), ("email", "nobody@example.com")])
+            .post(
+                &h,
+                "/console/subjects",
+                &[("csrf", &csrf), ("email", "nobody@example.com")],
+            )
             .await;
         assert!(p.body.contains("No person with this address"));
-        let log = h
-            .t
-            .app
-            .store()
-            .audit_entries(&h.tenant.to_string(), 0, 10_000)
-            .await
-            .unwrap();
-        let searched: Vec<_> = log.iter().filter(|e| e.action == "subject.searched").collect();
+        let log =
+            h.t.app
+                .store()
+                .audit_entries(&h.tenant.to_string(), 0, 10_000)
+                .await
+                .unwrap();
+        let searched: Vec<_> = log
+            .iter()
+            .filter(|e| e.action == "subject.searched")
+            .collect();
         assert_eq!(searched.len(), 2);
         assert!(log.iter().any(|e| e.action == "subject.viewed"));
         // The address itself is nowhere in the log.
-        assert!(log.iter().all(|e| !e.details.to_lowercase().contains("ada@example.com")));
+        assert!(
+            log.iter()
+                .all(|e| !e.details.to_lowercase().contains("ada@example.com"))
+        );
     }
 }
 
@@ -326,12 +451,28 @@ async fn privacy_center_sign_in_choices_and_deletion() {
         let csrf = p.csrf();
         // An unknown address and a known one get the same answer; only the known one gets mail.
         let p = b
-            .post(&h, "/privacy/signin", &[("csrf", &csrf), ("store", "shop"), ("email", "eve@example.com")])
+            .post(
+                &h,
+                "/privacy/signin",
+                &[
+                    ("csrf", &csrf),
+                    ("store", "shop"),
+                    ("email", "eve@example.com"),
+                ],
+            )
             .await;
         let unknown_answer = p.body.clone();
         assert!(outbox_links(&outbox.0).is_empty());
         let p = b
-            .post(&h, "/privacy/signin", &[("csrf", &csrf), ("store", "shop"), ("email", "grace@example.com")])
+            .post(
+                &h,
+                "/privacy/signin",
+                &[
+                    ("csrf", &csrf),
+                    ("store", "shop"),
+                    ("email", "grace@example.com"),
+                ],
+            )
             .await;
         assert_eq!(p.status, StatusCode::OK);
         assert_eq!(p.body, unknown_answer);
@@ -340,7 +481,15 @@ async fn privacy_center_sign_in_choices_and_deletion() {
         let token = &links[0];
         // A bad address is a clear 400 and sends nothing.
         let p = b
-            .post(&h, "/privacy/signin", &[("csrf", &csrf), ("store", "shop"), ("email", "not an address")])
+            .post(
+                &h,
+                "/privacy/signin",
+                &[
+                    ("csrf", &csrf),
+                    ("store", "shop"),
+                    ("email", "not an address"),
+                ],
+            )
             .await;
         assert_eq!(p.status, StatusCode::BAD_REQUEST);
         // Opening the link does not sign in (mail scanners open links); the button does.
@@ -370,11 +519,23 @@ async fn privacy_center_sign_in_choices_and_deletion() {
         // Home: the choices; withdrawing personalization is one button.
         let p = b.get(&h, "/privacy/home").await;
         assert_eq!(p.status, StatusCode::OK);
-        assert!(p.body.contains("Withdraw consent for personalization"), "{}", p.body);
-        assert!(p.body.contains("Give consent for marketing_email"));
+        assert!(
+            p.body.contains("Withdraw consent for personalization"),
+            "{}",
+            p.body
+        );
+        assert!(p.body.contains("Give consent for marketing email"));
         let csrf = p.csrf();
         let p = b
-            .post(&h, "/privacy/consent", &[("csrf", &csrf), ("purpose", "personalization"), ("state", "withdrawn")])
+            .post(
+                &h,
+                "/privacy/consent",
+                &[
+                    ("csrf", &csrf),
+                    ("purpose", "personalization"),
+                    ("state", "withdrawn"),
+                ],
+            )
             .await;
         assert_eq!(p.status, StatusCode::SEE_OTHER);
         let (_, v) = h
@@ -386,7 +547,15 @@ async fn privacy_center_sign_in_choices_and_deletion() {
         assert_eq!(last["source"], "privacy_center");
         // A forged form changes nothing.
         let p = b
-            .post(&h, "/privacy/consent", &[("csrf", "forged"), ("purpose", "personalization"), ("state", "granted")])
+            .post(
+                &h,
+                "/privacy/consent",
+                &[
+                    ("csrf", "forged"),
+                    ("purpose", "personalization"),
+                    ("state", "granted"),
+                ],
+            )
             .await;
         assert_eq!(p.status, StatusCode::FORBIDDEN);
         let (_, v2) = h
@@ -410,7 +579,11 @@ async fn privacy_center_sign_in_choices_and_deletion() {
         let page = b.get(&h, "/privacy/contact").await;
         let csrf = page.csrf();
         let p = b
-            .post(&h, "/privacy/contact", &[("csrf", &csrf), ("message", "Why did I get a score?")])
+            .post(
+                &h,
+                "/privacy/contact",
+                &[("csrf", &csrf), ("message", "Why did I get a score?")],
+            )
             .await;
         assert_eq!(p.status, StatusCode::SEE_OTHER);
         let p = b.get(&h, "/privacy/contact").await;
@@ -430,10 +603,22 @@ async fn privacy_center_sign_in_choices_and_deletion() {
         let p = c.get(&h, &store).await;
         let c_csrf = p.csrf();
         for _ in 0..3 {
-            c.post(&h, "/privacy/signin", &[("csrf", &c_csrf), ("store", "shop"), ("email", "grace@example.com")])
-                .await;
+            c.post(
+                &h,
+                "/privacy/signin",
+                &[
+                    ("csrf", &c_csrf),
+                    ("store", "shop"),
+                    ("email", "grace@example.com"),
+                ],
+            )
+            .await;
         }
-        assert_eq!(outbox_links(&outbox.0).len(), 3, "at most three links an hour");
+        assert_eq!(
+            outbox_links(&outbox.0).len(),
+            3,
+            "at most three links an hour"
+        );
 
         // Delete my account: confirmation required, then erased and signed out.
         let session = b.jar["candor_privacy"].clone();
@@ -442,7 +627,11 @@ async fn privacy_center_sign_in_choices_and_deletion() {
         let p = b.post(&h, "/privacy/delete", &[("csrf", &csrf)]).await;
         assert_eq!(p.status, StatusCode::BAD_REQUEST);
         let p = b
-            .post(&h, "/privacy/delete", &[("csrf", &csrf), ("confirm", "yes")])
+            .post(
+                &h,
+                "/privacy/delete",
+                &[("csrf", &csrf), ("confirm", "yes")],
+            )
             .await;
         assert_eq!(p.status, StatusCode::OK, "{}", p.body);
         assert!(p.body.contains("Your account was deleted"));
@@ -459,8 +648,16 @@ async fn privacy_center_sign_in_choices_and_deletion() {
         // The erased person's address no longer signs in.
         let before = outbox_links(&outbox.0).len();
         h.t.clock.advance_days(1);
-        c.post(&h, "/privacy/signin", &[("csrf", &c_csrf), ("store", "shop"), ("email", "grace@example.com")])
-            .await;
+        c.post(
+            &h,
+            "/privacy/signin",
+            &[
+                ("csrf", &c_csrf),
+                ("store", "shop"),
+                ("email", "grace@example.com"),
+            ],
+        )
+        .await;
         assert_eq!(outbox_links(&outbox.0).len(), before);
     }
 }

@@ -1253,8 +1253,16 @@ async fn web_sessions_links_and_messages() {
             .insert_staff(&staff, audit(Some(t), "staff.created"))
             .await;
         assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
-        let found = db.store.staff_by_login("rita@shop.test").await.unwrap().unwrap();
-        assert_eq!((found.id.as_str(), found.role.as_str()), (staff.id.as_str(), "reviewer"));
+        let found = db
+            .store
+            .staff_by_login("rita@shop.test")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (found.id.as_str(), found.role.as_str()),
+            (staff.id.as_str(), "reviewer")
+        );
         assert_eq!(db.store.list_staff(t).await.unwrap().len(), 1);
 
         // Sessions: found until they expire, gone when deleted.
@@ -1268,16 +1276,33 @@ async fn web_sessions_links_and_messages() {
             created_at: now,
             expires_at: Timestamp(now.0 + expires),
         };
-        db.store.insert_session(&session(1, "staff", None, 60_000)).await.unwrap();
+        db.store
+            .insert_session(&session(1, "staff", None, 60_000))
+            .await
+            .unwrap();
         db.store
             .insert_session(&session(2, "customer", Some(s), 60_000))
             .await
             .unwrap();
-        db.store.insert_session(&session(3, "staff", None, -1)).await.unwrap();
+        db.store
+            .insert_session(&session(3, "staff", None, -1))
+            .await
+            .unwrap();
         let got = db.store.session(&[1; 32], now).await.unwrap().unwrap();
         assert_eq!(got.staff_id.as_deref(), Some(staff.id.as_str()));
-        assert_eq!(db.store.session(&[2; 32], now).await.unwrap().unwrap().subject, Some(s));
-        assert!(db.store.session(&[3; 32], now).await.unwrap().is_none(), "expired");
+        assert_eq!(
+            db.store
+                .session(&[2; 32], now)
+                .await
+                .unwrap()
+                .unwrap()
+                .subject,
+            Some(s)
+        );
+        assert!(
+            db.store.session(&[3; 32], now).await.unwrap().is_none(),
+            "expired"
+        );
         db.store.delete_session(&[1; 32]).await.unwrap();
         assert!(db.store.session(&[1; 32], now).await.unwrap().is_none());
         assert_eq!(db.store.purge_sessions(now).await.unwrap(), 1);
@@ -1294,17 +1319,31 @@ async fn web_sessions_links_and_messages() {
             .insert_signin_link(t, s, &[20; 32], now, Timestamp(now.0 + 60_000), 3)
             .await;
         assert!(matches!(over, Err(StoreError::Conflict(_))), "{over:?}");
-        assert_eq!(db.store.use_signin_link(&[10; 32], now).await.unwrap(), Some((t, s)));
-        assert_eq!(db.store.use_signin_link(&[10; 32], now).await.unwrap(), None, "once");
+        assert_eq!(
+            db.store.use_signin_link(&[10; 32], now).await.unwrap(),
+            Some((t, s))
+        );
+        assert_eq!(
+            db.store.use_signin_link(&[10; 32], now).await.unwrap(),
+            None,
+            "once"
+        );
         let later = Timestamp(now.0 + 120_000);
-        assert_eq!(db.store.use_signin_link(&[11; 32], later).await.unwrap(), None, "expired");
+        assert_eq!(
+            db.store.use_signin_link(&[11; 32], later).await.unwrap(),
+            None,
+            "expired"
+        );
         // Two racing redemptions of one link: exactly one wins.
         let (a, b) = tokio::join!(
             db.store.use_signin_link(&[12; 32], now),
             db.store.use_signin_link(&[12; 32], now)
         );
         assert_eq!(
-            [a.unwrap(), b.unwrap()].iter().filter(|x| x.is_some()).count(),
+            [a.unwrap(), b.unwrap()]
+                .iter()
+                .filter(|x| x.is_some())
+                .count(),
             1
         );
 
@@ -1323,7 +1362,14 @@ async fn web_sessions_links_and_messages() {
             .insert_contact(t, &row, audit(Some(t), "contact.requested"))
             .await
             .unwrap();
-        assert_eq!(db.store.list_contacts(t, Some("open"), 10).await.unwrap().len(), 1);
+        assert_eq!(
+            db.store
+                .list_contacts(t, Some("open"), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         db.store
             .close_contact(t, "m-1", "staff:x", now, audit(Some(t), "contact.closed"))
             .await
@@ -1349,13 +1395,19 @@ async fn web_sessions_links_and_messages() {
             .unwrap();
         assert_eq!((counts.web_sessions, counts.contact_requests), (1, 1));
         assert!(db.store.session(&[2; 32], now).await.unwrap().is_none());
-        assert_eq!(db.store.use_signin_link(&[30; 32], later).await.unwrap(), None);
+        assert_eq!(
+            db.store.use_signin_link(&[30; 32], later).await.unwrap(),
+            None
+        );
         assert!(db.store.contacts_for(t, s).await.unwrap().is_empty());
         let refused = db
             .store
             .insert_signin_link(t, s, &[31; 32], later, Timestamp(later.0 + 60_000), 10)
             .await;
-        assert!(matches!(refused, Err(StoreError::NotFound)), "no links for the erased");
+        assert!(
+            matches!(refused, Err(StoreError::NotFound)),
+            "no links for the erased"
+        );
     });
 }
 
@@ -1365,7 +1417,11 @@ async fn overview_counts_latest_consent_per_purpose_and_jurisdiction() {
     each_backend!(|db| {
         let (t, tk) = tenant(&db, "shop").await;
         let (other, otk) = tenant(&db, "other").await;
-        let rec = |purpose: &str, action: ConsentAction, source: ConsentSource, j: Option<&str>, at: i64| {
+        let rec = |purpose: &str,
+                   action: ConsentAction,
+                   source: ConsentSource,
+                   j: Option<&str>,
+                   at: i64| {
             ConsentRecord {
                 purpose: purpose.parse().unwrap(),
                 action,
@@ -1383,10 +1439,29 @@ async fn overview_counts_latest_consent_per_purpose_and_jurisdiction() {
         use ConsentAction::{Granted, Withdrawn};
         for (s, t2, records) in [
             // a granted then withdrew: counts once, as withdrawn.
-            (a, t, vec![rec("analytics", Granted, ConsentSource::Banner, Some("eu"), 1), rec("analytics", Withdrawn, ConsentSource::Banner, Some("eu"), 2)]),
-            (b, t, vec![rec("analytics", Granted, ConsentSource::Api, Some("eu"), 1)]),
-            (c, t, vec![rec("advertising", Withdrawn, ConsentSource::Gpc, None, 1)]),
-            (o, other, vec![rec("analytics", Granted, ConsentSource::Gpc, Some("eu"), 1)]),
+            (
+                a,
+                t,
+                vec![
+                    rec("analytics", Granted, ConsentSource::Banner, Some("eu"), 1),
+                    rec("analytics", Withdrawn, ConsentSource::Banner, Some("eu"), 2),
+                ],
+            ),
+            (
+                b,
+                t,
+                vec![rec("analytics", Granted, ConsentSource::Api, Some("eu"), 1)],
+            ),
+            (
+                c,
+                t,
+                vec![rec("advertising", Withdrawn, ConsentSource::Gpc, None, 1)],
+            ),
+            (
+                o,
+                other,
+                vec![rec("analytics", Granted, ConsentSource::Gpc, Some("eu"), 1)],
+            ),
         ] {
             db.store
                 .append_consents(t2, s, records, vec![audit(Some(t2), "consent")])
