@@ -314,7 +314,7 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
             if p.allowed { "allowed" } else { "denied" },
             esc(&p.purpose),
             if p.allowed { "in use" } else { "not in use" },
-            esc(&p.reason.replace('`', ""))
+            esc(&plain_reason(&p.reason))
         ));
         if consent_based {
             let granted = p.consent == Some("granted");
@@ -500,6 +500,36 @@ async fn decisions(State(app): State<App>, headers: HeaderMap) -> Response {
     c.page("Decisions about me", &b)
 }
 
+/// A policy reason as a customer reads it: no code quotes or snake_case, times to the minute.
+fn plain_reason(reason: &str) -> String {
+    let s = reason.replace('`', "").replace('_', " ");
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        // 2026-11-23T05:22:37.005Z → 2026-11-23 05:22 UTC
+        let is_time = b.len() >= i + 20
+            && b[i..i + 4].iter().all(u8::is_ascii_digit)
+            && b[i + 4] == b'-'
+            && b[i + 10] == b'T'
+            && b[i + 13] == b':'
+            && s.is_char_boundary(i + 16);
+        if is_time {
+            let end = s[i..].find('Z').map_or(s.len(), |z| i + z + 1);
+            out.push_str(&s[i..i + 10]);
+            out.push(' ');
+            out.push_str(&s[i + 11..i + 16]);
+            out.push_str(" UTC");
+            i = end;
+            continue;
+        }
+        let c = s[i..].chars().next().unwrap_or(' ');
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
 fn label(kind: &str, purpose: &str) -> String {
     match kind {
         "lead_score" => "Score of your interest in an offer".into(),
@@ -636,4 +666,26 @@ async fn contact(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
             .await
     );
     see_other("/privacy/contact")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_reason;
+
+    #[test]
+    fn reasons_read_as_words() {
+        assert_eq!(
+            plain_reason("consent withdrawn at 2026-11-23T05:22:37.005Z via banner"),
+            "consent withdrawn at 2026-11-23 05:22 UTC via banner"
+        );
+        assert_eq!(
+            plain_reason("`eu` requires opt-in for `sale_sharing`"),
+            "eu requires opt-in for sale sharing"
+        );
+        assert_eq!(plain_reason("é 2026"), "é 2026");
+        assert_eq!(
+            plain_reason("2026-11-23T05:2é 9 0 0 0"),
+            "2026-11-23T05:2é 9 0 0 0"
+        );
+    }
 }
