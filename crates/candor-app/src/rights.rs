@@ -118,6 +118,19 @@ fn view(row: RequestRow, now: Timestamp) -> RequestView {
     RequestView { row, overdue }
 }
 
+/// A person's own words (a contest, a message to a human): trimmed, 1–5000 bytes.
+pub(crate) fn own_words<'a>(
+    text: &'a str,
+    code: &'static str,
+    message: &'static str,
+) -> AppResult<&'a str> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > 5000 {
+        return Err(AppError::bad_request(code, message));
+    }
+    Ok(text)
+}
+
 fn store_conflict(code: &'static str) -> impl Fn(StoreError) -> AppError {
     move |e| match e {
         StoreError::NotFound => AppError::not_found("request"),
@@ -159,6 +172,20 @@ impl App {
             ));
         }
         Ok(s)
+    }
+
+    /// A live person and their data key.
+    pub(crate) async fn live_key<'w>(
+        &self,
+        tenant: TenantId,
+        who: impl Into<Who<'w>>,
+    ) -> AppResult<(SubjectRow, DataKey)> {
+        let s = self.live_subject(tenant, who).await?;
+        let key = self
+            .data_key(tenant, &s)
+            .await?
+            .ok_or_else(|| AppError::not_found("subject"))?;
+        Ok((s, key))
     }
 
     /// The person's data key (`None` once it is destroyed).
@@ -1078,18 +1105,12 @@ impl App {
         decision_id: &str,
         statement: &str,
     ) -> AppResult<ContestView> {
-        let statement = statement.trim();
-        if statement.is_empty() || statement.len() > 5000 {
-            return Err(AppError::bad_request(
-                "statement_invalid",
-                "say in up to 5000 bytes why the decision is wrong",
-            ));
-        }
-        let s = self.live_subject(tenant, who).await?;
-        let key = self
-            .data_key(tenant, &s)
-            .await?
-            .ok_or_else(|| AppError::not_found("subject"))?;
+        let statement = own_words(
+            statement,
+            "statement_invalid",
+            "say in up to 5000 bytes why the decision is wrong",
+        )?;
+        let (s, key) = self.live_key(tenant, who).await?;
         let now = self.clock().now();
         let id = EventId::new().to_string();
         let row = ContestRow {

@@ -678,18 +678,12 @@ impl App {
         subject: SubjectId,
         message: &str,
     ) -> AppResult<String> {
-        let message = message.trim();
-        if message.is_empty() || message.len() > 5000 {
-            return Err(AppError::bad_request(
-                "message_invalid",
-                "write your message in up to 5000 bytes",
-            ));
-        }
-        let s = self.resolve_subject(tenant, subject).await?;
-        let key = self
-            .data_key(tenant, &s)
-            .await?
-            .ok_or_else(|| AppError::not_found("subject"))?;
+        let message = crate::rights::own_words(
+            message,
+            "message_invalid",
+            "write your message in up to 5000 bytes",
+        )?;
+        let (_, key) = self.live_key(tenant, subject).await?;
         let now = self.clock().now();
         let id = EventId::new().to_string();
         let row = ContactRow {

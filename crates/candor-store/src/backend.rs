@@ -1083,19 +1083,7 @@ macro_rules! impl_store {
                 .fetch_all(self.reader())
                 .await?
                 .iter()
-                .map(|r| {
-                    Ok(AuditEntry {
-                        chain: r.try_get("chain")?,
-                        seq: r.try_get("seq")?,
-                        at: Timestamp(r.try_get("at")?),
-                        actor: r.try_get("actor")?,
-                        action: r.try_get("action")?,
-                        target: r.try_get("target")?,
-                        details: r.try_get("details")?,
-                        prev_hash: r.try_get("prev_hash")?,
-                        hash: r.try_get("hash")?,
-                    })
-                })
+                .map(audit_entry_from)
                 .collect()
             }
 
@@ -2439,6 +2427,20 @@ macro_rules! impl_store {
                     Some(s) => Some(serde_json::from_str(&s).map_err(|_| StoreError::Corrupt("unreadable request result".into()))?),
                     None => None,
                 },
+            })
+        }
+
+        fn audit_entry_from(r: &DbRow) -> Result<AuditEntry> {
+            Ok(AuditEntry {
+                chain: r.try_get("chain")?,
+                seq: r.try_get("seq")?,
+                at: Timestamp(r.try_get("at")?),
+                actor: r.try_get("actor")?,
+                action: r.try_get("action")?,
+                target: r.try_get("target")?,
+                details: r.try_get("details")?,
+                prev_hash: r.try_get("prev_hash")?,
+                hash: r.try_get("hash")?,
             })
         }
 

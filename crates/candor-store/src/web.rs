@@ -285,7 +285,7 @@ macro_rules! impl_web_store {
             use candor_crypto::Sealed;
             use candor_types::{SubjectId, TenantId, Timestamp};
 
-            use super::{$store, DbRow, audit_tx};
+            use super::{$store, DbRow, audit_entry_from, audit_tx};
             use crate::backend::parse;
             use crate::web::{ConsentCount, ContactRow, Overview, SessionRow, SigninLink, StaffRow, WebStore};
             use crate::{AuditDraft, AuditEntry, Result, StoreError};
@@ -691,19 +691,7 @@ macro_rules! impl_web_store {
                     .fetch_all(self.reader())
                     .await?
                     .iter()
-                    .map(|r| {
-                        Ok(AuditEntry {
-                            chain: r.try_get("chain")?,
-                            seq: r.try_get("seq")?,
-                            at: Timestamp(r.try_get("at")?),
-                            actor: r.try_get("actor")?,
-                            action: r.try_get("action")?,
-                            target: r.try_get("target")?,
-                            details: r.try_get("details")?,
-                            prev_hash: r.try_get("prev_hash")?,
-                            hash: r.try_get("hash")?,
-                        })
-                    })
+                    .map(audit_entry_from)
                     .collect()
                 }
             }

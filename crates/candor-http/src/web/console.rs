@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::{
     Form, Limiter, bar_chart, cookie, csrf_failed, csrf_field, csrf_ok, error_page, esc, forbidden,
-    html, page, pct, pre_token, report, see_other, set_cookie, when,
+    html, page, pct, pre_form, pre_token, report, see_other, set_cookie, when,
 };
 
 const AREA: &str = "Candor console";
@@ -43,11 +43,7 @@ pub(super) fn routes() -> Router<App> {
         .route("/console/models/{version}", get(model))
         .route("/console/models/{version}/card", get(model_card))
         .route("/console/models/{version}/audits/{id}", get(audit_report))
-        .route("/console/models/{version}/override", post(model_override))
-        .route(
-            "/console/models/{version}/transition",
-            post(model_transition),
-        )
+        .route("/console/models/{version}/{step}", post(model_step))
         .route("/console/fairness", get(fairness))
         .route("/console/recs", get(recs))
         .route("/console/journeys", get(journeys))
@@ -183,15 +179,6 @@ macro_rules! staff {
     };
 }
 
-macro_rules! tryp {
-    ($s:expr, $e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return $s.error(e.into()),
-        }
-    };
-}
-
 // ----------------------------------------------------------------------------------------
 // Sign-in
 // ----------------------------------------------------------------------------------------
@@ -227,14 +214,10 @@ async fn login_page() -> Response {
 }
 
 async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let f = match Form::parse(&body) {
-        Ok(f) => f,
+    let (f, pre) = match pre_form(&headers, &body, PRE_COOKIE, AREA) {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let pre = cookie(&headers, PRE_COOKIE).unwrap_or_default();
-    if !csrf_ok(&headers, &f, &pre) {
-        return csrf_failed(AREA);
-    }
     let login = f.get("login").trim().to_lowercase();
     if SIGN_IN_LIMIT.blocked(&login) {
         return html(
@@ -268,9 +251,7 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
 
 async fn logout(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let s = staff!(app, headers, Area::Overview);
-    if let Err(r) = s.form(&headers, &body) {
-        return r;
-    }
+    let _ = form!(s, headers, body);
     if let Some(secret) = cookie(&headers, COOKIE) {
         tryp!(s, app.end_session(&secret).await);
     }
@@ -385,10 +366,7 @@ async fn subjects(State(app): State<App>, headers: HeaderMap) -> Response {
 /// The search is a POST so that the address never appears in a URL or an access log.
 async fn subject_search(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let s = staff!(app, headers, Area::Subjects);
-    let f = match s.form(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let f = form!(s, headers, body);
     let found = tryp!(
         s,
         app.staff_find_by_email(&s.principal, f.get("email").trim())
@@ -646,54 +624,30 @@ async fn audit_report(
     report(candor_app::audit_report_html(&a.report))
 }
 
-async fn model_override(
+/// A reviewer's step on a model: `override` (of its failed audit) or `transition` (approve,
+/// activate, retire), each with a reason.
+async fn model_step(
     State(app): State<App>,
     headers: HeaderMap,
-    Path(version): Path<String>,
+    Path((version, step)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
     let s = staff!(app, headers, Area::ModelDecisions);
-    let f = match s.form(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let f = form!(s, headers, body);
     let version = tryp!(s, parse_version(&version));
-    tryp!(
-        s,
-        app.override_fairness(
-            s.principal.tenant,
-            &s.principal.actor(),
-            version,
-            f.get("reason")
-        )
-        .await
-    );
-    see_other(&format!("/console/models/{version}"))
-}
-
-async fn model_transition(
-    State(app): State<App>,
-    headers: HeaderMap,
-    Path(version): Path<String>,
-    body: Bytes,
-) -> Response {
-    let s = staff!(app, headers, Area::ModelDecisions);
-    let f = match s.form(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
+    let (t, actor) = (s.principal.tenant, s.principal.actor());
+    let done = match step.as_str() {
+        "override" => {
+            app.override_fairness(t, &actor, version, f.get("reason"))
+                .await
+        }
+        "transition" => {
+            app.transition_model(t, &actor, version, f.get("action"), f.get("reason"))
+                .await
+        }
+        _ => Err(AppError::not_found("model step")),
     };
-    let version = tryp!(s, parse_version(&version));
-    tryp!(
-        s,
-        app.transition_model(
-            s.principal.tenant,
-            &s.principal.actor(),
-            version,
-            f.get("action"),
-            f.get("reason")
-        )
-        .await
-    );
+    tryp!(s, done);
     see_other(&format!("/console/models/{version}"))
 }
 
@@ -936,10 +890,7 @@ async fn request_action(
     body: Bytes,
 ) -> Response {
     let s = staff!(app, headers, Area::Requests);
-    let f = match s.form(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let f = form!(s, headers, body);
     let (t, a) = (s.principal.tenant, s.principal.actor());
     let r = match f.get("action") {
         "acknowledge" => app.acknowledge_request(t, &a, &id).await,
@@ -1008,10 +959,7 @@ async fn contest_review(
     body: Bytes,
 ) -> Response {
     let s = staff!(app, headers, Area::Contests);
-    let f = match s.form(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let f = form!(s, headers, body);
     let label = match f.get("label") {
         "" => None,
         "0" => Some(0),
@@ -1071,9 +1019,7 @@ async fn message_close(
     body: Bytes,
 ) -> Response {
     let s = staff!(app, headers, Area::Messages);
-    if let Err(r) = s.form(&headers, &body) {
-        return r;
-    }
+    let _ = form!(s, headers, body);
     tryp!(s, app.close_contact(&s.principal, &id).await);
     see_other("/console/messages")
 }

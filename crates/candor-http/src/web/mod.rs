@@ -12,6 +12,26 @@
 // built once, on the refusal path, and returned as the response.
 #![allow(clippy::result_large_err)]
 
+/// The checked form of a POST, or the refusal page returned at once.
+macro_rules! form {
+    ($who:expr, $headers:expr, $body:expr) => {
+        match $who.form(&$headers, &$body) {
+            Ok(f) => f,
+            Err(r) => return r,
+        }
+    };
+}
+
+/// The value of a use case, or its error as a page of the area (with its navigation).
+macro_rules! tryp {
+    ($who:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return $who.error(e.into()),
+        }
+    };
+}
+
 mod console;
 mod privacy;
 
@@ -229,6 +249,23 @@ pub(crate) fn csrf_ok(headers: &HeaderMap, form: &Form, expected: &str) -> bool 
     }
     let got = form.get("csrf");
     !expected.is_empty() && same(got, expected)
+}
+
+/// A form shown before signing in, with its token, which must match the double-submit
+/// cookie `pre` (a refusal page otherwise).
+pub(crate) fn pre_form(
+    headers: &HeaderMap,
+    body: &Bytes,
+    pre: &str,
+    area: &str,
+) -> Result<(Form, String), Response> {
+    let f = Form::parse(body)?;
+    let expected = cookie(headers, pre).unwrap_or_default();
+    if csrf_ok(headers, &f, &expected) {
+        Ok((f, expected))
+    } else {
+        Err(csrf_failed(area))
+    }
 }
 
 pub(crate) fn forbidden(area: &str, nav: &str, msg: &str) -> Response {

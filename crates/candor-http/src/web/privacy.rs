@@ -15,8 +15,8 @@ use candor_types::{SubjectId, TenantId};
 use serde::Deserialize;
 
 use super::{
-    Form, cookie, csrf_failed, csrf_field, csrf_ok, error_page, esc, html, page, pre_token,
-    see_other, set_cookie, when, words,
+    Form, cookie, csrf_failed, csrf_field, csrf_ok, error_page, esc, html, page, pre_form,
+    pre_token, see_other, set_cookie, when, words,
 };
 
 const AREA: &str = "Privacy center";
@@ -116,15 +116,6 @@ macro_rules! customer {
     };
 }
 
-macro_rules! tryp {
-    ($c:expr, $e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return $c.error(e.into()),
-        }
-    };
-}
-
 // ----------------------------------------------------------------------------------------
 // Signing in
 // ----------------------------------------------------------------------------------------
@@ -186,14 +177,10 @@ async fn start(
 }
 
 async fn signin(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
-    let f = match Form::parse(&body) {
-        Ok(f) => f,
+    let (f, pre) = match pre_form(&headers, &body, PRE_COOKIE, AREA) {
+        Ok(x) => x,
         Err(r) => return r,
     };
-    let pre = cookie(&headers, PRE_COOKIE).unwrap_or_default();
-    if !csrf_ok(&headers, &f, &pre) {
-        return csrf_failed(AREA);
-    }
     let store = if f.get("store").is_empty() {
         "default"
     } else {
@@ -253,13 +240,8 @@ async fn link_redeem(
     Path(token): Path<String>,
     body: Bytes,
 ) -> Response {
-    let f = match Form::parse(&body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let pre = cookie(&headers, PRE_COOKIE).unwrap_or_default();
-    if !csrf_ok(&headers, &f, &pre) {
-        return csrf_failed(AREA);
+    if let Err(r) = pre_form(&headers, &body, PRE_COOKIE, AREA) {
+        return r;
     }
     match app.redeem_signin_link(&token).await {
         Ok((secret, _)) => (
@@ -276,9 +258,7 @@ async fn link_redeem(
 
 async fn signout(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let c = customer!(app, headers);
-    if let Err(r) = c.form(&headers, &body) {
-        return r;
-    }
+    let _ = form!(c, headers, body);
     if let Some(secret) = cookie(&headers, COOKIE) {
         tryp!(c, app.end_session(&secret).await);
     }
@@ -381,10 +361,7 @@ async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
 
 async fn consent(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let c = customer!(app, headers);
-    let f = match c.form(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let f = form!(c, headers, body);
     let granted = match f.get("state") {
         "granted" => true,
         "withdrawn" => false,
@@ -541,10 +518,7 @@ fn label(kind: &str, purpose: &str) -> String {
 
 async fn contest(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let c = customer!(app, headers);
-    let f = match c.form(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let f = form!(c, headers, body);
     tryp!(
         c,
         app.contest_decision(
@@ -591,10 +565,7 @@ async fn delete_page(State(app): State<App>, headers: HeaderMap) -> Response {
 
 async fn delete(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let c = customer!(app, headers);
-    let f = match c.form(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let f = form!(c, headers, body);
     if f.get("confirm") != "yes" {
         return c.error(AppError::bad_request(
             "confirmation_required",
@@ -656,10 +627,7 @@ async fn contact_page(State(app): State<App>, headers: HeaderMap) -> Response {
 
 async fn contact(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let c = customer!(app, headers);
-    let f = match c.form(&headers, &body) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
+    let f = form!(c, headers, body);
     tryp!(
         c,
         app.contact_human(c.tenant, c.subject, f.get("message"))
