@@ -524,7 +524,14 @@ impl App {
             match IncomingEvent::from_json(m, opts.forced_kind) {
                 Ok(event) => {
                     let aliases = aliases_of(&tk, &event);
-                    let email = email_alias(&tk, &event);
+                    // Only the store's backend (a server key) vouches for an address: a
+                    // browser-safe write key could otherwise point someone's address, and so
+                    // their privacy-center sign-in, at another person.
+                    let email = if principal.scope.allows(candor_types::Scope::Server) {
+                        email_alias(&tk, &event)
+                    } else {
+                        None
+                    };
                     let (message_id, client_message_id) = match &event.message_id {
                         Some(id) => (id.clone(), true),
                         None => (format!("candor-{}", EventId::new()), false),

@@ -681,10 +681,26 @@ impl App {
             });
         }
         let n = fields.len();
+        // A corrected address signs in from now on; the old one no longer does.
+        let mut aliases = Vec::new();
+        if let Some(email) = map.get("email").and_then(Value::as_str)
+            && crate::mail::valid_address(email.trim())
+        {
+            let kind = candor_crypto::IdentifierKind::Email;
+            let tk = self.tenant_key(tenant).await?;
+            aliases.push((
+                subject.id,
+                candor_store::Alias {
+                    kind,
+                    blind: tk.blind_index(kind, email),
+                },
+            ));
+        }
         self.store()
             .upsert_fields(
                 tenant,
                 fields,
+                &aliases,
                 self.audit(
                     tenant,
                     actor,

@@ -581,6 +581,72 @@ macro_rules! impl_store {
             Ok(())
         }
 
+        /// Email addresses as blind indexes (privacy-center sign-in, console search). A person's
+        /// newest address replaces their previous one; an address that belongs to another live
+        /// person stays theirs (the conflict is audited, nothing is moved); one that belonged
+        /// to an erased person may be taken. Statements run in blind-index order, so that two
+        /// writes touching the same addresses cannot deadlock.
+        async fn apply_email_aliases(tx: &mut Tx, tenant: TenantId, aliases: &[(SubjectId, Alias)]) -> Result<()> {
+            if aliases.is_empty() {
+                return Ok(());
+            }
+            let t = tenant.to_string();
+            // The last address of each person in this write, then by address.
+            let mut latest: BTreeMap<SubjectId, Alias> = BTreeMap::new();
+            for (s, a) in aliases {
+                latest.insert(*s, *a);
+            }
+            let mut by_blind: BTreeMap<[u8; 32], (SubjectId, Alias)> = BTreeMap::new();
+            for (s, a) in latest {
+                by_blind.insert(a.blind.0, (s, a));
+            }
+            let mut conflicts = Vec::new();
+            for (blind, (subject, alias)) in by_blind {
+                let sid = subject.to_string();
+                sqlx::query(
+                    "INSERT INTO subject_aliases (tenant_id, kind, blind, subject_id) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (tenant_id, blind) DO UPDATE SET subject_id = excluded.subject_id \
+                     WHERE subject_aliases.subject_id = $5",
+                )
+                .bind(&t)
+                .bind(kind_str(alias.kind))
+                .bind(&blind[..])
+                .bind(&sid)
+                .bind(crate::SUPPRESSED)
+                .execute(&mut **tx)
+                .await?;
+                let owner: String = sqlx::query("SELECT subject_id FROM subject_aliases WHERE tenant_id = $1 AND blind = $2")
+                    .bind(&t)
+                    .bind(&blind[..])
+                    .fetch_one(&mut **tx)
+                    .await?
+                    .try_get("subject_id")?;
+                if owner == sid {
+                    sqlx::query(
+                        "DELETE FROM subject_aliases WHERE tenant_id = $1 AND subject_id = $2 AND kind = $3 AND blind <> $4",
+                    )
+                    .bind(&t)
+                    .bind(&sid)
+                    .bind(kind_str(alias.kind))
+                    .bind(&blind[..])
+                    .execute(&mut **tx)
+                    .await?;
+                } else {
+                    conflicts.push(AuditDraft {
+                        tenant: Some(tenant),
+                        actor: "system:ingest".into(),
+                        action: "alias.conflict".into(),
+                        target: Some(sid),
+                        details: serde_json::json!({ "kind": kind_str(alias.kind), "kept_with": owner }),
+                    });
+                }
+            }
+            if !conflicts.is_empty() {
+                audit_tx(tx, conflicts, Timestamp::now()).await?;
+            }
+            Ok(())
+        }
+
         async fn write_tx(tx: &mut Tx, tenant: TenantId, write: &IngestWrite, now: Timestamp) -> Result<Vec<bool>> {
             for (subject, c) in &write.consents {
                 insert_consent(tx, tenant, *subject, c).await?;
@@ -621,20 +687,7 @@ macro_rules! impl_store {
                     })
                 })
                 .collect::<Result<_>>()?;
-            // Email addresses as blind indexes (privacy-center sign-in, console search): the
-            // latest person to give an address owns it.
-            for (subject, alias) in &write.aliases {
-                sqlx::query(
-                    "INSERT INTO subject_aliases (tenant_id, kind, blind, subject_id) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (tenant_id, blind) DO UPDATE SET subject_id = excluded.subject_id",
-                )
-                .bind(tenant.to_string())
-                .bind(kind_str(alias.kind))
-                .bind(&alias.blind.0[..])
-                .bind(subject.to_string())
-                .execute(&mut **tx)
-                .await?;
-            }
+            apply_email_aliases(tx, tenant, &write.aliases).await?;
             let inserted = insert_events(tx, &tenant.to_string(), &rows).await?;
             if !write.journeys.is_empty() {
                 apply_journey_ops(tx, tenant, &write.journeys, now).await?;
@@ -1670,7 +1723,7 @@ macro_rules! impl_store {
                 Ok(counts)
             }
 
-            async fn upsert_fields(&self, tenant: TenantId, fields: Vec<FieldRow>, audit: AuditDraft) -> Result<()> {
+            async fn upsert_fields(&self, tenant: TenantId, fields: Vec<FieldRow>, aliases: &[(SubjectId, Alias)], audit: AuditDraft) -> Result<()> {
                 let mut tx = self.write_tx().await?;
                 for f in &fields {
                     let live = sqlx::query(concat!(
@@ -1698,6 +1751,7 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                apply_email_aliases(&mut tx, tenant, aliases).await?;
                 audit_tx(&mut tx, vec![audit], Timestamp::now()).await?;
                 tx.commit().await?;
                 Ok(())

@@ -885,11 +885,13 @@ pub trait Store: Send + Sync {
         at: Timestamp,
         audit: AuditDraft,
     ) -> impl Future<Output = Result<ErasureCounts>> + Send;
-    /// Writes (or replaces) sealed fields of live subjects, audited: rectification.
+    /// Writes (or replaces) sealed fields of live subjects, audited: rectification. `aliases`: a corrected email address
+    /// (see the ingest's rules for addresses).
     fn upsert_fields(
         &self,
         tenant: TenantId,
         fields: Vec<FieldRow>,
+        aliases: &[(SubjectId, Alias)],
         audit: AuditDraft,
     ) -> impl Future<Output = Result<()>> + Send;
     fn subject_state(
@@ -1400,9 +1402,10 @@ impl Store for AnyStore {
         &self,
         tenant: TenantId,
         fields: Vec<FieldRow>,
+        aliases: &[(SubjectId, Alias)],
         audit: AuditDraft,
     ) -> Result<()> {
-        dispatch!(self, s => s.upsert_fields(tenant, fields, audit))
+        dispatch!(self, s => s.upsert_fields(tenant, fields, aliases, audit))
     }
     async fn subject_state(&self, tenant: TenantId, id: SubjectId) -> Result<Option<SubjectState>> {
         dispatch!(self, s => s.subject_state(tenant, id))

@@ -358,7 +358,7 @@ async fn people_search_goes_through_the_blind_index_and_is_audited() {
             .call(
                 "POST",
                 "/v1/identify",
-                &h.write,
+                &h.server,
                 Some(json!({"userId": "c-1", "messageId": "i-1", "traits": {"email": "Ada@Example.com"}})),
             )
             .await;
@@ -438,7 +438,7 @@ async fn privacy_center_sign_in_choices_and_deletion() {
             .call(
                 "POST",
                 "/v1/identify",
-                &h.write,
+                &h.server,
                 Some(json!({"userId": "c-9", "messageId": "i-9", "traits": {"email": "grace@example.com"}})),
             )
             .await;
@@ -659,5 +659,63 @@ async fn privacy_center_sign_in_choices_and_deletion() {
         )
         .await;
         assert_eq!(outbox_links(&outbox.0).len(), before);
+    }
+}
+
+#[tokio::test]
+async fn an_email_address_points_to_one_person_and_only_the_backend_sets_it() {
+    for backend in BACKENDS {
+        let Some(h) = H::new(backend).await else {
+            continue;
+        };
+        let identify = |key: &str, user: &str, email: &str, mid: &str| {
+            let body = json!({"userId": user, "messageId": mid, "traits": {"email": email}});
+            let key = key.to_string();
+            let h = &h;
+            async move {
+                let (s, v) = h.call("POST", "/v1/identify", &key, Some(body)).await;
+                assert_eq!(s, StatusCode::OK, "{v}");
+            }
+        };
+        let owner = |email: &'static str| {
+            let h = &h;
+            async move { h.t.app.subject_by_email(h.tenant, email).await.unwrap() }
+        };
+        let id_of = |user: &'static str| {
+            let h = &h;
+            async move { h.t.app.resolve_subject(h.tenant, user).await.unwrap().id }
+        };
+        h.consent("c-1", "analytics", "granted").await;
+        h.consent("c-2", "analytics", "granted").await;
+        // A browser-safe write key does not vouch for an address.
+        identify(&h.write, "c-1", "ada@example.com", "w-1").await;
+        assert_eq!(owner("ada@example.com").await, None);
+        identify(&h.server, "c-1", "ada@example.com", "s-1").await;
+        let c1 = id_of("c-1").await;
+        assert_eq!(owner("ada@example.com").await, Some(c1));
+        // Another person giving the same address does not take it over (audited conflict).
+        identify(&h.server, "c-2", "ada@example.com", "s-2").await;
+        assert_eq!(owner("ada@example.com").await, Some(c1));
+        let log =
+            h.t.app
+                .store()
+                .audit_entries(&h.tenant.to_string(), 0, 10_000)
+                .await
+                .unwrap();
+        assert!(log.iter().any(|e| e.action == "alias.conflict"));
+        // A new address replaces the person's old one.
+        identify(&h.server, "c-1", "ada@new.example.com", "s-3").await;
+        assert_eq!(owner("ada@new.example.com").await, Some(c1));
+        assert_eq!(owner("ada@example.com").await, None);
+        // Once free, the old address can be another person's.
+        identify(&h.server, "c-2", "ada@example.com", "s-4").await;
+        assert_eq!(owner("ada@example.com").await, Some(id_of("c-2").await));
+        // Erasure frees the address for someone new.
+        let (s, v) = h.call("DELETE", "/v1/subjects/c-1", &h.admin, None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(owner("ada@new.example.com").await, None);
+        h.consent("c-3", "analytics", "granted").await;
+        identify(&h.server, "c-3", "ada@new.example.com", "s-5").await;
+        assert_eq!(owner("ada@new.example.com").await, Some(id_of("c-3").await));
     }
 }
