@@ -172,8 +172,19 @@ impl App {
     /// Walks every audit chain from its first entry and checks each link and hash.
     /// `Ok(Err(break))` names the first broken entry.
     pub async fn verify_audit_log(&self) -> AppResult<Result<VerifyReport, AuditBreak>> {
+        self.verify_chains(None).await
+    }
+
+    /// [`App::verify_audit_log`] for one chain (a tenant's), or all of them.
+    pub(crate) async fn verify_chains(
+        &self,
+        only: Option<&str>,
+    ) -> AppResult<Result<VerifyReport, AuditBreak>> {
         let mut chains = Vec::new();
         for (chain, head_seq, head_hash) in self.store().audit_chains().await? {
+            if only.is_some_and(|o| o != chain) {
+                continue;
+            }
             let mut v = verify_chain(&chain);
             loop {
                 let page = self

@@ -542,7 +542,8 @@ pub async fn run(app: &App, dir: &Path, args: &DemoArgs) -> Result<Value> {
     eprintln!("lead scores: {scored} customers who allow profiling");
 
     // ---------------------------------------------------------------- journey history
-    let reports = dir.join("reports");
+    // Reports are kept per tenant: the console lists only its own.
+    let reports = dir.join("reports").join(t.to_string());
     std::fs::create_dir_all(&reports)?;
     let hill = data_out.join("hillstrom.csv");
     std::fs::write(&hill, gunzip(&data.join("hillstrom.csv.gz"))?)?;

@@ -269,7 +269,7 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             let app = open(&cli.dir, cli.database_url.as_deref()).await?;
             app.record_policy_load("system:serve").await?;
-            serve(app, &cli.dir, listen, *retention_every_hours).await?;
+            serve(app, &cli.dir, listen, *retention_every_hours, false).await?;
             Ok(0)
         }
         Command::Staff { command } => {
@@ -346,7 +346,7 @@ async fn run(cli: Cli) -> Result<i32> {
             }
             let app = open(&dir, None).await?;
             app.record_policy_load("system:demo").await?;
-            serve(app, &dir, &args.listen, 1).await?;
+            serve(app, &dir, &args.listen, 1, true).await?;
             Ok(0)
         }
         Command::Tenants { command } => {
@@ -565,14 +565,28 @@ async fn open(dir: &Path, database_url: Option<&str>) -> Result<App> {
     Ok(App::new(store, policy, master, Arc::new(SystemClock)))
 }
 
-async fn serve(app: App, dir: &Path, listen: &str, retention_every_hours: u64) -> Result<()> {
+/// `outbox`: without a relay, write sign-in emails to `<dir>/outbox/` (the demo only: the
+/// files hold addresses and live links).
+async fn serve(
+    app: App,
+    dir: &Path,
+    listen: &str,
+    retention_every_hours: u64,
+    outbox: bool,
+) -> Result<()> {
     if app.policy().smtp().is_none() {
-        let outbox = dir.join("outbox");
-        eprintln!(
-            "no [smtp] relay in the policy: privacy-center sign-in emails are written to {}",
-            outbox.display()
-        );
-        app.set_outbox(outbox);
+        if outbox {
+            let outbox = dir.join("outbox");
+            eprintln!(
+                "no [smtp] relay in the policy: privacy-center sign-in emails are written to {}",
+                outbox.display()
+            );
+            app.set_outbox(outbox);
+        } else {
+            eprintln!(
+                "no [smtp] relay in the policy: the privacy center cannot send sign-in links"
+            );
+        }
     }
     let reports = dir.join("reports");
     if reports.is_dir() {

@@ -51,9 +51,13 @@ pub async fn serve(
             tracing::debug!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address reaches handlers (the privacy center limits sign-in requests by it).
+    axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Builds the service.
@@ -138,16 +142,23 @@ async fn observe(State(app): State<App>, req: Request, next: Next) -> Response {
     res
 }
 
-async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if let Some(page) = web::fallback_page(uri.path(), StatusCode::NOT_FOUND) {
+        return page;
+    }
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint").into_response()
 }
 
-async fn method_not_allowed() -> ApiError {
+async fn method_not_allowed(uri: axum::http::Uri) -> Response {
+    if let Some(page) = web::fallback_page(uri.path(), StatusCode::METHOD_NOT_ALLOWED) {
+        return page;
+    }
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "this endpoint does not accept that method",
     )
+    .into_response()
 }
 
 /// The authenticated caller. Accepts `Authorization: Basic base64(<key>:)` (Segment clients

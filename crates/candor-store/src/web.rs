@@ -120,13 +120,15 @@ pub trait WebStore: Send + Sync {
         expires_at: Timestamp,
         max_per_hour: i64,
     ) -> impl Future<Output = Result<()>> + Send;
-    /// Marks a link used and returns whose it is: only once, only before it expires, only
-    /// while the person is not erased.
-    fn use_signin_link(
+    /// Marks a link used and opens `session` for its person, in one transaction: only once,
+    /// only before it expires, only while the person is not erased (their row is locked, so
+    /// an erasure waits or comes first). `session`'s tenant and subject are the link's.
+    fn redeem_signin_link(
         &self,
         token_hash: &[u8],
         now: Timestamp,
-    ) -> impl Future<Output = Result<Option<(TenantId, SubjectId)>>> + Send;
+        session: SessionRow,
+    ) -> impl Future<Output = Result<Option<SessionRow>>> + Send;
     fn insert_contact(
         &self,
         tenant: TenantId,
@@ -223,12 +225,13 @@ impl WebStore for AnyStore {
     ) -> Result<()> {
         web_dispatch!(self, s => s.insert_signin_link(tenant, subject, token_hash, now, expires_at, max_per_hour))
     }
-    async fn use_signin_link(
+    async fn redeem_signin_link(
         &self,
         token_hash: &[u8],
         now: Timestamp,
-    ) -> Result<Option<(TenantId, SubjectId)>> {
-        web_dispatch!(self, s => s.use_signin_link(token_hash, now))
+        session: SessionRow,
+    ) -> Result<Option<SessionRow>> {
+        web_dispatch!(self, s => s.redeem_signin_link(token_hash, now, session))
     }
     async fn insert_contact(
         &self,
@@ -476,7 +479,7 @@ macro_rules! impl_web_store {
                     Ok(())
                 }
 
-                async fn use_signin_link(&self, token_hash: &[u8], now: Timestamp) -> Result<Option<(TenantId, SubjectId)>> {
+                async fn redeem_signin_link(&self, token_hash: &[u8], now: Timestamp, session: SessionRow) -> Result<Option<SessionRow>> {
                     let mut tx = self.write_tx().await?;
                     let row = sqlx::query(
                         "UPDATE signin_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
@@ -490,16 +493,39 @@ macro_rules! impl_web_store {
                         return Ok(None);
                     };
                     let (t, s): (String, String) = (row.try_get("tenant_id")?, row.try_get("subject_id")?);
-                    let live = sqlx::query("SELECT id FROM subjects WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL")
-                        .bind(&t)
-                        .bind(&s)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
+                    let live = sqlx::query(concat!(
+                        "SELECT id FROM subjects WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL",
+                        $update
+                    ))
+                    .bind(&t)
+                    .bind(&s)
+                    .fetch_optional(&mut *tx)
+                    .await?;
                     if live.is_none() {
+                        tx.commit().await?;
                         return Ok(None);
                     }
-                    Ok(Some((parse("tenant id", &t)?, parse("subject id", &s)?)))
+                    let session = SessionRow {
+                        tenant: parse("tenant id", &t)?,
+                        subject: Some(parse("subject id", &s)?),
+                        ..session
+                    };
+                    sqlx::query(
+                        "INSERT INTO web_sessions (token_hash, tenant_id, kind, staff_id, subject_id, csrf, created_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(&session.token_hash)
+                    .bind(&t)
+                    .bind(&session.kind)
+                    .bind(&session.staff_id)
+                    .bind(&s)
+                    .bind(&session.csrf)
+                    .bind(session.created_at.0)
+                    .bind(session.expires_at.0)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(Some(session))
                 }
 
                 async fn insert_contact(&self, tenant: TenantId, row: &ContactRow, audit: AuditDraft) -> Result<()> {

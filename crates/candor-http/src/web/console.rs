@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::{
     Form, Limiter, bar_chart, cookie, csrf_failed, csrf_field, csrf_ok, error_page, esc, forbidden,
-    html, page, pct, pre_form, pre_token, report, see_other, set_cookie, when,
+    html, page, pct, pre_form, pre_token_of, report, see_other, set_cookie, when,
 };
 
 const AREA: &str = "Candor console";
@@ -201,8 +201,8 @@ fn login_form(token: &str, message: Option<&str>) -> String {
     )
 }
 
-async fn login_page() -> Response {
-    let token = pre_token();
+async fn login_page(headers: HeaderMap) -> Response {
+    let token = pre_token_of(&headers, PRE_COOKIE);
     (
         [(
             header::SET_COOKIE,
@@ -219,7 +219,13 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         Err(r) => return r,
     };
     let login = f.get("login").trim().to_lowercase();
-    if SIGN_IN_LIMIT.blocked(&login) {
+    if login.len() > 120 {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            login_form(&pre, Some("The login or password is wrong.")),
+        );
+    }
+    if !SIGN_IN_LIMIT.begin(&login) {
         return html(
             StatusCode::TOO_MANY_REQUESTS,
             login_form(
@@ -229,23 +235,28 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         );
     }
     match app.staff_sign_in(&login, f.get("password")).await {
-        Ok((secret, _)) => (
-            [(
-                header::SET_COOKIE,
-                set_cookie(COOKIE, &secret, "/console", STAFF_SESSION_MS / 1000),
-            )],
-            see_other("/console/"),
-        )
-            .into_response(),
+        Ok((secret, _)) => {
+            SIGN_IN_LIMIT.forgive(&login);
+            (
+                [(
+                    header::SET_COOKIE,
+                    set_cookie(COOKIE, &secret, "/console", STAFF_SESSION_MS / 1000),
+                )],
+                see_other("/console/"),
+            )
+                .into_response()
+        }
         Err(e) if e.code == "sign_in_failed" => {
-            SIGN_IN_LIMIT.hit(&login);
             tracing::info!("console sign-in failed");
             html(
                 StatusCode::UNAUTHORIZED,
                 login_form(&pre, Some("The login or password is wrong.")),
             )
         }
-        Err(e) => error_page(AREA, "", e),
+        Err(e) => {
+            SIGN_IN_LIMIT.forgive(&login);
+            error_page(AREA, "", e)
+        }
     }
 }
 
@@ -811,17 +822,8 @@ async fn journeys(State(app): State<App>, headers: HeaderMap) -> Response {
             b.push_str("</p>");
         }
     }
-    if let Some(dir) = app.reports_dir() {
-        let mut found = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(dir) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if name.ends_with(".html") {
-                    found.push(name);
-                }
-            }
-        }
-        found.sort();
+    let found = campaign_reports(&app, s.principal.tenant);
+    {
         if !found.is_empty() {
             b.push_str("<h2>Campaign history</h2><ul>");
             for n in found {
@@ -1108,23 +1110,38 @@ async fn policy(State(app): State<App>, headers: HeaderMap) -> Response {
     s.page("Policy", &b)
 }
 
+/// The HTML reports of past campaigns of a tenant: `<reports>/<tenant id>/*.html`.
+fn campaign_reports(app: &App, tenant: candor_types::TenantId) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Some(dir) = app.reports_dir()
+        && let Ok(rd) = std::fs::read_dir(dir.join(tenant.to_string()))
+    {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".html") && e.file_type().is_ok_and(|t| t.is_file()) {
+                found.push(name);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 async fn campaign_report(
     State(app): State<App>,
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
     let s = staff!(app, headers, Area::Journeys);
-    if !name.ends_with(".html")
-        || name.contains('/')
-        || name.contains('\\')
-        || name.starts_with('.')
-    {
+    // Only a name the listing shows: nothing else of the file system is reachable.
+    let tenant = s.principal.tenant;
+    if !campaign_reports(&app, tenant).contains(&name) {
         return s.error(AppError::not_found("report"));
     }
     let Some(dir) = app.reports_dir() else {
         return s.error(AppError::not_found("report"));
     };
-    match std::fs::read_to_string(dir.join(&name)) {
+    match std::fs::read_to_string(dir.join(tenant.to_string()).join(&name)) {
         Ok(text) => report(text),
         Err(_) => s.error(AppError::not_found("report")),
     }

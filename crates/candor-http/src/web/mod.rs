@@ -95,6 +95,30 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
+/// Pages, not JSON, for unknown paths and methods under `/console/` and `/privacy/` (a reload
+/// of a page that answered a POST asks for it with GET).
+pub(crate) fn fallback_page(path: &str, status: StatusCode) -> Option<Response> {
+    let (area, home) = if path.starts_with("/console") {
+        ("Candor console", "/console/")
+    } else if path.starts_with("/privacy") {
+        ("Privacy center", "/privacy/")
+    } else {
+        return None;
+    };
+    let body = format!(
+        "<p>There is no such page here.</p><p><a href=\"{home}\">Go to the start page</a>.</p>"
+    );
+    let mut res = html(status, page("Page not found", area, "", &body));
+    // The router's fallback runs outside the pages' layer: add their headers here.
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(PAGE_CSP),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    Some(res)
+}
+
 /// No icon: an empty answer instead of a 404 on every page load.
 async fn favicon() -> Response {
     (
@@ -222,29 +246,33 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// Checks a form's CSRF token against the expected one, and what the browser says of the
-/// form's origin: `Sec-Fetch-Site` (when sent) must be `same-origin`, and an `Origin` must name
-/// `Host`. Under `Referrer-Policy: no-referrer` browsers send `Origin: null` even for a form of
-/// the same site, so `null` is left to `Sec-Fetch-Site` and the token.
+/// form's origin: `Sec-Fetch-Site` (sent by current browsers) must be `same-origin`; without
+/// it, an `Origin` must name `Host`. (Under `Referrer-Policy: no-referrer` browsers send
+/// `Origin: null` even for a form of the same site; behind a reverse proxy `Host` may be the
+/// upstream's: so `Sec-Fetch-Site`, when present, decides.)
 pub(crate) fn csrf_ok(headers: &HeaderMap, form: &Form, expected: &str) -> bool {
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() != b"same-origin")
-    {
-        return false;
-    }
-    if let (Some(origin), Some(host)) = (
-        headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .filter(|o| *o != "null"),
-        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
-    ) {
-        let o = origin
-            .strip_prefix("https://")
-            .or_else(|| origin.strip_prefix("http://"))
-            .unwrap_or("");
-        if o != host {
-            return false;
+    match headers.get("sec-fetch-site") {
+        Some(site) => {
+            if site.as_bytes() != b"same-origin" {
+                return false;
+            }
+        }
+        None => {
+            if let (Some(origin), Some(host)) = (
+                headers
+                    .get(header::ORIGIN)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|o| *o != "null"),
+                headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+            ) {
+                let o = origin
+                    .strip_prefix("https://")
+                    .or_else(|| origin.strip_prefix("http://"))
+                    .unwrap_or("");
+                if o != host {
+                    return false;
+                }
+            }
         }
     }
     let got = form.get("csrf");
@@ -325,29 +353,47 @@ impl Limiter {
         }
     }
 
-    /// Whether `key` reached the limit within the current window.
-    pub(crate) fn blocked(&self, key: &str) -> bool {
-        let Ok(hits) = self.hits.lock() else {
-            return true;
-        };
-        hits.get(key)
-            .is_some_and(|(t, n)| t.elapsed() < self.window && *n >= self.max)
-    }
-
-    /// Counts one failure for `key`.
-    pub(crate) fn hit(&self, key: &str) {
+    /// Reserves one attempt for `key`: false when the window's limit is reached. Attempts in
+    /// flight count, so concurrent guesses cannot overtake the limit.
+    pub(crate) fn begin(&self, key: &str) -> bool {
         let Ok(mut hits) = self.hits.lock() else {
-            return;
+            return false;
         };
         let now = Instant::now();
         if hits.len() > 10_000 {
             hits.retain(|_, (t, _)| now.duration_since(*t) < self.window);
+            if hits.len() > 10_000 {
+                // Under a flood of distinct keys, refuse rather than grow.
+                return false;
+            }
         }
         let e = hits.entry(key.to_string()).or_insert((now, 0));
         if now.duration_since(e.0) >= self.window {
             *e = (now, 0);
         }
+        if e.1 >= self.max {
+            return false;
+        }
         e.1 += 1;
+        true
+    }
+
+    /// Gives back an attempt that succeeded (only failures are kept).
+    pub(crate) fn forgive(&self, key: &str) {
+        if let Ok(mut hits) = self.hits.lock()
+            && let Some(e) = hits.get_mut(key)
+        {
+            e.1 = e.1.saturating_sub(1);
+        }
+    }
+}
+
+/// The token of the forms shown before signing in (double-submit with the cookie `name`):
+/// the browser's current one, so that two open tabs both work, or a new one.
+pub(crate) fn pre_token_of(headers: &HeaderMap, name: &str) -> String {
+    match cookie(headers, name) {
+        Some(t) if t.len() == 48 && t.bytes().all(|b| b.is_ascii_hexdigit()) => t,
+        _ => pre_token(),
     }
 }
 

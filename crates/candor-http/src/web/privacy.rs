@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 use super::{
     Form, cookie, csrf_failed, csrf_field, csrf_ok, error_page, esc, html, page, pre_form,
-    pre_token, see_other, set_cookie, when, words,
+    pre_token_of, see_other, set_cookie, when, words,
 };
 
 const AREA: &str = "Privacy center";
@@ -169,18 +169,47 @@ async fn start(
         .ok()
         .and_then(|q| q.0.store)
         .unwrap_or_else(|| "default".into());
-    let token = pre_token();
+    let token = pre_token_of(&headers, PRE_COOKIE);
     with_pre(
         &token,
         html(StatusCode::OK, signin_form(&token, &store, None)),
     )
 }
 
-async fn signin(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+/// Sign-in link requests per network address: 60 per 10 minutes (behind a reverse proxy the
+/// proxy's address is the key, so the limit is the whole shop's).
+static SIGNIN_LIMIT: std::sync::LazyLock<super::Limiter> =
+    std::sync::LazyLock::new(|| super::Limiter::new(std::time::Duration::from_secs(600), 60));
+
+async fn signin(State(app): State<App>, req: axum::extract::Request) -> Response {
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(String::new, |c| c.0.ip().to_string());
+    let headers = req.headers().clone();
+    let Ok(body) = axum::body::to_bytes(req.into_body(), 64 * 1024).await else {
+        return html(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            page("Bad request", AREA, "", "<p>The form is too large.</p>"),
+        );
+    };
     let (f, pre) = match pre_form(&headers, &body, PRE_COOKIE, AREA) {
         Ok(x) => x,
         Err(r) => return r,
     };
+    if !SIGNIN_LIMIT.begin(&peer) {
+        return html(
+            StatusCode::TOO_MANY_REQUESTS,
+            signin_form(
+                &pre,
+                f.get("store"),
+                Some((
+                    "warn",
+                    "Too many sign-in requests from your network. Try again in a few minutes.",
+                )),
+            ),
+        );
+    }
     let store = if f.get("store").is_empty() {
         "default"
     } else {
@@ -213,8 +242,32 @@ async fn signin(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Resp
 }
 
 /// The link from the email shows a button: opening a URL (a mail scanner does) never signs in.
-async fn link_page(Path(token): Path<String>) -> Response {
-    let pre = pre_token();
+/// A sign-in token as the emails carry it: `pl_` and base64url.
+fn token_shape(token: &str) -> bool {
+    token.len() <= 100
+        && token.starts_with("pl_")
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn link_invalid() -> Response {
+    error_page(
+        AREA,
+        "",
+        AppError::new(
+            candor_app::ErrorKind::NotFound,
+            "link_invalid",
+            "this sign-in link was already used, has expired, or is not valid: ask for a new one",
+        ),
+    )
+}
+
+async fn link_page(headers: HeaderMap, Path(token): Path<String>) -> Response {
+    if !token_shape(&token) {
+        return link_invalid();
+    }
+    let pre = pre_token_of(&headers, PRE_COOKIE);
     with_pre(
         &pre,
         html(
@@ -242,6 +295,9 @@ async fn link_redeem(
 ) -> Response {
     if let Err(r) = pre_form(&headers, &body, PRE_COOKIE, AREA) {
         return r;
+    }
+    if !token_shape(&token) {
+        return link_invalid();
     }
     match app.redeem_signin_link(&token).await {
         Ok((secret, _)) => (

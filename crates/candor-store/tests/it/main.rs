@@ -1307,7 +1307,29 @@ async fn web_sessions_links_and_messages() {
         assert!(db.store.session(&[1; 32], now).await.unwrap().is_none());
         assert_eq!(db.store.purge_sessions(now).await.unwrap(), 1);
 
-        // Sign-in links: at most N an hour per person, each used once, not after expiry.
+        // Sign-in links: at most N an hour per person, each used once, not after expiry; the
+        // session they open is the link's person's.
+        let fresh = |n: u8| SessionRow {
+            token_hash: vec![100 + n; 32],
+            tenant: TenantId::new(),
+            kind: "customer".into(),
+            staff_id: None,
+            subject: None,
+            csrf: "csrf".into(),
+            created_at: now,
+            expires_at: Timestamp(now.0 + 60_000),
+        };
+        let redeem = |hash: u8, at: Timestamp, n: u8| {
+            let store = &db.store;
+            let session = fresh(n);
+            async move {
+                store
+                    .redeem_signin_link(&[hash; 32], at, session)
+                    .await
+                    .unwrap()
+                    .map(|s| (s.tenant, s.subject.unwrap()))
+            }
+        };
         for i in 0..3u8 {
             db.store
                 .insert_signin_link(t, s, &[10 + i; 32], now, Timestamp(now.0 + 60_000), 3)
@@ -1319,26 +1341,14 @@ async fn web_sessions_links_and_messages() {
             .insert_signin_link(t, s, &[20; 32], now, Timestamp(now.0 + 60_000), 3)
             .await;
         assert!(matches!(over, Err(StoreError::Conflict(_))), "{over:?}");
-        assert_eq!(
-            db.store.use_signin_link(&[10; 32], now).await.unwrap(),
-            Some((t, s))
-        );
-        assert_eq!(
-            db.store.use_signin_link(&[10; 32], now).await.unwrap(),
-            None,
-            "once"
-        );
+        assert_eq!(redeem(10, now, 1).await, Some((t, s)));
+        let opened = db.store.session(&[101; 32], now).await.unwrap().unwrap();
+        assert_eq!((opened.tenant, opened.subject), (t, Some(s)));
+        assert_eq!(redeem(10, now, 2).await, None, "once");
         let later = Timestamp(now.0 + 120_000);
-        assert_eq!(
-            db.store.use_signin_link(&[11; 32], later).await.unwrap(),
-            None,
-            "expired"
-        );
+        assert_eq!(redeem(11, later, 3).await, None, "expired");
         // Two racing redemptions of one link: exactly one wins.
-        let (a, b) = tokio::join!(
-            db.store.use_signin_link(&[12; 32], now),
-            db.store.use_signin_link(&[12; 32], now)
-        );
+        let (a, b) = tokio::join!(redeem(12, now, 4), redeem(12, now, 5));
         assert_eq!(
             [a.unwrap(), b.unwrap()]
                 .iter()
@@ -1393,12 +1403,10 @@ async fn web_sessions_links_and_messages() {
             .erase_subject(t, s, now, audit(Some(t), "subject.erased"))
             .await
             .unwrap();
-        assert_eq!((counts.web_sessions, counts.contact_requests), (1, 1));
+        // The session inserted above and the two opened by redeemed links.
+        assert_eq!((counts.web_sessions, counts.contact_requests), (3, 1));
         assert!(db.store.session(&[2; 32], now).await.unwrap().is_none());
-        assert_eq!(
-            db.store.use_signin_link(&[30; 32], later).await.unwrap(),
-            None
-        );
+        assert_eq!(redeem(30, later, 6).await, None);
         assert!(db.store.contacts_for(t, s).await.unwrap().is_empty());
         let refused = db
             .store
