@@ -187,10 +187,10 @@ fn fairness_html(f: &crate::fairness::FairnessRecord) -> String {
 /// Renders a model card.
 pub fn model_card_html(view: &ModelView) -> String {
     let c = &view.row.card;
-    let title = format!(
+    let title = esc(&format!(
         "Model card — {} version {}",
         view.row.name, view.row.version
-    );
+    ));
     let data = &c["data"];
     let list = |v: &Value| {
         v.as_array()

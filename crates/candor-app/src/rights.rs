@@ -118,14 +118,15 @@ fn view(row: RequestRow, now: Timestamp) -> RequestView {
     RequestView { row, overdue }
 }
 
-/// A person's own words (a contest, a message to a human): trimmed, 1–5000 bytes.
+/// A person's own words (a contest, a message to a human): trimmed, 1–5000 characters (as
+/// the forms' `maxlength` counts).
 pub(crate) fn own_words<'a>(
     text: &'a str,
     code: &'static str,
     message: &'static str,
 ) -> AppResult<&'a str> {
     let text = text.trim();
-    if text.is_empty() || text.len() > 5000 {
+    if text.is_empty() || text.chars().count() > 5000 {
         return Err(AppError::bad_request(code, message));
     }
     Ok(text)
@@ -1124,7 +1125,7 @@ impl App {
         let statement = own_words(
             statement,
             "statement_invalid",
-            "say in up to 5000 bytes why the decision is wrong",
+            "say in up to 5000 characters why the decision is wrong",
         )?;
         let (s, key) = self.live_key(tenant, who).await?;
         let now = self.clock().now();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use candor_crypto::IdentifierKind;
 use candor_store::{
@@ -643,36 +643,21 @@ impl App {
         Ok(())
     }
 
-    /// What is held about the person, by category, with the purposes that may use it, from
-    /// the person's own export.
+    /// What is held about the person, by category, with the purposes that may use it: the
+    /// names of profile fields and counts of events (nothing is opened to show it).
     pub async fn held_data(
         &self,
         tenant: TenantId,
         subject: SubjectId,
-    ) -> AppResult<(Vec<HeldCategory>, Value)> {
-        let export = self
-            .export_bytes(tenant, &format!("subject:{subject}"), subject)
-            .await?;
-        let doc: Value =
-            serde_json::from_slice(&export).map_err(|e| AppError::internal("export", &e))?;
+    ) -> AppResult<Vec<HeldCategory>> {
+        let held = self.store().held_summary(tenant, subject).await?;
         let ledger = self.store().consent_ledger(tenant, subject).await?;
         let state = ConsentState::from_ledger(&ledger);
         let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for f in doc["tables"]["subject_fields"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(c), Some(p)) = (f["category"].as_str(), f["path"].as_str()) {
-                fields.entry(c.into()).or_default().push(p.into());
-            }
+        for (path, category) in held.fields {
+            fields.entry(category).or_default().push(path);
         }
-        let mut events: BTreeMap<String, usize> = BTreeMap::new();
-        for e in doc["tables"]["events"].as_array().into_iter().flatten() {
-            if let Some(c) = e["category"].as_str() {
-                *events.entry(c.into()).or_default() += 1;
-            }
-        }
+        let events: BTreeMap<String, i64> = held.events.into_iter().collect();
         let mut out = Vec::new();
         for c in self.policy().categories() {
             let name = c.name.as_str();
@@ -700,11 +685,58 @@ impl App {
                 description: c.description.clone(),
                 retention_days: c.retention_days,
                 profile_fields: f,
-                events: n,
+                events: n as usize,
                 purposes,
             });
         }
-        Ok((out, doc))
+        Ok(out)
+    }
+
+    /// The person's own address, masked (`a…@example.com`), to show whose account is open:
+    /// a sign-in link to someone else's account must not pass unnoticed.
+    pub async fn own_address_masked(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> AppResult<Option<String>> {
+        let s = self.resolve_subject(tenant, subject).await?;
+        let Some(key) = self.data_key(tenant, &s).await? else {
+            return Ok(None);
+        };
+        let grant = self.policy().rights_grant(tenant, subject, "access");
+        for f in self.store().fields_for(&grant).await? {
+            if f.path == "traits.email" {
+                let bytes = key.open(&f.path, &f.sealed)?;
+                let email: String = serde_json::from_slice(&bytes).unwrap_or_default();
+                return Ok(email.split_once('@').map(|(local, domain)| {
+                    let first: String = local.chars().take(1).collect();
+                    format!("{first}…@{domain}")
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The person's contests: (decision id, status, the reviewer's note).
+    pub async fn own_contests(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> AppResult<Vec<(String, String, Option<String>)>> {
+        let s = self.resolve_subject(tenant, subject).await?;
+        let key = self.data_key(tenant, &s).await?;
+        let mut out = Vec::new();
+        for c in self.store().contests_for(tenant, subject).await? {
+            let note = match (&key, &c.note_sealed) {
+                (Some(k), Some(n)) => Some(
+                    String::from_utf8_lossy(&k.open(&format!("contest-note:{}", c.id), n)?)
+                        .into_owned(),
+                ),
+                _ => None,
+            };
+            out.push((c.decision_id, c.status, note));
+        }
+        Ok(out)
     }
 
     /// The person's export as one JSON document.
@@ -737,7 +769,7 @@ impl App {
         let message = crate::rights::own_words(
             message,
             "message_invalid",
-            "write your message in up to 5000 bytes",
+            "write your message in up to 5000 characters",
         )?;
         let (_, key) = self.live_key(tenant, subject).await?;
         let now = self.clock().now();

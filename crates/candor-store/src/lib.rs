@@ -30,7 +30,9 @@ use candor_types::{
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use web::{ConsentCount, ContactRow, Overview, SessionRow, SigninLink, StaffRow, WebStore};
+pub use web::{
+    ConsentCount, ContactRow, HeldSummary, Overview, SessionRow, SigninLink, StaffRow, WebStore,
+};
 
 /// Storage failures. Messages never contain stored values (they may be personal data).
 #[derive(Debug, thiserror::Error)]

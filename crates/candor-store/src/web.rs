@@ -54,6 +54,13 @@ pub struct ContactRow {
     pub closed_by: Option<String>,
 }
 
+/// Profile fields (path, category) and event counts by category of one person.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeldSummary {
+    pub fields: Vec<(String, String)>,
+    pub events: Vec<(String, i64)>,
+}
+
 /// A sign-in link as the person's export shows it (its token hash is not shown).
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct SigninLink {
@@ -156,6 +163,13 @@ pub trait WebStore: Send + Sync {
         at: Timestamp,
         audit: AuditDraft,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// What is held about a person, without opening any of it: their profile fields (path,
+    /// category) and their events counted by category.
+    fn held_summary(
+        &self,
+        tenant: TenantId,
+        subject: SubjectId,
+    ) -> impl Future<Output = Result<HeldSummary>> + Send;
     /// A person's privacy-center sessions (for their export).
     fn sessions_for(
         &self,
@@ -262,6 +276,9 @@ impl WebStore for AnyStore {
     ) -> Result<()> {
         web_dispatch!(self, s => s.close_contact(tenant, id, actor, at, audit))
     }
+    async fn held_summary(&self, tenant: TenantId, subject: SubjectId) -> Result<HeldSummary> {
+        web_dispatch!(self, s => s.held_summary(tenant, subject))
+    }
     async fn sessions_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<SessionRow>> {
         web_dispatch!(self, s => s.sessions_for(tenant, subject))
     }
@@ -290,7 +307,7 @@ macro_rules! impl_web_store {
 
             use super::{$store, DbRow, audit_entry_from, audit_tx};
             use crate::backend::parse;
-            use crate::web::{ConsentCount, ContactRow, Overview, SessionRow, SigninLink, StaffRow, WebStore};
+            use crate::web::{ConsentCount, ContactRow, HeldSummary, Overview, SessionRow, SigninLink, StaffRow, WebStore};
             use crate::{AuditDraft, AuditEntry, Result, StoreError};
 
             const DAY_MS: i64 = 86_400_000;
@@ -591,6 +608,32 @@ macro_rules! impl_web_store {
                     audit_tx(&mut tx, vec![audit], at).await?;
                     tx.commit().await?;
                     Ok(())
+                }
+
+                async fn held_summary(&self, tenant: TenantId, subject: SubjectId) -> Result<HeldSummary> {
+                    let (t, s) = (tenant.to_string(), subject.to_string());
+                    let fields = sqlx::query(
+                        "SELECT path, category FROM subject_fields WHERE tenant_id = $1 AND subject_id = $2 ORDER BY path",
+                    )
+                    .bind(&t)
+                    .bind(&s)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("path")?, r.try_get("category")?)))
+                    .collect::<Result<Vec<_>>>()?;
+                    let events = sqlx::query(
+                        "SELECT category, COUNT(*) AS n FROM events WHERE subject_id = $2 AND tenant_id = $1 \
+                         GROUP BY category ORDER BY category",
+                    )
+                    .bind(&t)
+                    .bind(&s)
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|r| Ok((r.try_get("category")?, r.try_get("n")?)))
+                    .collect::<Result<Vec<_>>>()?;
+                    Ok(HeldSummary { fields, events })
                 }
 
                 async fn sessions_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<SessionRow>> {

@@ -39,6 +39,7 @@ pub(super) fn routes() -> Router<App> {
         .route("/console/login", get(login_page).post(login))
         .route("/console/logout", post(logout))
         .route("/console/subjects", get(subjects).post(subject_search))
+        .route("/console/subjects/open", post(subject_open))
         .route("/console/models", get(models))
         .route("/console/models/{version}", get(model))
         .route("/console/models/{version}/card", get(model_card))
@@ -392,6 +393,29 @@ async fn subject_search(State(app): State<App>, headers: HeaderMap, body: Bytes)
             ),
         );
     };
+    subject_page(&app, &s, subject).await
+}
+
+/// A button to a person's record, for roles that may see people (the id travels in a form,
+/// not in a URL).
+fn open_record(s: &Staff, subject: SubjectId) -> String {
+    if !s.role.may(Area::Subjects) {
+        return String::new();
+    }
+    format!(
+        "<form method=\"post\" action=\"/console/subjects/open\" class=\"inline\">{}<input type=\"hidden\" name=\"subject\" value=\"{subject}\"><button type=\"submit\" class=\"secondary\" aria-label=\"Open the record of person {subject}\">Open record</button></form>",
+        s.csrf()
+    )
+}
+
+async fn subject_open(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let s = staff!(app, headers, Area::Subjects);
+    let f = form!(s, headers, body);
+    let Ok(subject) = f.get("subject").parse::<SubjectId>() else {
+        return s.error(AppError::not_found("subject"));
+    };
+    // The person must be of this tenant and not erased.
+    tryp!(s, app.resolve_subject(s.principal.tenant, subject).await);
     subject_page(&app, &s, subject).await
 }
 
@@ -855,17 +879,20 @@ async fn requests(State(app): State<App>, headers: HeaderMap) -> Response {
         let row = &r.row;
         let action = match row.status.as_str() {
             "verified" => format!(
-                "<form method=\"post\" action=\"/console/requests/{}\" class=\"inline\">{}<input type=\"hidden\" name=\"action\" value=\"process\"><button type=\"submit\">Process</button></form>",
+                "<form method=\"post\" action=\"/console/requests/{}\" class=\"inline\">{}<input type=\"hidden\" name=\"action\" value=\"process\"><button type=\"submit\" aria-label=\"Process request {short}\">Process</button></form>",
                 esc(&row.id),
-                s.csrf()
+                s.csrf(),
+                short = esc(&row.id[..8.min(row.id.len())])
             ),
             "received" if row.acknowledged_at.is_none() => format!(
-                "<form method=\"post\" action=\"/console/requests/{}\" class=\"inline\">{}<input type=\"hidden\" name=\"action\" value=\"acknowledge\"><button type=\"submit\" class=\"secondary\">Acknowledge</button></form>",
+                "<form method=\"post\" action=\"/console/requests/{}\" class=\"inline\">{}<input type=\"hidden\" name=\"action\" value=\"acknowledge\"><button type=\"submit\" class=\"secondary\" aria-label=\"Acknowledge request {short}\">Acknowledge</button></form>",
                 esc(&row.id),
-                s.csrf()
+                s.csrf(),
+                short = esc(&row.id[..8.min(row.id.len())])
             ),
             _ => String::new(),
         };
+        let action = format!("{action} {}", open_record(&s, row.subject));
         b.push_str(&format!(
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{action}</td></tr>",
             esc(&row.id[..8.min(row.id.len())]),
@@ -913,6 +940,7 @@ async fn contests(State(app): State<App>, headers: HeaderMap) -> Response {
         app.contests(s.principal.tenant, &s.principal.actor(), None)
             .await
     );
+    let names = actor_names(&app, s.principal.tenant).await;
     let mut b = String::from(
         "<p>People who contest an automated decision get a human review (GDPR Art. 22(3)). Overriding records the corrected outcome as a label for the next training run.</p>",
     );
@@ -938,17 +966,19 @@ async fn contests(State(app): State<App>, headers: HeaderMap) -> Response {
                  <label><input type=\"radio\" name=\"outcome\" value=\"override\"> Override it</label></fieldset>\
                  <label for=\"label-{id}\">Corrected outcome when overriding</label><select id=\"label-{id}\" name=\"label\"><option value=\"\">none</option><option value=\"1\">1 (positive)</option><option value=\"0\">0 (negative)</option></select>\
                  <label for=\"note-{id}\">Note to the person</label><textarea id=\"note-{id}\" name=\"note\" required></textarea>\
-                 <p><button type=\"submit\">Record review</button></p></form>",
+                 <p><button type=\"submit\" aria-label=\"Record the review of decision {short}\">Record review</button></p></form>",
                 s.csrf(),
-                id = esc(&c.id)
+                id = esc(&c.id),
+                short = esc(&c.decision_id[..8.min(c.decision_id.len())])
             ));
         } else {
             b.push_str(&format!(
                 "<p>Reviewed by {}: {}</p>",
-                esc(c.reviewer.as_deref().unwrap_or("")),
+                esc(actor_name(&names, c.reviewer.as_deref().unwrap_or(""))),
                 esc(c.note.as_deref().unwrap_or(""))
             ));
         }
+        b.push_str(&open_record(&s, c.subject));
         b.push_str("</section>");
     }
     s.page("Contested decisions", &b)
@@ -1004,11 +1034,13 @@ async fn messages(State(app): State<App>, headers: HeaderMap) -> Response {
         ));
         if m.status == "open" {
             b.push_str(&format!(
-                "<form method=\"post\" action=\"/console/messages/{}/close\">{}<button type=\"submit\" class=\"secondary\">Mark answered</button></form>",
+                "<form method=\"post\" action=\"/console/messages/{}/close\">{}<button type=\"submit\" class=\"secondary\" aria-label=\"Mark the message of {} answered\">Mark answered</button></form>",
                 esc(&m.id),
-                s.csrf()
+                s.csrf(),
+                when(m.created_at)
             ));
         }
+        b.push_str(&open_record(&s, m.subject));
         b.push_str("</section>");
     }
     s.page("Messages", &b)

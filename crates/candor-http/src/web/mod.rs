@@ -426,7 +426,7 @@ pub(crate) fn bar_chart(title: &str, rows: &[(String, f64, String)]) -> String {
     let max = rows.iter().map(|r| r.1).fold(0.0_f64, f64::max).max(1e-12);
     let h = 22 * rows.len() + 10;
     let mut s = format!(
-        "<figure><figcaption>{}</figcaption><svg role=\"img\" aria-label=\"{}\" viewBox=\"0 0 640 {h}\" width=\"640\" height=\"{h}\" class=\"chart\">",
+        "<figure><figcaption>{}</figcaption><svg aria-hidden=\"true\" focusable=\"false\" data-title=\"{}\" viewBox=\"0 0 640 {h}\" width=\"640\" height=\"{h}\" class=\"chart\">",
         esc(title),
         esc(title)
     );
@@ -441,6 +441,19 @@ pub(crate) fn bar_chart(title: &str, rows: &[(String, f64, String)]) -> String {
             shown = esc(shown),
         ));
     }
-    s.push_str("</svg></figure>");
+    s.push_str("</svg>");
+    // The same numbers as a table for screen readers (the picture is only a picture).
+    s.push_str(&format!(
+        "<table class=\"sr-only\"><caption>{}</caption><thead><tr><th scope=\"col\">Item</th><th scope=\"col\">Value</th></tr></thead><tbody>",
+        esc(title)
+    ));
+    for (label, _, shown) in rows {
+        s.push_str(&format!(
+            "<tr><th scope=\"row\">{}</th><td>{}</td></tr>",
+            esc(label),
+            esc(shown)
+        ));
+    }
+    s.push_str("</tbody></table></figure>");
     s
 }

@@ -65,7 +65,7 @@ impl Customer {
              <li><a href=\"/privacy/download\">Download my data</a></li>\
              <li><a href=\"/privacy/contact\">Talk to a person</a></li>\
              <li><a href=\"/privacy/delete\">Delete my account</a></li></ul></nav>\
-             <form method=\"post\" action=\"/privacy/signout\">{}<button type=\"submit\" class=\"secondary\">Sign out</button></form>",
+             <form method=\"post\" action=\"/privacy/signout\" id=\"signout\">{}<button type=\"submit\" class=\"secondary\">Sign out</button></form>",
             self.csrf()
         )
     }
@@ -331,9 +331,14 @@ async fn signout(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
 
 async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
     let c = customer!(app, headers);
-    let (held, _) = tryp!(c, app.held_data(c.tenant, c.subject).await);
+    let held = tryp!(c, app.held_data(c.tenant, c.subject).await);
+    let address = tryp!(c, app.own_address_masked(c.tenant, c.subject).await);
     let consents = tryp!(c, app.own_consents(c.tenant, c.subject).await);
-    let mut b = String::from(
+    let mut b = format!(
+        "<p class=\"notice\" id=\"account\">Signed in as <strong>{}</strong>. Not you? <a href=\"#signout\">Sign out</a> (the button at the top).</p>",
+        esc(address.as_deref().unwrap_or("a customer of the shop"))
+    );
+    b.push_str(
         "<h2>Your choices</h2><p>Each use of your data that needs your consent is listed here. You can change your answer at any time; withdrawing takes effect at once.</p>",
     );
     for p in &consents.purposes {
@@ -454,7 +459,7 @@ async fn recommendations(State(app): State<App>, headers: HeaderMap) -> Response
     };
     b.push_str(&format!(
         "<p class=\"muted\">Basis: {}</p><ol>",
-        esc(&list.basis)
+        esc(&plain_reason(&list.basis))
     ));
     for i in &list.items {
         b.push_str(&format!(
@@ -477,19 +482,11 @@ async fn decisions(State(app): State<App>, headers: HeaderMap) -> Response {
         app.decisions_for(c.tenant, &c.actor(), c.subject, 100)
             .await
     );
-    let (_, doc) = tryp!(c, app.held_data(c.tenant, c.subject).await);
-    let contested: Vec<(String, String, String)> = doc["tables"]["decision_contests"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|x| {
-            (
-                x["decision_id"].as_str().unwrap_or("").to_string(),
-                x["status"].as_str().unwrap_or("").to_string(),
-                x["note"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
+    let contested: Vec<(String, String, String)> =
+        tryp!(c, app.own_contests(c.tenant, c.subject).await)
+            .into_iter()
+            .map(|(d, st, note)| (d, st, note.unwrap_or_default()))
+            .collect();
     let mut b = String::from(
         "<p>Automated decisions made about you, and why, in plain words. If you think one is wrong, contest it: a person reviews it and answers you.</p>",
     );

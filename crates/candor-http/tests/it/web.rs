@@ -393,6 +393,55 @@ async fn people_search_goes_through_the_blind_index_and_is_audited() {
             )
             .await;
         assert!(p.body.contains("No person with this address"));
+        // From a queue, staff open a record by the person's id (in a form, not a URL); a
+        // person of another store is not found.
+        let id =
+            h.t.app
+                .resolve_subject(h.tenant, "c-1")
+                .await
+                .unwrap()
+                .id
+                .to_string();
+        let p = b
+            .post(
+                &h,
+                "/console/subjects/open",
+                &[("csrf", &csrf), ("subject", &id)],
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::OK);
+        assert!(p.body.contains("<h1>Person</h1>"));
+        let other = h.t.app.create_tenant("elsewhere", "test").await.unwrap().id;
+        let key =
+            h.t.app
+                .create_key(other, candor_types::Scope::Server, None, "test")
+                .await
+                .unwrap()
+                .1;
+        let (st, _) = h
+            .call(
+                "PUT",
+                "/v1/subjects/c-x/consents/analytics",
+                &key,
+                Some(json!({"state": "granted", "jurisdiction": "eu"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK);
+        let foreign =
+            h.t.app
+                .resolve_subject(other, "c-x")
+                .await
+                .unwrap()
+                .id
+                .to_string();
+        let p = b
+            .post(
+                &h,
+                "/console/subjects/open",
+                &[("csrf", &csrf), ("subject", &foreign)],
+            )
+            .await;
+        assert_eq!(p.status, StatusCode::NOT_FOUND);
         let log =
             h.t.app
                 .store()
@@ -404,7 +453,10 @@ async fn people_search_goes_through_the_blind_index_and_is_audited() {
             .filter(|e| e.action == "subject.searched")
             .collect();
         assert_eq!(searched.len(), 2);
-        assert!(log.iter().any(|e| e.action == "subject.viewed"));
+        assert_eq!(
+            log.iter().filter(|e| e.action == "subject.viewed").count(),
+            2
+        );
         // The address itself is nowhere in the log.
         assert!(
             log.iter()
