@@ -73,6 +73,25 @@ impl Staff {
     }
 
     fn nav(&self) -> String {
+        self.nav_at("")
+    }
+
+    /// The navigation, the link of the page titled `title` marked as the current page.
+    fn nav_at(&self, title: &str) -> String {
+        let current = match title {
+            "Overview" => Some(Area::Overview),
+            "People" | "Person" => Some(Area::Subjects),
+            t if t.starts_with("Model") => Some(Area::Models),
+            "Fairness monitoring" => Some(Area::Fairness),
+            "Recommendations" => Some(Area::Recs),
+            "Journeys" => Some(Area::Journeys),
+            "Data-subject requests" => Some(Area::Requests),
+            "Contested decisions" => Some(Area::Contests),
+            "Messages" => Some(Area::Messages),
+            "Audit log" => Some(Area::AuditLog),
+            "Policy" => Some(Area::Policy),
+            _ => None,
+        };
         let links = [
             (Area::Overview, "/console/", "Overview"),
             (Area::Subjects, "/console/subjects", "People"),
@@ -89,7 +108,12 @@ impl Staff {
         let mut s = String::from("<nav aria-label=\"Console\"><ul>");
         for (area, href, label) in links {
             if self.role.may(area) {
-                s.push_str(&format!("<li><a href=\"{href}\">{label}</a></li>"));
+                let cur = if current == Some(area) {
+                    " aria-current=\"page\""
+                } else {
+                    ""
+                };
+                s.push_str(&format!("<li><a href=\"{href}\"{cur}>{label}</a></li>"));
             }
         }
         s.push_str("</ul></nav>");
@@ -103,7 +127,7 @@ impl Staff {
     }
 
     fn page(&self, title: &str, body: &str) -> Response {
-        html(StatusCode::OK, page(title, AREA, &self.nav(), body))
+        html(StatusCode::OK, page(title, AREA, &self.nav_at(title), body))
     }
 
     fn error(&self, e: AppError) -> Response {

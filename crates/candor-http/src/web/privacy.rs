@@ -57,21 +57,37 @@ impl Customer {
     }
 
     fn nav(&self) -> String {
-        format!(
-            "<nav aria-label=\"Privacy center\"><ul>\
-             <li><a href=\"/privacy/home\">My data and choices</a></li>\
-             <li><a href=\"/privacy/recommendations\">My recommendations</a></li>\
-             <li><a href=\"/privacy/decisions\">Decisions about me</a></li>\
-             <li><a href=\"/privacy/download\">Download my data</a></li>\
-             <li><a href=\"/privacy/contact\">Talk to a person</a></li>\
-             <li><a href=\"/privacy/delete\">Delete my account</a></li></ul></nav>\
-             <form method=\"post\" action=\"/privacy/signout\" id=\"signout\">{}<button type=\"submit\" class=\"secondary\">Sign out</button></form>",
+        self.nav_at("")
+    }
+
+    /// The navigation, the link of the page titled `title` marked as the current page.
+    fn nav_at(&self, title: &str) -> String {
+        let links = [
+            ("/privacy/home", "My data and choices"),
+            ("/privacy/recommendations", "My recommendations"),
+            ("/privacy/decisions", "Decisions about me"),
+            ("/privacy/download", "Download my data"),
+            ("/privacy/contact", "Talk to a person"),
+            ("/privacy/delete", "Delete my account"),
+        ];
+        let mut s = String::from("<nav aria-label=\"Privacy center\"><ul>");
+        for (href, label) in links {
+            let cur = if title == label {
+                " aria-current=\"page\""
+            } else {
+                ""
+            };
+            s.push_str(&format!("<li><a href=\"{href}\"{cur}>{label}</a></li>"));
+        }
+        s.push_str(&format!(
+            "</ul></nav><form method=\"post\" action=\"/privacy/signout\" id=\"signout\">{}<button type=\"submit\" class=\"secondary\">Sign out</button></form>",
             self.csrf()
-        )
+        ));
+        s
     }
 
     fn page(&self, title: &str, body: &str) -> Response {
-        html(StatusCode::OK, page(title, AREA, &self.nav(), body))
+        html(StatusCode::OK, page(title, AREA, &self.nav_at(title), body))
     }
 
     fn error(&self, e: AppError) -> Response {
