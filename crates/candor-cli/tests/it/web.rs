@@ -1,7 +1,9 @@
 //! The console and the privacy center in a real browser: `candor demo --small` builds a
 //! deployment, `candor serve` sends its emails to a real SMTP server (aiosmtpd), and headless
 //! Chromium (driven by `tests/e2e/flows.mjs` through playwright-core) signs in as a reviewer
-//! and as a customer, clicks through the pages and runs axe-core on them. Afterwards the
+//! and as a customer, clicks through the pages and runs axe-core on them; an admin opens every
+//! console page, a marketer is refused people and the audit log, and a compliance officer reads
+//! the customer's contest and message before the customer deletes the account. Afterwards the
 //! server's side is checked without the browser: the override and the customer's actions are
 //! in the database and the audit log still verifies.
 
@@ -189,6 +191,18 @@ async fn a_reviewer_and_a_customer_use_the_console_and_the_privacy_center_in_a_b
             .clone()
     };
     let reviewer = staff("reviewer");
+    let (admin, marketer, compliance) = (staff("admin"), staff("marketer"), staff("compliance"));
+    let str_of = |v: &Value, k: &str| {
+        v[k].as_str()
+            .unwrap_or_else(|| panic!("no {k} in {v}"))
+            .to_string()
+    };
+    let serving = demo["serving_model"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no serving_model in demo.json: {demo}"));
+    let recs_model = demo["recs_model"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no recs_model in demo.json: {demo}"));
     let login = reviewer["login"].as_str().unwrap().to_string();
     let email = demo["customer_email"].as_str().unwrap().to_string();
     let model = demo["failed_audit"]["model"].as_i64().unwrap();
@@ -228,6 +242,20 @@ async fn a_reviewer_and_a_customer_use_the_console_and_the_privacy_center_in_a_b
                 "CANDOR_E2E_PASSWORD",
                 reviewer["password"].as_str().unwrap().to_string(),
             ),
+            ("CANDOR_E2E_ADMIN_LOGIN", str_of(&admin, "login")),
+            ("CANDOR_E2E_ADMIN_PASSWORD", str_of(&admin, "password")),
+            ("CANDOR_E2E_MARKETER_LOGIN", str_of(&marketer, "login")),
+            (
+                "CANDOR_E2E_MARKETER_PASSWORD",
+                str_of(&marketer, "password"),
+            ),
+            ("CANDOR_E2E_COMPLIANCE_LOGIN", str_of(&compliance, "login")),
+            (
+                "CANDOR_E2E_COMPLIANCE_PASSWORD",
+                str_of(&compliance, "password"),
+            ),
+            ("CANDOR_E2E_SERVING_MODEL", serving.to_string()),
+            ("CANDOR_E2E_RECS_MODEL", recs_model.to_string()),
             ("CANDOR_E2E_MODEL", model.to_string()),
             ("CANDOR_E2E_AUDIT", audit.to_string()),
             ("CANDOR_E2E_EMAIL", email.clone()),
@@ -266,6 +294,28 @@ async fn a_reviewer_and_a_customer_use_the_console_and_the_privacy_center_in_a_b
         "privacy-contact",
         "privacy-delete",
         "privacy-deleted",
+        // Every console page, as the admin (the model card and the campaign report are
+        // report documents: screenshots only).
+        "console-admin-overview",
+        "console-admin-people",
+        "console-admin-person",
+        "console-admin-models",
+        "console-admin-model-serving",
+        "console-admin-fairness",
+        "console-admin-recs",
+        "console-admin-journeys",
+        "console-admin-requests",
+        "console-admin-contests",
+        "console-admin-messages",
+        "console-admin-audit-log",
+        "console-admin-policy",
+        // The marketer's refusals and journeys.
+        "console-marketer-people-forbidden",
+        "console-marketer-audit-log-forbidden",
+        "console-marketer-journeys",
+        // The customer's message and contest, as compliance sees them.
+        "console-compliance-messages",
+        "console-compliance-contests",
     ] {
         assert!(
             axe.contains_key(page),
@@ -277,12 +327,53 @@ async fn a_reviewer_and_a_customer_use_the_console_and_the_privacy_center_in_a_b
             r["passes"].as_u64().unwrap() >= 10,
             "axe hardly ran on {page}: {r}"
         );
+        // Violations flows.mjs tolerates as known page bugs (each with a TODO there).
+        let known: Vec<&Value> = r["known"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| &k["id"])
+            .collect();
         for x in r["violations"].as_array().unwrap() {
-            println!("axe {page}: {} ({}) {}", x["id"], x["impact"], x["help"]);
+            let on: Vec<&str> = x["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["target"].as_str().unwrap())
+                .collect();
+            println!(
+                "axe {page}: {} ({}{}) {} on {}",
+                x["id"],
+                x["impact"],
+                if known.contains(&&x["id"]) {
+                    ", known: TODO in flows.mjs"
+                } else {
+                    ""
+                },
+                x["help"],
+                on.join(", ")
+            );
         }
     }
     let shots_n = result["screenshots"].as_array().unwrap().len();
-    assert!(shots_n >= 15, "{shots_n} screenshots");
+    assert!(shots_n >= 40, "{shots_n} screenshots");
+    for name in [
+        "console-admin-model-card",
+        "console-admin-campaign-report",
+        "console-compliance-messages",
+        "console-compliance-contests",
+    ] {
+        assert!(
+            result["screenshots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s.as_str().unwrap().ends_with(&format!("-{name}.png"))),
+            "no screenshot of {name}: {result}"
+        );
+    }
+    assert_eq!(result["compliance"]["message_shown"], true, "{result}");
+    assert_eq!(result["compliance"]["contest_shown"], true, "{result}");
     for s in result["screenshots"].as_array().unwrap() {
         let png = std::fs::read(s.as_str().unwrap()).unwrap();
         assert!(png.starts_with(b"\x89PNG") && png.len() > 2000, "{s}");

@@ -427,7 +427,7 @@ fn open_record(s: &Staff, subject: SubjectId) -> String {
         return String::new();
     }
     format!(
-        "<form method=\"post\" action=\"/console/subjects/open\" class=\"inline\">{}<input type=\"hidden\" name=\"subject\" value=\"{subject}\"><button type=\"submit\" class=\"secondary\" aria-label=\"Open the record of person {subject}\">Open record</button></form>",
+        "<form method=\"post\" action=\"/console/subjects/open\" class=\"inline\">{}<input type=\"hidden\" name=\"subject\" value=\"{subject}\"><button type=\"submit\" class=\"secondary\" aria-label=\"Open record of person {subject}\">Open record</button></form>",
         s.csrf()
     )
 }
@@ -721,7 +721,10 @@ async fn fairness(State(app): State<App>, headers: HeaderMap) -> Response {
     let mut b = String::from(
         "<p>Monitoring audits compare live decisions with known outcomes per protected group, period by period (<code>candor monitor</code>). A failed gate raises an alert.</p>",
     );
-    for m in models.iter().filter(|m| m.kind != "recs") {
+    for m in models
+        .iter()
+        .filter(|m| m.name != candor_app::recs::RECS_MODEL)
+    {
         let view = tryp!(s, app.model_view(t, m.version).await);
         let mon = &view.fairness.monitoring;
         b.push_str(&format!("<h2>Model {} ({})</h2>", m.version, esc(&m.name)));
@@ -772,7 +775,10 @@ async fn recs(State(app): State<App>, headers: HeaderMap) -> Response {
     let t = s.principal.tenant;
     let models = tryp!(s, app.store().list_models(t).await);
     let mut b = String::new();
-    let recs: Vec<_> = models.iter().filter(|m| m.kind == "recs").collect();
+    let recs: Vec<_> = models
+        .iter()
+        .filter(|m| m.name == candor_app::recs::RECS_MODEL)
+        .collect();
     if recs.is_empty() {
         b.push_str("<p class=\"muted\">No recommendation model yet: train one with <code>candor recs train</code>.</p>");
     }
@@ -990,7 +996,7 @@ async fn contests(State(app): State<App>, headers: HeaderMap) -> Response {
                  <label><input type=\"radio\" name=\"outcome\" value=\"override\"> Override it</label></fieldset>\
                  <label for=\"label-{id}\">Corrected outcome when overriding</label><select id=\"label-{id}\" name=\"label\"><option value=\"\">none</option><option value=\"1\">1 (positive)</option><option value=\"0\">0 (negative)</option></select>\
                  <label for=\"note-{id}\">Note to the person</label><textarea id=\"note-{id}\" name=\"note\" required></textarea>\
-                 <p><button type=\"submit\" aria-label=\"Record the review of decision {short}\">Record review</button></p></form>",
+                 <p><button type=\"submit\" aria-label=\"Record review of decision {short}\">Record review</button></p></form>",
                 s.csrf(),
                 id = esc(&c.id),
                 short = esc(&c.decision_id[..8.min(c.decision_id.len())])
@@ -1058,7 +1064,7 @@ async fn messages(State(app): State<App>, headers: HeaderMap) -> Response {
         ));
         if m.status == "open" {
             b.push_str(&format!(
-                "<form method=\"post\" action=\"/console/messages/{}/close\">{}<button type=\"submit\" class=\"secondary\" aria-label=\"Mark the message of {} answered\">Mark answered</button></form>",
+                "<form method=\"post\" action=\"/console/messages/{}/close\">{}<button type=\"submit\" class=\"secondary\" aria-label=\"Mark answered: the message of {}\">Mark answered</button></form>",
                 esc(&m.id),
                 s.csrf(),
                 when(m.created_at)
