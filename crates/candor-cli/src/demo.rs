@@ -564,6 +564,36 @@ pub async fn run(app: &App, dir: &Path, args: &DemoArgs) -> Result<Value> {
     }))?;
     s.finish_and_clear();
 
+    // Offline evaluation of recommendations (ALS, item-kNN, popularity) on the same orders,
+    // trained before 1 October 2011 and tested on what customers bought after it.
+    if !args.small {
+        let s = spinner("evaluating recommendations offline");
+        #[derive(clap::Parser)]
+        struct Eval {
+            #[command(subcommand)]
+            cmd: crate::recs::RecsCommand,
+        }
+        let data_file = data.join("online_retail.csv.gz");
+        let html = reports.join("recommendations-evaluation.html");
+        let json_out = reports.join("recommendations-evaluation.json");
+        let eval = <Eval as clap::Parser>::try_parse_from([
+            std::ffi::OsStr::new("recs"),
+            "evaluate".as_ref(),
+            "--data".as_ref(),
+            data_file.as_os_str(),
+            "--split-date".as_ref(),
+            "2011-10-01".as_ref(),
+            "--factors".as_ref(),
+            "32".as_ref(),
+            "--html".as_ref(),
+            html.as_os_str(),
+            "--json".as_ref(),
+            json_out.as_os_str(),
+        ])?;
+        crate::recs::evaluate_cmd(&eval.cmd)?;
+        s.finish_and_clear();
+    }
+
     // ---------------------------------------------------------------- staff and the tour
     let mut staff = Vec::new();
     for (role, login) in STAFF {

@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use super::{
     Form, Limiter, bar_chart, cookie, csrf_failed, csrf_field, csrf_ok, error_page, esc, forbidden,
-    html, page, pct, pre_form, pre_token_of, report, see_other, set_cookie, when,
+    html, page, pct, pre_form, pre_token_of, report, see_other, set_cookie, when, words,
 };
 
 const AREA: &str = "Candor console";
@@ -804,15 +804,45 @@ async fn recs(State(app): State<App>, headers: HeaderMap) -> Response {
             b.push_str("</tbody></table>");
         }
     }
+    let evaluations: Vec<String> = campaign_reports(&app, t)
+        .into_iter()
+        .filter(|n| n.starts_with("recommendations-"))
+        .collect();
+    if !evaluations.is_empty() {
+        b.push_str("<h2>Offline evaluation</h2><p>ALS, item-kNN and popularity on a temporal split: recall, NDCG, coverage and exposure, overall and by segment.</p><ul>");
+        for n in evaluations {
+            b.push_str(&format!(
+                "<li><a href=\"/console/reports/{0}\">{0}</a></li>",
+                esc(&n)
+            ));
+        }
+        b.push_str("</ul>");
+    }
     let now = app.clock().now();
     let from = candor_types::Timestamp(now.0 - 30 * candor_types::Timestamp::DAY_MS);
     b.push_str("<h2>Exposure of served lists (last 30 days)</h2>");
     match app.recs_exposure(t, &s.principal.actor(), from, now).await {
-        Ok(r) => b.push_str(&format!(
-            "<p>{} lists served. Exposure by group, from the lists' sealed decisions:</p><pre>{}</pre>",
-            r.lists,
-            esc(&serde_json::to_string_pretty(&r.exposure).unwrap_or_default())
-        )),
+        Ok(r) => {
+            b.push_str(&format!(
+                "<p>{} personalized lists served by model {}, beside the unpersonalized list the others see. How widely each spreads exposure over the catalog (from the lists' sealed decisions):</p>",
+                r.lists, r.model_version
+            ));
+            b.push_str("<table><thead><tr><th scope=\"col\">Lists</th><th scope=\"col\" class=\"num\">Served</th><th scope=\"col\" class=\"num\">Catalog coverage</th><th scope=\"col\" class=\"num\">Exposure Gini</th><th scope=\"col\" class=\"num\">Head items' share of exposure</th><th scope=\"col\" class=\"num\">of demand</th></tr></thead><tbody>");
+            for (group, e) in &r.exposure {
+                let v = serde_json::to_value(e).unwrap_or_default();
+                let num = |k: &str| v[k].as_f64().unwrap_or(0.0);
+                b.push_str(&format!(
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.3}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                    esc(&words(group)),
+                    v["lists"].as_u64().unwrap_or(0),
+                    pct(num("coverage")),
+                    num("gini"),
+                    pct(num("head_exposure_share")),
+                    pct(num("head_demand_share"))
+                ));
+            }
+            b.push_str("</tbody></table>");
+        }
         Err(e) => b.push_str(&format!("<p class=\"muted\">{}</p>", esc(&e.message))),
     }
     s.page("Recommendations", &b)
@@ -876,7 +906,10 @@ async fn journeys(State(app): State<App>, headers: HeaderMap) -> Response {
             b.push_str("</p>");
         }
     }
-    let found = campaign_reports(&app, s.principal.tenant);
+    let found: Vec<String> = campaign_reports(&app, s.principal.tenant)
+        .into_iter()
+        .filter(|n| !n.starts_with("recommendations-"))
+        .collect();
     {
         if !found.is_empty() {
             b.push_str("<h2>Campaign history</h2><ul>");
