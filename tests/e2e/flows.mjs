@@ -727,6 +727,7 @@ async function compliance(browser, customer) {
   const contestText = await contest.innerText();
   const contestStatus = (await contest.locator('.badge.neutral').innerText()).trim();
   expect(contestStatus === 'open', `the contest's status: ${contestStatus}`);
+  expect(contestText.includes('The decision'), `the contested decision is not shown to the reviewer: ${contestText}`);
   expect(
     (await contest.getByRole('button', { name: /^Record review of decision / }).count()) === 1,
     `no review form on the open contest: ${contestText}`,

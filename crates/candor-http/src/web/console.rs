@@ -1022,6 +1022,22 @@ async fn contests(State(app): State<App>, headers: HeaderMap) -> Response {
             esc(c.statement.as_deref().unwrap_or("(erased)"))
         ));
         if c.status == "open" {
+            // What the person contests, in the words they were given.
+            if let Ok((_, ds)) = app
+                .decisions_for(s.principal.tenant, &s.principal.actor(), c.subject, 10_000)
+                .await
+                && let Some(d) = ds.iter().find(|d| d.id == c.decision_id)
+            {
+                b.push_str(&format!(
+                    "<p><strong>The decision</strong> ({}, {}): {}</p>",
+                    esc(&d.kind),
+                    when(d.created_at),
+                    esc(&d
+                        .outcome
+                        .as_ref()
+                        .map_or_else(String::new, candor_app::rights::why_text))
+                ));
+            }
             b.push_str(&format!(
                 "<form method=\"post\" action=\"/console/contests/{id}\">{}\
                  <fieldset><legend>Outcome</legend>\
