@@ -643,6 +643,20 @@ async function admin(browser) {
 
   step('admin: requests');
   await navTo(page, 'Requests', '/console/requests', 'Data-subject requests', 'console-admin-requests');
+  // The demo's four received requests, each due with a deadline and waiting for acknowledgement.
+  const reqRows = page.locator('main table tbody tr');
+  expect((await reqRows.count()) === 4, `requests listed: ${await reqRows.count()}`);
+  expect(
+    (await page.getByRole('button', { name: /^Acknowledge request / }).count()) === 4,
+    'the received requests have no Acknowledge button',
+  );
+  await clickAndLoad(page, page.getByRole('button', { name: /^Acknowledge request / }).first());
+  expect(path(page) === '/console/requests', `after acknowledging: ${page.url()}`);
+  expect(
+    (await page.getByRole('button', { name: /^Acknowledge request / }).count()) === 3,
+    'acknowledging did not take',
+  );
+  await shot(page, 'console-admin-requests-acknowledged');
 
   step('admin: contests');
   await navTo(page, 'Contests', '/console/contests', 'Contested decisions', 'console-admin-contests');

@@ -594,6 +594,31 @@ pub async fn run(app: &App, dir: &Path, args: &DemoArgs) -> Result<Value> {
         s.finish_and_clear();
     }
 
+    // ---------------------------------------------------------------- the rights queue
+    // A few customers' requests for the console's queue (not the tour's customer).
+    let mut requests = 0;
+    for (c, kind) in people
+        .iter()
+        .rev()
+        .filter(|c| !scored_ids.contains(&c.id))
+        .zip(["access", "objection_marketing", "portability", "do_not_sell"])
+    {
+        app.create_request(
+            t,
+            "cli:demo",
+            &candor_app::NewRequest {
+                user_id: c.id.clone(),
+                kind: kind.into(),
+                regime: None,
+                details: None,
+            },
+        )
+        .await
+        .map_err(app_err)?;
+        requests += 1;
+    }
+    eprintln!("data-subject requests: {requests} received");
+
     // ---------------------------------------------------------------- staff and the tour
     let mut staff = Vec::new();
     for (role, login) in STAFF {
