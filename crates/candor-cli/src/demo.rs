@@ -601,7 +601,12 @@ pub async fn run(app: &App, dir: &Path, args: &DemoArgs) -> Result<Value> {
         .iter()
         .rev()
         .filter(|c| !scored_ids.contains(&c.id))
-        .zip(["access", "objection_marketing", "portability", "do_not_sell"])
+        .zip([
+            "access",
+            "objection_marketing",
+            "portability",
+            "do_not_sell",
+        ])
     {
         app.create_request(
             t,
