@@ -714,6 +714,77 @@ async fn model_step(
 // Fairness, recommendations, journeys
 // ----------------------------------------------------------------------------------------
 
+/// Selection rate per protected group, period by period (oldest first), with each period's
+/// lowest ÷ highest ratio: how a model treats each segment over time.
+fn segments_over_time(audits: &[candor_store::ModelAuditRow]) -> String {
+    // attribute -> groups seen; rows: (period, attribute -> (ratio, group -> rate))
+    let mut groups: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut rows = Vec::new();
+    for a in audits.iter().rev() {
+        let mut per: std::collections::BTreeMap<String, (Option<f64>, HashMap<String, f64>)> =
+            Default::default();
+        for attr in a.report["report"]["attributes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let au = &attr["audit"];
+            let Some(name) = au["attribute"].as_str() else {
+                continue;
+            };
+            let mut rates = HashMap::new();
+            for g in au["groups"].as_array().into_iter().flatten() {
+                if let (Some(gn), Some(r)) = (g["group"].as_str(), g["selection_rate"].as_f64()) {
+                    let seen = groups.entry(name.to_string()).or_default();
+                    if !seen.iter().any(|x| x == gn) {
+                        seen.push(gn.to_string());
+                    }
+                    rates.insert(gn.to_string(), r);
+                }
+            }
+            per.insert(
+                name.to_string(),
+                (au["demographic_parity"]["ratio"].as_f64(), rates),
+            );
+        }
+        let period = format!(
+            "{} – {}",
+            a.period_start.map_or("?".into(), when),
+            a.period_end.map_or("?".into(), when)
+        );
+        rows.push((period, per));
+    }
+    let mut out = String::new();
+    for (attr, gs) in &groups {
+        out.push_str(&format!(
+            "<table><caption>Selection rate by {} over time</caption><thead><tr><th scope=\"col\">Period</th>",
+            esc(attr)
+        ));
+        for g in gs {
+            out.push_str(&format!("<th scope=\"col\" class=\"num\">{}</th>", esc(g)));
+        }
+        out.push_str("<th scope=\"col\" class=\"num\">Lowest ÷ highest</th></tr></thead><tbody>");
+        for (period, per) in &rows {
+            let Some((ratio, rates)) = per.get(attr) else {
+                continue;
+            };
+            out.push_str(&format!("<tr><th scope=\"row\">{}</th>", esc(period)));
+            for g in gs {
+                out.push_str(&format!(
+                    "<td class=\"num\">{}</td>",
+                    rates.get(g).map_or("–".into(), |r| pct(*r))
+                ));
+            }
+            out.push_str(&format!(
+                "<td class=\"num\">{}</td></tr>",
+                ratio.map_or("–".into(), |r| format!("{r:.2}"))
+            ));
+        }
+        out.push_str("</tbody></table>");
+    }
+    out
+}
+
 async fn fairness(State(app): State<App>, headers: HeaderMap) -> Response {
     let s = staff!(app, headers, Area::Fairness);
     let t = s.principal.tenant;
@@ -747,6 +818,12 @@ async fn fairness(State(app): State<App>, headers: HeaderMap) -> Response {
             ));
         }
         b.push_str("</tbody></table>");
+        // Per segment over time: each group's selection rate in each period, by attribute.
+        let audits = tryp!(
+            s,
+            app.model_audits(t, m.version, Some("monitoring"), 50).await
+        );
+        b.push_str(&segments_over_time(&audits));
     }
     let alerts = tryp!(s, app.fairness_alerts(t, None, 50).await);
     b.push_str("<h2>Alerts</h2>");

@@ -568,5 +568,13 @@ async fn monitoring_live_decisions_raises_alerts_listed_by_the_api() {
         assert_eq!(s, StatusCode::BAD_REQUEST);
         let (_, after) = h.call("GET", "/v1/fairness/alerts", &h.server, None).await;
         assert_eq!(after["alerts"].as_array().unwrap().len(), alerts.len());
+        // The console shows each period's selection rate per group and the alerts.
+        crate::web::staff(&h, "fay@shop.test", "reviewer").await;
+        let mut b = crate::web::sign_in(&h, "fay@shop.test").await;
+        let p = b.get(&h, "/console/fairness").await;
+        assert_eq!(p.status, StatusCode::OK);
+        assert!(p.body.contains("<caption>Selection rate by"), "{}", p.body);
+        assert!(p.body.contains("Lowest ÷ highest"));
+        assert!(!p.body.contains("No alerts."), "{}", p.body);
     }
 }

@@ -14,14 +14,14 @@ use super::H;
 
 /// A cookie jar and the last response's headers.
 #[derive(Default)]
-struct Browser {
+pub(super) struct Browser {
     jar: HashMap<String, String>,
 }
 
-struct Page {
-    status: StatusCode,
+pub(super) struct Page {
+    pub(super) status: StatusCode,
     headers: HeaderMap,
-    body: String,
+    pub(super) body: String,
 }
 
 impl Page {
@@ -76,7 +76,7 @@ impl Browser {
             .join("; ")
     }
 
-    async fn get(&mut self, h: &H, path: &str) -> Page {
+    pub(super) async fn get(&mut self, h: &H, path: &str) -> Page {
         let req = Request::get(path)
             .header(header::COOKIE, self.cookie_header())
             .body(Body::empty())
@@ -99,14 +99,14 @@ impl Browser {
 
 const PASSWORD: &str = "correct horse battery";
 
-async fn staff(h: &H, login: &str, role: &str) {
+pub(super) async fn staff(h: &H, login: &str, role: &str) {
     h.t.app
         .create_staff(h.tenant, "test", login, role, PASSWORD)
         .await
         .unwrap();
 }
 
-async fn sign_in(h: &H, login: &str) -> Browser {
+pub(super) async fn sign_in(h: &H, login: &str) -> Browser {
     let mut b = Browser::default();
     let p = b.get(h, "/console/login").await;
     let csrf = p.csrf();
