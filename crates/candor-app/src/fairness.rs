@@ -72,6 +72,34 @@ pub struct MonitoringSummary {
     pub failed_gates: Vec<String>,
 }
 
+impl MonitoringSummary {
+    /// The summary of a recorded monitoring audit: its period, rows and failed gates.
+    pub fn of(a: &ModelAuditRow) -> Self {
+        MonitoringSummary {
+            id: a.id,
+            passed: a.passed,
+            period_start: a.period_start,
+            period_end: a.period_end,
+            rows: a.report["report"]["rows"].as_u64().unwrap_or(0),
+            failed_gates: a.report["report"]["verdicts"]
+                .as_array()
+                .map(|v| {
+                    v.iter()
+                        .filter(|x| x["passed"] == false)
+                        .map(|x| {
+                            format!(
+                                "{} ({})",
+                                x["gate"].as_str().unwrap_or(""),
+                                x["subject"].as_str().unwrap_or("")
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// Encodes one protected column: numbers (every present value numeric, more than 10 distinct)
 /// are cut into the policy's bands (`<30`, `30–44`, …); anything else is a category. Empty
 /// values are the missing group.
@@ -570,28 +598,7 @@ impl App {
             .model_audits(tenant, version, Some("monitoring"), 12)
             .await?
             .into_iter()
-            .map(|a| MonitoringSummary {
-                id: a.id,
-                passed: a.passed,
-                period_start: a.period_start,
-                period_end: a.period_end,
-                rows: a.report["report"]["rows"].as_u64().unwrap_or(0),
-                failed_gates: a.report["report"]["verdicts"]
-                    .as_array()
-                    .map(|v| {
-                        v.iter()
-                            .filter(|x| x["passed"] == false)
-                            .map(|x| {
-                                format!(
-                                    "{} ({})",
-                                    x["gate"].as_str().unwrap_or(""),
-                                    x["subject"].as_str().unwrap_or("")
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
+            .map(|a| MonitoringSummary::of(&a))
             .collect();
         Ok(FairnessRecord {
             validation,

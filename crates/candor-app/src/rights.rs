@@ -379,7 +379,7 @@ impl App {
             Verification::Token(t) => {
                 let expected = row.token_hash.clone().unwrap_or_default();
                 let ok = !expected.is_empty()
-                    && constant_time_eq(&self.api_keys().hash(t), &expected)
+                    && candor_crypto::constant_time_eq(&self.api_keys().hash(t), &expected)
                     && row.token_expires_at.is_some_and(|e| e >= now);
                 if !ok {
                     return Err(AppError::new(
@@ -1377,11 +1377,6 @@ pub fn why_text(outcome: &Value) -> String {
 /// The SHA-256 of a receipt, for the person to keep.
 pub fn receipt_digest(r: &ErasureReceipt) -> String {
     sha256_hex(serde_json::to_string(r).unwrap_or_default().as_bytes())
-}
-
-/// Equality of two byte strings in time independent of where they differ.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// One export section (an array of JSON objects) as CSV: a column per top-level key in order

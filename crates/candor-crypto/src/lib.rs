@@ -471,8 +471,12 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
     if !(1..=10_000_000).contains(&iter) || hash.len() != 32 {
         return false;
     }
-    let got = pbkdf2_sha256(password.as_bytes(), &salt, iter);
-    got.iter().zip(&hash).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    constant_time_eq(&pbkdf2_sha256(password.as_bytes(), &salt, iter), &hash)
+}
+
+/// Equality of two byte strings in time independent of where they differ (tokens, hashes).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -874,11 +874,12 @@ fn period(
     ))
 }
 
-fn parse_version(s: &str) -> ApiResult<i64> {
+/// A model version from a path: a positive integer, else the model is not found.
+pub(crate) fn parse_version(s: &str) -> Result<i64, AppError> {
     s.parse::<i64>()
         .ok()
         .filter(|v| *v > 0)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "not_found", "model not found"))
+        .ok_or_else(|| AppError::not_found("model"))
 }
 
 async fn get_model(

@@ -14,14 +14,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use candor_app::web::{Area, Role, STAFF_SESSION_MS, WebSession};
 use candor_app::{App, AppError, Principal};
+
+use crate::parse_version;
 use candor_store::Store as _;
 use candor_types::SubjectId;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Form, Limiter, bar_chart, cookie, csrf_failed, csrf_field, csrf_ok, error_page, esc, forbidden,
-    html, page, pct, pre_form, pre_token_of, report, see_other, set_cookie, when, words,
+    Form, Limiter, bar_chart, checked_form, cookie, csrf_field, error_page, esc, forbidden, html,
+    page, pct, pre_form, pre_token_of, report, see_other, set_cookie, sign_out, when, words,
 };
 
 const AREA: &str = "Candor console";
@@ -149,12 +151,7 @@ impl Staff {
 
     /// Parses a POSTed form and checks its CSRF token.
     fn form(&self, headers: &HeaderMap, body: &Bytes) -> Result<Form, Response> {
-        let f = Form::parse(body)?;
-        if csrf_ok(headers, &f, &self.session.row.csrf) {
-            Ok(f)
-        } else {
-            Err(csrf_failed(AREA))
-        }
+        checked_form(headers, body, &self.session.row.csrf, AREA)
     }
 }
 
@@ -288,14 +285,10 @@ async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
 async fn logout(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let s = staff!(app, headers, Area::Overview);
     let _ = form!(s, headers, body);
-    if let Some(secret) = cookie(&headers, COOKIE) {
-        tryp!(s, app.end_session(&secret).await);
-    }
-    (
-        [(header::SET_COOKIE, set_cookie(COOKIE, "", "/console", 0))],
-        see_other("/console/login"),
+    tryp!(
+        s,
+        sign_out(&app, &headers, COOKIE, "/console", "/console/login").await
     )
-        .into_response()
 }
 
 // ----------------------------------------------------------------------------------------
@@ -524,13 +517,6 @@ async fn models(State(app): State<App>, headers: HeaderMap) -> Response {
             .into();
     }
     s.page("Models", &b)
-}
-
-fn parse_version(v: &str) -> Result<i64, AppError> {
-    v.parse::<i64>()
-        .ok()
-        .filter(|v| *v > 0)
-        .ok_or_else(|| AppError::not_found("model"))
 }
 
 /// Metrics of a card as a table: the numbers under `metrics` (nested one level).
@@ -796,15 +782,22 @@ async fn fairness(State(app): State<App>, headers: HeaderMap) -> Response {
         .iter()
         .filter(|m| m.name != candor_app::recs::RECS_MODEL)
     {
-        let view = tryp!(s, app.model_view(t, m.version).await);
-        let mon = &view.fairness.monitoring;
+        // One read of the model's monitoring audits: the period table and the segments.
+        let audits = tryp!(
+            s,
+            app.model_audits(t, m.version, Some("monitoring"), 12).await
+        );
+        let mon: Vec<_> = audits
+            .iter()
+            .map(candor_app::fairness::MonitoringSummary::of)
+            .collect();
         b.push_str(&format!("<h2>Model {} ({})</h2>", m.version, esc(&m.name)));
         if mon.is_empty() {
             b.push_str("<p class=\"muted\">No monitoring period audited yet.</p>");
             continue;
         }
         b.push_str("<table><thead><tr><th scope=\"col\">Period</th><th scope=\"col\" class=\"num\">Decisions</th><th scope=\"col\">Verdict</th><th scope=\"col\">Failed gates</th></tr></thead><tbody>");
-        for a in mon {
+        for a in &mon {
             b.push_str(&format!(
                 "<tr><td><a href=\"/console/models/{v}/audits/{id}\">{} – {}</a></td><td class=\"num\">{}</td><td><span class=\"badge {c}\">{t}</span></td><td>{}</td></tr>",
                 a.period_start.map_or("?".into(), when),
@@ -819,10 +812,6 @@ async fn fairness(State(app): State<App>, headers: HeaderMap) -> Response {
         }
         b.push_str("</tbody></table>");
         // Per segment over time: each group's selection rate in each period, by attribute.
-        let audits = tryp!(
-            s,
-            app.model_audits(t, m.version, Some("monitoring"), 50).await
-        );
         b.push_str(&segments_over_time(&audits));
     }
     let alerts = tryp!(s, app.fairness_alerts(t, None, 50).await);

@@ -237,14 +237,6 @@ impl Form {
     }
 }
 
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 /// Checks a form's CSRF token against the expected one, and what the browser says of the
 /// form's origin: `Sec-Fetch-Site` (sent by current browsers) must be `same-origin`; without
 /// it, an `Origin` must name `Host`. (Under `Referrer-Policy: no-referrer` browsers send
@@ -276,7 +268,22 @@ pub(crate) fn csrf_ok(headers: &HeaderMap, form: &Form, expected: &str) -> bool 
         }
     }
     let got = form.get("csrf");
-    !expected.is_empty() && same(got, expected)
+    !expected.is_empty() && candor_crypto::constant_time_eq(got.as_bytes(), expected.as_bytes())
+}
+
+/// A POSTed form whose CSRF token must be `expected` (a refusal page otherwise).
+pub(crate) fn checked_form(
+    headers: &HeaderMap,
+    body: &Bytes,
+    expected: &str,
+    area: &str,
+) -> Result<Form, Response> {
+    let f = Form::parse(body)?;
+    if csrf_ok(headers, &f, expected) {
+        Ok(f)
+    } else {
+        Err(csrf_failed(area))
+    }
 }
 
 /// A form shown before signing in, with its token, which must match the double-submit
@@ -287,13 +294,28 @@ pub(crate) fn pre_form(
     pre: &str,
     area: &str,
 ) -> Result<(Form, String), Response> {
-    let f = Form::parse(body)?;
     let expected = cookie(headers, pre).unwrap_or_default();
-    if csrf_ok(headers, &f, &expected) {
-        Ok((f, expected))
-    } else {
-        Err(csrf_failed(area))
+    let f = checked_form(headers, body, &expected, area)?;
+    Ok((f, expected))
+}
+
+/// Signing out: ends the session of cookie `name` on the server, clears the cookie (scoped to
+/// `path`) and goes to `to`.
+pub(crate) async fn sign_out(
+    app: &candor_app::App,
+    headers: &HeaderMap,
+    name: &str,
+    path: &str,
+    to: &str,
+) -> Result<Response, candor_app::AppError> {
+    if let Some(secret) = cookie(headers, name) {
+        app.end_session(&secret).await?;
     }
+    Ok((
+        [(header::SET_COOKIE, set_cookie(name, "", path, 0))],
+        see_other(to),
+    )
+        .into_response())
 }
 
 pub(crate) fn forbidden(area: &str, nav: &str, msg: &str) -> Response {

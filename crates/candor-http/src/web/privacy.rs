@@ -15,8 +15,8 @@ use candor_types::{SubjectId, TenantId};
 use serde::Deserialize;
 
 use super::{
-    Form, cookie, csrf_failed, csrf_field, csrf_ok, error_page, esc, html, page, pre_form,
-    pre_token_of, see_other, set_cookie, when, words,
+    Form, checked_form, cookie, csrf_field, error_page, esc, html, page, pre_form, pre_token_of,
+    see_other, set_cookie, sign_out, when, words,
 };
 
 const AREA: &str = "Privacy center";
@@ -95,12 +95,7 @@ impl Customer {
     }
 
     fn form(&self, headers: &HeaderMap, body: &Bytes) -> Result<Form, Response> {
-        let f = Form::parse(body)?;
-        if csrf_ok(headers, &f, &self.session.row.csrf) {
-            Ok(f)
-        } else {
-            Err(csrf_failed(AREA))
-        }
+        checked_form(headers, body, &self.session.row.csrf, AREA)
     }
 }
 
@@ -331,14 +326,10 @@ async fn link_redeem(
 async fn signout(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
     let c = customer!(app, headers);
     let _ = form!(c, headers, body);
-    if let Some(secret) = cookie(&headers, COOKIE) {
-        tryp!(c, app.end_session(&secret).await);
-    }
-    (
-        [(header::SET_COOKIE, set_cookie(COOKIE, "", "/privacy", 0))],
-        see_other("/privacy/"),
+    tryp!(
+        c,
+        sign_out(&app, &headers, COOKIE, "/privacy", "/privacy/").await
     )
-        .into_response()
 }
 
 // ----------------------------------------------------------------------------------------
