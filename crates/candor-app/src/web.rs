@@ -11,8 +11,8 @@ use serde_json::json;
 
 use candor_crypto::IdentifierKind;
 use candor_store::{
-    Alias, AuditDraft, AuditEntry, ContactRow, Overview, SessionRow, StaffRow, Store, StoreError,
-    WebStore,
+    Alias, AuditDraft, AuditEntry, ContactRow, Overview, SessionRow, SessionSeed, StaffRow, Store,
+    StoreError, WebStore,
 };
 use candor_types::{
     ConsentAction, ConsentRecord, ConsentSource, ConsentState, EventId, KeyId, Scope, SubjectId,
@@ -332,19 +332,14 @@ impl App {
         staff_id: Option<String>,
         subject: Option<SubjectId>,
     ) -> AppResult<(String, SessionRow)> {
-        let (secret, row) = self.new_session(tenant, kind, staff_id, subject)?;
+        let (secret, seed) = self.new_session(kind)?;
+        let row = seed.bind(tenant, staff_id, subject);
         self.store().insert_session(&row).await?;
         Ok((secret, row))
     }
 
-    /// A new session's cookie secret and row.
-    fn new_session(
-        &self,
-        tenant: TenantId,
-        kind: &str,
-        staff_id: Option<String>,
-        subject: Option<SubjectId>,
-    ) -> AppResult<(String, SessionRow)> {
+    /// A new session's cookie secret and its seed (not yet bound to anyone).
+    fn new_session(&self, kind: &str) -> AppResult<(String, SessionSeed)> {
         let token = self.api_keys().new_token("cs")?;
         let csrf = self.api_keys().new_token("csrf")?;
         let now = self.clock().now();
@@ -353,17 +348,14 @@ impl App {
         } else {
             CUSTOMER_SESSION_MS
         };
-        let row = SessionRow {
+        let seed = SessionSeed {
             token_hash: token.hash.to_vec(),
-            tenant,
             kind: kind.into(),
-            staff_id,
-            subject,
             csrf: csrf.secret.to_string(),
             created_at: now,
             expires_at: Timestamp(now.0 + ttl),
         };
-        Ok((token.secret.to_string(), row))
+        Ok((token.secret.to_string(), seed))
     }
 
     /// The live session of a cookie's secret, with its staff account (`None` when unknown,
@@ -522,11 +514,11 @@ impl App {
             return Err(invalid());
         }
         let hash = self.api_keys().hash(secret);
-        // The tenant and person are the link's, set by the store.
-        let (secret, template) = self.new_session(TenantId::new(), "customer", None, None)?;
+        // The store binds the session to the link's tenant and person.
+        let (secret, seed) = self.new_session("customer")?;
         let row = self
             .store()
-            .redeem_signin_link(&hash, self.clock().now(), template)
+            .redeem_signin_link(&hash, self.clock().now(), seed)
             .await?
             .ok_or_else(invalid)?;
         let subject = row

@@ -603,25 +603,24 @@ macro_rules! impl_store {
             let mut conflicts = Vec::new();
             for (blind, (subject, alias)) in by_blind {
                 let sid = subject.to_string();
-                sqlx::query(
+                // One statement says who owns the address now: a row comes back when it was
+                // inserted, taken from the erased, or already this person's; none when another
+                // live person keeps it.
+                let taken = sqlx::query(
                     "INSERT INTO subject_aliases (tenant_id, kind, blind, subject_id) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (tenant_id, blind) DO UPDATE SET subject_id = excluded.subject_id \
-                     WHERE subject_aliases.subject_id = $5",
+                     WHERE subject_aliases.subject_id = $5 OR subject_aliases.subject_id = excluded.subject_id \
+                     RETURNING subject_id",
                 )
                 .bind(&t)
                 .bind(kind_str(alias.kind))
                 .bind(&blind[..])
                 .bind(&sid)
                 .bind(crate::SUPPRESSED)
-                .execute(&mut **tx)
-                .await?;
-                let owner: String = sqlx::query("SELECT subject_id FROM subject_aliases WHERE tenant_id = $1 AND blind = $2")
-                    .bind(&t)
-                    .bind(&blind[..])
-                    .fetch_one(&mut **tx)
-                    .await?
-                    .try_get("subject_id")?;
-                if owner == sid {
+                .fetch_optional(&mut **tx)
+                .await?
+                .is_some();
+                if taken {
                     sqlx::query(
                         "DELETE FROM subject_aliases WHERE tenant_id = $1 AND subject_id = $2 AND kind = $3 AND blind <> $4",
                     )
@@ -632,6 +631,12 @@ macro_rules! impl_store {
                     .execute(&mut **tx)
                     .await?;
                 } else {
+                    let owner: String = sqlx::query("SELECT subject_id FROM subject_aliases WHERE tenant_id = $1 AND blind = $2")
+                        .bind(&t)
+                        .bind(&blind[..])
+                        .fetch_one(&mut **tx)
+                        .await?
+                        .try_get("subject_id")?;
                     conflicts.push(AuditDraft {
                         tenant: Some(tenant),
                         actor: "system:ingest".into(),

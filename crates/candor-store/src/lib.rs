@@ -31,7 +31,8 @@ use candor_types::{
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 pub use web::{
-    ConsentCount, ContactRow, HeldSummary, Overview, SessionRow, SigninLink, StaffRow, WebStore,
+    ConsentCount, ContactRow, HeldSummary, Overview, SessionRow, SessionSeed, SigninLink, StaffRow,
+    WebStore,
 };
 
 /// Storage failures. Messages never contain stored values (they may be personal data).

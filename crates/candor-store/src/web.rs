@@ -40,6 +40,38 @@ pub struct SessionRow {
     pub expires_at: Timestamp,
 }
 
+/// A new session before it is bound to its tenant and person: its cookie secret's hash, its
+/// CSRF token and its times. A sign-in link binds it in the store, to the link's person.
+#[derive(Clone, Debug)]
+pub struct SessionSeed {
+    pub token_hash: Vec<u8>,
+    /// `staff` (console) or `customer` (privacy center).
+    pub kind: String,
+    pub csrf: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl SessionSeed {
+    pub fn bind(
+        self,
+        tenant: TenantId,
+        staff_id: Option<String>,
+        subject: Option<SubjectId>,
+    ) -> SessionRow {
+        SessionRow {
+            token_hash: self.token_hash,
+            tenant,
+            kind: self.kind,
+            staff_id,
+            subject,
+            csrf: self.csrf,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
 /// A customer's message to a person ("talk to a human"), sealed with their data key.
 #[derive(Clone, Debug)]
 pub struct ContactRow {
@@ -127,14 +159,14 @@ pub trait WebStore: Send + Sync {
         expires_at: Timestamp,
         max_per_hour: i64,
     ) -> impl Future<Output = Result<()>> + Send;
-    /// Marks a link used and opens `session` for its person, in one transaction: only once,
-    /// only before it expires, only while the person is not erased (their row is locked, so
-    /// an erasure waits or comes first). `session`'s tenant and subject are the link's.
+    /// Marks a link used and opens `session`, bound to the link's tenant and person, in one
+    /// transaction: only once, only before it expires, only while the person is not erased
+    /// (their row is locked, so an erasure waits or comes first).
     fn redeem_signin_link(
         &self,
         token_hash: &[u8],
         now: Timestamp,
-        session: SessionRow,
+        session: SessionSeed,
     ) -> impl Future<Output = Result<Option<SessionRow>>> + Send;
     fn insert_contact(
         &self,
@@ -243,7 +275,7 @@ impl WebStore for AnyStore {
         &self,
         token_hash: &[u8],
         now: Timestamp,
-        session: SessionRow,
+        session: SessionSeed,
     ) -> Result<Option<SessionRow>> {
         web_dispatch!(self, s => s.redeem_signin_link(token_hash, now, session))
     }
@@ -307,7 +339,7 @@ macro_rules! impl_web_store {
 
             use super::{$store, DbRow, audit_entry_from, audit_tx};
             use crate::backend::parse;
-            use crate::web::{ConsentCount, ContactRow, HeldSummary, Overview, SessionRow, SigninLink, StaffRow, WebStore};
+            use crate::web::{ConsentCount, ContactRow, HeldSummary, Overview, SessionRow, SessionSeed, SigninLink, StaffRow, WebStore};
             use crate::{AuditDraft, AuditEntry, Result, StoreError};
 
             const DAY_MS: i64 = 86_400_000;
@@ -336,6 +368,24 @@ macro_rules! impl_web_store {
                     created_at: Timestamp(r.try_get("created_at")?),
                     expires_at: Timestamp(r.try_get("expires_at")?),
                 })
+            }
+
+            async fn insert_session_on(tx: &mut super::Tx, row: &SessionRow) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO web_sessions (token_hash, tenant_id, kind, staff_id, subject_id, csrf, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&row.token_hash)
+                .bind(row.tenant.to_string())
+                .bind(&row.kind)
+                .bind(&row.staff_id)
+                .bind(row.subject.map(|s| s.to_string()))
+                .bind(&row.csrf)
+                .bind(row.created_at.0)
+                .bind(row.expires_at.0)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
             }
 
             fn contact_from(r: &DbRow) -> Result<ContactRow> {
@@ -410,20 +460,7 @@ macro_rules! impl_web_store {
 
                 async fn insert_session(&self, row: &SessionRow) -> Result<()> {
                     let mut tx = self.write_tx().await?;
-                    sqlx::query(
-                        "INSERT INTO web_sessions (token_hash, tenant_id, kind, staff_id, subject_id, csrf, created_at, expires_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(&row.token_hash)
-                    .bind(row.tenant.to_string())
-                    .bind(&row.kind)
-                    .bind(&row.staff_id)
-                    .bind(row.subject.map(|s| s.to_string()))
-                    .bind(&row.csrf)
-                    .bind(row.created_at.0)
-                    .bind(row.expires_at.0)
-                    .execute(&mut *tx)
-                    .await?;
+                    insert_session_on(&mut tx, row).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -496,7 +533,7 @@ macro_rules! impl_web_store {
                     Ok(())
                 }
 
-                async fn redeem_signin_link(&self, token_hash: &[u8], now: Timestamp, session: SessionRow) -> Result<Option<SessionRow>> {
+                async fn redeem_signin_link(&self, token_hash: &[u8], now: Timestamp, session: SessionSeed) -> Result<Option<SessionRow>> {
                     let mut tx = self.write_tx().await?;
                     let row = sqlx::query(
                         "UPDATE signin_links SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
@@ -522,25 +559,8 @@ macro_rules! impl_web_store {
                         tx.commit().await?;
                         return Ok(None);
                     }
-                    let session = SessionRow {
-                        tenant: parse("tenant id", &t)?,
-                        subject: Some(parse("subject id", &s)?),
-                        ..session
-                    };
-                    sqlx::query(
-                        "INSERT INTO web_sessions (token_hash, tenant_id, kind, staff_id, subject_id, csrf, created_at, expires_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(&session.token_hash)
-                    .bind(&t)
-                    .bind(&session.kind)
-                    .bind(&session.staff_id)
-                    .bind(&s)
-                    .bind(&session.csrf)
-                    .bind(session.created_at.0)
-                    .bind(session.expires_at.0)
-                    .execute(&mut *tx)
-                    .await?;
+                    let session = session.bind(parse("tenant id", &t)?, None, Some(parse("subject id", &s)?));
+                    insert_session_on(&mut tx, &session).await?;
                     tx.commit().await?;
                     Ok(Some(session))
                 }

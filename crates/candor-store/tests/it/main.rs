@@ -1230,7 +1230,7 @@ async fn journey_steps_enrol_once_claim_once_and_finish_with_their_email() {
 
 #[tokio::test]
 async fn web_sessions_links_and_messages() {
-    use candor_store::{ContactRow, SessionRow, StaffRow, WebStore};
+    use candor_store::{ContactRow, SessionRow, SessionSeed, StaffRow, WebStore};
     each_backend!(|db| {
         let (t, tk) = tenant(&db, "shop").await;
         let s = subject(&db, t, &tk, "u-1").await;
@@ -1309,12 +1309,9 @@ async fn web_sessions_links_and_messages() {
 
         // Sign-in links: at most N an hour per person, each used once, not after expiry; the
         // session they open is the link's person's.
-        let fresh = |n: u8| SessionRow {
+        let fresh = |n: u8| SessionSeed {
             token_hash: vec![100 + n; 32],
-            tenant: TenantId::new(),
             kind: "customer".into(),
-            staff_id: None,
-            subject: None,
             csrf: "csrf".into(),
             created_at: now,
             expires_at: Timestamp(now.0 + 60_000),
