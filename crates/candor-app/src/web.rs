@@ -15,8 +15,8 @@ use candor_store::{
     StoreError, WebStore,
 };
 use candor_types::{
-    ConsentAction, ConsentRecord, ConsentSource, ConsentState, EventId, KeyId, Scope, SubjectId,
-    TenantId, Timestamp,
+    ConsentAction, ConsentRecord, ConsentSource, EventId, KeyId, Scope, SubjectId, TenantId,
+    Timestamp,
 };
 
 use crate::{App, AppError, AppResult, ConsentView, ErrorKind, Principal};
@@ -637,14 +637,15 @@ impl App {
 
     /// What is held about the person, by category, with the purposes that may use it: the
     /// names of profile fields and counts of events (nothing is opened to show it).
+    /// `consents` is the person's [`App::own_consents`], which says which purposes may use
+    /// their data now.
     pub async fn held_data(
         &self,
         tenant: TenantId,
         subject: SubjectId,
+        consents: &ConsentView,
     ) -> AppResult<Vec<HeldCategory>> {
         let held = self.store().held_summary(tenant, subject).await?;
-        let ledger = self.store().consent_ledger(tenant, subject).await?;
-        let state = ConsentState::from_ledger(&ledger);
         let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (path, category) in held.fields {
             fields.entry(category).or_default().push(path);
@@ -665,10 +666,10 @@ impl App {
                 .purposes()
                 .filter(|p| p.categories.contains(&c.name))
                 .map(|p| {
-                    let allowed = self
-                        .policy()
-                        .decide(tenant, subject, &p.name, &state)
-                        .is_ok();
+                    let allowed = consents
+                        .purposes
+                        .iter()
+                        .any(|x| x.purpose == p.name.as_str() && x.allowed);
                     (p.name.to_string(), p.description.clone(), allowed)
                 })
                 .collect();

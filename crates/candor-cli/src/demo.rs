@@ -21,7 +21,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Map, Value, json};
 
-use crate::journeys::{JourneysCommand, UpliftArgs};
+use crate::journeys::UpliftArgs;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -387,8 +387,6 @@ pub async fn run(app: &App, dir: &Path, args: &DemoArgs) -> Result<Value> {
     if args.small {
         bank.rows = bank.rows.into_iter().step_by(10).collect();
     }
-    let data_out = dir.join("data");
-    std::fs::create_dir_all(&data_out)?;
     let trees = if args.small { 30 } else { 100 };
     let mut versions = Vec::new();
     for reweigh in [false, true] {
@@ -545,23 +543,26 @@ pub async fn run(app: &App, dir: &Path, args: &DemoArgs) -> Result<Value> {
     // Reports are kept per tenant: the console lists only its own.
     let reports = dir.join("reports").join(t.to_string());
     std::fs::create_dir_all(&reports)?;
-    let hill = data_out.join("hillstrom.csv");
-    std::fs::write(&hill, gunzip(&data.join("hillstrom.csv.gz"))?)?;
+    let hill = data.join("hillstrom.csv.gz");
+    let hill_csv = gunzip(&hill)?;
     let s = spinner("Hillstrom campaign uplift");
-    crate::journeys::run(&JourneysCommand::Uplift(UpliftArgs {
-        data: hill,
-        arm_column: "segment".into(),
-        control: "No E-Mail".into(),
-        outcomes: vec!["visit".into(), "conversion".into(), "spend".into()],
-        by: vec![
-            "newbie".into(),
-            "channel".into(),
-            "history_segment".into(),
-            "zip_code".into(),
-        ],
-        json: Some(reports.join("hillstrom-2008-campaign.json")),
-        html: Some(reports.join("hillstrom-2008-campaign.html")),
-    }))?;
+    crate::journeys::uplift(
+        &hill_csv,
+        &UpliftArgs {
+            data: hill,
+            arm_column: "segment".into(),
+            control: "No E-Mail".into(),
+            outcomes: vec!["visit".into(), "conversion".into(), "spend".into()],
+            by: vec![
+                "newbie".into(),
+                "channel".into(),
+                "history_segment".into(),
+                "zip_code".into(),
+            ],
+            json: Some(reports.join("hillstrom-2008-campaign.json")),
+            html: Some(reports.join("hillstrom-2008-campaign.html")),
+        },
+    )?;
     s.finish_and_clear();
 
     // Offline evaluation of recommendations (ALS, item-kNN, popularity) on the same orders,
@@ -685,16 +686,19 @@ async fn pick_customer(
     people: &[Customer],
     scored: &std::collections::HashSet<String>,
 ) -> Result<String> {
-    for c in people.iter().filter(|c| scored.contains(&c.id)) {
+    // Personalized recommendations follow from the personalization grant at training (the
+    // model gave factors to everyone with one and orders): asked, not served, so that picking
+    // a customer records no decision about them.
+    let purpose = app.purpose(candor_store::RECS_PURPOSE).map_err(app_err)?;
+    for c in people
+        .iter()
+        .filter(|c| scored.contains(&c.id) && c.orders.len() >= 2)
+    {
         let s = app
             .resolve_subject(t, c.id.as_str())
             .await
             .map_err(app_err)?;
-        let list = app
-            .recommend(t, "cli:demo", s.id, 3, None)
-            .await
-            .map_err(app_err)?;
-        if list.personalized && c.orders.len() >= 2 {
+        if app.grant(t, s.id, &purpose).await.is_ok() {
             return Ok(format!("customer-{}@demo.candor.invalid", &c.id[2..]));
         }
     }

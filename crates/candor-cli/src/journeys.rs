@@ -46,8 +46,13 @@ pub struct UpliftArgs {
 pub fn run(cmd: &JourneysCommand) -> Result<i32> {
     let JourneysCommand::Uplift(a) = cmd;
     let bytes = std::fs::read(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
-    let t = read_csv(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: {e} [{}]", a.data.display(), e.code()))?;
+    uplift(&bytes, a)
+}
+
+/// The uplift report of a CSV already read (`a.data` names it in messages).
+pub fn uplift(bytes: &[u8], a: &UpliftArgs) -> Result<i32> {
+    let t =
+        read_csv(bytes).map_err(|e| anyhow::anyhow!("{}: {e} [{}]", a.data.display(), e.code()))?;
     let col = |name: &str| {
         t.column(name).with_context(|| {
             format!(

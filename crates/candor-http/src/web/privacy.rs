@@ -338,9 +338,9 @@ async fn signout(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
 
 async fn home(State(app): State<App>, headers: HeaderMap) -> Response {
     let c = customer!(app, headers);
-    let held = tryp!(c, app.held_data(c.tenant, c.subject).await);
-    let address = tryp!(c, app.own_address_masked(c.tenant, c.subject).await);
     let consents = tryp!(c, app.own_consents(c.tenant, c.subject).await);
+    let held = tryp!(c, app.held_data(c.tenant, c.subject, &consents).await);
+    let address = tryp!(c, app.own_address_masked(c.tenant, c.subject).await);
     let mut b = format!(
         "<p class=\"notice\" id=\"account\">Signed in as <strong>{}</strong>. Not you? <a href=\"#signout\">Sign out</a> (the button at the top).</p>",
         esc(address.as_deref().unwrap_or("a customer of the shop"))
