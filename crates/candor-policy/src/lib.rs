@@ -9,6 +9,7 @@ mod email;
 mod error;
 mod parse;
 mod policy;
+pub mod pricing;
 
 pub use decide::{Denial, Grant, RIGHTS_PURPOSE};
 pub use email::{
@@ -16,6 +17,7 @@ pub use email::{
     built_in_journey, parse_duration,
 };
 pub use error::{PolicyError, PolicyErrors};
+pub use pricing::{PriceOutcome, PriceProposal, PriceReason, PriceVerdict, PricingPolicy, Signal, SignalClass};
 pub use policy::{
     Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, RecsPolicy, Regime,
 };
@@ -24,5 +26,7 @@ pub use policy::{
 /// `candor.toml` a new installation starts from.
 pub const DEFAULT_POLICY: &str = include_str!("default_policy.toml");
 
+#[cfg(test)]
+mod pricing_tests;
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,7 @@ use crate::email::{
     built_in_journey, parse_duration,
 };
 use crate::error::{PolicyError, PolicyErrors};
+use crate::pricing::{CategoryCaps, PricingPolicy};
 use crate::policy::{
     Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, RecsPolicy, Regime,
     field_rule,
@@ -59,6 +60,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
     let (fields, wildcards) = c.fields(root.get("fields"), &known_categories);
     let fairness = c.fairness(root.get("fairness"));
     let recommendations = c.recommendations(root.get("recommendations"));
+    let pricing = c.pricing(root.get("pricing"), &purposes);
     let smtp = c.smtp(root.get("smtp"));
     let email = c.email(root.get("email"));
     let webhooks = c.webhooks(root.get("webhooks"), &known_purposes);
@@ -131,6 +133,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
             protected_attributes,
             fairness,
             recommendations,
+            pricing,
             smtp,
             email,
             journeys,
@@ -757,6 +760,214 @@ impl Checker {
                 .collect();
         }
         r
+    }
+
+    /// A share of the list price (`0.1` is 10 %) as basis points, at most `max`.
+    fn share_bp(&mut self, t: &DeTable<'_>, key: &str, max: f64) -> Option<u32> {
+        let v = t.get(key)?;
+        let x = self.number(v, key)?;
+        let bp = (x * 10_000.0).round();
+        if !(0.0..=max).contains(&x) {
+            self.err(
+                v.span(),
+                format!("`{key}` is a share of the list price from 0 to {max}, not {x}"),
+            );
+            return None;
+        }
+        if (x * 10_000.0 - bp).abs() > 1e-6 {
+            self.err(
+                v.span(),
+                format!("`{key}` has at most four decimals (basis points), not {x}"),
+            );
+            return None;
+        }
+        Some(bp as u32)
+    }
+
+    fn signal_names(&mut self, t: &DeTable<'_>, key: &str) -> Option<BTreeSet<String>> {
+        let v = t.get(key)?;
+        Some(
+            self.strings(v, key)
+                .into_iter()
+                .map(|(s, _)| crate::pricing::normalize_signal(s))
+                .filter(|s| !s.is_empty())
+                .collect(),
+        )
+    }
+
+    fn pricing(&mut self, v: Option<&Val<'_>>, purposes: &[PurposeEntries]) -> PricingPolicy {
+        let mut p = PricingPolicy::default();
+        let Some(v) = v else { return p };
+        let Some(t) = self.table(v, "pricing") else {
+            return p;
+        };
+        self.known_keys(
+            t,
+            &[
+                "personal_pricing",
+                "purpose",
+                "max_increase",
+                "max_decrease",
+                "essential_categories",
+                "categories",
+                "market_signals",
+                "vulnerability_signals",
+                "proxy_signals",
+                "protected_signals",
+                "segment_window",
+                "disclosure",
+                "disclosure_version",
+                "prior_price_days",
+                "history_days",
+                "max_dispersion_ratio",
+                "min_group_lines",
+            ],
+            "pricing",
+        );
+        p.personal_pricing = self.opt_bool(t, "personal_pricing");
+        if let Some(x) = t.get("purpose") {
+            if let Some(name) = self.string(x, "purpose") {
+                match purposes.iter().find(|(d, _)| d.name.as_str() == name) {
+                    None => self.err(
+                        x.span(),
+                        format!("`purpose` names `{name}`, which [purposes] does not define"),
+                    ),
+                    Some((d, _)) if d.audit => self.err(
+                        x.span(),
+                        format!("`purpose` may not be the audit purpose `{name}`"),
+                    ),
+                    Some(_) => p.purpose = name.to_owned(),
+                }
+            }
+        } else if !purposes.iter().any(|(d, _)| d.name.as_str() == p.purpose) {
+            self.err(
+                v.span(),
+                format!(
+                    "[pricing] needs `purpose` (the policy defines no `{}` purpose)",
+                    p.purpose
+                ),
+            );
+        }
+        if let Some(bp) = self.share_bp(t, "max_increase", 10.0) {
+            p.max_increase_bp = bp;
+        }
+        if let Some(bp) = self.share_bp(t, "max_decrease", 1.0) {
+            p.max_decrease_bp = bp;
+        }
+        if let Some(x) = t.get("essential_categories") {
+            p.essential_categories = self
+                .strings(x, "essential_categories")
+                .into_iter()
+                .map(|(s, _)| s.to_lowercase())
+                .collect();
+        }
+        if let Some(x) = t.get("categories")
+            && let Some(cats) = self.table(x, "[pricing.categories]")
+        {
+            for (k, v) in entries(cats) {
+                let name = k.get_ref().to_lowercase();
+                let Some(ct) = self.table(v, &format!("[pricing.categories.{name}]")) else {
+                    continue;
+                };
+                self.known_keys(
+                    ct,
+                    &["max_increase", "max_decrease", "essential"],
+                    &format!("pricing.categories.{name}"),
+                );
+                let caps = CategoryCaps {
+                    max_increase_bp: self.share_bp(ct, "max_increase", 10.0),
+                    max_decrease_bp: self.share_bp(ct, "max_decrease", 1.0),
+                    essential: self.opt_bool(ct, "essential"),
+                };
+                p.categories.insert(name, caps);
+            }
+        }
+        if let Some(s) = self.signal_names(t, "market_signals") {
+            p.market_signals = s;
+        }
+        if let Some(s) = self.signal_names(t, "vulnerability_signals") {
+            p.vulnerability_signals = s;
+        }
+        if let Some(s) = self.signal_names(t, "proxy_signals") {
+            p.proxy_signals = s;
+        }
+        // Protected names add to the built-in ones: a policy cannot make age a market signal.
+        if let Some(s) = self.signal_names(t, "protected_signals") {
+            p.protected_signals.extend(s);
+        }
+        for name in p.market_signals.clone() {
+            let class = if p.vulnerability_signals.contains(&name) {
+                Some("vulnerability_signals")
+            } else if p.proxy_signals.contains(&name) {
+                Some("proxy_signals")
+            } else if p.protected_signals.contains(&name) {
+                Some("the protected signals")
+            } else {
+                None
+            };
+            if let Some(class) = class {
+                self.err(
+                    t.get("market_signals").map_or(v.span(), Spanned::span),
+                    format!("market signal `{name}` is also in {class}; a signal has one class"),
+                );
+            }
+        }
+        if let Some(x) = t.get("segment_window")
+            && let Some(text) = self.string(x, "segment_window")
+        {
+            match parse_duration(text) {
+                Some(ms) if (1000..=366 * 86_400_000).contains(&ms) => p.segment_window_ms = ms,
+                _ => self.err(
+                    x.span(),
+                    format!("`segment_window` is a duration from 1s to 366d such as \"1h\", not {text:?}"),
+                ),
+            }
+        }
+        for (key, slot) in [
+            ("disclosure", &mut p.disclosure),
+            ("disclosure_version", &mut p.disclosure_version),
+        ] {
+            if let Some(x) = t.get(key)
+                && let Some(text) = self.string(x, key)
+            {
+                if text.trim().is_empty() || text.len() > 500 {
+                    self.err(x.span(), format!("`{key}` is 1 to 500 characters"));
+                } else {
+                    *slot = text.trim().to_owned();
+                }
+            }
+        }
+        if let Some(n) = self.int(t, "prior_price_days", 1, 365) {
+            p.prior_price_days = n as u32;
+        }
+        if let Some(n) = self.int(t, "history_days", 1, 3650) {
+            p.history_days = n as u32;
+        }
+        if p.history_days <= p.prior_price_days {
+            self.err(
+                t.get("history_days").map_or(v.span(), Spanned::span),
+                format!(
+                    "`history_days` ({}) must be longer than `prior_price_days` ({})",
+                    p.history_days, p.prior_price_days
+                ),
+            );
+        }
+        if let Some(x) = t.get("max_dispersion_ratio")
+            && let Some(r) = self.number(x, "max_dispersion_ratio")
+        {
+            if r > 1.0 && r <= 100.0 {
+                p.max_dispersion_ratio = r;
+            } else {
+                self.err(
+                    x.span(),
+                    format!("`max_dispersion_ratio` is above 1 (1.25 flags 25% apart), not {r}"),
+                );
+            }
+        }
+        if let Some(n) = self.int(t, "min_group_lines", 1, 1_000_000) {
+            p.min_group_lines = n as u32;
+        }
+        p
     }
 
     fn fairness(&mut self, v: Option<&Val<'_>>) -> FairnessPolicy {

@@ -152,6 +152,7 @@ pub struct Policy {
     pub(crate) protected_attributes: Vec<String>,
     pub(crate) fairness: FairnessPolicy,
     pub(crate) recommendations: RecsPolicy,
+    pub(crate) pricing: crate::pricing::PricingPolicy,
     pub(crate) smtp: Option<crate::email::SmtpPolicy>,
     pub(crate) webhooks: Vec<crate::email::WebhookPolicy>,
     pub(crate) email: crate::email::EmailPolicy,
@@ -329,6 +330,32 @@ impl Policy {
     /// The `[fairness]` limits (defaults when the section is absent).
     pub fn fairness(&self) -> &FairnessPolicy {
         &self.fairness
+    }
+
+    /// `[pricing]`: the price guard (defaults when the section is absent).
+    pub fn pricing(&self) -> &crate::pricing::PricingPolicy {
+        &self.pricing
+    }
+
+    /// Checks a proposed price against `[pricing]` with this policy's protected attributes.
+    pub fn check_price(
+        &self,
+        proposal: &crate::pricing::PriceProposal<'_>,
+    ) -> crate::pricing::PriceOutcome {
+        let paths: Vec<&str> = self.protected_attributes().collect();
+        self.pricing
+            .check(proposal, &paths, &|p: &str| self.is_protected_path(p))
+    }
+
+    /// How `[pricing]` classes one signal, with this policy's protected attributes.
+    pub fn classify_signal(
+        &self,
+        signal: &crate::pricing::Signal,
+        flagged: &BTreeSet<String>,
+    ) -> crate::pricing::SignalClass {
+        let paths: Vec<&str> = self.protected_attributes().collect();
+        self.pricing
+            .classify(signal, &paths, &|p: &str| self.is_protected_path(p), flagged)
     }
 
     /// `[smtp]`, if email is configured.
