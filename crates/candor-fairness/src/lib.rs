@@ -13,6 +13,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 
 pub mod bootstrap;
+pub mod dispersion;
 pub mod gates;
 pub mod proxy;
 pub mod report;
