@@ -697,6 +697,7 @@ macro_rules! impl_store {
             if !write.journeys.is_empty() {
                 apply_journey_ops(tx, tenant, &write.journeys, now).await?;
             }
+            pricing_impl::apply_ingest_prices(tx, &tenant.to_string(), &write.prices, &write.price_cancels).await?;
             audit_tx(tx, write.audit.clone(), now).await?;
             Ok(rows.iter().map(|r| inserted.contains(&r.message_id)).collect())
         }

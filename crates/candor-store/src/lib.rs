@@ -12,6 +12,7 @@
 mod audit;
 mod backend;
 pub mod postgres;
+pub mod pricing;
 pub mod sqlite;
 mod web;
 
@@ -29,6 +30,10 @@ use candor_types::{
     Timestamp,
 };
 pub use postgres::PgStore;
+pub use pricing::{
+    CheckRow, PinKey, PriceAlertRow, PriceAuditRow, PriceCancel, PricePointRow, PriceRow,
+    PriceSweep, PricingStore, PriorPrices, ProxyRow,
+};
 pub use sqlite::SqliteStore;
 pub use web::{
     ConsentCount, ContactRow, HeldSummary, Overview, SessionRow, SessionSeed, SigninLink, StaffRow,
@@ -218,6 +223,10 @@ pub struct IngestWrite {
     pub aliases: Vec<(SubjectId, Alias)>,
     /// Journey enrolments and exits the events cause, applied in order after the events.
     pub journeys: Vec<JourneyOp>,
+    /// Order lines of `Order Completed` events as price history (without their buyer).
+    pub prices: Vec<PriceRow>,
+    /// Orders an `Order Cancelled` event cancelled: their lines stop counting as prices.
+    pub price_cancels: Vec<PriceCancel>,
 }
 
 /// What an ingested event does to journeys.

@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Pool, Postgres};
 
 use crate::backend::impl_store;
+use crate::pricing::impl_pricing_store;
 use crate::web::impl_web_store;
 
 /// The PostgreSQL store.
@@ -64,6 +65,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "web",
         include_str!("../migrations/postgres/0009_web.sql"),
+    ),
+    (
+        10,
+        "pricing",
+        include_str!("../migrations/postgres/0010_pricing.sql"),
     ),
 ];
 
@@ -237,3 +243,11 @@ impl_store!(
 );
 
 impl_web_store!(PgStore, update_lock = " FOR UPDATE");
+
+// Statements stay under the socket's send buffer (see `INSERT_BYTES`).
+impl_pricing_store!(
+    PgStore,
+    json_rows = "jsonb_array_elements(CAST($2 AS jsonb))",
+    unhex_order_ref = "decode(value->>9, 'hex')",
+    chunk_bytes = super::INSERT_BYTES
+);

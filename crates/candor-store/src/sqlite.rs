@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Pool, Sqlite};
 
 use crate::backend::impl_store;
+use crate::pricing::impl_pricing_store;
 use crate::web::impl_web_store;
 
 /// The SQLite store.
@@ -63,6 +64,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../migrations/sqlite/0008_one_pending_step.sql"),
     ),
     (9, "web", include_str!("../migrations/sqlite/0009_web.sql")),
+    (
+        10,
+        "pricing",
+        include_str!("../migrations/sqlite/0010_pricing.sql"),
+    ),
 ];
 
 impl SqliteStore {
@@ -262,3 +268,10 @@ impl_store!(
 );
 
 impl_web_store!(SqliteStore, update_lock = "");
+
+impl_pricing_store!(
+    SqliteStore,
+    json_rows = "json_each($2)",
+    unhex_order_ref = "unhex(value->>9)",
+    chunk_bytes = 1 << 20
+);

@@ -1487,3 +1487,5 @@ async fn overview_counts_latest_consent_per_purpose_and_jurisdiction() {
         assert_eq!((ov.subjects, ov.erased), (2, 1));
     });
 }
+
+mod pricing;

@@ -1,0 +1,880 @@
+//! What the price guard keeps: price history (prices shown to everyone, order lines without
+//! their buyer, imports), anonymous checks with their explanations, segment pins, proxy
+//! detection results, dispersion audits and their alerts. No row names a person: a price
+//! that personal data shaped is a decision, sealed with the person's key in `decisions`.
+//!
+//! A trait of its own beside [`crate::Store`], implemented for both backends by
+//! [`impl_pricing_store`] (invoked after `impl_store!`, whose helpers it uses).
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use serde::Serialize;
+
+use candor_types::{TenantId, Timestamp};
+
+use crate::{AnyStore, AuditDraft, Result};
+
+/// One price of a product's history, in minor units of its currency.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PriceRow {
+    /// Idempotency key: a check's id, `o:<order hash>:<line>` for order lines, or the
+    /// import's key.
+    pub id: String,
+    /// `check`, `order` or `import`.
+    pub kind: String,
+    pub product: String,
+    pub currency: String,
+    pub price: i64,
+    pub at: Timestamp,
+    pub quantity: Option<f64>,
+    pub country: Option<String>,
+    pub segment: Option<String>,
+    /// Keyed hash of the order id (cancellations find the order's lines by it).
+    #[serde(skip)]
+    pub order_ref: Option<Vec<u8>>,
+    pub cancelled_at: Option<Timestamp>,
+}
+
+/// An order that was cancelled: its lines no longer count as prices applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PriceCancel {
+    pub order_ref: Vec<u8>,
+    pub at: Timestamp,
+}
+
+/// A price check that no personal data shaped, with its explanation (JSON: reasons, signals
+/// by class, discount, category, batch). Checks shaped by personal data are decisions.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CheckRow {
+    pub id: String,
+    pub product: String,
+    pub currency: String,
+    pub list_price: i64,
+    pub proposed: i64,
+    pub price: i64,
+    /// `allow`, `adjust` or `refuse`.
+    pub verdict: String,
+    pub segment: Option<String>,
+    pub detail: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+/// The price in effect at a time and when it was observed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct PricePointRow {
+    pub price: i64,
+    pub at: Timestamp,
+}
+
+/// What a prior-period lowest price is computed from, for one product and currency.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PriorPrices {
+    /// The lowest price observed in the window (the latest if several).
+    pub lowest_in_window: Option<PricePointRow>,
+    /// The last price observed before the window: still in effect when it opened.
+    pub before_window: Option<PricePointRow>,
+}
+
+/// The key of a segment's price for one window.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PinKey {
+    pub product: String,
+    pub currency: String,
+    pub segment: String,
+    pub list_price: i64,
+    pub window_start: Timestamp,
+}
+
+/// How much one signal reveals one protected attribute.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProxyRow {
+    pub signal: String,
+    pub attribute: String,
+    pub cramers_v: f64,
+    pub mutual_information: f64,
+    pub auc: f64,
+    pub flagged: bool,
+    pub audit_id: String,
+    pub audited_at: Timestamp,
+}
+
+/// A recorded price audit: dispersion (from a file or monitoring live orders) or proxies.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PriceAuditRow {
+    pub id: String,
+    /// `file`, `monitoring` or `proxies`.
+    pub kind: String,
+    pub attribute: String,
+    pub period_start: Option<Timestamp>,
+    pub period_end: Option<Timestamp>,
+    pub flagged_products: i64,
+    pub report: serde_json::Value,
+    pub actor: String,
+    pub created_at: Timestamp,
+}
+
+/// A group paying a flagged price, raised by a monitoring audit.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PriceAlertRow {
+    pub id: String,
+    pub audit_id: String,
+    pub attribute: String,
+    pub product: String,
+    pub period: String,
+    pub group: String,
+    pub ratio: f64,
+    pub max_ratio: f64,
+    pub created_at: Timestamp,
+}
+
+/// Rows removed by one pricing retention pass.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PriceSweep {
+    pub checks: u64,
+    pub history: u64,
+    pub pins: u64,
+}
+
+/// Storage of the price guard.
+pub trait PricingStore: Send + Sync {
+    /// History rows (an existing id is left alone: replays change nothing) and cancelled
+    /// orders, in one transaction; lines of a cancelled order are marked, whichever came
+    /// first. Returns the rows inserted.
+    fn insert_prices(
+        &self,
+        tenant: TenantId,
+        rows: &[PriceRow],
+        cancels: &[PriceCancel],
+        audit: Vec<AuditDraft>,
+    ) -> impl Future<Output = Result<u64>> + Send;
+    /// Anonymous checks and the history rows they add, in one transaction.
+    fn insert_checks(
+        &self,
+        tenant: TenantId,
+        checks: &[CheckRow],
+        history: &[PriceRow],
+        audit: Vec<AuditDraft>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// For each (product, currency): the lowest price in `[from, to)` and the last one before
+    /// `from`, cancelled order lines left out.
+    fn prior_prices(
+        &self,
+        tenant: TenantId,
+        keys: &[(String, String)],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> impl Future<Output = Result<HashMap<(String, String), PriorPrices>>> + Send;
+    /// A product's history in `[from, to)`, oldest first (cancelled lines included, marked).
+    fn price_history(
+        &self,
+        tenant: TenantId,
+        product: &str,
+        currency: Option<&str>,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PriceRow>>> + Send;
+    /// Anonymous checks, newest first (of one product, or all).
+    fn price_checks(
+        &self,
+        tenant: TenantId,
+        product: Option<&str>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<CheckRow>>> + Send;
+    /// The segment's price for the window, if pinned.
+    fn pin(&self, tenant: TenantId, key: &PinKey)
+    -> impl Future<Output = Result<Option<i64>>> + Send;
+    /// Pins `price` unless another check pinned one first; returns the pinned price.
+    fn claim_pin(
+        &self,
+        tenant: TenantId,
+        key: &PinKey,
+        price: i64,
+        at: Timestamp,
+    ) -> impl Future<Output = Result<i64>> + Send;
+    /// Records a proxy audit: its results replace earlier ones for the same signals.
+    fn record_proxies(
+        &self,
+        tenant: TenantId,
+        rows: &[ProxyRow],
+        audit_row: &PriceAuditRow,
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<()>> + Send;
+    fn price_proxies(&self, tenant: TenantId)
+    -> impl Future<Output = Result<Vec<ProxyRow>>> + Send;
+    /// Records a dispersion audit with the alerts it raised.
+    fn insert_price_audit(
+        &self,
+        tenant: TenantId,
+        row: &PriceAuditRow,
+        alerts: &[PriceAlertRow],
+        audit: AuditDraft,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Audits newest first, without their reports (`report` is null).
+    fn price_audits(
+        &self,
+        tenant: TenantId,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PriceAuditRow>>> + Send;
+    fn price_audit(
+        &self,
+        tenant: TenantId,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<PriceAuditRow>>> + Send;
+    /// Alerts newest first.
+    fn price_alerts(
+        &self,
+        tenant: TenantId,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<PriceAlertRow>>> + Send;
+    /// Deletes checks and history older than `before` (keeping, per product and currency,
+    /// the last price before it: still in effect) and pins whose window ended before
+    /// `pins_before`.
+    fn sweep_prices(
+        &self,
+        tenant: TenantId,
+        before: Timestamp,
+        pins_before: Timestamp,
+    ) -> impl Future<Output = Result<PriceSweep>> + Send;
+}
+
+macro_rules! pricing_dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $e.await,
+            AnyStore::Postgres($s) => $e.await,
+        }
+    };
+}
+
+impl PricingStore for AnyStore {
+    async fn insert_prices(
+        &self,
+        tenant: TenantId,
+        rows: &[PriceRow],
+        cancels: &[PriceCancel],
+        audit: Vec<AuditDraft>,
+    ) -> Result<u64> {
+        pricing_dispatch!(self, s => s.insert_prices(tenant, rows, cancels, audit))
+    }
+    async fn insert_checks(
+        &self,
+        tenant: TenantId,
+        checks: &[CheckRow],
+        history: &[PriceRow],
+        audit: Vec<AuditDraft>,
+    ) -> Result<()> {
+        pricing_dispatch!(self, s => s.insert_checks(tenant, checks, history, audit))
+    }
+    async fn prior_prices(
+        &self,
+        tenant: TenantId,
+        keys: &[(String, String)],
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<HashMap<(String, String), PriorPrices>> {
+        pricing_dispatch!(self, s => s.prior_prices(tenant, keys, from, to))
+    }
+    async fn price_history(
+        &self,
+        tenant: TenantId,
+        product: &str,
+        currency: Option<&str>,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<PriceRow>> {
+        pricing_dispatch!(self, s => s.price_history(tenant, product, currency, from, to, limit))
+    }
+    async fn price_checks(
+        &self,
+        tenant: TenantId,
+        product: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<CheckRow>> {
+        pricing_dispatch!(self, s => s.price_checks(tenant, product, limit))
+    }
+    async fn pin(&self, tenant: TenantId, key: &PinKey) -> Result<Option<i64>> {
+        pricing_dispatch!(self, s => s.pin(tenant, key))
+    }
+    async fn claim_pin(
+        &self,
+        tenant: TenantId,
+        key: &PinKey,
+        price: i64,
+        at: Timestamp,
+    ) -> Result<i64> {
+        pricing_dispatch!(self, s => s.claim_pin(tenant, key, price, at))
+    }
+    async fn record_proxies(
+        &self,
+        tenant: TenantId,
+        rows: &[ProxyRow],
+        audit_row: &PriceAuditRow,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        pricing_dispatch!(self, s => s.record_proxies(tenant, rows, audit_row, audit))
+    }
+    async fn price_proxies(&self, tenant: TenantId) -> Result<Vec<ProxyRow>> {
+        pricing_dispatch!(self, s => s.price_proxies(tenant))
+    }
+    async fn insert_price_audit(
+        &self,
+        tenant: TenantId,
+        row: &PriceAuditRow,
+        alerts: &[PriceAlertRow],
+        audit: AuditDraft,
+    ) -> Result<()> {
+        pricing_dispatch!(self, s => s.insert_price_audit(tenant, row, alerts, audit))
+    }
+    async fn price_audits(&self, tenant: TenantId, limit: u32) -> Result<Vec<PriceAuditRow>> {
+        pricing_dispatch!(self, s => s.price_audits(tenant, limit))
+    }
+    async fn price_audit(&self, tenant: TenantId, id: &str) -> Result<Option<PriceAuditRow>> {
+        pricing_dispatch!(self, s => s.price_audit(tenant, id))
+    }
+    async fn price_alerts(&self, tenant: TenantId, limit: u32) -> Result<Vec<PriceAlertRow>> {
+        pricing_dispatch!(self, s => s.price_alerts(tenant, limit))
+    }
+    async fn sweep_prices(
+        &self,
+        tenant: TenantId,
+        before: Timestamp,
+        pins_before: Timestamp,
+    ) -> Result<PriceSweep> {
+        pricing_dispatch!(self, s => s.sweep_prices(tenant, before, pins_before))
+    }
+}
+
+/// Implements [`PricingStore`] for a backend, inside the module where `impl_store!` ran.
+/// `json_rows` is the table function over a JSON array parameter `$2` whose elements are
+/// `value`; `unhex` turns `value->>N` hex text into bytes; `chunk_bytes` bounds one
+/// statement's JSON.
+macro_rules! impl_pricing_store {
+    (
+        $store:ty,
+        json_rows = $json_rows:literal,
+        unhex_order_ref = $unhex:literal,
+        chunk_bytes = $chunk:expr
+    ) => {
+        mod pricing_impl {
+            use std::collections::HashMap;
+
+            use sqlx::Row as _;
+
+            use candor_types::{TenantId, Timestamp};
+
+            use super::{$store, DbRow, audit_tx};
+            use crate::pricing::{
+                CheckRow, PinKey, PriceAlertRow, PriceAuditRow, PriceCancel, PricePointRow,
+                PriceRow, PriceSweep, PricingStore, PriorPrices, ProxyRow,
+            };
+            use crate::{AuditDraft, Result, StoreError};
+
+            const HISTORY_COLS: &str = "id, kind, product, currency, price, at, quantity, country, segment, order_ref, cancelled_at";
+
+            fn hex(b: &[u8]) -> String {
+                b.iter().map(|x| format!("{x:02x}")).collect()
+            }
+
+            /// JSON arrays of rows, each array at most `$chunk` bytes of text.
+            fn chunks(rows: impl Iterator<Item = serde_json::Value>) -> Vec<String> {
+                let mut out = Vec::new();
+                let mut cur = String::from("[");
+                for r in rows {
+                    let text = r.to_string();
+                    if cur.len() > 1 && cur.len() + text.len() + 2 > $chunk {
+                        cur.push(']');
+                        out.push(std::mem::replace(&mut cur, String::from("[")));
+                    }
+                    if cur.len() > 1 {
+                        cur.push(',');
+                    }
+                    cur.push_str(&text);
+                }
+                if cur.len() > 1 {
+                    cur.push(']');
+                    out.push(cur);
+                }
+                out
+            }
+
+            fn history_from(r: &DbRow) -> Result<PriceRow> {
+                Ok(PriceRow {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    product: r.try_get("product")?,
+                    currency: r.try_get("currency")?,
+                    price: r.try_get("price")?,
+                    at: Timestamp(r.try_get("at")?),
+                    quantity: r.try_get("quantity")?,
+                    country: r.try_get("country")?,
+                    segment: r.try_get("segment")?,
+                    order_ref: r.try_get("order_ref")?,
+                    cancelled_at: r.try_get::<Option<i64>, _>("cancelled_at")?.map(Timestamp),
+                })
+            }
+
+            fn check_from(r: &DbRow) -> Result<CheckRow> {
+                let detail: String = r.try_get("detail")?;
+                Ok(CheckRow {
+                    id: r.try_get("id")?,
+                    product: r.try_get("product")?,
+                    currency: r.try_get("currency")?,
+                    list_price: r.try_get("list_price")?,
+                    proposed: r.try_get("proposed")?,
+                    price: r.try_get("price")?,
+                    verdict: r.try_get("verdict")?,
+                    segment: r.try_get("segment")?,
+                    detail: serde_json::from_str(&detail)
+                        .map_err(|_| StoreError::Corrupt("check detail unreadable".into()))?,
+                    created_at: Timestamp(r.try_get("created_at")?),
+                })
+            }
+
+            fn proxy_from(r: &DbRow) -> Result<ProxyRow> {
+                Ok(ProxyRow {
+                    signal: r.try_get("signal")?,
+                    attribute: r.try_get("attribute")?,
+                    cramers_v: r.try_get("cramers_v")?,
+                    mutual_information: r.try_get("mutual_information")?,
+                    auc: r.try_get("auc")?,
+                    flagged: r.try_get::<i64, _>("flagged")? != 0,
+                    audit_id: r.try_get("audit_id")?,
+                    audited_at: Timestamp(r.try_get("audited_at")?),
+                })
+            }
+
+            fn audit_from(r: &DbRow, with_report: bool) -> Result<PriceAuditRow> {
+                let report = if with_report {
+                    let text: String = r.try_get("report")?;
+                    serde_json::from_str(&text)
+                        .map_err(|_| StoreError::Corrupt("price audit unreadable".into()))?
+                } else {
+                    serde_json::Value::Null
+                };
+                Ok(PriceAuditRow {
+                    id: r.try_get("id")?,
+                    kind: r.try_get("kind")?,
+                    attribute: r.try_get("attribute")?,
+                    period_start: r.try_get::<Option<i64>, _>("period_start")?.map(Timestamp),
+                    period_end: r.try_get::<Option<i64>, _>("period_end")?.map(Timestamp),
+                    flagged_products: r.try_get("flagged_products")?,
+                    report,
+                    actor: r.try_get("actor")?,
+                    created_at: Timestamp(r.try_get("created_at")?),
+                })
+            }
+
+            fn alert_from(r: &DbRow) -> Result<PriceAlertRow> {
+                Ok(PriceAlertRow {
+                    id: r.try_get("id")?,
+                    audit_id: r.try_get("audit_id")?,
+                    attribute: r.try_get("attribute")?,
+                    product: r.try_get("product")?,
+                    period: r.try_get("period")?,
+                    group: r.try_get("group_label")?,
+                    ratio: r.try_get("ratio")?,
+                    max_ratio: r.try_get("max_ratio")?,
+                    created_at: Timestamp(r.try_get("created_at")?),
+                })
+            }
+
+            /// History rows; an existing id is left as it is.
+            pub(crate) async fn insert_history(tx: &mut super::Tx, tenant: &str, rows: &[PriceRow]) -> Result<u64> {
+                let mut n = 0;
+                let json = rows.iter().map(|r| {
+                    serde_json::json!([
+                        r.id, r.kind, r.product, r.currency, r.price, r.at.0, r.quantity,
+                        r.country, r.segment, r.order_ref.as_deref().map(hex),
+                        r.cancelled_at.map(|t| t.0)
+                    ])
+                });
+                for chunk in chunks(json) {
+                    n += sqlx::query(concat!(
+                        "INSERT INTO price_history (tenant_id, id, kind, product, currency, price, at, quantity, country, segment, order_ref, cancelled_at) \
+                         SELECT $1, value->>0, value->>1, value->>2, value->>3, CAST(value->>4 AS BIGINT), CAST(value->>5 AS BIGINT), \
+                           CAST(value->>6 AS DOUBLE PRECISION), value->>7, value->>8, ", $unhex, ", CAST(value->>10 AS BIGINT) \
+                         FROM ", $json_rows, " WHERE true ON CONFLICT (tenant_id, id) DO NOTHING"
+                    ))
+                    .bind(tenant)
+                    .bind(chunk)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                }
+                Ok(n)
+            }
+
+            /// Records cancelled orders and marks their lines (whichever arrived first).
+            pub(crate) async fn cancel_orders(tx: &mut super::Tx, tenant: &str, cancels: &[PriceCancel]) -> Result<()> {
+                for c in cancels {
+                    sqlx::query(
+                        "INSERT INTO price_cancellations (tenant_id, order_ref, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(tenant)
+                    .bind(&c.order_ref)
+                    .bind(c.at.0)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            /// Marks lines of orders whose cancellation is recorded (new lines of an order
+            /// cancelled earlier, or the lines of a new cancellation).
+            pub(crate) async fn mark_cancelled(tx: &mut super::Tx, tenant: &str, refs: &[Vec<u8>]) -> Result<()> {
+                for r in refs {
+                    sqlx::query(
+                        "UPDATE price_history SET cancelled_at = (SELECT c.at FROM price_cancellations c WHERE c.tenant_id = $1 AND c.order_ref = $2) \
+                         WHERE tenant_id = $1 AND order_ref = $2 AND cancelled_at IS NULL \
+                         AND EXISTS (SELECT 1 FROM price_cancellations c WHERE c.tenant_id = $1 AND c.order_ref = $2)",
+                    )
+                    .bind(tenant)
+                    .bind(r)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            /// Everything an ingest adds to price history: order lines, then cancellations.
+            pub(crate) async fn apply_ingest_prices(tx: &mut super::Tx, tenant: &str, rows: &[PriceRow], cancels: &[PriceCancel]) -> Result<()> {
+                if rows.is_empty() && cancels.is_empty() {
+                    return Ok(());
+                }
+                insert_history(tx, tenant, rows).await?;
+                cancel_orders(tx, tenant, cancels).await?;
+                let mut refs: Vec<Vec<u8>> = rows.iter().filter_map(|r| r.order_ref.clone()).chain(cancels.iter().map(|c| c.order_ref.clone())).collect();
+                refs.sort();
+                refs.dedup();
+                mark_cancelled(tx, tenant, &refs).await
+            }
+
+            impl PricingStore for $store {
+                async fn insert_prices(&self, tenant: TenantId, rows: &[PriceRow], cancels: &[PriceCancel], audit: Vec<AuditDraft>) -> Result<u64> {
+                    let mut tx = self.write_tx().await?;
+                    let t = tenant.to_string();
+                    let n = insert_history(&mut tx, &t, rows).await?;
+                    cancel_orders(&mut tx, &t, cancels).await?;
+                    let mut refs: Vec<Vec<u8>> = rows.iter().filter_map(|r| r.order_ref.clone()).chain(cancels.iter().map(|c| c.order_ref.clone())).collect();
+                    refs.sort();
+                    refs.dedup();
+                    mark_cancelled(&mut tx, &t, &refs).await?;
+                    audit_tx(&mut tx, audit, Timestamp::now()).await?;
+                    tx.commit().await?;
+                    Ok(n)
+                }
+
+                async fn insert_checks(&self, tenant: TenantId, checks: &[CheckRow], history: &[PriceRow], audit: Vec<AuditDraft>) -> Result<()> {
+                    let mut tx = self.write_tx().await?;
+                    let t = tenant.to_string();
+                    let json = checks.iter().map(|c| {
+                        serde_json::json!([
+                            c.id, c.product, c.currency, c.list_price, c.proposed, c.price,
+                            c.verdict, c.segment, c.detail.to_string(), c.created_at.0
+                        ])
+                    });
+                    for chunk in chunks(json) {
+                        sqlx::query(concat!(
+                            "INSERT INTO price_checks (tenant_id, id, product, currency, list_price, proposed, price, verdict, segment, detail, created_at) \
+                             SELECT $1, value->>0, value->>1, value->>2, CAST(value->>3 AS BIGINT), CAST(value->>4 AS BIGINT), CAST(value->>5 AS BIGINT), \
+                               value->>6, value->>7, value->>8, CAST(value->>9 AS BIGINT) \
+                             FROM ", $json_rows, " WHERE true ON CONFLICT (tenant_id, id) DO NOTHING"
+                        ))
+                        .bind(&t)
+                        .bind(chunk)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    insert_history(&mut tx, &t, history).await?;
+                    let at = checks.iter().map(|c| c.created_at).max().unwrap_or(Timestamp(0));
+                    audit_tx(&mut tx, audit, at).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn prior_prices(&self, tenant: TenantId, keys: &[(String, String)], from: Timestamp, to: Timestamp) -> Result<HashMap<(String, String), PriorPrices>> {
+                    let t = tenant.to_string();
+                    let mut out = HashMap::with_capacity(keys.len());
+                    let mut conn = self.reader().acquire().await?;
+                    for (product, currency) in keys {
+                        let rows = sqlx::query(
+                            "SELECT 'w' AS part, price, at FROM (SELECT price, at FROM price_history \
+                               WHERE tenant_id = $1 AND product = $2 AND currency = $3 AND at >= $4 AND at < $5 AND cancelled_at IS NULL \
+                               ORDER BY price, at DESC LIMIT 1) w \
+                             UNION ALL \
+                             SELECT 'b' AS part, price, at FROM (SELECT price, at FROM price_history \
+                               WHERE tenant_id = $1 AND product = $2 AND currency = $3 AND at < $4 AND cancelled_at IS NULL \
+                               ORDER BY at DESC LIMIT 1) b",
+                        )
+                        .bind(&t)
+                        .bind(product)
+                        .bind(currency)
+                        .bind(from.0)
+                        .bind(to.0)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                        let mut p = PriorPrices::default();
+                        for r in rows {
+                            let point = PricePointRow { price: r.try_get("price")?, at: Timestamp(r.try_get("at")?) };
+                            if r.try_get::<String, _>("part")? == "w" {
+                                p.lowest_in_window = Some(point);
+                            } else {
+                                p.before_window = Some(point);
+                            }
+                        }
+                        out.insert((product.clone(), currency.clone()), p);
+                    }
+                    Ok(out)
+                }
+
+                async fn price_history(&self, tenant: TenantId, product: &str, currency: Option<&str>, from: Timestamp, to: Timestamp, limit: u32) -> Result<Vec<PriceRow>> {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT {HISTORY_COLS} FROM price_history WHERE tenant_id = $1 AND product = $2 AND ($3 = '' OR currency = $3) \
+                         AND at >= $4 AND at < $5 ORDER BY at, id LIMIT $6"
+                    )))
+                    .bind(tenant.to_string())
+                    .bind(product)
+                    .bind(currency.unwrap_or(""))
+                    .bind(from.0)
+                    .bind(to.0)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(history_from)
+                    .collect()
+                }
+
+                async fn price_checks(&self, tenant: TenantId, product: Option<&str>, limit: u32) -> Result<Vec<CheckRow>> {
+                    sqlx::query(
+                        "SELECT id, product, currency, list_price, proposed, price, verdict, segment, detail, created_at FROM price_checks \
+                         WHERE tenant_id = $1 AND ($2 = '' OR product = $2) ORDER BY created_at DESC, id DESC LIMIT $3",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(product.unwrap_or(""))
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(check_from)
+                    .collect()
+                }
+
+                async fn pin(&self, tenant: TenantId, key: &PinKey) -> Result<Option<i64>> {
+                    Ok(sqlx::query(
+                        "SELECT price FROM price_pins WHERE tenant_id = $1 AND product = $2 AND currency = $3 AND segment = $4 \
+                         AND list_price = $5 AND window_start = $6",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(&key.product)
+                    .bind(&key.currency)
+                    .bind(&key.segment)
+                    .bind(key.list_price)
+                    .bind(key.window_start.0)
+                    .fetch_optional(self.reader())
+                    .await?
+                    .map(|r| r.try_get("price"))
+                    .transpose()?)
+                }
+
+                async fn claim_pin(&self, tenant: TenantId, key: &PinKey, price: i64, at: Timestamp) -> Result<i64> {
+                    let mut tx = self.write_tx().await?;
+                    let t = tenant.to_string();
+                    sqlx::query(
+                        "INSERT INTO price_pins (tenant_id, product, currency, segment, list_price, window_start, price, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&t)
+                    .bind(&key.product)
+                    .bind(&key.currency)
+                    .bind(&key.segment)
+                    .bind(key.list_price)
+                    .bind(key.window_start.0)
+                    .bind(price)
+                    .bind(at.0)
+                    .execute(&mut *tx)
+                    .await?;
+                    let pinned: i64 = sqlx::query(
+                        "SELECT price FROM price_pins WHERE tenant_id = $1 AND product = $2 AND currency = $3 AND segment = $4 \
+                         AND list_price = $5 AND window_start = $6",
+                    )
+                    .bind(&t)
+                    .bind(&key.product)
+                    .bind(&key.currency)
+                    .bind(&key.segment)
+                    .bind(key.list_price)
+                    .bind(key.window_start.0)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("price")?;
+                    tx.commit().await?;
+                    Ok(pinned)
+                }
+
+                async fn record_proxies(&self, tenant: TenantId, rows: &[ProxyRow], audit_row: &PriceAuditRow, audit: AuditDraft) -> Result<()> {
+                    let mut tx = self.write_tx().await?;
+                    let t = tenant.to_string();
+                    for r in rows {
+                        sqlx::query(
+                            "INSERT INTO price_proxies (tenant_id, signal, attribute, cramers_v, mutual_information, auc, flagged, audit_id, audited_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                             ON CONFLICT (tenant_id, signal, attribute) DO UPDATE SET cramers_v = excluded.cramers_v, \
+                               mutual_information = excluded.mutual_information, auc = excluded.auc, flagged = excluded.flagged, \
+                               audit_id = excluded.audit_id, audited_at = excluded.audited_at",
+                        )
+                        .bind(&t)
+                        .bind(&r.signal)
+                        .bind(&r.attribute)
+                        .bind(r.cramers_v)
+                        .bind(r.mutual_information)
+                        .bind(r.auc)
+                        .bind(i64::from(r.flagged))
+                        .bind(&r.audit_id)
+                        .bind(r.audited_at.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    insert_audit_row(&mut tx, &t, audit_row).await?;
+                    audit_tx(&mut tx, vec![audit], audit_row.created_at).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn price_proxies(&self, tenant: TenantId) -> Result<Vec<ProxyRow>> {
+                    sqlx::query("SELECT * FROM price_proxies WHERE tenant_id = $1 ORDER BY signal, attribute")
+                        .bind(tenant.to_string())
+                        .fetch_all(self.reader())
+                        .await?
+                        .iter()
+                        .map(proxy_from)
+                        .collect()
+                }
+
+                async fn insert_price_audit(&self, tenant: TenantId, row: &PriceAuditRow, alerts: &[PriceAlertRow], audit: AuditDraft) -> Result<()> {
+                    let mut tx = self.write_tx().await?;
+                    let t = tenant.to_string();
+                    insert_audit_row(&mut tx, &t, row).await?;
+                    for a in alerts {
+                        sqlx::query(
+                            "INSERT INTO price_alerts (tenant_id, id, audit_id, attribute, product, period, group_label, ratio, max_ratio, created_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                        )
+                        .bind(&t)
+                        .bind(&a.id)
+                        .bind(&a.audit_id)
+                        .bind(&a.attribute)
+                        .bind(&a.product)
+                        .bind(&a.period)
+                        .bind(&a.group)
+                        .bind(a.ratio)
+                        .bind(a.max_ratio)
+                        .bind(a.created_at.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    audit_tx(&mut tx, vec![audit], row.created_at).await?;
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn price_audits(&self, tenant: TenantId, limit: u32) -> Result<Vec<PriceAuditRow>> {
+                    sqlx::query(
+                        "SELECT id, kind, attribute, period_start, period_end, flagged_products, actor, created_at FROM price_audits \
+                         WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+                    )
+                    .bind(tenant.to_string())
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await?
+                    .iter()
+                    .map(|r| audit_from(r, false))
+                    .collect()
+                }
+
+                async fn price_audit(&self, tenant: TenantId, id: &str) -> Result<Option<PriceAuditRow>> {
+                    sqlx::query("SELECT * FROM price_audits WHERE tenant_id = $1 AND id = $2")
+                        .bind(tenant.to_string())
+                        .bind(id)
+                        .fetch_optional(self.reader())
+                        .await?
+                        .as_ref()
+                        .map(|r| audit_from(r, true))
+                        .transpose()
+                }
+
+                async fn price_alerts(&self, tenant: TenantId, limit: u32) -> Result<Vec<PriceAlertRow>> {
+                    sqlx::query("SELECT * FROM price_alerts WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2")
+                        .bind(tenant.to_string())
+                        .bind(i64::from(limit))
+                        .fetch_all(self.reader())
+                        .await?
+                        .iter()
+                        .map(alert_from)
+                        .collect()
+                }
+
+                async fn sweep_prices(&self, tenant: TenantId, before: Timestamp, pins_before: Timestamp) -> Result<PriceSweep> {
+                    let mut tx = self.write_tx().await?;
+                    let t = tenant.to_string();
+                    let checks = sqlx::query("DELETE FROM price_checks WHERE tenant_id = $1 AND created_at < $2")
+                        .bind(&t)
+                        .bind(before.0)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    // The newest price before the cut stays: it is still the price in effect.
+                    let history = sqlx::query(
+                        "DELETE FROM price_history WHERE tenant_id = $1 AND at < $2 AND EXISTS ( \
+                           SELECT 1 FROM price_history newer WHERE newer.tenant_id = price_history.tenant_id \
+                           AND newer.product = price_history.product AND newer.currency = price_history.currency \
+                           AND newer.cancelled_at IS NULL AND newer.at < $2 \
+                           AND (newer.at > price_history.at OR (newer.at = price_history.at AND newer.id > price_history.id)))",
+                    )
+                    .bind(&t)
+                    .bind(before.0)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    sqlx::query("DELETE FROM price_cancellations WHERE tenant_id = $1 AND at < $2")
+                        .bind(&t)
+                        .bind(before.0)
+                        .execute(&mut *tx)
+                        .await?;
+                    let pins = sqlx::query("DELETE FROM price_pins WHERE tenant_id = $1 AND window_start < $2")
+                        .bind(&t)
+                        .bind(pins_before.0)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    tx.commit().await?;
+                    Ok(PriceSweep { checks, history, pins })
+                }
+            }
+
+            async fn insert_audit_row(tx: &mut super::Tx, tenant: &str, row: &PriceAuditRow) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO price_audits (tenant_id, id, kind, attribute, period_start, period_end, flagged_products, report, actor, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(tenant)
+                .bind(&row.id)
+                .bind(&row.kind)
+                .bind(&row.attribute)
+                .bind(row.period_start.map(|t| t.0))
+                .bind(row.period_end.map(|t| t.0))
+                .bind(row.flagged_products)
+                .bind(row.report.to_string())
+                .bind(&row.actor)
+                .bind(row.created_at.0)
+                .execute(&mut **tx)
+                .await?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_pricing_store;
