@@ -73,6 +73,9 @@ struct Valid {
     aliases: Vec<Alias>,
     /// `traits.email` as a blind index, recorded when the trait is stored.
     email: Option<Alias>,
+    /// Order lines (`Order Completed`) and a cancelled order (`Order Cancelled`) as price
+    /// history, written if the event is.
+    prices: (Vec<candor_store::PriceRow>, Option<candor_store::PriceCancel>),
 }
 
 enum Planned {
@@ -450,6 +453,8 @@ fn materialize(
             }
         }
         let occurred = v.event.timestamp.map_or(now, |t| t.min(now));
+        write.prices.extend(v.prices.0.iter().cloned());
+        write.price_cancels.extend(v.prices.1.iter().cloned());
         write.journeys.extend(crate::journeys::journey_ops(
             policy,
             *subject,
@@ -536,6 +541,8 @@ impl App {
                         Some(id) => (id.clone(), true),
                         None => (format!("candor-{}", EventId::new()), false),
                     };
+                    let occurred = event.timestamp.map_or(now, |t| t.min(now));
+                    let prices = crate::pricing::order_prices(&tk, &event, &message_id, occurred);
                     valid.push(Valid {
                         index,
                         event,
@@ -543,6 +550,7 @@ impl App {
                         client_message_id,
                         aliases,
                         email,
+                        prices,
                     });
                 }
                 Err(e) => {

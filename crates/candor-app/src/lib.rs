@@ -16,6 +16,9 @@ pub mod journeys;
 mod mail;
 mod metrics;
 mod ops;
+pub mod pricing;
+pub mod pricing_audit;
+pub mod pricing_html;
 pub mod recs;
 pub mod rights;
 mod scoring;
@@ -107,6 +110,8 @@ struct Inner {
     outbox: OnceLock<std::path::PathBuf>,
     /// Reports of past campaigns shown in the console (see [`App::set_reports_dir`]).
     reports: OnceLock<std::path::PathBuf>,
+    /// The price guard's writer and caches.
+    pricing: pricing::PricingState,
 }
 
 /// The application: store, policy, keys and clock. Cheap to clone.
@@ -142,6 +147,7 @@ impl App {
                 mailer: OnceLock::new(),
                 outbox: OnceLock::new(),
                 reports: OnceLock::new(),
+                pricing: pricing::PricingState::default(),
             }),
         }
     }
@@ -241,8 +247,9 @@ impl App {
             .map_err(|_| AppError::internal("decisions", &"the decision writer stopped"))
     }
 
-    /// Waits until every decision queued before the call is committed.
+    /// Waits until every decision (and price check) queued before the call is committed.
     pub async fn flush_decisions(&self) -> AppResult<()> {
+        self.flush_checks().await?;
         let Some(tx) = self.inner.decisions.get() else {
             return Ok(());
         };

@@ -23,6 +23,8 @@ struct Inner {
     consent_changes: BTreeMap<(String, String), u64>,
     latency: BTreeMap<(String, String, u16), Histogram>,
     emails_sent: u64,
+    /// Price checks by (verdict, personalized).
+    price_checks: BTreeMap<(&'static str, bool), u64>,
 }
 
 #[derive(Debug, Default)]
@@ -67,6 +69,11 @@ impl Metrics {
     /// Journey emails accepted by the relay.
     pub fn emails_sent(&self, n: u64) {
         self.with(|m| m.emails_sent += n);
+    }
+
+    /// One price check by its verdict, and whether personal data shaped the price.
+    pub fn price_check(&self, verdict: &'static str, personalized: bool) {
+        self.with(|m| *m.price_checks.entry((verdict, personalized)).or_default() += 1);
     }
 
     /// One HTTP request. `route` is the matched route template, not the raw path.
@@ -115,6 +122,14 @@ impl Metrics {
             out.push_str("# HELP candor_emails_sent_total Journey emails handed to the relay.\n");
             out.push_str("# TYPE candor_emails_sent_total counter\n");
             let _ = writeln!(out, "candor_emails_sent_total {}", m.emails_sent);
+            out.push_str("# HELP candor_price_checks_total Price checks by verdict and whether personal data shaped the price.\n");
+            out.push_str("# TYPE candor_price_checks_total counter\n");
+            for ((v, p), n) in &m.price_checks {
+                let _ = writeln!(
+                    out,
+                    "candor_price_checks_total{{verdict=\"{v}\",personalized=\"{p}\"}} {n}"
+                );
+            }
             out.push_str("# HELP candor_http_request_duration_seconds HTTP request latency.\n");
             out.push_str("# TYPE candor_http_request_duration_seconds histogram\n");
             for ((method, route, status), h) in &m.latency {

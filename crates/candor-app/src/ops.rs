@@ -242,6 +242,30 @@ impl App {
                     .await?;
             }
         }
+        // Price history and anonymous checks past `[pricing] history_days`; segment pins of
+        // windows that ended.
+        let pricing = self.policy().pricing();
+        for t in self.store().list_tenants().await? {
+            let swept = candor_store::PricingStore::sweep_prices(
+                self.store(),
+                t.id,
+                now.minus_days(pricing.history_days),
+                candor_types::Timestamp(now.0 - 2 * pricing.segment_window_ms),
+            )
+            .await?;
+            if swept.checks + swept.history > 0 {
+                self.store()
+                    .append_audit(vec![AuditDraft {
+                        tenant: Some(t.id),
+                        actor: "system:retention".into(),
+                        action: "retention.swept".into(),
+                        target: Some("pricing".into()),
+                        details: serde_json::to_value(&swept)
+                            .map_err(|e| AppError::internal("retention", &e))?,
+                    }])
+                    .await?;
+            }
+        }
         // Expired browser sessions and sign-in links hold nothing worth keeping.
         candor_store::WebStore::purge_sessions(self.store(), now).await?;
         Ok(out)

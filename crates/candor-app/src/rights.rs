@@ -1324,6 +1324,9 @@ pub fn why_text(outcome: &Value) -> String {
         Some("journey_email") => {
             return crate::journeys::email_why_statements(outcome).join(" ");
         }
+        Some("price_check") => {
+            return crate::pricing::price_why(outcome);
+        }
         Some("recommendations") => {
             let names: Vec<&str> = outcome["items"]
                 .as_array()

@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
+use candor_types::Currency;
+
 use crate::Denial;
 
 /// The New York Algorithmic Pricing Disclosure Act's wording (General Business Law § 349-a).
@@ -206,11 +208,14 @@ pub struct PriceReason {
 /// What the check is given. Prices are minor units of one currency, all positive.
 #[derive(Clone, Debug)]
 pub struct PriceProposal<'a> {
+    /// The currency of every price (it words the reasons).
+    pub currency: Currency,
     pub category: Option<&'a str>,
     pub list: i64,
     pub proposed: i64,
-    /// What everyone without personalization would be shown (the list price if unknown).
-    pub unpersonalized: i64,
+    /// What everyone without personalization would be shown, when the engine says so. A
+    /// proposal that differs from it was shaped by the person's data.
+    pub unpersonalized: Option<i64>,
     pub signals: &'a [Signal],
     /// `None`: nobody named. `Some(Ok)`: the pricing purpose is granted for the person;
     /// `Some(Err)`: it is not, with the policy's reason.
@@ -345,7 +350,16 @@ impl PricingPolicy {
                 });
             }
         }
-        let personal = named(SignalClass::Personal);
+        let mut personal: Vec<String> = named(SignalClass::Personal)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        if personal.is_empty()
+            && let Some(u) = p.unpersonalized
+            && u != p.proposed
+        {
+            personal.push("a price that differs from the unpersonalized one".into());
+        }
         let mut refused = !reasons.is_empty();
         let mut personalized = false;
         if !refused && !personal.is_empty() {
@@ -384,7 +398,9 @@ impl PricingPolicy {
             }
         }
         let (lower, upper, essential) = self.bounds(p.category, p.list);
-        let mut price = if refused { p.unpersonalized } else { p.proposed };
+        let fallback = p.unpersonalized.unwrap_or(p.list);
+        let mut price = if refused { fallback } else { p.proposed };
+        let money = |x: i64| format!("{} {}", p.currency.format(x), p.currency.code());
         if !personalized
             && let Some(pinned) = p.segment_price
             && pinned != price
@@ -392,7 +408,8 @@ impl PricingPolicy {
             reasons.push(PriceReason {
                 code: "segment_price",
                 message: format!(
-                    "everyone in this segment is shown the same price within the window; it was pinned at {pinned} minor units"
+                    "everyone in this segment is shown the same price within the window: {}",
+                    money(pinned)
                 ),
             });
             price = pinned;
@@ -407,7 +424,8 @@ impl PricingPolicy {
                 PriceReason {
                     code: "above_cap",
                     message: format!(
-                        "the price is capped at {upper} minor units ({} above list)",
+                        "the price is capped at {} ({} above list)",
+                        money(upper),
                         percent(self.cap_bp(p.category, true))
                     ),
                 }
@@ -417,7 +435,8 @@ impl PricingPolicy {
             reasons.push(PriceReason {
                 code: "below_floor",
                 message: format!(
-                    "the price may not go below {lower} minor units ({} below list)",
+                    "the price may not go below {} ({} below list)",
+                    money(lower),
                     percent(self.cap_bp(p.category, false))
                 ),
             });
@@ -478,11 +497,13 @@ pub struct DiscountCheck {
 /// Checks an announced reduction of `price` given the prior period's lowest price and the
 /// reference the store meant to show ("was" price).
 pub fn check_discount(
+    currency: Currency,
     price: i64,
     prior_lowest: Option<i64>,
     claimed_reference: Option<i64>,
     days: u32,
 ) -> DiscountCheck {
+    let money = |x: i64| format!("{} {}", currency.format(x), currency.code());
     let Some(low) = prior_lowest else {
         return DiscountCheck {
             allowed: false,
@@ -503,7 +524,9 @@ pub fn check_discount(
         reasons.push(PriceReason {
             code: "reference_not_prior_lowest",
             message: format!(
-                "a reduction is announced against the lowest price of the prior {days} days ({low} minor units), not {claimed}"
+                "a reduction is announced against the lowest price of the prior {days} days ({}), not {}",
+                money(low),
+                money(claimed)
             ),
         });
     }
@@ -511,7 +534,8 @@ pub fn check_discount(
         reasons.push(PriceReason {
             code: "not_a_reduction",
             message: format!(
-                "the price is not below the lowest price of the prior {days} days ({low} minor units)"
+                "the price is not below the lowest price of the prior {days} days ({})",
+                money(low)
             ),
         });
         return DiscountCheck {

@@ -40,6 +40,10 @@ fn with_pricing(extra: &str) -> Policy {
     Policy::parse("t.toml", &text).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
+fn eur() -> candor_types::Currency {
+    candor_types::Currency::parse("EUR").expect("EUR")
+}
+
 fn sig(name: &str) -> Signal {
     Signal {
         name: name.into(),
@@ -54,10 +58,11 @@ fn proposal<'a>(
     flagged: &'a BTreeSet<String>,
 ) -> PriceProposal<'a> {
     PriceProposal {
+        currency: eur(),
         category: None,
         list,
         proposed,
-        unpersonalized: list,
+        unpersonalized: None,
         signals,
         subject: None,
         segment_price: None,
@@ -159,7 +164,7 @@ fn personal_pricing_needs_a_named_person_with_a_grant() {
     let none = BTreeSet::new();
     let signals = [sig("loyalty_tier")];
     let mut prop = proposal(1000, 950, &signals, &none);
-    prop.unpersonalized = 990;
+    prop.unpersonalized = Some(990);
     let o = p.check_price(&prop);
     assert_eq!(
         (o.verdict, o.price, o.reasons[0].code),
@@ -273,16 +278,16 @@ fn segment_prices_bind_unpersonalized_prices_only() {
 
 #[test]
 fn discounts_are_announced_against_the_prior_lowest() {
-    let d = check_discount(800, Some(1000), None, 30);
+    let d = check_discount(eur(), 800, Some(1000), None, 30);
     assert!(d.allowed);
     assert_eq!((d.reference, d.percent_off), (Some(1000), Some(20)));
     // 1 − 667/1000 is 33.3 %: never rounded up.
-    assert_eq!(check_discount(667, Some(1000), None, 30).percent_off, Some(33));
-    let d = check_discount(1000, Some(1000), Some(1200), 30);
+    assert_eq!(check_discount(eur(), 667, Some(1000), None, 30).percent_off, Some(33));
+    let d = check_discount(eur(), 1000, Some(1000), Some(1200), 30);
     assert!(!d.allowed);
     let codes: Vec<&str> = d.reasons.iter().map(|r| r.code).collect();
     assert_eq!(codes, ["reference_not_prior_lowest", "not_a_reduction"]);
-    let d = check_discount(800, None, Some(1000), 30);
+    let d = check_discount(eur(), 800, None, Some(1000), 30);
     assert!(!d.allowed);
     assert_eq!(d.reasons[0].code, "no_prior_price");
 }
@@ -376,10 +381,11 @@ proptest! {
         let none = BTreeSet::new();
         let denial = Denial { purpose: "profiling".into(), code: "no_consent", reason: "none".into() };
         let prop = PriceProposal {
+            currency: eur(),
             category: essential.then_some("groceries"),
             list,
             proposed,
-            unpersonalized,
+            unpersonalized: Some(unpersonalized),
             signals: &signals,
             subject: Some(if granted { Ok(()) } else { Err(&denial) }),
             segment_price: None,
@@ -389,7 +395,8 @@ proptest! {
         prop_assert!(o.price >= o.bounds.0 && o.price <= o.bounds.1);
         prop_assert!(!essential || o.price <= list);
         prop_assert_eq!(o.disclosure.is_some(), o.personalized);
-        let uses_personal = signals.iter().any(|s| s.name == "loyalty_tier" || s.name == "cart_value");
+        let uses_personal = signals.iter().any(|s| s.name == "loyalty_tier" || s.name == "cart_value")
+            || proposed != unpersonalized;
         let refused_class = signals.iter().any(|s| ["age_band", "battery_level", "postcode"].contains(&s.name.as_str()));
         prop_assert_eq!(o.personalized, personal && granted && uses_personal && !refused_class);
         if o.verdict == PriceVerdict::Refuse {
