@@ -150,6 +150,12 @@ struct Line {
     quantity: f64,
 }
 
+/// Reads a CSV sample or order file (`,` `;` or tab, quotes, BOM).
+pub fn read_table(bytes: &[u8]) -> AppResult<RawTable> {
+    candor_ml::table::read_csv(bytes)
+        .map_err(|e| AppError::bad_request("invalid_csv", e.to_string()))
+}
+
 fn parse_time(s: &str) -> Option<Timestamp> {
     let s = s.trim();
     if let Some(t) = Timestamp::parse_rfc3339(s) {

@@ -10,6 +10,7 @@ mod docs;
 mod email;
 mod error;
 mod openapi;
+mod pricing;
 mod web;
 
 use std::time::Instant;
@@ -100,6 +101,24 @@ pub fn router(app: App) -> Router {
             get(get_audit_report),
         )
         .route("/v1/models/{version}/{action}", post(transition_model))
+        .route("/v1/prices/check", post(pricing::post_check))
+        .route(
+            "/v1/prices/check/batch",
+            post(pricing::post_check_batch)
+                .layer(DefaultBodyLimit::max(pricing::BATCH_BODY_LIMIT)),
+        )
+        .route("/v1/prices/checks", get(pricing::get_checks))
+        .route("/v1/prices/history", post(pricing::post_history))
+        .route("/v1/prices/history/{product}", get(pricing::get_history))
+        .route("/v1/prices/dispersion", post(pricing::post_dispersion))
+        .route("/v1/prices/audits", get(pricing::get_audits))
+        .route("/v1/prices/audits/{id}", get(pricing::get_audit))
+        .route("/v1/prices/audits/{id}/report", get(pricing::get_audit_report))
+        .route("/v1/prices/alerts", get(pricing::get_alerts))
+        .route(
+            "/v1/prices/proxies",
+            get(pricing::get_proxies).post(pricing::post_proxies),
+        )
         .route("/v1/fairness/alerts", get(get_fairness_alerts))
         .route("/v1/fairness/monitor", post(post_fairness_monitor))
         .route("/v1/keys", post(create_key).get(list_keys))
@@ -1186,6 +1205,18 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/models/{version}/{action}"),
     ("get", "/v1/fairness/alerts"),
     ("post", "/v1/fairness/monitor"),
+    ("post", "/v1/prices/check"),
+    ("post", "/v1/prices/check/batch"),
+    ("get", "/v1/prices/checks"),
+    ("post", "/v1/prices/history"),
+    ("get", "/v1/prices/history/{product}"),
+    ("post", "/v1/prices/dispersion"),
+    ("get", "/v1/prices/audits"),
+    ("get", "/v1/prices/audits/{id}"),
+    ("get", "/v1/prices/audits/{id}/report"),
+    ("get", "/v1/prices/alerts"),
+    ("get", "/v1/prices/proxies"),
+    ("post", "/v1/prices/proxies"),
     ("post", "/v1/keys"),
     ("get", "/v1/keys"),
     ("delete", "/v1/keys/{id}"),

@@ -32,7 +32,99 @@ fn ingest_op(kind: &str, summary: &str) -> Value {
     })
 }
 
+fn price_check_schema() -> Value {
+    let amount = json!({ "type": ["string", "number"], "description": "An amount in the currency, with at most its decimals (\"12.50\" EUR, \"1500\" JPY)." });
+    json!({ "type": "object", "required": ["product", "currency", "listPrice", "proposedPrice"], "additionalProperties": false, "properties": {
+        "product": { "type": "string", "maxLength": 200 },
+        "category": { "type": "string", "maxLength": 100, "description": "Caps and essential categories of `[pricing]` apply by it." },
+        "currency": { "type": "string", "description": "ISO 4217 code." },
+        "listPrice": amount.clone(),
+        "proposedPrice": amount.clone(),
+        "unpersonalizedPrice": amount.clone(),
+        "userId": { "type": "string", "description": "The person the price is for; needed for a personal-data price (their consent is checked)." },
+        "anonymousId": { "type": "string" },
+        "segment": { "type": "string", "maxLength": 100, "description": "Everyone in the segment is shown the same price within `[pricing] segment_window`." },
+        "signals": { "type": "array", "maxItems": 64, "items": { "oneOf": [{ "type": "string" }, { "type": "object", "required": ["name"], "properties": { "name": { "type": "string" }, "source": { "type": "string", "description": "The field it came from, e.g. traits.age." } } }] } },
+        "presentedAsDiscount": { "type": "boolean", "description": "The price is announced as a reduction: checked against the lowest price of the prior period." },
+        "referencePrice": amount } })
+}
+
+fn pricing_paths() -> Value {
+    let admin = json!([{ "bearer": [] }]);
+    json!({
+        "/v1/prices/check": { "post": {
+            "tags": ["pricing"], "summary": "Check a proposed price before a customer sees it: allow, adjust to a bound, or refuse (and show the unpersonalized price)",
+            "description": "Signals derived from protected attributes, flagged proxies and vulnerability signals are refused; personal-data pricing is off unless the policy allows it, and then needs the person's grant (a person who objected to profiling gets the unpersonalized price). Caps per category, no surge on essential categories, one price per segment and window. `disclosure` is set exactly when personal data shaped the price. Recorded within one group commit after the answer (a decision about the person when their data was involved).",
+            "security": admin.clone(),
+            "requestBody": json_body(price_check_schema()),
+            "responses": { "200": ok("The verdict, the price to show, reasons, signals by class, bounds, disclosure and, for a reduction, the prior lowest price.", json!({ "type": "object" })),
+                "400": error_response("Invalid check (product, currency, amount, precision, signal); nothing recorded."),
+                "403": error_response("Needs a server or admin key.") } } },
+        "/v1/prices/check/batch": { "post": {
+            "tags": ["pricing"], "summary": "Check up to 10,000 prices (catalogue-wide repricing); recorded before the answer",
+            "security": admin.clone(),
+            "requestBody": json_body(json!({ "type": "object", "required": ["checks"], "additionalProperties": false, "properties": { "checks": { "type": "array", "maxItems": 10000, "items": price_check_schema() } } })),
+            "responses": { "200": ok("One result per check and the counts.", json!({ "type": "object" })),
+                "400": error_response("An invalid check (its index in the message) or batch size; nothing recorded."),
+                "413": error_response("Body over 16 MiB.") } } },
+        "/v1/prices/checks": { "get": {
+            "tags": ["pricing"], "summary": "Recent checks no personal data shaped, with their explanations", "security": admin.clone(),
+            "parameters": [{ "name": "product", "in": "query", "required": false, "schema": { "type": "string" } }, { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }],
+            "responses": { "200": ok("Checks.", json!({ "type": "object" })), "403": error_response("Needs an admin key.") } } },
+        "/v1/prices/history": { "post": {
+            "tags": ["pricing"], "summary": "Import price history: list prices in effect from a time, order lines (by order id) and cancelled orders",
+            "security": admin.clone(),
+            "requestBody": json_body(json!({ "type": "object", "additionalProperties": false, "properties": {
+                "prices": { "type": "array", "maxItems": 100000, "items": { "type": "object", "required": ["product", "currency", "price", "at"], "properties": {
+                    "product": { "type": "string" }, "currency": { "type": "string" }, "price": { "type": ["string", "number"] }, "at": { "type": "string", "format": "date-time" },
+                    "orderId": { "type": "string" }, "quantity": { "type": "number" }, "country": { "type": "string" }, "id": { "type": "string" } } } },
+                "cancellations": { "type": "array", "maxItems": 100000, "items": { "type": "object", "required": ["orderId", "at"], "properties": { "orderId": { "type": "string" }, "at": { "type": "string", "format": "date-time" } } } } } })),
+            "responses": { "200": ok("Received, inserted, duplicates.", json!({ "type": "object" })), "400": error_response("An invalid item; nothing imported.") } } },
+        "/v1/prices/history/{product}": { "get": {
+            "tags": ["pricing"], "summary": "A product's price history and the lowest price of the prior period (EU Omnibus Directive)", "security": admin.clone(),
+            "parameters": [{ "name": "product", "in": "path", "required": true, "schema": { "type": "string" } },
+                { "name": "currency", "in": "query", "required": true, "schema": { "type": "string" } },
+                { "name": "days", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 3650 } }],
+            "responses": { "200": ok("History and `lowestPrior`.", json!({ "type": "object" })), "400": error_response("Bad currency or days.") } } },
+        "/v1/prices/dispersion": { "post": {
+            "tags": ["pricing"], "summary": "Audit what groups paid for the same product in a period (country, segment, protected traits through fairness_audit); flagged groups raise alerts",
+            "security": admin.clone(),
+            "parameters": [{ "name": "format", "in": "query", "required": false, "schema": { "type": "string", "enum": ["json", "html"] } }],
+            "requestBody": json_body(json!({ "type": "object", "required": ["from"], "additionalProperties": false, "properties": {
+                "from": { "type": "string", "format": "date-time" }, "to": { "type": "string", "format": "date-time" },
+                "period": { "type": "string", "enum": ["week", "month", "quarter", "all"] }, "top": { "type": "integer", "maximum": 1000 }, "resamples": { "type": "integer", "maximum": 10000 } } })),
+            "responses": { "200": ok("The recorded audit (JSON, or the HTML report).", json!({ "type": "object" })), "400": error_response("Bad period or body."),
+                "403": error_response("Needs an admin key."), "409": error_response("No order readable for the audit in the period.") } } },
+        "/v1/prices/audits": { "get": { "tags": ["pricing"], "summary": "Recorded price audits (dispersion, monitoring, proxies), newest first", "security": admin.clone(),
+            "responses": { "200": ok("Audits without their documents.", json!({ "type": "object" })), "403": error_response("Needs an admin key.") } } },
+        "/v1/prices/audits/{id}": { "get": { "tags": ["pricing"], "summary": "One price audit with its document", "security": admin.clone(),
+            "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "responses": { "200": ok("The audit.", json!({ "type": "object" })), "404": error_response("No such audit.") } } },
+        "/v1/prices/audits/{id}/report": { "get": { "tags": ["pricing"], "summary": "One price audit as a self-contained HTML report with charts", "security": admin.clone(),
+            "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "responses": { "200": { "description": "HTML" }, "404": error_response("No such audit.") } } },
+        "/v1/prices/alerts": { "get": { "tags": ["pricing"], "summary": "Groups flagged by monitoring audits, newest first", "security": admin.clone(),
+            "responses": { "200": ok("Alerts.", json!({ "type": "object" })), "403": error_response("Needs an admin key.") } } },
+        "/v1/prices/proxies": {
+            "get": { "tags": ["pricing"], "summary": "Proxy detection results of pricing signals (flagged ones are refused)", "security": admin.clone(),
+                "responses": { "200": ok("Signals by protected attribute.", json!({ "type": "object" })), "403": error_response("Needs an admin key.") } },
+            "post": { "tags": ["pricing"], "summary": "Run proxy detection on a CSV sample of signals and protected attributes (the sample is not kept)", "security": admin,
+                "parameters": [{ "name": "signals", "in": "query", "required": true, "schema": { "type": "string" }, "description": "Comma-separated signal columns." },
+                    { "name": "protected", "in": "query", "required": true, "schema": { "type": "string" }, "description": "Comma-separated protected columns." }],
+                "requestBody": { "required": true, "content": { "text/csv": { "schema": { "type": "string" } } } },
+                "responses": { "200": ok("The recorded proxy audit.", json!({ "type": "object" })), "400": error_response("Bad CSV or column names.") } } }
+    })
+}
+
 pub fn openapi_document() -> Value {
+    let mut doc = openapi_core();
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), pricing_paths()) {
+        paths.extend(more);
+    }
+    doc
+}
+
+fn openapi_core() -> Value {
     let subject_id = json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" }, "description": "The store's `userId` (or `anonymousId`) of the person." });
     json!({
         "openapi": "3.1.0",

@@ -14,6 +14,7 @@ use tower::ServiceExt as _;
 
 mod fairness;
 mod journeys;
+mod pricing;
 mod recs;
 mod rights;
 mod scoring;
