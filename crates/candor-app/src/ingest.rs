@@ -75,7 +75,10 @@ struct Valid {
     email: Option<Alias>,
     /// Order lines (`Order Completed`) and a cancelled order (`Order Cancelled`) as price
     /// history, written if the event is.
-    prices: (Vec<candor_store::PriceRow>, Option<candor_store::PriceCancel>),
+    prices: (
+        Vec<candor_store::PriceRow>,
+        Option<candor_store::PriceCancel>,
+    ),
 }
 
 enum Planned {

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use candor_crypto::TenantKey;
 use candor_policy::pricing::{
-    PricePoint, PriceProposal, PriceReason, Signal, SignalClass,
-    check_discount, normalize_signal, prior_lowest,
+    PricePoint, PriceProposal, PriceReason, Signal, SignalClass, check_discount, normalize_signal,
+    prior_lowest,
 };
 use candor_policy::{Denial, Grant};
 use candor_store::{
@@ -129,10 +129,7 @@ fn amount(
         e => bad("price_invalid", format!("`{key}`: {e}")),
     })?;
     if minor <= 0 {
-        return Err(bad(
-            "price_invalid",
-            format!("`{key}` must be above zero"),
-        ));
+        return Err(bad("price_invalid", format!("`{key}` must be above zero")));
     }
     Ok(Some(minor))
 }
@@ -337,21 +334,40 @@ pub struct BatchView {
     pub refused: usize,
 }
 
+/// Flagged proxy names of a tenant and when they were read.
+type Flagged = (Instant, Arc<BTreeSet<String>>);
+/// (tenant, product, currency) of a price shown.
+type ShownKey = (TenantId, String, &'static str);
+
 /// Per-process pricing state: the check writer, flagged proxies, pins and last shown prices.
 #[derive(Default)]
 pub(crate) struct PricingState {
     queue: OnceLock<tokio::sync::mpsc::Sender<CheckJob>>,
-    flagged: RwLock<HashMap<TenantId, (Instant, Arc<BTreeSet<String>>)>>,
+    flagged: RwLock<HashMap<TenantId, Flagged>>,
     pins: Mutex<HashMap<(TenantId, PinKey), i64>>,
-    /// (tenant, product, currency) → (price, when it entered the history).
-    shown: Mutex<HashMap<(TenantId, String, &'static str), (i64, i64)>>,
+    /// The last price shown per product and when it entered the history.
+    shown: Mutex<HashMap<ShownKey, (i64, i64)>>,
+}
+
+/// What checks write: anonymous rows, history rows, audit entries.
+#[derive(Default)]
+struct Rows {
+    checks: Vec<CheckRow>,
+    history: Vec<PriceRow>,
+    audit: Vec<AuditDraft>,
+}
+
+impl Rows {
+    fn extend(&mut self, other: Rows) {
+        self.checks.extend(other.checks);
+        self.history.extend(other.history);
+        self.audit.extend(other.audit);
+    }
 }
 
 struct CheckJob {
     tenant: TenantId,
-    checks: Vec<CheckRow>,
-    history: Vec<PriceRow>,
-    audit: Vec<AuditDraft>,
+    rows: Rows,
     done: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -388,7 +404,10 @@ impl App {
     /// Signal names flagged as proxies of a protected attribute: by the tenant's proxy
     /// audits of pricing signals, and features flagged by the active lead model's latest
     /// validation audit. Read again every [`PROXY_TTL`].
-    pub(crate) async fn flagged_proxies(&self, tenant: TenantId) -> AppResult<Arc<BTreeSet<String>>> {
+    pub(crate) async fn flagged_proxies(
+        &self,
+        tenant: TenantId,
+    ) -> AppResult<Arc<BTreeSet<String>>> {
         if let Ok(cache) = self.pricing_state().flagged.read()
             && let Some((at, set)) = cache.get(&tenant)
             && at.elapsed() < PROXY_TTL
@@ -412,7 +431,11 @@ impl App {
                 .into_iter()
                 .next()
         {
-            for p in audit.report["report"]["proxies"].as_array().into_iter().flatten() {
+            for p in audit.report["report"]["proxies"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 if p["cramers_v"].as_f64().is_some_and(|v| v > limit)
                     && let Some(f) = p["feature"].as_str()
                 {
@@ -483,7 +506,10 @@ impl App {
         let Some(purpose) = self.policy().parse_purpose(purpose_name) else {
             return (
                 None,
-                Err(deny("unknown_purpose", "the policy does not define the pricing purpose")),
+                Err(deny(
+                    "unknown_purpose",
+                    "the policy does not define the pricing purpose",
+                )),
             );
         };
         match self.resolve_subject(tenant, who).await {
@@ -505,7 +531,10 @@ impl App {
                 tracing::error!(error = %e.message, "pricing grant unreadable; denying");
                 (
                     None,
-                    Err(deny("error", "consent could not be checked; access is denied")),
+                    Err(deny(
+                        "error",
+                        "consent could not be checked; access is denied",
+                    )),
                 )
             }
         }
@@ -540,7 +569,8 @@ impl App {
             )
         });
         let decided = ctx.subject.as_ref().and_then(|(s, _)| {
-            s.clone().filter(|_| input.may_be_personal(self, &ctx.flagged))
+            s.clone()
+                .filter(|_| input.may_be_personal(self, &ctx.flagged))
         });
         let check_id = EventId::new().to_string();
         let view = PriceCheckView {
@@ -673,16 +703,17 @@ impl App {
                 checked = self.evaluate(&input, &ctx);
             }
         }
-        let (checks, history, audit, decision) =
-            self.records(tenant, &principal.actor(), &input, &checked, now, None)
-                .await?;
+        let (rows, decision) = self
+            .records(tenant, &principal.actor(), &input, &checked, now, None)
+            .await?;
         if let Some((row, draft)) = decision {
             self.record_decision_soon(tenant, row, draft).await?;
         }
-        if !checks.is_empty() || !audit.is_empty() {
-            self.queue_checks(tenant, checks, history, audit).await?;
+        if !rows.checks.is_empty() || !rows.audit.is_empty() {
+            self.queue_checks(tenant, rows).await?;
         }
-        self.metrics().price_check(checked.view.verdict, checked.view.personalized);
+        self.metrics()
+            .price_check(checked.view.verdict, checked.view.personalized);
         Ok(checked.view)
     }
 
@@ -718,8 +749,25 @@ impl App {
                 })
             })
             .collect::<AppResult<Vec<_>>>()?;
-        let tenant = principal.tenant;
-        let actor = principal.actor();
+        self.check_batch(principal.tenant, &principal.actor(), &inputs)
+            .await
+    }
+
+    /// Checks validated inputs as one batch, recorded before it returns (the CLI's
+    /// `candor pricing check` and [`App::check_prices`]).
+    pub async fn check_batch(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        inputs: &[CheckInput],
+    ) -> AppResult<BatchView> {
+        if inputs.is_empty() || inputs.len() > MAX_BATCH {
+            return Err(bad(
+                "batch_size",
+                format!("a batch has 1 to {MAX_BATCH} price checks"),
+            ));
+        }
+        let actor = actor.to_string();
         let now = self.clock().now();
         let flagged = self.flagged_proxies(tenant).await?;
         let refs: Vec<&CheckInput> = inputs.iter().collect();
@@ -727,10 +775,10 @@ impl App {
         let batch_id = EventId::new().to_string();
         let mut grants: HashMap<String, (Option<candor_store::SubjectRow>, Result<Grant, Denial>)> =
             HashMap::new();
-        let (mut checks, mut history, mut audit, mut decisions) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut rows = Rows::default();
+        let mut decisions = Vec::new();
         let mut results = Vec::with_capacity(inputs.len());
-        for input in &inputs {
+        for input in inputs {
             let subject = match &input.who {
                 Some(who) if input.may_be_personal(self, &flagged) => {
                     if !grants.contains_key(who) {
@@ -769,18 +817,16 @@ impl App {
                     checked = self.evaluate(input, &ctx);
                 }
             }
-            let (c, h, a, d) = self
+            let (r, d) = self
                 .records(tenant, &actor, input, &checked, now, Some(&batch_id))
                 .await?;
-            checks.extend(c);
-            history.extend(h);
-            audit.extend(a);
+            rows.extend(r);
             decisions.extend(d);
             results.push(checked.view);
         }
         let count = |v: &str| results.iter().filter(|r| r.verdict == v).count();
         let (allowed, adjusted, refused) = (count("allow"), count("adjust"), count("refuse"));
-        audit.push(AuditDraft {
+        rows.audit.push(AuditDraft {
             tenant: Some(tenant),
             actor: actor.clone(),
             action: "prices.batch_checked".into(),
@@ -794,11 +840,13 @@ impl App {
             }),
         });
         if !decisions.is_empty() {
-            let (rows, drafts): (Vec<_>, Vec<_>) = decisions.into_iter().unzip();
-            self.store().insert_decisions(tenant, &rows, drafts).await?;
+            let (decided, drafts): (Vec<_>, Vec<_>) = decisions.into_iter().unzip();
+            self.store()
+                .insert_decisions(tenant, &decided, drafts)
+                .await?;
         }
         self.store()
-            .insert_checks(tenant, &checks, &history, audit)
+            .insert_checks(tenant, &rows.checks, &rows.history, rows.audit)
             .await?;
         for r in &results {
             self.metrics().price_check(r.verdict, r.personalized);
@@ -813,7 +861,6 @@ impl App {
 
     /// What one check writes: an anonymous row and a history row when its price changed, or a
     /// sealed decision about the person; an audit entry when a signal was refused outright.
-    #[allow(clippy::type_complexity)]
     async fn records(
         &self,
         tenant: TenantId,
@@ -822,12 +869,7 @@ impl App {
         checked: &Checked,
         now: Timestamp,
         batch: Option<&str>,
-    ) -> AppResult<(
-        Vec<CheckRow>,
-        Vec<PriceRow>,
-        Vec<AuditDraft>,
-        Option<(DecisionRow, AuditDraft)>,
-    )> {
+    ) -> AppResult<(Rows, Option<(DecisionRow, AuditDraft)>)> {
         let view = &checked.view;
         let mut audit = Vec::new();
         let refused_signals: Vec<&SignalView> = view
@@ -872,11 +914,20 @@ impl App {
         });
         if let Some((s, decision_id)) = &checked.decided {
             let Some(wrapped) = &s.wrapped_key else {
-                return Ok((Vec::new(), Vec::new(), audit, None));
+                return Ok((
+                    Rows {
+                        audit,
+                        ..Rows::default()
+                    },
+                    None,
+                ));
             };
-            let key = self.tenant_key(tenant).await?.unwrap_data_key(s.id, wrapped)?;
-            let bytes = serde_json::to_vec(&explanation)
-                .map_err(|e| AppError::internal("pricing", &e))?;
+            let key = self
+                .tenant_key(tenant)
+                .await?
+                .unwrap_data_key(s.id, wrapped)?;
+            let bytes =
+                serde_json::to_vec(&explanation).map_err(|e| AppError::internal("pricing", &e))?;
             let digest = candor_crypto::sha256_hex(
                 &serde_json::to_vec(&json!({
                     "product": input.product, "currency": input.currency.code(),
@@ -909,7 +960,13 @@ impl App {
                     "personalized": view.personalized,
                 }),
             };
-            return Ok((Vec::new(), Vec::new(), audit, Some((row, draft))));
+            return Ok((
+                Rows {
+                    audit,
+                    ..Rows::default()
+                },
+                Some((row, draft)),
+            ));
         }
         let mut history = Vec::new();
         if !checked.outcome.personalized {
@@ -951,7 +1008,14 @@ impl App {
             detail: explanation,
             created_at: now,
         };
-        Ok((vec![check], history, audit, None))
+        Ok((
+            Rows {
+                checks: vec![check],
+                history,
+                audit,
+            },
+            None,
+        ))
     }
 
     fn check_queue(&self) -> &tokio::sync::mpsc::Sender<CheckJob> {
@@ -962,19 +1026,11 @@ impl App {
         })
     }
 
-    async fn queue_checks(
-        &self,
-        tenant: TenantId,
-        checks: Vec<CheckRow>,
-        history: Vec<PriceRow>,
-        audit: Vec<AuditDraft>,
-    ) -> AppResult<()> {
+    async fn queue_checks(&self, tenant: TenantId, rows: Rows) -> AppResult<()> {
         self.check_queue()
             .send(CheckJob {
                 tenant,
-                checks,
-                history,
-                audit,
+                rows,
                 done: None,
             })
             .await
@@ -989,9 +1045,7 @@ impl App {
         let (done, wait) = tokio::sync::oneshot::channel();
         tx.send(CheckJob {
             tenant: TenantId(uuid::Uuid::nil()),
-            checks: Vec::new(),
-            history: Vec::new(),
-            audit: Vec::new(),
+            rows: Rows::default(),
             done: Some(done),
         })
         .await
@@ -1032,7 +1086,14 @@ impl App {
         let now = self.clock().now();
         let rows = self
             .store()
-            .price_history(principal.tenant, product, Some(c.code()), now.minus_days(days), Timestamp(now.0 + 1), 10_000)
+            .price_history(
+                principal.tenant,
+                product,
+                Some(c.code()),
+                now.minus_days(days),
+                Timestamp(now.0 + 1),
+                10_000,
+            )
             .await?;
         let prior_days = self.policy().pricing().prior_price_days;
         let input = CheckInput {
@@ -1108,9 +1169,17 @@ impl App {
                 .get("at")
                 .and_then(Value::as_str)
                 .and_then(Timestamp::parse_rfc3339)
-                .ok_or_else(|| bad("invalid_time", format!("item {i}: `at` is an RFC 3339 time")))?;
+                .ok_or_else(|| {
+                    bad(
+                        "invalid_time",
+                        format!("item {i}: `at` is an RFC 3339 time"),
+                    )
+                })?;
             if t > now {
-                return Err(bad("invalid_time", format!("item {i}: `at` is in the future")));
+                return Err(bad(
+                    "invalid_time",
+                    format!("item {i}: `at` is in the future"),
+                ));
             }
             Ok(t)
         };
@@ -1119,13 +1188,25 @@ impl App {
             let Value::Object(o) = p else {
                 return Err(bad("not_an_object", format!("price {i} is not an object")));
             };
-            let product = text_field(o, "product", 200, "product_invalid")?
-                .ok_or_else(|| bad("product_invalid", format!("price {i}: `product` is required")))?;
+            let product = text_field(o, "product", 200, "product_invalid")?.ok_or_else(|| {
+                bad(
+                    "product_invalid",
+                    format!("price {i}: `product` is required"),
+                )
+            })?;
             let c = o
                 .get("currency")
                 .and_then(Value::as_str)
-                .ok_or_else(|| bad("currency_invalid", format!("price {i}: `currency` is required")))
-                .and_then(|s| Currency::parse(s).map_err(|e| bad("currency_invalid", format!("price {i}: {e}"))))?;
+                .ok_or_else(|| {
+                    bad(
+                        "currency_invalid",
+                        format!("price {i}: `currency` is required"),
+                    )
+                })
+                .and_then(|s| {
+                    Currency::parse(s)
+                        .map_err(|e| bad("currency_invalid", format!("price {i}: {e}")))
+                })?;
             let price = amount(o, "price", c, true)
                 .map_err(|mut e| {
                     e.message = format!("price {i}: {}", e.message);
@@ -1138,21 +1219,35 @@ impl App {
                 None | Some(Value::Null) => None,
                 Some(q) => match q.as_f64() {
                     Some(x) if x > 0.0 && x.is_finite() => Some(x),
-                    _ => return Err(bad("invalid_request", format!("price {i}: `quantity` is above zero"))),
+                    _ => {
+                        return Err(bad(
+                            "invalid_request",
+                            format!("price {i}: `quantity` is above zero"),
+                        ));
+                    }
                 },
             };
-            let order_ref = order.as_deref().map(|o| tk.reference_hash("order", o).to_vec());
+            let order_ref = order
+                .as_deref()
+                .map(|o| tk.reference_hash("order", o).to_vec());
             let id = match (text_field(o, "id", 200, "invalid_request")?, &order_ref) {
                 (Some(id), _) => format!("i:{id}"),
                 (None, Some(r)) => format!("o:{}:{product}", hex::encode(&r[..12])),
                 (None, None) => format!(
                     "i:{}",
-                    candor_crypto::sha256_hex(format!("{product}\u{0}{}\u{0}{price}\u{0}{}", c.code(), at.0).as_bytes())
+                    candor_crypto::sha256_hex(
+                        format!("{product}\u{0}{}\u{0}{price}\u{0}{}", c.code(), at.0).as_bytes()
+                    )
                 ),
             };
             rows.push(PriceRow {
                 id,
-                kind: if order_ref.is_some() { "order" } else { "import" }.into(),
+                kind: if order_ref.is_some() {
+                    "order"
+                } else {
+                    "import"
+                }
+                .into(),
                 product,
                 currency: c.code().to_string(),
                 price,
@@ -1167,10 +1262,17 @@ impl App {
         let mut cancels = Vec::with_capacity(cancels_in.len());
         for (i, c) in cancels_in.iter().enumerate() {
             let Value::Object(o) = c else {
-                return Err(bad("not_an_object", format!("cancellation {i} is not an object")));
+                return Err(bad(
+                    "not_an_object",
+                    format!("cancellation {i} is not an object"),
+                ));
             };
-            let order = text_field(o, "orderId", 200, "invalid_request")?
-                .ok_or_else(|| bad("invalid_request", format!("cancellation {i}: `orderId` is required")))?;
+            let order = text_field(o, "orderId", 200, "invalid_request")?.ok_or_else(|| {
+                bad(
+                    "invalid_request",
+                    format!("cancellation {i}: `orderId` is required"),
+                )
+            })?;
             cancels.push(PriceCancel {
                 order_ref: tk.reference_hash("order", &order).to_vec(),
                 at: at_of(o, i)?,
@@ -1221,7 +1323,11 @@ pub fn price_why(outcome: &Value) -> String {
             .collect();
         format!(
             "The price of {product} shown to you ({price} {currency}) was set by an algorithm using your personal data ({}), because you allow it. It stayed within the store's limits around the list price of {} {currency}.",
-            if used.is_empty() { "how it differs from the general price".to_string() } else { used.join(", ") },
+            if used.is_empty() {
+                "how it differs from the general price".to_string()
+            } else {
+                used.join(", ")
+            },
             outcome["list_price"].as_str().unwrap_or("?"),
         )
     } else {
@@ -1287,13 +1393,14 @@ pub(crate) fn order_prices(
                 .iter()
                 .enumerate()
                 .filter_map(|(i, l)| {
-                    let product = ["product_id", "sku", "id"]
-                        .iter()
-                        .find_map(|k| match l.get(*k) {
-                            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                            Some(Value::Number(n)) => Some(n.to_string()),
-                            _ => None,
-                        })?;
+                    let product =
+                        ["product_id", "sku", "id"]
+                            .iter()
+                            .find_map(|k| match l.get(*k) {
+                                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                                Some(Value::Number(n)) => Some(n.to_string()),
+                                _ => None,
+                            })?;
                     let price = currency
                         .parse_rounded(&Currency::amount_text(l.get("price")?)?)
                         .ok()
@@ -1342,22 +1449,21 @@ async fn check_batches(
                 Ok(None) | Err(_) => break,
             }
         }
-        let mut by_tenant: HashMap<TenantId, (Vec<CheckRow>, Vec<PriceRow>, Vec<AuditDraft>)> =
-            HashMap::new();
+        let mut by_tenant: HashMap<TenantId, Rows> = HashMap::new();
         let mut flushes = Vec::new();
         for j in jobs {
             if let Some(d) = j.done {
                 flushes.push(d);
                 continue;
             }
-            let e = by_tenant.entry(j.tenant).or_default();
-            e.0.extend(j.checks);
-            e.1.extend(j.history);
-            e.2.extend(j.audit);
+            by_tenant.entry(j.tenant).or_default().extend(j.rows);
         }
-        for (tenant, (checks, history, audit)) in by_tenant {
-            if let Err(e) = store.insert_checks(tenant, &checks, &history, audit).await {
-                tracing::warn!(error = %e, checks = checks.len(), "price checks not recorded");
+        for (tenant, r) in by_tenant {
+            if let Err(e) = store
+                .insert_checks(tenant, &r.checks, &r.history, r.audit)
+                .await
+            {
+                tracing::warn!(error = %e, checks = r.checks.len(), "price checks not recorded");
             }
         }
         for f in flushes {
@@ -1365,4 +1471,3 @@ async fn check_batches(
         }
     }
 }
-

@@ -192,7 +192,10 @@ fn reports(
     let keep: Vec<usize> = (0..lines.len())
         .filter(|&i| code_of.contains_key(lines[i].product.as_str()))
         .collect();
-    let mut periods: Vec<String> = keep.iter().map(|&i| opts.period.label(lines[i].at)).collect();
+    let mut periods: Vec<String> = keep
+        .iter()
+        .map(|&i| opts.period.label(lines[i].at))
+        .collect();
     let mut period_labels = periods.clone();
     period_labels.sort();
     period_labels.dedup();
@@ -213,7 +216,8 @@ fn reports(
         .map(|(name, groups)| {
             let attr = Attribute::from_values(
                 name,
-                keep.iter().map(|&i| Some(groups[i].as_str()).filter(|g| !g.is_empty())),
+                keep.iter()
+                    .map(|&i| Some(groups[i].as_str()).filter(|g| !g.is_empty())),
             );
             dispersion(&DispersionInput {
                 attribute: name,
@@ -464,7 +468,10 @@ impl App {
                     .iter()
                     .filter(|e| e.name.as_deref() == Some("Order Completed"))
                     .collect();
-                if orders.iter().all(|e| e.occurred_at < req.from || e.occurred_at >= req.to) {
+                if orders
+                    .iter()
+                    .all(|e| e.occurred_at < req.from || e.occurred_at >= req.to)
+                {
                     continue;
                 }
                 people += 1;
@@ -485,7 +492,9 @@ impl App {
                     }
                     // Fields by category, each {"properties": …, "context": …}: merge them.
                     let part = |top: &str, key: &str| {
-                        e.fields.values().find_map(|v| v.get(top)?.get(key).cloned())
+                        e.fields
+                            .values()
+                            .find_map(|v| v.get(top)?.get(key).cloned())
                     };
                     let Some(cur) = part("properties", "currency")
                         .and_then(|c| c.as_str().and_then(|c| Currency::parse(c).ok()))
@@ -499,13 +508,15 @@ impl App {
                         .and_then(|p| p.as_array().cloned())
                         .unwrap_or_default()
                     {
-                        let Some(product) = ["product_id", "sku", "id"].iter().find_map(|k| {
-                            match p.get(*k) {
-                                Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                                Some(Value::Number(n)) => Some(n.to_string()),
-                                _ => None,
-                            }
-                        }) else {
+                        let Some(product) =
+                            ["product_id", "sku", "id"]
+                                .iter()
+                                .find_map(|k| match p.get(*k) {
+                                    Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                                    Some(Value::Number(n)) => Some(n.to_string()),
+                                    _ => None,
+                                })
+                        else {
                             continue;
                         };
                         let Some(price) = p
@@ -559,7 +570,10 @@ impl App {
                 "no order with prices in the period is readable for the fairness_audit purpose",
             ));
         }
-        let mut groupings = vec![("country".to_string(), country), ("segment".to_string(), segment)];
+        let mut groupings = vec![
+            ("country".to_string(), country),
+            ("segment".to_string(), segment),
+        ];
         for (path, vals) in protected.iter().zip(traits) {
             if vals.iter().all(String::is_empty) {
                 continue;
@@ -572,7 +586,11 @@ impl App {
                 .iter()
                 .map(|&c| {
                     let l = &attr.labels[c as usize];
-                    if l == MISSING { String::new() } else { l.clone() }
+                    if l == MISSING {
+                        String::new()
+                    } else {
+                        l.clone()
+                    }
                 })
                 .collect();
             groupings.push((name, labels));
@@ -823,6 +841,117 @@ impl App {
             flagged_products: flagged,
             alerts: 0,
         })
+    }
+
+    /// Imports a file of order lines as price history (cancellation rows, and lines without
+    /// a positive price or quantity, left out and counted). Replaying the file changes
+    /// nothing. `progress` is told the rows done.
+    pub async fn import_price_file(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        table: &RawTable,
+        cols: &PriceColumns,
+        currency: Currency,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> AppResult<Value> {
+        let tk = self.tenant_key(tenant).await?;
+        let col = |name: &str| {
+            table.column(name).ok_or_else(|| {
+                AppError::bad_request(
+                    "column_invalid",
+                    format!("column {name:?} is not in the file"),
+                )
+            })
+        };
+        let opt = |name: &Option<String>| name.as_deref().map(col).transpose();
+        let (pc, prc, tc, gc) = (
+            col(&cols.product)?,
+            col(&cols.price)?,
+            col(&cols.time)?,
+            col(&cols.group)?,
+        );
+        let (qc, ic) = (opt(&cols.quantity)?, opt(&cols.invoice)?);
+        let (mut skipped, mut inserted) = (0u64, 0u64);
+        let mut rows = Vec::new();
+        for (r, row) in table.rows.iter().enumerate() {
+            if ic.is_some_and(|k| row[k].trim().starts_with('C')) {
+                skipped += 1;
+                continue;
+            }
+            let price = currency
+                .parse_rounded(row[prc].trim())
+                .ok()
+                .filter(|p| *p > 0);
+            let quantity = match qc {
+                Some(k) => row[k].trim().parse::<f64>().ok().filter(|q| *q > 0.0),
+                None => Some(1.0),
+            };
+            let product = row[pc].trim();
+            let (Some(price), Some(quantity)) = (price, quantity) else {
+                skipped += 1;
+                continue;
+            };
+            if product.is_empty() {
+                skipped += 1;
+                continue;
+            }
+            let at = parse_time(&row[tc]).ok_or_else(|| {
+                AppError::bad_request(
+                    "time_invalid",
+                    format!("row {}: {:?} is not a time", r + 2, row[tc]),
+                )
+            })?;
+            let order_ref = ic.map(|k| tk.reference_hash("order", row[k].trim()).to_vec());
+            let id = match &order_ref {
+                Some(o) => format!("o:{}:{}", hex::encode(&o[..12]), r),
+                None => format!(
+                    "f:{}:{r}",
+                    hex::encode(&tk.reference_hash("file", product)[..6])
+                ),
+            };
+            rows.push(candor_store::PriceRow {
+                id,
+                kind: "order".into(),
+                product: product.to_string(),
+                currency: currency.code().to_string(),
+                price,
+                at,
+                quantity: Some(quantity),
+                country: Some(row[gc].trim().to_string()).filter(|c| !c.is_empty()),
+                segment: None,
+                order_ref,
+                cancelled_at: None,
+            });
+            if rows.len() == 20_000 {
+                inserted += self
+                    .store()
+                    .insert_prices(tenant, &rows, &[], vec![])
+                    .await?;
+                rows.clear();
+                progress(r + 1);
+            }
+        }
+        let n = rows.len();
+        inserted += self
+            .store()
+            .insert_prices(
+                tenant,
+                &rows,
+                &[],
+                vec![AuditDraft {
+                    tenant: Some(tenant),
+                    actor: actor.to_string(),
+                    action: "prices.imported".into(),
+                    target: None,
+                    details: json!({ "rows": table.rows.len(), "inserted": inserted + n as u64, "skipped": skipped }),
+                }],
+            )
+            .await?;
+        progress(table.rows.len());
+        Ok(
+            json!({ "rows": table.rows.len(), "inserted": inserted, "skipped": skipped, "currency": currency.code() }),
+        )
     }
 
     /// Recorded price audits (newest first), one audit's document, and the alerts.

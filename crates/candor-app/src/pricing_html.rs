@@ -49,7 +49,11 @@ fn ratio_svg(title: &str, cell: &Value, max_ratio: f64) -> String {
         let y = 6.0 + i as f64 * row;
         let r = g["ratio"].as_f64().unwrap_or(1.0);
         let flagged = g["flagged"].as_bool() == Some(true);
-        let (x0, x1) = if r >= 1.0 { (sx(1.0), sx(r)) } else { (sx(r), sx(1.0)) };
+        let (x0, x1) = if r >= 1.0 {
+            (sx(1.0), sx(r))
+        } else {
+            (sx(r), sx(1.0))
+        };
         let colour = if flagged {
             "#c0392b"
         } else if g["beyond_threshold"].as_bool() == Some(true) {
@@ -136,7 +140,10 @@ fn attribute_section(doc: &Value, r: &Value) -> String {
         ));
     }
     out.push_str("</tbody></table>");
-    let cells: Vec<&Value> = r["cells"].as_array().map(|c| c.iter().collect()).unwrap_or_default();
+    let cells: Vec<&Value> = r["cells"]
+        .as_array()
+        .map(|c| c.iter().collect())
+        .unwrap_or_default();
     for p in r["products"].as_array().into_iter().flatten() {
         let id = p["product"].as_str().unwrap_or("");
         let mine: Vec<&&Value> = cells.iter().filter(|c| c["product"] == id).collect();
@@ -145,7 +152,12 @@ fn attribute_section(doc: &Value, r: &Value) -> String {
             .iter()
             .filter(|c| c["spread"].is_number())
             .max_by(|a, b| {
-                let f = |c: &Value| (c["flagged"].as_bool() == Some(true), c["spread"].as_f64().unwrap_or(0.0));
+                let f = |c: &Value| {
+                    (
+                        c["flagged"].as_bool() == Some(true),
+                        c["spread"].as_f64().unwrap_or(0.0),
+                    )
+                };
                 let (fa, sa) = f(a);
                 let (fb, sb) = f(b);
                 fa.cmp(&fb).then(sa.total_cmp(&sb))
@@ -216,7 +228,11 @@ fn proxies_section(doc: &Value) -> String {
             num(&s["cramers_v"], 3),
             num(&s["mutual_information"], 4),
             num(&s["auc"], 3),
-            if flagged { "yes: refused in every price check" } else { "no" }
+            if flagged {
+                "yes: refused in every price check"
+            } else {
+                "no"
+            }
         ));
     }
     out.push_str("</tbody></table>");
@@ -226,9 +242,7 @@ fn proxies_section(doc: &Value) -> String {
 /// A price audit document (dispersion or proxies) as a page.
 pub fn price_audit_html(doc: &Value) -> String {
     let kind = doc["kind"].as_str().unwrap_or("file");
-    let flagged = doc["flagged_products"]
-        .as_array()
-        .map_or(0, Vec::len)
+    let flagged = doc["flagged_products"].as_array().map_or(0, Vec::len)
         + doc["flagged_signals"].as_array().map_or(0, Vec::len);
     let title = match kind {
         "proxies" => "Pricing signals: proxy detection".to_string(),

@@ -19,6 +19,7 @@ mod demo;
 mod dsr;
 mod journeys;
 mod ml;
+mod pricing;
 mod recs;
 
 // glibc's allocator spent ~15% of ingestion time in malloc/free under concurrency;
@@ -112,6 +113,11 @@ enum Command {
     Recs {
         #[command(subcommand)]
         command: recs::RecsCommand,
+    },
+    /// Pricing guardrails: check prices, price history, dispersion audits, proxy detection.
+    Pricing {
+        #[command(subcommand)]
+        command: pricing::PricingCommand,
     },
     /// Email journeys: the uplift of campaigns against their holdout.
     Journeys {
@@ -442,6 +448,9 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Command::Alerts(args) => {
             audit::alerts(&open(&cli.dir, cli.database_url.as_deref()).await?, args).await
+        }
+        Command::Pricing { command } => {
+            pricing::run(&open(&cli.dir, cli.database_url.as_deref()).await?, command).await
         }
         Command::Recs { command } => {
             // Evaluation reads a file and writes reports: no deployment needed.

@@ -104,8 +104,7 @@ pub fn router(app: App) -> Router {
         .route("/v1/prices/check", post(pricing::post_check))
         .route(
             "/v1/prices/check/batch",
-            post(pricing::post_check_batch)
-                .layer(DefaultBodyLimit::max(pricing::BATCH_BODY_LIMIT)),
+            post(pricing::post_check_batch).layer(DefaultBodyLimit::max(pricing::BATCH_BODY_LIMIT)),
         )
         .route("/v1/prices/checks", get(pricing::get_checks))
         .route("/v1/prices/history", post(pricing::post_history))
@@ -113,7 +112,10 @@ pub fn router(app: App) -> Router {
         .route("/v1/prices/dispersion", post(pricing::post_dispersion))
         .route("/v1/prices/audits", get(pricing::get_audits))
         .route("/v1/prices/audits/{id}", get(pricing::get_audit))
-        .route("/v1/prices/audits/{id}/report", get(pricing::get_audit_report))
+        .route(
+            "/v1/prices/audits/{id}/report",
+            get(pricing::get_audit_report),
+        )
         .route("/v1/prices/alerts", get(pricing::get_alerts))
         .route(
             "/v1/prices/proxies",

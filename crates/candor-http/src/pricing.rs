@@ -174,7 +174,11 @@ pub(crate) async fn post_dispersion(
     }
     options.seed = from.0 as u64;
     let rec = app
-        .monitor_prices(p.tenant, &p.actor(), &PriceMonitorRequest { from, to, options })
+        .monitor_prices(
+            p.tenant,
+            &p.actor(),
+            &PriceMonitorRequest { from, to, options },
+        )
         .await?;
     if html {
         return Ok(report_page(candor_app::pricing_html::price_audit_html(

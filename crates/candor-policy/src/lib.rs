@@ -17,9 +17,11 @@ pub use email::{
     built_in_journey, parse_duration,
 };
 pub use error::{PolicyError, PolicyErrors};
-pub use pricing::{PriceOutcome, PriceProposal, PriceReason, PriceVerdict, PricingPolicy, Signal, SignalClass};
 pub use policy::{
     Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, RecsPolicy, Regime,
+};
+pub use pricing::{
+    PriceOutcome, PriceProposal, PriceReason, PriceVerdict, PricingPolicy, Signal, SignalClass,
 };
 
 /// The default policy for an online store, commented for a compliance officer: the

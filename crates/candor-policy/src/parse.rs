@@ -14,11 +14,11 @@ use crate::email::{
     built_in_journey, parse_duration,
 };
 use crate::error::{PolicyError, PolicyErrors};
-use crate::pricing::{CategoryCaps, PricingPolicy};
 use crate::policy::{
     Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, RecsPolicy, Regime,
     field_rule,
 };
+use crate::pricing::{CategoryCaps, PricingPolicy};
 
 type Key<'i> = Spanned<DeString<'i>>;
 type Val<'i> = Spanned<DeValue<'i>>;

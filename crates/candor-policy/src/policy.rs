@@ -354,8 +354,12 @@ impl Policy {
         flagged: &BTreeSet<String>,
     ) -> crate::pricing::SignalClass {
         let paths: Vec<&str> = self.protected_attributes().collect();
-        self.pricing
-            .classify(signal, &paths, &|p: &str| self.is_protected_path(p), flagged)
+        self.pricing.classify(
+            signal,
+            &paths,
+            &|p: &str| self.is_protected_path(p),
+            flagged,
+        )
     }
 
     /// `[smtp]`, if email is configured.

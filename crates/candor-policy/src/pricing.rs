@@ -474,7 +474,7 @@ impl PricingPolicy {
 }
 
 fn percent(bp: u32) -> String {
-    if bp % 100 == 0 {
+    if bp.is_multiple_of(100) {
         format!("{}%", bp / 100)
     } else {
         format!("{:.2}%", f64::from(bp) / 100.0)

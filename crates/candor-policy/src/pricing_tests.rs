@@ -29,7 +29,11 @@ fn with_pricing(extra: &str) -> Policy {
             .position(|l| l.split_once('=').is_some_and(|(k, _)| k.trim() == key))
         {
             Some(n) => {
-                let old = text[section..].lines().nth(n).unwrap_or_default().to_string();
+                let old = text[section..]
+                    .lines()
+                    .nth(n)
+                    .unwrap_or_default()
+                    .to_string();
                 text = text.replacen(&old, line, 1);
             }
             None => text = text.replacen("[pricing]\n", &format!("[pricing]\n{line}\n"), 1),
@@ -215,7 +219,11 @@ fn caps_hold_at_their_edges() {
     for (list, proposed, verdict, shown, reason) in cases {
         let o = p.check_price(&proposal(list, proposed, &[], &none));
         assert_eq!((o.verdict, o.price), (verdict, shown), "{list} {proposed}");
-        assert_eq!(o.reasons.first().map(|r| r.code), reason, "{list} {proposed}");
+        assert_eq!(
+            o.reasons.first().map(|r| r.code),
+            reason,
+            "{list} {proposed}"
+        );
         assert!(!o.personalized && o.disclosure.is_none());
     }
 }
@@ -236,7 +244,11 @@ fn essential_categories_never_surge_and_categories_have_their_caps() {
         prop.proposed = 1000;
         assert_eq!(p.check_price(&prop).verdict, PriceVerdict::Allow);
         prop.proposed = 600;
-        assert_eq!(p.check_price(&prop).verdict, PriceVerdict::Allow, "discounts are fine");
+        assert_eq!(
+            p.check_price(&prop).verdict,
+            PriceVerdict::Allow,
+            "discounts are fine"
+        );
     }
     prop.category = Some("electronics");
     for (proposed, verdict, shown) in [
@@ -282,7 +294,10 @@ fn discounts_are_announced_against_the_prior_lowest() {
     assert!(d.allowed);
     assert_eq!((d.reference, d.percent_off), (Some(1000), Some(20)));
     // 1 − 667/1000 is 33.3 %: never rounded up.
-    assert_eq!(check_discount(eur(), 667, Some(1000), None, 30).percent_off, Some(33));
+    assert_eq!(
+        check_discount(eur(), 667, Some(1000), None, 30).percent_off,
+        Some(33)
+    );
     let d = check_discount(eur(), 1000, Some(1000), Some(1200), 30);
     assert!(!d.allowed);
     let codes: Vec<&str> = d.reasons.iter().map(|r| r.code).collect();
@@ -316,21 +331,57 @@ fn prior_lowest_carries_the_price_in_effect_into_the_window() {
 fn pricing_section_is_validated() {
     let base = DEFAULT_POLICY;
     let bad = [
-        ("max_increase = 0.10", "max_increase = -0.1", "share of the list price"),
-        ("max_decrease = 0.50", "max_decrease = 1.5", "share of the list price"),
-        ("max_increase = 0.10", "max_increase = 0.123456", "four decimals"),
-        ("purpose = \"profiling\"", "purpose = \"nope\"", "does not define"),
-        ("purpose = \"profiling\"", "purpose = \"fairness_audit\"", "audit purpose"),
-        ("segment_window = \"1h\"", "segment_window = \"soon\"", "segment_window"),
+        (
+            "max_increase = 0.10",
+            "max_increase = -0.1",
+            "share of the list price",
+        ),
+        (
+            "max_decrease = 0.50",
+            "max_decrease = 1.5",
+            "share of the list price",
+        ),
+        (
+            "max_increase = 0.10",
+            "max_increase = 0.123456",
+            "four decimals",
+        ),
+        (
+            "purpose = \"profiling\"",
+            "purpose = \"nope\"",
+            "does not define",
+        ),
+        (
+            "purpose = \"profiling\"",
+            "purpose = \"fairness_audit\"",
+            "audit purpose",
+        ),
+        (
+            "segment_window = \"1h\"",
+            "segment_window = \"soon\"",
+            "segment_window",
+        ),
         ("history_days = 400", "history_days = 20", "longer than"),
-        ("max_dispersion_ratio = 1.25", "max_dispersion_ratio = 0.9", "above 1"),
-        ("personal_pricing = false", "personal_pricing = \"no\"", "true or false"),
+        (
+            "max_dispersion_ratio = 1.25",
+            "max_dispersion_ratio = 0.9",
+            "above 1",
+        ),
+        (
+            "personal_pricing = false",
+            "personal_pricing = \"no\"",
+            "true or false",
+        ),
         (
             "market_signals = [\"demand\"",
             "market_signals = [\"battery_level\", \"demand\"",
             "one class",
         ),
-        ("min_group_lines = 5", "min_group_lines = 5\ncolour = 1", "unknown key"),
+        (
+            "min_group_lines = 5",
+            "min_group_lines = 5\ncolour = 1",
+            "unknown key",
+        ),
     ];
     for (from, to, msg) in bad {
         assert!(base.contains(from), "{from}");
@@ -342,12 +393,25 @@ fn pricing_section_is_validated() {
             err.0
         );
         // Located at the offending line.
-        let line = text.lines().position(|l| l.contains(to.lines().last().unwrap_or(to))).unwrap_or(0) + 1;
-        assert!(err.0.iter().any(|e| e.line == line || e.message.contains("[pricing]")), "{to}: {:?} (line {line})", err.0);
+        let line = text
+            .lines()
+            .position(|l| l.contains(to.lines().last().unwrap_or(to)))
+            .unwrap_or(0)
+            + 1;
+        assert!(
+            err.0
+                .iter()
+                .any(|e| e.line == line || e.message.contains("[pricing]")),
+            "{to}: {:?} (line {line})",
+            err.0
+        );
     }
     let p = with_pricing("protected_signals = [\"caste\"]\nsegment_window = \"15m\"");
     assert!(p.pricing().protected_signals.contains("caste"));
-    assert!(p.pricing().protected_signals.contains("age"), "added to, not replaced");
+    assert!(
+        p.pricing().protected_signals.contains("age"),
+        "added to, not replaced"
+    );
     assert_eq!(p.pricing().segment_window_ms, 15 * 60_000);
 }
 

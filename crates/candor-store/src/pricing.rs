@@ -183,8 +183,11 @@ pub trait PricingStore: Send + Sync {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<CheckRow>>> + Send;
     /// The segment's price for the window, if pinned.
-    fn pin(&self, tenant: TenantId, key: &PinKey)
-    -> impl Future<Output = Result<Option<i64>>> + Send;
+    fn pin(
+        &self,
+        tenant: TenantId,
+        key: &PinKey,
+    ) -> impl Future<Output = Result<Option<i64>>> + Send;
     /// Pins `price` unless another check pinned one first; returns the pinned price.
     fn claim_pin(
         &self,

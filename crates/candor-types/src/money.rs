@@ -144,8 +144,7 @@ impl Currency {
         if int.is_empty() && frac.is_empty() {
             return Err(bad());
         }
-        if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit())
-        {
+        if !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
         let int = int.trim_start_matches('0');
@@ -260,7 +259,10 @@ mod tests {
         let text = Currency::amount_text(&v).expect("text");
         assert!(c("EUR").parse_exact(&text).is_err());
         assert_eq!(c("EUR").parse_rounded(&text), Ok(30));
-        assert_eq!(Currency::amount_text(&serde_json::json!(7)), Some("7".into()));
+        assert_eq!(
+            Currency::amount_text(&serde_json::json!(7)),
+            Some("7".into())
+        );
         assert_eq!(Currency::amount_text(&serde_json::json!(true)), None);
     }
 

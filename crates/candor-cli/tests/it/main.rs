@@ -6,6 +6,7 @@ mod dsr;
 mod http;
 mod journeys;
 mod ml;
+mod pricing;
 mod recs;
 mod web;
 

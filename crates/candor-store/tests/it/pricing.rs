@@ -32,10 +32,21 @@ fn key(p: &str) -> (String, String) {
     (p.to_string(), "EUR".to_string())
 }
 
-async fn prior(db: &TestDb, t: TenantId, product: &str, from: i64, to: i64) -> (Option<i64>, Option<i64>) {
+async fn prior(
+    db: &TestDb,
+    t: TenantId,
+    product: &str,
+    from: i64,
+    to: i64,
+) -> (Option<i64>, Option<i64>) {
     let got = db
         .store
-        .prior_prices(t, &[key(product)], Timestamp(from * DAY), Timestamp(to * DAY))
+        .prior_prices(
+            t,
+            &[key(product)],
+            Timestamp(from * DAY),
+            Timestamp(to * DAY),
+        )
         .await
         .unwrap();
     let p = got[&key(product)];
@@ -56,10 +67,17 @@ async fn history_windows_cancellations_and_replays() {
             line("i2", "sku", 900, 50, None),
             line("o:b:0", "sku", 800, 55, Some(b"order-b")),
         ];
-        let n = db.store.insert_prices(t, &rows, &[], vec![audit(Some(t), "prices.imported")]).await.unwrap();
+        let n = db
+            .store
+            .insert_prices(t, &rows, &[], vec![audit(Some(t), "prices.imported")])
+            .await
+            .unwrap();
         assert_eq!(n, 4);
         // A replay inserts nothing.
-        assert_eq!(db.store.insert_prices(t, &rows, &[], vec![]).await.unwrap(), 0);
+        assert_eq!(
+            db.store.insert_prices(t, &rows, &[], vec![]).await.unwrap(),
+            0
+        );
         // Window [40, 70): lowest 700 (order a), and 1000 was in effect when it opened.
         assert_eq!(prior(&db, t, "sku", 40, 70).await, (Some(700), Some(1000)));
         // A gap: nothing observed in [60, 90), the price of day 55 is still in effect.
@@ -68,39 +86,86 @@ async fn history_windows_cancellations_and_replays() {
         assert_eq!(prior(&db, t, "sku", 0, 5).await, (None, None));
         // Order a is cancelled: its 700 no longer counts.
         db.store
-            .insert_prices(t, &[], &[PriceCancel { order_ref: b"order-a".to_vec(), at: Timestamp(46 * DAY) }], vec![])
+            .insert_prices(
+                t,
+                &[],
+                &[PriceCancel {
+                    order_ref: b"order-a".to_vec(),
+                    at: Timestamp(46 * DAY),
+                }],
+                vec![],
+            )
             .await
             .unwrap();
         assert_eq!(prior(&db, t, "sku", 40, 70).await, (Some(800), Some(1000)));
         // A cancellation that arrives before its order still counts.
         db.store
-            .insert_prices(t, &[], &[PriceCancel { order_ref: b"order-c".to_vec(), at: Timestamp(61 * DAY) }], vec![])
+            .insert_prices(
+                t,
+                &[],
+                &[PriceCancel {
+                    order_ref: b"order-c".to_vec(),
+                    at: Timestamp(61 * DAY),
+                }],
+                vec![],
+            )
             .await
             .unwrap();
         db.store
-            .insert_prices(t, &[line("o:c:0", "sku", 500, 60, Some(b"order-c"))], &[], vec![])
+            .insert_prices(
+                t,
+                &[line("o:c:0", "sku", 500, 60, Some(b"order-c"))],
+                &[],
+                vec![],
+            )
             .await
             .unwrap();
         assert_eq!(prior(&db, t, "sku", 40, 70).await, (Some(800), Some(1000)));
         let hist = db
             .store
-            .price_history(t, "sku", Some("EUR"), Timestamp(0), Timestamp(100 * DAY), 100)
+            .price_history(
+                t,
+                "sku",
+                Some("EUR"),
+                Timestamp(0),
+                Timestamp(100 * DAY),
+                100,
+            )
             .await
             .unwrap();
         assert_eq!(hist.len(), 5);
-        let cancelled: Vec<&str> = hist.iter().filter(|r| r.cancelled_at.is_some()).map(|r| r.id.as_str()).collect();
+        let cancelled: Vec<&str> = hist
+            .iter()
+            .filter(|r| r.cancelled_at.is_some())
+            .map(|r| r.id.as_str())
+            .collect();
         assert_eq!(cancelled, ["o:a:0", "o:c:0"]);
         // Other tenants and currencies see none of it.
         assert_eq!(prior(&db, other, "sku", 0, 100).await, (None, None));
         let usd = db
             .store
-            .prior_prices(t, &[("sku".into(), "USD".into())], Timestamp(0), Timestamp(100 * DAY))
+            .prior_prices(
+                t,
+                &[("sku".into(), "USD".into())],
+                Timestamp(0),
+                Timestamp(100 * DAY),
+            )
             .await
             .unwrap();
-        assert_eq!(usd[&("sku".to_string(), "USD".to_string())], Default::default());
+        assert_eq!(
+            usd[&("sku".to_string(), "USD".to_string())],
+            Default::default()
+        );
         // Retention keeps the last price before the cut: it is still in effect.
-        let swept = db.store.sweep_prices(t, Timestamp(52 * DAY), Timestamp(0)).await.unwrap();
-        assert_eq!(swept.history, 2, "i1 and the cancelled order a go, i2 stays");
+        let swept = db
+            .store
+            .sweep_prices(t, Timestamp(52 * DAY), Timestamp(0))
+            .await
+            .unwrap();
+        assert_eq!(
+            swept.history, 2,
+            "i1 and the cancelled order a go, i2 stays"
+        );
         assert_eq!(prior(&db, t, "sku", 52, 54).await, (None, Some(900)));
     });
 }
@@ -116,7 +181,10 @@ async fn ingest_writes_order_lines_in_its_transaction() {
                     Ok::<_, ()>((
                         IngestWrite {
                             prices: vec![line("o:x:0", "sku", 450, 3, Some(b"order-x"))],
-                            price_cancels: vec![PriceCancel { order_ref: b"order-y".to_vec(), at: Timestamp(4 * DAY) }],
+                            price_cancels: vec![PriceCancel {
+                                order_ref: b"order-y".to_vec(),
+                                at: Timestamp(4 * DAY),
+                            }],
                             ..Default::default()
                         },
                         (),
@@ -126,7 +194,11 @@ async fn ingest_writes_order_lines_in_its_transaction() {
                 .unwrap()
                 .unwrap();
         }
-        let hist = db.store.price_history(t, "sku", None, Timestamp(0), Timestamp(10 * DAY), 10).await.unwrap();
+        let hist = db
+            .store
+            .price_history(t, "sku", None, Timestamp(0), Timestamp(10 * DAY), 10)
+            .await
+            .unwrap();
         assert_eq!(hist.len(), 1, "replayed once");
         assert_eq!(hist[0].order_ref.as_deref(), Some(&b"order-x"[..]));
         assert_eq!(prior(&db, t, "sku", 0, 10).await, (Some(450), None));
@@ -151,13 +223,27 @@ async fn checks_pins_proxies_audits_and_alerts() {
             created_at: Timestamp(at),
         };
         db.store
-            .insert_checks(t, &[check("c1", 1), check("c2", 2)], &[line("c1", "sku", 1100, 0, None)], vec![])
+            .insert_checks(
+                t,
+                &[check("c1", 1), check("c2", 2)],
+                &[line("c1", "sku", 1100, 0, None)],
+                vec![],
+            )
             .await
             .unwrap();
         let checks = db.store.price_checks(t, Some("sku"), 10).await.unwrap();
-        assert_eq!(checks.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c2", "c1"]);
+        assert_eq!(
+            checks.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+            ["c2", "c1"]
+        );
         assert_eq!(checks[0].detail["reasons"][0]["code"], "above_cap");
-        assert!(db.store.price_checks(other, None, 10).await.unwrap().is_empty());
+        assert!(
+            db.store
+                .price_checks(other, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         // The first pin of a window wins, also when two race.
         let pin = PinKey {
@@ -175,7 +261,13 @@ async fn checks_pins_proxies_audits_and_alerts() {
         let (a, b) = (a.unwrap(), b.unwrap());
         assert_eq!(a, b);
         assert!(a == 1050 || a == 1070);
-        assert_eq!(db.store.claim_pin(t, &pin, 990, Timestamp(2)).await.unwrap(), a);
+        assert_eq!(
+            db.store
+                .claim_pin(t, &pin, 990, Timestamp(2))
+                .await
+                .unwrap(),
+            a
+        );
         assert_eq!(db.store.pin(t, &pin).await.unwrap(), Some(a));
         assert_eq!(db.store.pin(other, &pin).await.unwrap(), None);
 
@@ -201,12 +293,22 @@ async fn checks_pins_proxies_audits_and_alerts() {
             audited_at: Timestamp(5),
         };
         db.store
-            .record_proxies(t, &[proxy("basket_mix", 0.5, true), proxy("demand", 0.01, false)], &audit_row("p1", "proxies"), audit(Some(t), "pricing.proxies"))
+            .record_proxies(
+                t,
+                &[proxy("basket_mix", 0.5, true), proxy("demand", 0.01, false)],
+                &audit_row("p1", "proxies"),
+                audit(Some(t), "pricing.proxies"),
+            )
             .await
             .unwrap();
         // A later audit replaces the same signal's result.
         db.store
-            .record_proxies(t, &[proxy("basket_mix", 0.1, false)], &audit_row("p2", "proxies"), audit(Some(t), "pricing.proxies"))
+            .record_proxies(
+                t,
+                &[proxy("basket_mix", 0.1, false)],
+                &audit_row("p2", "proxies"),
+                audit(Some(t), "pricing.proxies"),
+            )
             .await
             .unwrap();
         let proxies = db.store.price_proxies(t).await.unwrap();
@@ -226,19 +328,37 @@ async fn checks_pins_proxies_audits_and_alerts() {
             created_at: Timestamp::now(),
         };
         db.store
-            .insert_price_audit(t, &audit_row("m1", "monitoring"), &[alert.clone()], audit(Some(t), "pricing.audited"))
+            .insert_price_audit(
+                t,
+                &audit_row("m1", "monitoring"),
+                std::slice::from_ref(&alert),
+                audit(Some(t), "pricing.audited"),
+            )
             .await
             .unwrap();
         let audits = db.store.price_audits(t, 10).await.unwrap();
         assert_eq!(audits.len(), 3);
-        assert!(audits.iter().all(|a| a.report.is_null()), "listings leave reports out");
+        assert!(
+            audits.iter().all(|a| a.report.is_null()),
+            "listings leave reports out"
+        );
         let full = db.store.price_audit(t, "m1").await.unwrap().unwrap();
         assert_eq!(full.report["flagged_products"][0], "sku");
         assert!(db.store.price_audit(other, "m1").await.unwrap().is_none());
         assert_eq!(db.store.price_alerts(t, 10).await.unwrap(), vec![alert]);
         assert!(db.store.price_alerts(other, 10).await.unwrap().is_empty());
         // Every write above was audited in the tenant's chain.
-        let chain = db.store.audit_entries(&t.to_string(), 0, 100).await.unwrap();
-        assert_eq!(chain.iter().filter(|e| e.action.starts_with("pricing.")).count(), 3);
+        let chain = db
+            .store
+            .audit_entries(&t.to_string(), 0, 100)
+            .await
+            .unwrap();
+        assert_eq!(
+            chain
+                .iter()
+                .filter(|e| e.action.starts_with("pricing."))
+                .count(),
+            3
+        );
     });
 }
