@@ -323,7 +323,10 @@ mod tests {
         let fr = c.groups.iter().find(|g| g.group == "FR").expect("FR");
         assert!((fr.ratio.expect("ratio") - 1.5).abs() < 1e-12);
         let (lo, hi) = fr.interval.expect("interval");
-        assert!(lo > 1.3 && lo <= 1.5 && (1.5..1.7).contains(&hi), "{lo} {hi}");
+        assert!(
+            lo > 1.3 && lo <= 1.5 && (1.5..1.7).contains(&hi),
+            "{lo} {hi}"
+        );
         assert!(fr.beyond_threshold && fr.flagged);
         let de = c.groups.iter().find(|g| g.group == "DE").expect("DE");
         assert!(de.too_small && de.ratio.is_none() && !de.flagged);
