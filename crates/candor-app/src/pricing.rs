@@ -334,6 +334,21 @@ pub struct BatchView {
     pub refused: usize,
 }
 
+/// The explanation of an anonymous check beside its columns.
+#[derive(Serialize)]
+struct CheckDetail<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    category: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unpersonalized: Option<String>,
+    signals: Vec<(&'a str, SignalClass)>,
+    reasons: &'a [PriceReason],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discount: Option<&'a DiscountView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch: Option<&'a str>,
+}
+
 /// Flagged proxy names of a tenant and when they were read.
 type Flagged = (Instant, Arc<BTreeSet<String>>);
 /// (tenant, product, currency) of a price shown.
@@ -895,23 +910,6 @@ impl App {
                 }),
             });
         }
-        let explanation = json!({
-            "kind": PRICE_DECISION,
-            "product": input.product,
-            "category": input.category,
-            "currency": input.currency.code(),
-            "list_price": view.list_price,
-            "proposed_price": view.proposed_price,
-            "price": view.price,
-            "verdict": view.verdict,
-            "personalized": view.personalized,
-            "disclosure": view.disclosure,
-            "reasons": view.reasons,
-            "signals": view.signals,
-            "segment": input.segment,
-            "discount": view.discount,
-            "batch": batch,
-        });
         if let Some((s, decision_id)) = &checked.decided {
             let Some(wrapped) = &s.wrapped_key else {
                 return Ok((
@@ -926,6 +924,23 @@ impl App {
                 .tenant_key(tenant)
                 .await?
                 .unwrap_data_key(s.id, wrapped)?;
+            let explanation = json!({
+                "kind": PRICE_DECISION,
+                "product": input.product,
+                "category": input.category,
+                "currency": input.currency.code(),
+                "list_price": view.list_price,
+                "proposed_price": view.proposed_price,
+                "price": view.price,
+                "verdict": view.verdict,
+                "personalized": view.personalized,
+                "disclosure": view.disclosure,
+                "reasons": view.reasons,
+                "signals": view.signals,
+                "segment": input.segment,
+                "discount": view.discount,
+                "batch": batch,
+            });
             let bytes =
                 serde_json::to_vec(&explanation).map_err(|e| AppError::internal("pricing", &e))?;
             let digest = candor_crypto::sha256_hex(
@@ -996,6 +1011,20 @@ impl App {
                 });
             }
         }
+        // The columns hold product, prices, verdict and segment; the detail the rest.
+        let detail = serde_json::to_string(&CheckDetail {
+            category: input.category.as_deref(),
+            unpersonalized: input.unpersonalized.map(|u| input.currency.format(u)),
+            signals: view
+                .signals
+                .iter()
+                .map(|s| (s.name.as_str(), s.class))
+                .collect(),
+            reasons: &view.reasons,
+            discount: view.discount.as_ref(),
+            batch,
+        })
+        .map_err(|e| AppError::internal("pricing", &e))?;
         let check = CheckRow {
             id: view.check_id.clone(),
             product: input.product.clone(),
@@ -1005,7 +1034,7 @@ impl App {
             price: checked.outcome.price,
             verdict: view.verdict.to_string(),
             segment: input.segment.clone(),
-            detail: explanation,
+            detail,
             created_at: now,
         };
         Ok((

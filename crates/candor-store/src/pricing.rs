@@ -56,8 +56,15 @@ pub struct CheckRow {
     /// `allow`, `adjust` or `refuse`.
     pub verdict: String,
     pub segment: Option<String>,
-    pub detail: serde_json::Value,
+    /// The explanation as JSON text (an object), stored as it is.
+    #[serde(serialize_with = "raw_json")]
+    pub detail: String,
     pub created_at: Timestamp,
+}
+
+fn raw_json<S: serde::Serializer>(text: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+    let v: serde_json::Value = serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+    serde::Serialize::serialize(&v, s)
 }
 
 /// The price in effect at a time and when it was observed.
@@ -420,7 +427,6 @@ macro_rules! impl_pricing_store {
             }
 
             fn check_from(r: &DbRow) -> Result<CheckRow> {
-                let detail: String = r.try_get("detail")?;
                 Ok(CheckRow {
                     id: r.try_get("id")?,
                     product: r.try_get("product")?,
@@ -430,8 +436,7 @@ macro_rules! impl_pricing_store {
                     price: r.try_get("price")?,
                     verdict: r.try_get("verdict")?,
                     segment: r.try_get("segment")?,
-                    detail: serde_json::from_str(&detail)
-                        .map_err(|_| StoreError::Corrupt("check detail unreadable".into()))?,
+                    detail: r.try_get("detail")?,
                     created_at: Timestamp(r.try_get("created_at")?),
                 })
             }
@@ -573,13 +578,39 @@ macro_rules! impl_pricing_store {
                 async fn insert_checks(&self, tenant: TenantId, checks: &[CheckRow], history: &[PriceRow], audit: Vec<AuditDraft>) -> Result<()> {
                     let mut tx = self.write_tx().await?;
                     let t = tenant.to_string();
-                    let json = checks.iter().map(|c| {
-                        serde_json::json!([
-                            c.id, c.product, c.currency, c.list_price, c.proposed, c.price,
-                            c.verdict, c.segment, c.detail.to_string(), c.created_at.0
-                        ])
-                    });
-                    for chunk in chunks(json) {
+                    // Rows as JSON text, the explanation embedded as the object it is (not a
+                    // string of it: no second escaping, half the bytes).
+                    let text = |s: &str| serde_json::Value::from(s).to_string();
+                    let mut out = Vec::new();
+                    let mut cur = String::from("[");
+                    for c in checks {
+                        let row = format!(
+                            "[{},{},{},{},{},{},{},{},{},{}]",
+                            text(&c.id),
+                            text(&c.product),
+                            text(&c.currency),
+                            c.list_price,
+                            c.proposed,
+                            c.price,
+                            text(&c.verdict),
+                            c.segment.as_deref().map_or_else(|| "null".to_string(), text),
+                            if c.detail.starts_with('{') { c.detail.as_str() } else { "{}" },
+                            c.created_at.0
+                        );
+                        if cur.len() > 1 && cur.len() + row.len() + 2 > $chunk {
+                            cur.push(']');
+                            out.push(std::mem::replace(&mut cur, String::from("[")));
+                        }
+                        if cur.len() > 1 {
+                            cur.push(',');
+                        }
+                        cur.push_str(&row);
+                    }
+                    if cur.len() > 1 {
+                        cur.push(']');
+                        out.push(cur);
+                    }
+                    for chunk in out {
                         sqlx::query(concat!(
                             "INSERT INTO price_checks (tenant_id, id, product, currency, list_price, proposed, price, verdict, segment, detail, created_at) \
                              SELECT $1, value->>0, value->>1, value->>2, CAST(value->>3 AS BIGINT), CAST(value->>4 AS BIGINT), CAST(value->>5 AS BIGINT), \

@@ -44,7 +44,6 @@ CREATE TABLE price_checks (
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX price_checks_created ON price_checks (tenant_id, created_at);
-CREATE INDEX price_checks_product ON price_checks (tenant_id, product, created_at);
 
 -- Cancelled orders, kept so that a cancellation that arrives before its order still counts.
 CREATE TABLE price_cancellations (

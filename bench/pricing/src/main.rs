@@ -1,0 +1,456 @@
+//! `bench/pricing`: the price guard's latency and throughput against the targets
+//! (no peer library does this; the targets are the reference).
+//!
+//! Single checks: `POST /v1/prices/check` over loopback HTTP against a running Candor,
+//! open-loop at `BENCH_RATE` requests/s (2,000) for `BENCH_SECONDS` (10) after a 2 s warm-up;
+//! latency from each request's scheduled time (no coordinated omission). The mix is what a
+//! store's pricing engine sends: 55% market-signal prices for anonymous visitors, 20% segment
+//! prices (one price per segment and hour, pinned), 10% announced reductions (the prior
+//! 30-day lowest from 60 days of history per product), 10% personal-data prices for people who
+//! allow profiling (their grant is checked, the check is a sealed decision), 5% refused
+//! (a protected or vulnerability signal, audited). Every check is recorded. Target: p99 < 2 ms.
+//!
+//! Batches: `POST /v1/prices/check/batch` with 10,000 market-signal checks per request,
+//! recorded before the answer (one anonymous row and one history row per changed price).
+//! Target: 100,000 prices/s.
+//!
+//! Run: `bash bench/run pricing`. Options: `BENCH_RATE` (2000), `BENCH_SECONDS` (10),
+//! `BENCH_PRODUCTS` (5000), `BENCH_PEOPLE` (2000), `BENCH_BATCHES` (10), `BENCH_BACKENDS`
+//! (`sqlite,postgres`), `CANDOR_TEST_PG_URL`, `BENCH_STRICT=1` (exit 1 on a missed target).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use candor_app::{App, ConsentInput, SystemClock};
+use candor_crypto::MasterKey;
+use candor_policy::{DEFAULT_POLICY, Policy};
+use candor_store::{AnyStore, PgStore, PriceRow, PricingStore, SqliteStore, Store};
+use candor_types::{Scope, Timestamp};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const P99_TARGET_MS: f64 = 2.0;
+const BATCH_TARGET: f64 = 100_000.0;
+const BATCH_SIZE: usize = 10_000;
+
+fn env_usize(name: &str, default: usize) -> Result<usize> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .trim()
+            .replace('_', "")
+            .parse()
+            .with_context(|| format!("{name}={v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Zipf-like product popularity: a few products get most checks.
+fn product(r: &mut Rng, products: usize) -> usize {
+    let u = (r.next() >> 11) as f64 / (1u64 << 53) as f64;
+    ((products as f64).powf(u) - 1.0) as usize % products
+}
+
+fn money(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+/// The body of request `i` of the mix, and its kind.
+fn check_body(i: usize, r: &mut Rng, products: usize, people: usize) -> (&'static str, Value) {
+    let p = product(r, products);
+    let list = 500 + (p as i64 % 200) * 25;
+    let proposed = list - list / 20 + (r.below(10) as i64) * list / 100;
+    let base = json!({"product": format!("sku-{p}"), "currency": "EUR", "listPrice": money(list),
+        "proposedPrice": money(proposed), "category": if p % 17 == 0 { "groceries" } else { "home" }});
+    let mut b = base;
+    let kind = match i % 20 {
+        0..=10 => {
+            b["signals"] = json!(["demand", "stock_level", "competitor_price"]);
+            "market"
+        }
+        11..=14 => {
+            b["signals"] = json!(["demand"]);
+            b["segment"] = json!(["uk-new", "uk-returning", "eu-new", "eu-returning"][i % 4]);
+            "segment"
+        }
+        15 | 16 => {
+            b["proposedPrice"] = json!(money(list - list / 5));
+            b["presentedAsDiscount"] = json!(true);
+            b["signals"] = json!(["promotion"]);
+            "discount"
+        }
+        17 | 18 => {
+            b["signals"] = json!(["demand", "loyalty_tier"]);
+            b["userId"] = json!(format!("u{}", r.below(people)));
+            b["unpersonalizedPrice"] = json!(money(list));
+            "personal"
+        }
+        _ => {
+            b["signals"] = json!([if i % 2 == 0 { "age_band" } else { "battery_level" }]);
+            "refused"
+        }
+    };
+    (kind, b)
+}
+
+struct Setup {
+    app: App,
+    key: String,
+    pg_url: Option<String>,
+    _dir: candor_testkit::TempDir,
+}
+
+async fn setup(backend: &str, products: usize, people: usize) -> Result<Setup> {
+    let dir = candor_testkit::TempDir::new("candor-bench-pricing");
+    let (store, pg_url) = match backend {
+        "sqlite" => (
+            AnyStore::Sqlite(SqliteStore::open(&dir.0.join("candor.db")).await?),
+            None,
+        ),
+        _ => {
+            let url = candor_testkit::fresh_pg_database()
+                .await
+                .context("PostgreSQL unreachable")?;
+            (AnyStore::Postgres(PgStore::connect(&url).await?), Some(url))
+        }
+    };
+    store.migrate().await?;
+    let text = DEFAULT_POLICY.replacen("personal_pricing = false", "personal_pricing = true", 1);
+    let policy = Policy::parse("candor.toml", &text).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let app = App::new(store, policy, MasterKey::generate()?, Arc::new(SystemClock));
+    let err = |e: candor_app::AppError| anyhow::anyhow!("{} [{}]", e.message, e.code);
+    let tenant = app.create_tenant("bench", "bench").await.map_err(err)?.id;
+    let (_, key) = app
+        .create_key(tenant, Scope::Server, None, "bench")
+        .await
+        .map_err(err)?;
+    let principal = app.authenticate(&key).await.map_err(err)?;
+    eprintln!("{backend}: {people} people who allow profiling, 60 days of prices for {products} products");
+    for u in 0..people {
+        app.set_consent(
+            &principal,
+            &format!("u{u}"),
+            "profiling",
+            ConsentInput {
+                state: "granted".into(),
+                notice_version: Some("2026-05".into()),
+                notice_hash: None,
+                source: Some("banner".into()),
+                jurisdiction: Some("eu".into()),
+            },
+        )
+        .await
+        .map_err(err)?;
+    }
+    let now = Timestamp::now();
+    let mut rows = Vec::new();
+    for p in 0..products {
+        let list = 500 + (p as i64 % 200) * 25;
+        for d in (1..=60).step_by(3) {
+            rows.push(PriceRow {
+                id: format!("i:{p}:{d}"),
+                kind: "import".into(),
+                product: format!("sku-{p}"),
+                currency: "EUR".into(),
+                price: list - (d as i64 % 7) * list / 100,
+                at: now.minus_days(d),
+                quantity: None,
+                country: None,
+                segment: None,
+                order_ref: None,
+                cancelled_at: None,
+            });
+        }
+    }
+    for chunk in rows.chunks(20_000) {
+        app.store().insert_prices(tenant, chunk, &[], vec![]).await?;
+    }
+    Ok(Setup {
+        app,
+        key,
+        pg_url,
+        _dir: dir,
+    })
+}
+
+/// One HTTP/1.1 request on a kept-alive connection; returns the status and body.
+async fn request(
+    stream: &mut BufReader<tokio::net::TcpStream>,
+    path: &str,
+    auth: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>)> {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.get_mut().write_all(head.as_bytes()).await?;
+    stream.get_mut().write_all(body).await?;
+    let mut line = String::new();
+    stream.read_line(&mut line).await?;
+    let status: u16 = line.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        stream.read_line(&mut line).await?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut out = vec![0u8; len];
+    stream.read_exact(&mut out).await?;
+    Ok((status, out))
+}
+
+struct Figures {
+    backend: String,
+    achieved: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    by_kind: Vec<(&'static str, f64, f64)>,
+    verdicts: [usize; 3],
+    batch_rate: f64,
+    batch_in_process: f64,
+}
+
+async fn open_loop(
+    addr: std::net::SocketAddr,
+    key: &str,
+    rate: usize,
+    seconds: f64,
+    products: usize,
+    people: usize,
+    seed: u64,
+) -> Result<(f64, Vec<(&'static str, f64, Vec<u8>)>)> {
+    let total = (rate as f64 * seconds) as usize;
+    let connections = 32usize;
+    let start = tokio::time::Instant::now() + Duration::from_millis(200);
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let auth = format!("Bearer {key}");
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let auth = auth.clone();
+        tasks.push(tokio::spawn(async move {
+            let s = tokio::net::TcpStream::connect(addr).await?;
+            s.set_nodelay(true)?;
+            let mut stream = BufReader::new(s);
+            let mut rng = Rng(seed + c as u64);
+            let mut out = Vec::new();
+            let mut i = c;
+            while i < total {
+                let (kind, body) = check_body(i, &mut rng, products, people);
+                let body = body.to_string();
+                let due = start + interval * i as u32;
+                tokio::time::sleep_until(due).await;
+                let (status, resp) = request(&mut stream, "/v1/prices/check", &auth, body.as_bytes()).await?;
+                let ms = due.elapsed().as_secs_f64() * 1e3;
+                if status != 200 {
+                    bail!("status {status}: {}", String::from_utf8_lossy(&resp));
+                }
+                out.push((kind, ms, resp));
+                i += connections;
+            }
+            Ok::<_, anyhow::Error>(out)
+        }));
+    }
+    let mut all = Vec::with_capacity(total);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((start.elapsed().as_secs_f64(), all))
+}
+
+fn pct(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+async fn run_backend(backend: &str) -> Result<Figures> {
+    let rate = env_usize("BENCH_RATE", 2000)?;
+    let seconds = env_usize("BENCH_SECONDS", 10)?;
+    let products = env_usize("BENCH_PRODUCTS", 5000)?;
+    let people = env_usize("BENCH_PEOPLE", 2000)?;
+    let batches = env_usize("BENCH_BATCHES", 10)?.max(1);
+    let s = setup(backend, products, people).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(candor_http::serve(listener, s.app.clone(), std::future::pending()));
+
+    // In-process cost per kind (no HTTP), for the breakdown.
+    {
+        let principal = s.app.authenticate(&s.key).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let mut rng = Rng(5);
+        let mut per: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
+        for i in 0..4000 {
+            let (kind, body) = check_body(i, &mut rng, products, people);
+            let t = Instant::now();
+            s.app.check_price(&principal, &body).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            let e = per.entry(kind).or_default();
+            e.0 += t.elapsed().as_secs_f64() * 1e3;
+            e.1 += 1;
+        }
+        let t = Instant::now();
+        for _ in 0..2000 {
+            let _ = s.app.authenticate(&s.key).await;
+        }
+        eprintln!("  authenticate {:.3} ms", t.elapsed().as_secs_f64() * 1e3 / 2000.0);
+        for (k, (ms, n)) in per {
+            eprintln!("  in process {k:9} {:.3} ms per check", ms / n as f64);
+        }
+        s.app.flush_decisions().await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    }
+    // Warm-up: connections, caches, this hour's segment pins.
+    open_loop(addr, &s.key, rate / 2, 2.0, products, people, 1).await?;
+    s.app.flush_decisions().await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let (wall, results) = open_loop(addr, &s.key, rate, seconds as f64, products, people, 99).await?;
+    let mut lat: Vec<f64> = results.iter().map(|r| r.1).collect();
+    lat.sort_by(f64::total_cmp);
+    let mut by_kind = Vec::new();
+    for kind in ["market", "segment", "discount", "personal", "refused"] {
+        let mut k: Vec<f64> = results.iter().filter(|r| r.0 == kind).map(|r| r.1).collect();
+        k.sort_by(f64::total_cmp);
+        by_kind.push((kind, pct(&k, 0.5), pct(&k, 0.99)));
+    }
+    let mut verdicts = [0usize; 3];
+    for (_, _, body) in &results {
+        let v: Value = serde_json::from_slice(body)?;
+        match v["verdict"].as_str() {
+            Some("allow") => verdicts[0] += 1,
+            Some("adjust") => verdicts[1] += 1,
+            _ => verdicts[2] += 1,
+        }
+    }
+    s.app.flush_decisions().await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+
+    // Batches over HTTP.
+    let mut rng = Rng(7);
+    let batch_bodies: Vec<String> = (0..batches)
+        .map(|b| {
+            let checks: Vec<Value> = (0..BATCH_SIZE)
+                .map(|i| {
+                    let p = (b * BATCH_SIZE + i) % (products * 20);
+                    let list = 500 + (p as i64 % 200) * 25;
+                    json!({"product": format!("cat-{p}"), "currency": "EUR", "listPrice": money(list),
+                        "proposedPrice": money(list - list / 10 + (rng.below(30) as i64) * list / 100),
+                        "category": "home", "signals": ["competitor_price", "stock_level"]})
+                })
+                .collect();
+            json!({ "checks": checks }).to_string()
+        })
+        .collect();
+    let mut stream = BufReader::new(tokio::net::TcpStream::connect(addr).await?);
+    stream.get_mut().set_nodelay(true)?;
+    let auth = format!("Bearer {}", s.key);
+    let t = Instant::now();
+    for body in &batch_bodies {
+        let (status, resp) = request(&mut stream, "/v1/prices/check/batch", &auth, body.as_bytes()).await?;
+        if status != 200 {
+            bail!("batch status {status}: {}", String::from_utf8_lossy(&resp[..resp.len().min(300)]));
+        }
+    }
+    let batch_rate = (batches * BATCH_SIZE) as f64 / t.elapsed().as_secs_f64();
+    // The same in process (no HTTP, no JSON): the guard and its store writes alone.
+    let inputs: Vec<candor_app::pricing::CheckInput> = serde_json::from_str::<Value>(&batch_bodies[0])?["checks"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| candor_app::pricing::CheckInput::from_json(c).ok()).collect())
+        .unwrap_or_default();
+    let tenant = s.app.find_tenant("bench").await?.id;
+    let t = Instant::now();
+    for _ in 0..batches {
+        s.app
+            .check_batch(tenant, "bench", &inputs)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    }
+    let batch_in_process = (batches * inputs.len()) as f64 / t.elapsed().as_secs_f64();
+    if let Some(url) = &s.pg_url {
+        candor_testkit::drop_pg_database(url);
+    }
+    Ok(Figures {
+        backend: backend.to_string(),
+        achieved: lat.len() as f64 / wall,
+        p50: pct(&lat, 0.5),
+        p99: pct(&lat, 0.99),
+        p999: pct(&lat, 0.999),
+        by_kind,
+        verdicts,
+        batch_rate,
+        batch_in_process,
+    })
+}
+
+fn main() -> Result<()> {
+    let strict = std::env::var("BENCH_STRICT").is_ok_and(|v| v == "1");
+    let backends: Vec<String> = std::env::var("BENCH_BACKENDS")
+        .unwrap_or_else(|_| "sqlite,postgres".into())
+        .split(',')
+        .map(|b| b.trim().to_string())
+        .filter(|b| b == "sqlite" || b == "postgres")
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut figures = Vec::new();
+    for b in &backends {
+        figures.push(rt.block_on(run_backend(b))?);
+    }
+    let rate = env_usize("BENCH_RATE", 2000)?;
+    println!("bench/pricing — POST /v1/prices/check open loop at {rate}/s (mix: 55% market, 20% segment, 10% announced reduction, 10% personal with consent, 5% refused), every check recorded; batches of {BATCH_SIZE}");
+    let mut missed = Vec::new();
+    for f in &figures {
+        println!(
+            "{}: {:.0} checks/s · p50 {:.2} ms · p99 {:.2} ms · p99.9 {:.2} ms (target p99 < {P99_TARGET_MS} ms; ratio {:.2}) · allow/adjust/refuse {}/{}/{}",
+            f.backend, f.achieved, f.p50, f.p99, f.p999, f.p99 / P99_TARGET_MS, f.verdicts[0], f.verdicts[1], f.verdicts[2]
+        );
+        for (k, p50, p99) in &f.by_kind {
+            println!("    {k:9} p50 {p50:.2} ms · p99 {p99:.2} ms");
+        }
+        println!(
+            "{}: batches over HTTP {:.0} prices/s (target {BATCH_TARGET:.0}; ratio {:.2}) · in process {:.0} prices/s",
+            f.backend,
+            f.batch_rate,
+            f.batch_rate / BATCH_TARGET,
+            f.batch_in_process
+        );
+        if f.p99 > P99_TARGET_MS {
+            missed.push(format!("{} p99 {:.2} ms", f.backend, f.p99));
+        }
+        if f.batch_rate < BATCH_TARGET {
+            missed.push(format!("{} batches {:.0}/s", f.backend, f.batch_rate));
+        }
+    }
+    if !missed.is_empty() {
+        println!("missed: {}", missed.join("; "));
+        if strict {
+            std::process::exit(1);
+        }
+    }
+    Ok(())
+}
