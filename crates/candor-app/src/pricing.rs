@@ -26,7 +26,8 @@ use candor_policy::pricing::{
 };
 use candor_policy::{Denial, Grant};
 use candor_store::{
-    AuditDraft, CheckRow, DecisionRow, PinKey, PriceCancel, PriceRow, PricingStore, Store,
+    AuditDraft, CheckLog, CheckRow, CheckWrite, DecisionRow, PinKey, PriceCancel, PriceRow,
+    PricingStore, Store,
 };
 use candor_types::{Currency, EventId, IncomingEvent, Scope, TenantId, Timestamp};
 use serde::Serialize;
@@ -349,6 +350,9 @@ struct CheckDetail<'a> {
     batch: Option<&'a str>,
 }
 
+/// Segment pins by tenant and key.
+type PinMap = HashMap<(TenantId, PinKey), i64>;
+
 /// Flagged proxy names of a tenant and when they were read.
 type Flagged = (Instant, Arc<BTreeSet<String>>);
 /// (tenant, product, currency) of a price shown.
@@ -359,16 +363,19 @@ type ShownKey = (TenantId, String, &'static str);
 pub(crate) struct PricingState {
     queue: OnceLock<tokio::sync::mpsc::Sender<CheckJob>>,
     flagged: RwLock<HashMap<TenantId, Flagged>>,
-    pins: Mutex<HashMap<(TenantId, PinKey), i64>>,
+    /// Segment pins of this process, shared with the check writer (which adopts the stored
+    /// pin when another process pinned first).
+    pins: Arc<Mutex<PinMap>>,
     /// The last price shown per product and when it entered the history.
     shown: Mutex<HashMap<ShownKey, (i64, i64)>>,
 }
 
-/// What checks write: anonymous rows, history rows, audit entries.
+/// What checks write: anonymous rows, history rows, pins, audit entries.
 #[derive(Default)]
 struct Rows {
     checks: Vec<CheckRow>,
     history: Vec<PriceRow>,
+    pins: Vec<(PinKey, i64)>,
     audit: Vec<AuditDraft>,
 }
 
@@ -376,7 +383,29 @@ impl Rows {
     fn extend(&mut self, other: Rows) {
         self.checks.extend(other.checks);
         self.history.extend(other.history);
+        self.pins.extend(other.pins);
         self.audit.extend(other.audit);
+    }
+
+    /// The write of these rows as one log entry of `kind`.
+    fn into_write(self, id: String, kind: &str) -> CheckWrite {
+        let created_at = self
+            .checks
+            .iter()
+            .map(|c| c.created_at)
+            .max()
+            .unwrap_or(Timestamp(0));
+        CheckWrite {
+            log: (!self.checks.is_empty()).then(|| CheckLog {
+                id,
+                kind: kind.to_string(),
+                created_at,
+                checks: self.checks,
+            }),
+            history: self.history,
+            pins: self.pins,
+            audit: self.audit,
+        }
     }
 }
 
@@ -503,6 +532,27 @@ impl App {
             pins.retain(|(_, k), _| k.window_start.0 + window > now);
         }
         pins.insert((tenant, key.clone()), price);
+    }
+
+    /// Takes the segment's pin for `price` unless one is taken; returns the pinned price and,
+    /// on SQLite, the pin the check writer must store. SQLite serves one process: the pin is
+    /// taken in memory (first check wins) and stored with the check. PostgreSQL may serve
+    /// several nodes: the pin is claimed in the database before the answer.
+    async fn take_pin(
+        &self,
+        tenant: TenantId,
+        key: &PinKey,
+        price: i64,
+        now: Timestamp,
+    ) -> AppResult<(i64, Option<(PinKey, i64)>)> {
+        if self.store().backend_name() == "sqlite" {
+            let mut pins = lock(&self.pricing_state().pins);
+            let p = *pins.entry((tenant, key.clone())).or_insert(price);
+            return Ok((p, Some((key.clone(), p))));
+        }
+        let p = self.store().claim_pin(tenant, key, price, now).await?;
+        self.remember_pin(tenant, key, p);
+        Ok((p, None))
     }
 
     /// The person a check names and the pricing purpose's grant for them. A person Candor
@@ -703,28 +753,29 @@ impl App {
         };
         let mut checked = self.evaluate(&input, &ctx);
         // The first price shown in a segment's window becomes its price; if another check
-        // pinned one first, this one follows it.
+        // pinned one first, this one follows it. SQLite serves one process: the pin is taken
+        // here and stored by the check writer. PostgreSQL may serve several: the pin is
+        // claimed in the database before the answer.
+        let mut new_pin = None;
         if let Some(k) = &pin_key
             && ctx.pin.is_none()
             && checked.outcome.segment_bound
         {
-            let pinned = self
-                .store()
-                .claim_pin(tenant, k, checked.outcome.price, now)
-                .await?;
-            self.remember_pin(tenant, k, pinned);
+            let (pinned, persist) = self.take_pin(tenant, k, checked.outcome.price, now).await?;
+            new_pin = persist;
             if pinned != checked.outcome.price {
                 ctx.pin = Some(pinned);
                 checked = self.evaluate(&input, &ctx);
             }
         }
-        let (rows, decision) = self
+        let (mut rows, decision) = self
             .records(tenant, &principal.actor(), &input, &checked, now, None)
             .await?;
+        rows.pins.extend(new_pin);
         if let Some((row, draft)) = decision {
             self.record_decision_soon(tenant, row, draft).await?;
         }
-        if !rows.checks.is_empty() || !rows.audit.is_empty() {
+        if !rows.checks.is_empty() || !rows.audit.is_empty() || !rows.pins.is_empty() {
             self.queue_checks(tenant, rows).await?;
         }
         self.metrics()
@@ -822,11 +873,9 @@ impl App {
                 && ctx.pin.is_none()
                 && checked.outcome.segment_bound
             {
-                let pinned = self
-                    .store()
-                    .claim_pin(tenant, k, checked.outcome.price, now)
-                    .await?;
-                self.remember_pin(tenant, k, pinned);
+                let (pinned, persist) =
+                    self.take_pin(tenant, k, checked.outcome.price, now).await?;
+                rows.pins.extend(persist);
                 if pinned != checked.outcome.price {
                     ctx.pin = Some(pinned);
                     checked = self.evaluate(input, &ctx);
@@ -861,7 +910,7 @@ impl App {
                 .await?;
         }
         self.store()
-            .insert_checks(tenant, &rows.checks, &rows.history, rows.audit)
+            .insert_checks(tenant, rows.into_write(batch_id, "batch"))
             .await?;
         for r in &results {
             self.metrics().price_check(r.verdict, r.personalized);
@@ -1041,6 +1090,7 @@ impl App {
             Rows {
                 checks: vec![check],
                 history,
+                pins: Vec::new(),
                 audit,
             },
             None,
@@ -1050,7 +1100,11 @@ impl App {
     fn check_queue(&self) -> &tokio::sync::mpsc::Sender<CheckJob> {
         self.pricing_state().queue.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(8192);
-            tokio::spawn(check_batches(self.store().clone(), rx));
+            tokio::spawn(check_batches(
+                self.store().clone(),
+                self.pricing_state().pins.clone(),
+                rx,
+            ));
             tx
         })
     }
@@ -1463,6 +1517,7 @@ pub(crate) fn order_prices(
 /// Writes queued checks in batches: one transaction per tenant and batch.
 async fn check_batches(
     store: candor_store::AnyStore,
+    pins: Arc<Mutex<PinMap>>,
     mut rx: tokio::sync::mpsc::Receiver<CheckJob>,
 ) {
     while let Some(first) = rx.recv().await {
@@ -1488,11 +1543,19 @@ async fn check_batches(
             by_tenant.entry(j.tenant).or_default().extend(j.rows);
         }
         for (tenant, r) in by_tenant {
-            if let Err(e) = store
-                .insert_checks(tenant, &r.checks, &r.history, r.audit)
+            let n = r.checks.len();
+            match store
+                .insert_checks(tenant, r.into_write(EventId::new().to_string(), "checks"))
                 .await
             {
-                tracing::warn!(error = %e, checks = r.checks.len(), "price checks not recorded");
+                // Another process pinned first: its price is the segment's from now on.
+                Ok(stored) => {
+                    let mut map = lock(&pins);
+                    for (k, p) in stored {
+                        map.insert((tenant, k), p);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, checks = n, "price checks not recorded"),
             }
         }
         for f in flushes {

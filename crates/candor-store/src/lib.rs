@@ -31,7 +31,7 @@ use candor_types::{
 };
 pub use postgres::PgStore;
 pub use pricing::{
-    CheckRow, PinKey, PriceAlertRow, PriceAuditRow, PriceCancel, PricePointRow, PriceRow,
+    CheckLog, CheckRow, CheckWrite, PinKey, PriceAlertRow, PriceAuditRow, PriceCancel, PricePointRow, PriceRow,
     PriceSweep, PricingStore, PriorPrices, ProxyRow,
 };
 pub use sqlite::SqliteStore;

@@ -249,5 +249,6 @@ impl_pricing_store!(
     PgStore,
     json_rows = "jsonb_array_elements(CAST($2 AS jsonb))",
     unhex_order_ref = "decode(value->>9, 'hex')",
+    pin_commit = "SET LOCAL synchronous_commit TO OFF",
     chunk_bytes = super::INSERT_BYTES
 );

@@ -67,6 +67,27 @@ fn raw_json<S: serde::Serializer>(text: &str, s: S) -> std::result::Result<S::Ok
     serde::Serialize::serialize(&v, s)
 }
 
+/// Checks recorded together: the single checks of one group commit, or one batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckLog {
+    pub id: String,
+    /// `checks` or `batch`.
+    pub kind: String,
+    pub created_at: Timestamp,
+    pub checks: Vec<CheckRow>,
+}
+
+/// What a group of checks writes in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct CheckWrite {
+    pub log: Option<CheckLog>,
+    /// Prices shown that entered the history (they changed).
+    pub history: Vec<PriceRow>,
+    /// Segment prices to pin (first shown wins; the stored price comes back).
+    pub pins: Vec<(PinKey, i64)>,
+    pub audit: Vec<AuditDraft>,
+}
+
 /// The price in effect at a time and when it was observed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct PricePointRow {
@@ -155,14 +176,13 @@ pub trait PricingStore: Send + Sync {
         cancels: &[PriceCancel],
         audit: Vec<AuditDraft>,
     ) -> impl Future<Output = Result<u64>> + Send;
-    /// Anonymous checks and the history rows they add, in one transaction.
+    /// Anonymous checks (one log row), the history rows they add and the pins they set, in
+    /// one transaction. Returns each pin as stored (another check's if it came first).
     fn insert_checks(
         &self,
         tenant: TenantId,
-        checks: &[CheckRow],
-        history: &[PriceRow],
-        audit: Vec<AuditDraft>,
-    ) -> impl Future<Output = Result<()>> + Send;
+        write: CheckWrite,
+    ) -> impl Future<Output = Result<Vec<(PinKey, i64)>>> + Send;
     /// For each (product, currency): the lowest price in `[from, to)` and the last one before
     /// `from`, cancelled order lines left out.
     fn prior_prices(
@@ -182,7 +202,7 @@ pub trait PricingStore: Send + Sync {
         to: Timestamp,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<PriceRow>>> + Send;
-    /// Anonymous checks, newest first (of one product, or all).
+    /// Anonymous checks, newest first (of one product, or all), at most `limit`.
     fn price_checks(
         &self,
         tenant: TenantId,
@@ -268,14 +288,8 @@ impl PricingStore for AnyStore {
     ) -> Result<u64> {
         pricing_dispatch!(self, s => s.insert_prices(tenant, rows, cancels, audit))
     }
-    async fn insert_checks(
-        &self,
-        tenant: TenantId,
-        checks: &[CheckRow],
-        history: &[PriceRow],
-        audit: Vec<AuditDraft>,
-    ) -> Result<()> {
-        pricing_dispatch!(self, s => s.insert_checks(tenant, checks, history, audit))
+    async fn insert_checks(&self, tenant: TenantId, write: CheckWrite) -> Result<Vec<(PinKey, i64)>> {
+        pricing_dispatch!(self, s => s.insert_checks(tenant, write))
     }
     async fn prior_prices(
         &self,
@@ -359,13 +373,15 @@ impl PricingStore for AnyStore {
 
 /// Implements [`PricingStore`] for a backend, inside the module where `impl_store!` ran.
 /// `json_rows` is the table function over a JSON array parameter `$2` whose elements are
-/// `value`; `unhex` turns `value->>N` hex text into bytes; `chunk_bytes` bounds one
-/// statement's JSON.
+/// `value`; `unhex` turns `value->>N` hex text into bytes; `pin_commit` runs first in a pin's
+/// own transaction (PostgreSQL commits it without waiting for the WAL flush: a pin lost in a
+/// crash is pinned again); `chunk_bytes` bounds one statement's JSON.
 macro_rules! impl_pricing_store {
     (
         $store:ty,
         json_rows = $json_rows:literal,
         unhex_order_ref = $unhex:literal,
+        pin_commit = $pin_commit:literal,
         chunk_bytes = $chunk:expr
     ) => {
         mod pricing_impl {
@@ -377,8 +393,8 @@ macro_rules! impl_pricing_store {
 
             use super::{$store, DbRow, audit_tx};
             use crate::pricing::{
-                CheckRow, PinKey, PriceAlertRow, PriceAuditRow, PriceCancel, PricePointRow,
-                PriceRow, PriceSweep, PricingStore, PriorPrices, ProxyRow,
+                CheckRow, CheckWrite, PinKey, PriceAlertRow, PriceAuditRow, PriceCancel,
+                PricePointRow, PriceRow, PriceSweep, PricingStore, PriorPrices, ProxyRow,
             };
             use crate::{AuditDraft, Result, StoreError};
 
@@ -426,19 +442,28 @@ macro_rules! impl_pricing_store {
                 })
             }
 
-            fn check_from(r: &DbRow) -> Result<CheckRow> {
-                Ok(CheckRow {
-                    id: r.try_get("id")?,
-                    product: r.try_get("product")?,
-                    currency: r.try_get("currency")?,
-                    list_price: r.try_get("list_price")?,
-                    proposed: r.try_get("proposed")?,
-                    price: r.try_get("price")?,
-                    verdict: r.try_get("verdict")?,
-                    segment: r.try_get("segment")?,
-                    detail: r.try_get("detail")?,
-                    created_at: Timestamp(r.try_get("created_at")?),
-                })
+            /// The checks of one log row: `[id, product, currency, list, proposed, price,
+            /// verdict, segment, detail, created_at]` each.
+            fn checks_from(r: &DbRow) -> Result<Vec<CheckRow>> {
+                let text: String = r.try_get("entries")?;
+                type Entry = (String, String, String, i64, i64, i64, String, Option<String>, Box<serde_json::value::RawValue>, i64);
+                let entries: Vec<Entry> = serde_json::from_str(&text)
+                    .map_err(|_| StoreError::Corrupt("price check log unreadable".into()))?;
+                Ok(entries
+                    .into_iter()
+                    .map(|(id, product, currency, list_price, proposed, price, verdict, segment, detail, at)| CheckRow {
+                        id,
+                        product,
+                        currency,
+                        list_price,
+                        proposed,
+                        price,
+                        verdict,
+                        segment,
+                        detail: detail.get().to_string(),
+                        created_at: Timestamp(at),
+                    })
+                    .collect())
             }
 
             fn proxy_from(r: &DbRow) -> Result<ProxyRow> {
@@ -504,7 +529,7 @@ macro_rules! impl_pricing_store {
                         "INSERT INTO price_history (tenant_id, id, kind, product, currency, price, at, quantity, country, segment, order_ref, cancelled_at) \
                          SELECT $1, value->>0, value->>1, value->>2, value->>3, CAST(value->>4 AS BIGINT), CAST(value->>5 AS BIGINT), \
                            CAST(value->>6 AS DOUBLE PRECISION), value->>7, value->>8, ", $unhex, ", CAST(value->>10 AS BIGINT) \
-                         FROM ", $json_rows, " WHERE true ON CONFLICT (tenant_id, id) DO NOTHING"
+                         FROM ", $json_rows, " WHERE true ON CONFLICT DO NOTHING"
                     ))
                     .bind(tenant)
                     .bind(chunk)
@@ -575,58 +600,67 @@ macro_rules! impl_pricing_store {
                     Ok(n)
                 }
 
-                async fn insert_checks(&self, tenant: TenantId, checks: &[CheckRow], history: &[PriceRow], audit: Vec<AuditDraft>) -> Result<()> {
+                async fn insert_checks(&self, tenant: TenantId, write: CheckWrite) -> Result<Vec<(PinKey, i64)>> {
                     let mut tx = self.write_tx().await?;
                     let t = tenant.to_string();
-                    // Rows as JSON text, the explanation embedded as the object it is (not a
-                    // string of it: no second escaping, half the bytes).
-                    let text = |s: &str| serde_json::Value::from(s).to_string();
-                    let mut out = Vec::new();
-                    let mut cur = String::from("[");
-                    for c in checks {
-                        let row = format!(
-                            "[{},{},{},{},{},{},{},{},{},{}]",
-                            text(&c.id),
-                            text(&c.product),
-                            text(&c.currency),
-                            c.list_price,
-                            c.proposed,
-                            c.price,
-                            text(&c.verdict),
-                            c.segment.as_deref().map_or_else(|| "null".to_string(), text),
-                            if c.detail.starts_with('{') { c.detail.as_str() } else { "{}" },
-                            c.created_at.0
-                        );
-                        if cur.len() > 1 && cur.len() + row.len() + 2 > $chunk {
-                            cur.push(']');
-                            out.push(std::mem::replace(&mut cur, String::from("[")));
+                    let mut at = Timestamp(0);
+                    if let Some(log) = &write.log {
+                        at = log.created_at;
+                        // One row: the checks as a JSON array, each explanation embedded as
+                        // the object it is (no second escaping).
+                        let text = |s: &str| serde_json::Value::from(s).to_string();
+                        let mut entries = String::with_capacity(log.checks.len() * 160 + 2);
+                        entries.push('[');
+                        let mut n = [0i64; 3];
+                        for (i, c) in log.checks.iter().enumerate() {
+                            if i > 0 {
+                                entries.push(',');
+                            }
+                            let detail = if c.detail.starts_with('{') { c.detail.as_str() } else { "{}" };
+                            entries.push_str(&format!(
+                                "[{},{},{},{},{},{},{},{},{},{}]",
+                                text(&c.id),
+                                text(&c.product),
+                                text(&c.currency),
+                                c.list_price,
+                                c.proposed,
+                                c.price,
+                                text(&c.verdict),
+                                c.segment.as_deref().map_or_else(|| "null".to_string(), text),
+                                detail,
+                                c.created_at.0
+                            ));
+                            match c.verdict.as_str() {
+                                "allow" => n[0] += 1,
+                                "adjust" => n[1] += 1,
+                                _ => n[2] += 1,
+                            }
                         }
-                        if cur.len() > 1 {
-                            cur.push(',');
-                        }
-                        cur.push_str(&row);
-                    }
-                    if cur.len() > 1 {
-                        cur.push(']');
-                        out.push(cur);
-                    }
-                    for chunk in out {
-                        sqlx::query(concat!(
-                            "INSERT INTO price_checks (tenant_id, id, product, currency, list_price, proposed, price, verdict, segment, detail, created_at) \
-                             SELECT $1, value->>0, value->>1, value->>2, CAST(value->>3 AS BIGINT), CAST(value->>4 AS BIGINT), CAST(value->>5 AS BIGINT), \
-                               value->>6, value->>7, value->>8, CAST(value->>9 AS BIGINT) \
-                             FROM ", $json_rows, " WHERE true ON CONFLICT (tenant_id, id) DO NOTHING"
-                        ))
+                        entries.push(']');
+                        sqlx::query(
+                            "INSERT INTO price_check_log (tenant_id, id, kind, checks, allowed, adjusted, refused, entries, created_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                        )
                         .bind(&t)
-                        .bind(chunk)
+                        .bind(&log.id)
+                        .bind(&log.kind)
+                        .bind(log.checks.len() as i64)
+                        .bind(n[0])
+                        .bind(n[1])
+                        .bind(n[2])
+                        .bind(entries)
+                        .bind(log.created_at.0)
                         .execute(&mut *tx)
                         .await?;
                     }
-                    insert_history(&mut tx, &t, history).await?;
-                    let at = checks.iter().map(|c| c.created_at).max().unwrap_or(Timestamp(0));
-                    audit_tx(&mut tx, audit, at).await?;
+                    insert_history(&mut tx, &t, &write.history).await?;
+                    let mut pinned = Vec::with_capacity(write.pins.len());
+                    for (key, price) in &write.pins {
+                        pinned.push((key.clone(), claim_pin_on(&mut tx, &t, key, *price, at).await?));
+                    }
+                    audit_tx(&mut tx, write.audit, at.max(Timestamp(1))).await?;
                     tx.commit().await?;
-                    Ok(())
+                    Ok(pinned)
                 }
 
                 async fn prior_prices(&self, tenant: TenantId, keys: &[(String, String)], from: Timestamp, to: Timestamp) -> Result<HashMap<(String, String), PriorPrices>> {
@@ -683,18 +717,36 @@ macro_rules! impl_pricing_store {
                 }
 
                 async fn price_checks(&self, tenant: TenantId, product: Option<&str>, limit: u32) -> Result<Vec<CheckRow>> {
-                    sqlx::query(
-                        "SELECT id, product, currency, list_price, proposed, price, verdict, segment, detail, created_at FROM price_checks \
-                         WHERE tenant_id = $1 AND ($2 = '' OR product = $2) ORDER BY created_at DESC, id DESC LIMIT $3",
-                    )
-                    .bind(tenant.to_string())
-                    .bind(product.unwrap_or(""))
-                    .bind(i64::from(limit))
-                    .fetch_all(self.reader())
-                    .await?
-                    .iter()
-                    .map(check_from)
-                    .collect()
+                    let mut out = Vec::new();
+                    let mut before = i64::MAX;
+                    let t = tenant.to_string();
+                    'pages: loop {
+                        let page = sqlx::query(
+                            "SELECT entries, created_at FROM price_check_log WHERE tenant_id = $1 AND created_at < $2 \
+                             ORDER BY created_at DESC LIMIT 20",
+                        )
+                        .bind(&t)
+                        .bind(before)
+                        .fetch_all(self.reader())
+                        .await?;
+                        if page.is_empty() {
+                            break;
+                        }
+                        for r in &page {
+                            before = r.try_get("created_at")?;
+                            let mut checks = checks_from(r)?;
+                            checks.reverse();
+                            for c in checks {
+                                if product.is_none_or(|p| p == c.product) {
+                                    out.push(c);
+                                    if out.len() >= limit as usize {
+                                        break 'pages;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Ok(out)
                 }
 
                 async fn pin(&self, tenant: TenantId, key: &PinKey) -> Result<Option<i64>> {
@@ -716,34 +768,8 @@ macro_rules! impl_pricing_store {
 
                 async fn claim_pin(&self, tenant: TenantId, key: &PinKey, price: i64, at: Timestamp) -> Result<i64> {
                     let mut tx = self.write_tx().await?;
-                    let t = tenant.to_string();
-                    sqlx::query(
-                        "INSERT INTO price_pins (tenant_id, product, currency, segment, list_price, window_start, price, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(&t)
-                    .bind(&key.product)
-                    .bind(&key.currency)
-                    .bind(&key.segment)
-                    .bind(key.list_price)
-                    .bind(key.window_start.0)
-                    .bind(price)
-                    .bind(at.0)
-                    .execute(&mut *tx)
-                    .await?;
-                    let pinned: i64 = sqlx::query(
-                        "SELECT price FROM price_pins WHERE tenant_id = $1 AND product = $2 AND currency = $3 AND segment = $4 \
-                         AND list_price = $5 AND window_start = $6",
-                    )
-                    .bind(&t)
-                    .bind(&key.product)
-                    .bind(&key.currency)
-                    .bind(&key.segment)
-                    .bind(key.list_price)
-                    .bind(key.window_start.0)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("price")?;
+                    sqlx::query($pin_commit).execute(&mut *tx).await?;
+                    let pinned = claim_pin_on(&mut tx, &tenant.to_string(), key, price, at).await?;
                     tx.commit().await?;
                     Ok(pinned)
                 }
@@ -853,7 +879,7 @@ macro_rules! impl_pricing_store {
                 async fn sweep_prices(&self, tenant: TenantId, before: Timestamp, pins_before: Timestamp) -> Result<PriceSweep> {
                     let mut tx = self.write_tx().await?;
                     let t = tenant.to_string();
-                    let checks = sqlx::query("DELETE FROM price_checks WHERE tenant_id = $1 AND created_at < $2")
+                    let checks = sqlx::query("DELETE FROM price_check_log WHERE tenant_id = $1 AND created_at < $2")
                         .bind(&t)
                         .bind(before.0)
                         .execute(&mut *tx)
@@ -886,6 +912,37 @@ macro_rules! impl_pricing_store {
                     tx.commit().await?;
                     Ok(PriceSweep { checks, history, pins })
                 }
+            }
+
+            /// Pins `price` unless a pin exists; returns the stored one.
+            async fn claim_pin_on(tx: &mut super::Tx, tenant: &str, key: &PinKey, price: i64, at: Timestamp) -> Result<i64> {
+                sqlx::query(
+                    "INSERT INTO price_pins (tenant_id, product, currency, segment, list_price, window_start, price, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                )
+                .bind(tenant)
+                .bind(&key.product)
+                .bind(&key.currency)
+                .bind(&key.segment)
+                .bind(key.list_price)
+                .bind(key.window_start.0)
+                .bind(price)
+                .bind(at.0)
+                .execute(&mut **tx)
+                .await?;
+                Ok(sqlx::query(
+                    "SELECT price FROM price_pins WHERE tenant_id = $1 AND product = $2 AND currency = $3 AND segment = $4 \
+                     AND list_price = $5 AND window_start = $6",
+                )
+                .bind(tenant)
+                .bind(&key.product)
+                .bind(&key.currency)
+                .bind(&key.segment)
+                .bind(key.list_price)
+                .bind(key.window_start.0)
+                .fetch_one(&mut **tx)
+                .await?
+                .try_get("price")?)
             }
 
             async fn insert_audit_row(tx: &mut super::Tx, tenant: &str, row: &PriceAuditRow) -> Result<()> {

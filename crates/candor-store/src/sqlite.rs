@@ -273,5 +273,6 @@ impl_pricing_store!(
     SqliteStore,
     json_rows = "json_each($2)",
     unhex_order_ref = "unhex(value->>9)",
+    pin_commit = "SELECT 1",
     chunk_bytes = 1 << 20
 );

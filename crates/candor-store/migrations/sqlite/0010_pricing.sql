@@ -3,47 +3,47 @@
 -- to everyone, order lines without their buyer, and aggregate audits.
 
 -- Price history per product: the prices checks showed when they changed (the check of the
--- same id explains it), order lines (from Order Completed events, without the
--- buyer; `order_ref` is a keyed hash of the order id) and imported prices. Amounts are
--- minor units of `currency`. A cancelled order's lines do not count.
+-- same id explains it), order lines (from Order Completed events, without the buyer;
+-- `order_ref` is a keyed hash of the order id) and imported prices. Amounts are minor units
+-- of `currency`. A cancelled order's lines do not count. One B-tree, in the order the
+-- prior-period lowest price reads it (product, currency, time); an id is the same row
+-- replayed.
 CREATE TABLE price_history (
     tenant_id    TEXT NOT NULL,
+    product      TEXT NOT NULL,
+    currency     TEXT NOT NULL,
+    at           INTEGER NOT NULL,
     id           TEXT NOT NULL,
     -- check | order | import
     kind         TEXT NOT NULL,
-    product      TEXT NOT NULL,
-    currency     TEXT NOT NULL,
     price        INTEGER NOT NULL,
-    at           INTEGER NOT NULL,
     quantity     REAL,
     country      TEXT,
     segment      TEXT,
     order_ref    BLOB,
     cancelled_at INTEGER,
-    PRIMARY KEY (tenant_id, id)
-);
-CREATE INDEX price_history_product ON price_history (tenant_id, product, currency, at);
-CREATE INDEX price_history_at ON price_history (tenant_id, at);
+    PRIMARY KEY (tenant_id, product, currency, at, id)
+) WITHOUT ROWID;
 CREATE INDEX price_history_order ON price_history (tenant_id, order_ref) WHERE order_ref IS NOT NULL;
 
 -- Every check no personal data shaped, with its explanation (reasons, signals by class,
--- discount): the guard's own record. Checks shaped by personal data are decisions instead.
-CREATE TABLE price_checks (
+-- discount): the guard's own record. One row per group commit or batch, its checks a JSON
+-- array, so recording costs one row however many prices a batch checks. Checks shaped by
+-- personal data are decisions instead.
+CREATE TABLE price_check_log (
     tenant_id  TEXT NOT NULL,
     id         TEXT NOT NULL,
-    product    TEXT NOT NULL,
-    currency   TEXT NOT NULL,
-    list_price INTEGER NOT NULL,
-    proposed   INTEGER NOT NULL,
-    price      INTEGER NOT NULL,
-    -- allow | adjust | refuse
-    verdict    TEXT NOT NULL,
-    segment    TEXT,
-    detail     TEXT NOT NULL,
+    -- checks (single checks of one group commit) | batch
+    kind       TEXT NOT NULL,
+    checks     INTEGER NOT NULL,
+    allowed    INTEGER NOT NULL,
+    adjusted   INTEGER NOT NULL,
+    refused    INTEGER NOT NULL,
+    entries    TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, id)
 );
-CREATE INDEX price_checks_created ON price_checks (tenant_id, created_at);
+CREATE INDEX price_check_log_created ON price_check_log (tenant_id, created_at);
 
 -- Cancelled orders, kept so that a cancellation that arrives before its order still counts.
 CREATE TABLE price_cancellations (

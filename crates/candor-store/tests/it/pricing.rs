@@ -1,7 +1,7 @@
 //! Price history, checks, pins, proxies and audits on both backends.
 
 use candor_store::{
-    CheckRow, IngestWrite, PinKey, PriceAlertRow, PriceAuditRow, PriceCancel, PriceRow,
+    CheckLog, CheckRow, CheckWrite, IngestWrite, PinKey, PriceAlertRow, PriceAuditRow, PriceCancel, PriceRow,
     PricingStore, ProxyRow, Store,
 };
 use candor_testkit::{BACKENDS, TestDb};
@@ -219,15 +219,44 @@ async fn checks_pins_proxies_audits_and_alerts() {
             price: 1100,
             verdict: "adjust".into(),
             segment: Some("returning".into()),
-            detail: json!({"reasons": [{"code": "above_cap"}]}),
+            detail: json!({"reasons": [{"code": "above_cap"}]}).to_string(),
             created_at: Timestamp(at),
+        };
+        let stored = db
+            .store
+            .insert_checks(
+                t,
+                CheckWrite {
+                    log: Some(CheckLog {
+                        id: "log1".into(),
+                        kind: "checks".into(),
+                        created_at: Timestamp(2),
+                        checks: vec![check("c1", 1), check("c2", 2)],
+                    }),
+                    history: vec![line("c1", "sku", 1100, 0, None)],
+                    pins: vec![],
+                    audit: vec![audit(Some(t), "pricing.checked")],
+                },
+            )
+            .await
+            .unwrap();
+        assert!(stored.is_empty());
+        let other_product = CheckRow {
+            product: "other".into(),
+            ..check("c3", 3)
         };
         db.store
             .insert_checks(
                 t,
-                &[check("c1", 1), check("c2", 2)],
-                &[line("c1", "sku", 1100, 0, None)],
-                vec![],
+                CheckWrite {
+                    log: Some(CheckLog {
+                        id: "batch1".into(),
+                        kind: "batch".into(),
+                        created_at: Timestamp(3),
+                        checks: vec![other_product],
+                    }),
+                    ..Default::default()
+                },
             )
             .await
             .unwrap();
@@ -236,7 +265,20 @@ async fn checks_pins_proxies_audits_and_alerts() {
             checks.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
             ["c2", "c1"]
         );
-        assert_eq!(checks[0].detail["reasons"][0]["code"], "above_cap");
+        let detail: serde_json::Value = serde_json::from_str(&checks[0].detail).unwrap();
+        assert_eq!(detail["reasons"][0]["code"], "above_cap");
+        assert_eq!(checks[0].verdict, "adjust");
+        assert_eq!(checks[0].created_at, Timestamp(2));
+        assert_eq!(db.store.price_checks(t, None, 10).await.unwrap().len(), 3);
+        assert_eq!(db.store.price_checks(t, None, 2).await.unwrap().len(), 2);
+        assert_eq!(
+            db.store
+                .price_history(t, "sku", None, Timestamp(0), Timestamp(10), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         assert!(
             db.store
                 .price_checks(other, None, 10)
@@ -270,6 +312,19 @@ async fn checks_pins_proxies_audits_and_alerts() {
         );
         assert_eq!(db.store.pin(t, &pin).await.unwrap(), Some(a));
         assert_eq!(db.store.pin(other, &pin).await.unwrap(), None);
+        // A pin written with checks comes back as stored when another came first.
+        let stored = db
+            .store
+            .insert_checks(
+                t,
+                CheckWrite {
+                    pins: vec![(pin.clone(), 1)],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored, vec![(pin.clone(), a)]);
 
         let audit_row = |id: &str, kind: &str| PriceAuditRow {
             id: id.into(),
@@ -358,7 +413,7 @@ async fn checks_pins_proxies_audits_and_alerts() {
                 .iter()
                 .filter(|e| e.action.starts_with("pricing."))
                 .count(),
-            3
+            4
         );
     });
 }
