@@ -112,7 +112,13 @@ struct Inner {
     reports: OnceLock<std::path::PathBuf>,
     /// The price guard's writer and caches.
     pricing: pricing::PricingState,
+    /// Authenticated API keys by their hash, for [`KEY_TTL`]: a key revoked through this
+    /// process stops at once, one revoked through another within the TTL.
+    keys: RwLock<HashMap<[u8; 32], (std::time::Instant, Principal)>>,
 }
+
+/// How long an authenticated API key is trusted before it is looked up again.
+pub const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The application: store, policy, keys and clock. Cheap to clone.
 #[derive(Clone)]
@@ -148,6 +154,7 @@ impl App {
                 outbox: OnceLock::new(),
                 reports: OnceLock::new(),
                 pricing: pricing::PricingState::default(),
+                keys: RwLock::new(HashMap::new()),
             }),
         }
     }
@@ -207,6 +214,28 @@ impl App {
             .store()
             .ensure_subjects(tenant, rows, self.clock().now())
             .await?)
+    }
+
+    pub(crate) fn cached_key(&self, hash: &[u8; 32]) -> Option<Principal> {
+        let cache = self.inner.keys.read().ok()?;
+        let (at, p) = cache.get(hash)?;
+        (at.elapsed() < KEY_TTL).then_some(*p)
+    }
+
+    pub(crate) fn cache_key(&self, hash: [u8; 32], p: Principal) {
+        if let Ok(mut cache) = self.inner.keys.write() {
+            if cache.len() > 10_000 {
+                cache.retain(|_, (at, _)| at.elapsed() < KEY_TTL);
+            }
+            cache.insert(hash, (std::time::Instant::now(), p));
+        }
+    }
+
+    /// Forgets every cached key (after a revocation in this process).
+    pub(crate) fn forget_keys(&self) {
+        if let Ok(mut cache) = self.inner.keys.write() {
+            cache.clear();
+        }
     }
 
     pub(crate) fn cached_model(&self, digest: &str) -> Option<Arc<scoring::LeadArtifact>> {

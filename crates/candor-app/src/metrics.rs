@@ -76,6 +76,17 @@ impl Metrics {
         self.with(|m| *m.price_checks.entry((verdict, personalized)).or_default() += 1);
     }
 
+    /// Counts of a batch of price checks by (verdict, personalized); one lock.
+    pub fn price_checks(&self, counts: &[(&'static str, bool, u64)]) {
+        self.with(|m| {
+            for (v, p, n) in counts {
+                if *n > 0 {
+                    *m.price_checks.entry((v, *p)).or_default() += n;
+                }
+            }
+        });
+    }
+
     /// One HTTP request. `route` is the matched route template, not the raw path.
     pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.with(|m| {

@@ -144,6 +144,8 @@ impl App {
                 },
             )
             .await?;
+        // The revoked key stops at once here (other processes: within `KEY_TTL`).
+        self.forget_keys();
         if done {
             Ok(())
         } else {
@@ -156,17 +158,23 @@ impl App {
         if secret.is_empty() || secret.len() > 200 {
             return Err(AppError::unauthorized());
         }
+        let hash = self.api_keys().hash(secret);
+        if let Some(p) = self.cached_key(&hash) {
+            return Ok(p);
+        }
         let row = self
             .store()
-            .api_key_by_hash(&self.api_keys().hash(secret))
+            .api_key_by_hash(&hash)
             .await?
             .ok_or_else(AppError::unauthorized)?;
-        Ok(Principal {
+        let p = Principal {
             tenant: row.tenant,
             scope: row.scope,
             key_id: row.id,
             staff: false,
-        })
+        };
+        self.cache_key(hash, p);
+        Ok(p)
     }
 
     /// Walks every audit chain from its first entry and checks each link and hash.

@@ -326,10 +326,50 @@ pub struct PriceCheckView {
     pub discount: Option<DiscountView>,
 }
 
+/// One result of a batch: what to show and why (bounds and signals are left out; the
+/// recorded check has them).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct BatchItemView {
+    #[serde(rename = "checkId")]
+    pub check_id: String,
+    #[serde(rename = "decisionId", skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
+    pub product: String,
+    pub currency: Currency,
+    pub verdict: &'static str,
+    pub price: String,
+    #[serde(rename = "priceMinor")]
+    pub price_minor: i64,
+    pub personalized: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disclosure: Option<DisclosureView>,
+    pub reasons: Vec<PriceReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discount: Option<DiscountView>,
+}
+
+impl From<PriceCheckView> for BatchItemView {
+    fn from(v: PriceCheckView) -> Self {
+        BatchItemView {
+            check_id: v.check_id,
+            decision_id: v.decision_id,
+            product: v.product,
+            currency: v.currency,
+            verdict: v.verdict,
+            price: v.price,
+            price_minor: v.price_minor,
+            personalized: v.personalized,
+            disclosure: v.disclosure,
+            reasons: v.reasons,
+            discount: v.discount,
+        }
+    }
+}
+
 /// The answer to a batch.
 #[derive(Clone, Debug, Serialize)]
 pub struct BatchView {
-    pub results: Vec<PriceCheckView>,
+    pub results: Vec<BatchItemView>,
     pub allowed: usize,
     pub adjusted: usize,
     pub refused: usize,
@@ -886,7 +926,7 @@ impl App {
                 .await?;
             rows.extend(r);
             decisions.extend(d);
-            results.push(checked.view);
+            results.push(BatchItemView::from(checked.view));
         }
         let count = |v: &str| results.iter().filter(|r| r.verdict == v).count();
         let (allowed, adjusted, refused) = (count("allow"), count("adjust"), count("refuse"));
@@ -912,9 +952,13 @@ impl App {
         self.store()
             .insert_checks(tenant, rows.into_write(batch_id, "batch"))
             .await?;
-        for r in &results {
-            self.metrics().price_check(r.verdict, r.personalized);
-        }
+        let personal = results.iter().filter(|r| r.personalized).count() as u64;
+        self.metrics().price_checks(&[
+            ("allow", false, allowed as u64),
+            ("adjust", false, adjusted as u64),
+            ("refuse", false, refused as u64),
+            ("allow", true, personal),
+        ]);
         Ok(BatchView {
             results,
             allowed,

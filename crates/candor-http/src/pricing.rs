@@ -22,18 +22,18 @@ pub(crate) async fn post_check(
     State(app): State<App>,
     Auth(p): Auth,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<candor_app::pricing::PriceCheckView>> {
     let v = parse_json(body)?;
-    Ok(Json(json!(app.check_price(&p, &v).await?)))
+    Ok(Json(app.check_price(&p, &v).await?))
 }
 
 pub(crate) async fn post_check_batch(
     State(app): State<App>,
     Auth(p): Auth,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<candor_app::pricing::BatchView>> {
     let v = parse_json(body)?;
-    Ok(Json(json!(app.check_prices(&p, &v).await?)))
+    Ok(Json(app.check_prices(&p, &v).await?))
 }
 
 #[derive(Deserialize)]

@@ -119,6 +119,17 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
         }
     }
 
+    let mut pricing = pricing;
+    for path in &protected_attributes {
+        pricing
+            .protected_names
+            .insert(crate::pricing::normalize_signal(path));
+        pricing
+            .protected_names
+            .insert(crate::pricing::normalize_signal(
+                path.rsplit('.').next().unwrap_or(path),
+            ));
+    }
     match (event_default, default_jurisdiction) {
         (Some(event_default), Some(default_jurisdiction)) if c.errors.is_empty() => Ok(Policy {
             source_hash: hex::encode(Sha256::digest(text.as_bytes())),

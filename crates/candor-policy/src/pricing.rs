@@ -65,6 +65,9 @@ pub struct PricingPolicy {
     /// Names that mean a protected characteristic wherever they appear in a signal's name
     /// (besides the policy's protected attributes): always refused.
     pub protected_signals: BTreeSet<String>,
+    /// The policy's protected attributes as signal names: each path and its last part
+    /// (`traits_age`, `age`), filled in when the policy is read.
+    pub protected_names: BTreeSet<String>,
     /// Everyone in a segment sees the same price within a window of this length (ms).
     pub segment_window_ms: i64,
     pub disclosure: String,
@@ -137,6 +140,7 @@ impl Default for PricingPolicy {
                 "orientation",
                 "nationality",
             ]),
+            protected_names: BTreeSet::new(),
             segment_window_ms: 3_600_000,
             disclosure: NY_DISCLOSURE.into(),
             disclosure_version: "ny-gbl-349-a".into(),
@@ -255,13 +259,16 @@ impl PricingPolicy {
         flagged: &BTreeSet<String>,
     ) -> SignalClass {
         let name = normalize_signal(&signal.name);
-        let tokens: Vec<&str> = name.split('_').filter(|t| !t.is_empty()).collect();
-        let leaf = |p: &str| normalize_signal(p.rsplit('.').next().unwrap_or(p));
-        let protected_name = protected_paths
-            .iter()
-            .any(|p| name == normalize_signal(p) || tokens.contains(&leaf(p).as_str()))
-            || tokens.iter().any(|t| self.protected_signals.contains(*t))
-            || self.protected_signals.contains(&name);
+        let names_it = |n: &str| {
+            self.protected_signals.contains(n)
+                || self.protected_names.contains(n)
+                || protected_paths.iter().any(|p| {
+                    let p = p.rsplit('.').next().unwrap_or(p);
+                    p.len() == n.len() && normalize_signal(p) == n
+                })
+        };
+        let protected_name =
+            names_it(&name) || name.split('_').any(|t| !t.is_empty() && names_it(t));
         let protected_source = signal.source.as_deref().is_some_and(|s| {
             is_protected_path(s.trim()) || protected_paths.iter().any(|p| *p == s.trim())
         });

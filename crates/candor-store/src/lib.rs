@@ -31,8 +31,8 @@ use candor_types::{
 };
 pub use postgres::PgStore;
 pub use pricing::{
-    CheckLog, CheckRow, CheckWrite, PinKey, PriceAlertRow, PriceAuditRow, PriceCancel, PricePointRow, PriceRow,
-    PriceSweep, PricingStore, PriorPrices, ProxyRow,
+    CheckLog, CheckRow, CheckWrite, PinKey, PriceAlertRow, PriceAuditRow, PriceCancel,
+    PricePointRow, PriceRow, PriceSweep, PricingStore, PriorPrices, ProxyRow,
 };
 pub use sqlite::SqliteStore;
 pub use web::{

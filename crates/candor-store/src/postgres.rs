@@ -224,6 +224,53 @@ async fn insert_steps(tx: &mut Tx, tenant: &str, steps: &[crate::NewStep]) -> Re
     .rows_affected())
 }
 
+/// Price history rows as arrays (`UNNEST`), in statements under [`INSERT_BYTES`].
+async fn insert_price_history(
+    tx: &mut Tx,
+    tenant: &str,
+    rows: &[crate::pricing::PriceRow],
+) -> Result<u64> {
+    let mut n = 0;
+    let mut start = 0;
+    while start < rows.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < rows.len() && (end == start || bytes < INSERT_BYTES) {
+            let r = &rows[end];
+            bytes += 64 + r.id.len() + r.product.len() + r.order_ref.as_ref().map_or(0, Vec::len);
+            end += 1;
+        }
+        let chunk = &rows[start..end];
+        start = end;
+        let col = |f: &dyn Fn(&crate::pricing::PriceRow) -> Option<String>| -> Vec<Option<String>> {
+            chunk.iter().map(f).collect()
+        };
+        n += sqlx::query(
+            "INSERT INTO price_history (tenant_id, id, kind, product, currency, price, at, quantity, country, segment, order_ref, cancelled_at) \
+             SELECT $1, u.id, u.kind, u.product, u.currency, u.price, u.at, u.quantity, u.country, u.segment, u.order_ref, u.cancelled_at \
+             FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::float8[], $9::text[], $10::text[], $11::bytea[], $12::bigint[]) \
+               AS u(id, kind, product, currency, price, at, quantity, country, segment, order_ref, cancelled_at) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(col(&|r| Some(r.id.clone())))
+        .bind(col(&|r| Some(r.kind.clone())))
+        .bind(col(&|r| Some(r.product.clone())))
+        .bind(col(&|r| Some(r.currency.clone())))
+        .bind(chunk.iter().map(|r| r.price).collect::<Vec<i64>>())
+        .bind(chunk.iter().map(|r| r.at.0).collect::<Vec<i64>>())
+        .bind(chunk.iter().map(|r| r.quantity).collect::<Vec<Option<f64>>>())
+        .bind(col(&|r| r.country.clone()))
+        .bind(col(&|r| r.segment.clone()))
+        .bind(chunk.iter().map(|r| r.order_ref.clone()).collect::<Vec<Option<Vec<u8>>>>())
+        .bind(chunk.iter().map(|r| r.cancelled_at.map(|t| t.0)).collect::<Vec<Option<i64>>>())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    }
+    Ok(n)
+}
+
 impl_store!(
     PgStore,
     Postgres,
@@ -244,11 +291,4 @@ impl_store!(
 
 impl_web_store!(PgStore, update_lock = " FOR UPDATE");
 
-// Statements stay under the socket's send buffer (see `INSERT_BYTES`).
-impl_pricing_store!(
-    PgStore,
-    json_rows = "jsonb_array_elements(CAST($2 AS jsonb))",
-    unhex_order_ref = "decode(value->>9, 'hex')",
-    pin_commit = "SET LOCAL synchronous_commit TO OFF",
-    chunk_bytes = super::INSERT_BYTES
-);
+impl_pricing_store!(PgStore, pin_commit = "SET LOCAL synchronous_commit TO OFF");

@@ -288,7 +288,11 @@ impl PricingStore for AnyStore {
     ) -> Result<u64> {
         pricing_dispatch!(self, s => s.insert_prices(tenant, rows, cancels, audit))
     }
-    async fn insert_checks(&self, tenant: TenantId, write: CheckWrite) -> Result<Vec<(PinKey, i64)>> {
+    async fn insert_checks(
+        &self,
+        tenant: TenantId,
+        write: CheckWrite,
+    ) -> Result<Vec<(PinKey, i64)>> {
         pricing_dispatch!(self, s => s.insert_checks(tenant, write))
     }
     async fn prior_prices(
@@ -371,18 +375,14 @@ impl PricingStore for AnyStore {
     }
 }
 
-/// Implements [`PricingStore`] for a backend, inside the module where `impl_store!` ran.
-/// `json_rows` is the table function over a JSON array parameter `$2` whose elements are
-/// `value`; `unhex` turns `value->>N` hex text into bytes; `pin_commit` runs first in a pin's
-/// own transaction (PostgreSQL commits it without waiting for the WAL flush: a pin lost in a
-/// crash is pinned again); `chunk_bytes` bounds one statement's JSON.
+/// Implements [`PricingStore`] for a backend, inside the module where `impl_store!` ran and
+/// `insert_price_history` (the backend's bulk insert) is defined. `pin_commit` runs first in
+/// a pin's own transaction (PostgreSQL commits it without waiting for the WAL flush: a pin
+/// lost in a crash is pinned again).
 macro_rules! impl_pricing_store {
     (
         $store:ty,
-        json_rows = $json_rows:literal,
-        unhex_order_ref = $unhex:literal,
-        pin_commit = $pin_commit:literal,
-        chunk_bytes = $chunk:expr
+        pin_commit = $pin_commit:literal
     ) => {
         mod pricing_impl {
             use std::collections::HashMap;
@@ -399,32 +399,6 @@ macro_rules! impl_pricing_store {
             use crate::{AuditDraft, Result, StoreError};
 
             const HISTORY_COLS: &str = "id, kind, product, currency, price, at, quantity, country, segment, order_ref, cancelled_at";
-
-            fn hex(b: &[u8]) -> String {
-                b.iter().map(|x| format!("{x:02x}")).collect()
-            }
-
-            /// JSON arrays of rows, each array at most `$chunk` bytes of text.
-            fn chunks(rows: impl Iterator<Item = serde_json::Value>) -> Vec<String> {
-                let mut out = Vec::new();
-                let mut cur = String::from("[");
-                for r in rows {
-                    let text = r.to_string();
-                    if cur.len() > 1 && cur.len() + text.len() + 2 > $chunk {
-                        cur.push(']');
-                        out.push(std::mem::replace(&mut cur, String::from("[")));
-                    }
-                    if cur.len() > 1 {
-                        cur.push(',');
-                    }
-                    cur.push_str(&text);
-                }
-                if cur.len() > 1 {
-                    cur.push(']');
-                    out.push(cur);
-                }
-                out
-            }
 
             fn history_from(r: &DbRow) -> Result<PriceRow> {
                 Ok(PriceRow {
@@ -514,30 +488,9 @@ macro_rules! impl_pricing_store {
                 })
             }
 
-            /// History rows; an existing id is left as it is.
+            /// History rows; an existing id is left as it is (the backend's bulk insert).
             pub(crate) async fn insert_history(tx: &mut super::Tx, tenant: &str, rows: &[PriceRow]) -> Result<u64> {
-                let mut n = 0;
-                let json = rows.iter().map(|r| {
-                    serde_json::json!([
-                        r.id, r.kind, r.product, r.currency, r.price, r.at.0, r.quantity,
-                        r.country, r.segment, r.order_ref.as_deref().map(hex),
-                        r.cancelled_at.map(|t| t.0)
-                    ])
-                });
-                for chunk in chunks(json) {
-                    n += sqlx::query(concat!(
-                        "INSERT INTO price_history (tenant_id, id, kind, product, currency, price, at, quantity, country, segment, order_ref, cancelled_at) \
-                         SELECT $1, value->>0, value->>1, value->>2, value->>3, CAST(value->>4 AS BIGINT), CAST(value->>5 AS BIGINT), \
-                           CAST(value->>6 AS DOUBLE PRECISION), value->>7, value->>8, ", $unhex, ", CAST(value->>10 AS BIGINT) \
-                         FROM ", $json_rows, " WHERE true ON CONFLICT DO NOTHING"
-                    ))
-                    .bind(tenant)
-                    .bind(chunk)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected();
-                }
-                Ok(n)
+                super::insert_price_history(tx, tenant, rows).await
             }
 
             /// Records cancelled orders and marks their lines (whichever arrived first).

@@ -248,6 +248,50 @@ async fn insert_steps(tx: &mut Tx, tenant: &str, steps: &[crate::NewStep]) -> Re
     .rows_affected())
 }
 
+/// Rows per multi-row price history INSERT (12 parameters each).
+const PRICE_CHUNK: usize = 500;
+
+/// Price history rows as multi-row `VALUES` with anonymous parameters: SQLite binds them
+/// without parsing any JSON (a third of the cost of extracting from `json_each`).
+async fn insert_price_history(
+    tx: &mut Tx,
+    tenant: &str,
+    rows: &[crate::pricing::PriceRow],
+) -> Result<u64> {
+    let mut n = 0;
+    for chunk in rows.chunks(PRICE_CHUNK) {
+        let mut sql = String::with_capacity(160 + chunk.len() * 26);
+        sql.push_str(
+            "INSERT INTO price_history (tenant_id, id, kind, product, currency, price, at, quantity, country, segment, order_ref, cancelled_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str("(?,?,?,?,?,?,?,?,?,?,?,?)");
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            q = q
+                .bind(tenant)
+                .bind(&r.id)
+                .bind(&r.kind)
+                .bind(&r.product)
+                .bind(&r.currency)
+                .bind(r.price)
+                .bind(r.at.0)
+                .bind(r.quantity)
+                .bind(&r.country)
+                .bind(&r.segment)
+                .bind(&r.order_ref)
+                .bind(r.cancelled_at.map(|t| t.0));
+        }
+        n += q.execute(&mut **tx).await?.rows_affected();
+    }
+    Ok(n)
+}
+
 impl_store!(
     SqliteStore,
     Sqlite,
@@ -269,10 +313,4 @@ impl_store!(
 
 impl_web_store!(SqliteStore, update_lock = "");
 
-impl_pricing_store!(
-    SqliteStore,
-    json_rows = "json_each($2)",
-    unhex_order_ref = "unhex(value->>9)",
-    pin_commit = "SELECT 1",
-    chunk_bytes = 1 << 20
-);
+impl_pricing_store!(SqliteStore, pin_commit = "SELECT 1");

@@ -1,8 +1,8 @@
 //! Price history, checks, pins, proxies and audits on both backends.
 
 use candor_store::{
-    CheckLog, CheckRow, CheckWrite, IngestWrite, PinKey, PriceAlertRow, PriceAuditRow, PriceCancel, PriceRow,
-    PricingStore, ProxyRow, Store,
+    CheckLog, CheckRow, CheckWrite, IngestWrite, PinKey, PriceAlertRow, PriceAuditRow, PriceCancel,
+    PriceRow, PricingStore, ProxyRow, Store,
 };
 use candor_testkit::{BACKENDS, TestDb};
 use candor_types::{TenantId, Timestamp};
