@@ -49,6 +49,40 @@ impl Default for PriceColumns {
     }
 }
 
+/// Where the columns are in one table.
+struct Positions {
+    product: usize,
+    price: usize,
+    time: usize,
+    group: usize,
+    name: Option<usize>,
+    quantity: Option<usize>,
+    invoice: Option<usize>,
+}
+
+impl PriceColumns {
+    fn positions(&self, table: &RawTable) -> AppResult<Positions> {
+        let col = |name: &str| {
+            table.column(name).ok_or_else(|| {
+                AppError::bad_request(
+                    "column_invalid",
+                    format!("column {name:?} is not in the file"),
+                )
+            })
+        };
+        let opt = |name: &Option<String>| name.as_deref().map(col).transpose();
+        Ok(Positions {
+            product: col(&self.product)?,
+            price: col(&self.price)?,
+            time: col(&self.time)?,
+            group: col(&self.group)?,
+            name: opt(&self.name)?,
+            quantity: opt(&self.quantity)?,
+            invoice: opt(&self.invoice)?,
+        })
+    }
+}
+
 /// How long a period of the audit is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -156,15 +190,7 @@ pub fn read_table(bytes: &[u8]) -> AppResult<RawTable> {
         .map_err(|e| AppError::bad_request("invalid_csv", e.to_string()))
 }
 
-fn parse_time(s: &str) -> Option<Timestamp> {
-    let s = s.trim();
-    if let Some(t) = Timestamp::parse_rfc3339(s) {
-        return Some(t);
-    }
-    let dt: jiff::civil::DateTime = s.replace(' ', "T").parse().ok()?;
-    let z = dt.to_zoned(jiff::tz::TimeZone::UTC).ok()?;
-    Some(Timestamp(z.timestamp().as_millisecond()))
-}
+use crate::recs::parse_time;
 
 /// The reports of several groupings of the same lines, restricted to the top products.
 fn reports(
@@ -328,22 +354,15 @@ impl App {
         opts: &DispersionOptions,
         source: &str,
     ) -> AppResult<RecordedPriceAudit> {
-        let col = |name: &str| {
-            table.column(name).ok_or_else(|| {
-                AppError::bad_request(
-                    "column_invalid",
-                    format!("column {name:?} is not in the file"),
-                )
-            })
-        };
-        let opt = |name: &Option<String>| name.as_deref().map(col).transpose();
-        let (pc, prc, tc, gc) = (
-            col(&cols.product)?,
-            col(&cols.price)?,
-            col(&cols.time)?,
-            col(&cols.group)?,
-        );
-        let (nc, qc, ic) = (opt(&cols.name)?, opt(&cols.quantity)?, opt(&cols.invoice)?);
+        let Positions {
+            product: pc,
+            price: prc,
+            time: tc,
+            group: gc,
+            name: nc,
+            quantity: qc,
+            invoice: ic,
+        } = cols.positions(table)?;
         let mut lines = Vec::with_capacity(table.rows.len());
         let mut groups = Vec::with_capacity(table.rows.len());
         let mut names: BTreeMap<String, String> = BTreeMap::new();
@@ -856,22 +875,15 @@ impl App {
         progress: &(dyn Fn(usize) + Sync),
     ) -> AppResult<Value> {
         let tk = self.tenant_key(tenant).await?;
-        let col = |name: &str| {
-            table.column(name).ok_or_else(|| {
-                AppError::bad_request(
-                    "column_invalid",
-                    format!("column {name:?} is not in the file"),
-                )
-            })
-        };
-        let opt = |name: &Option<String>| name.as_deref().map(col).transpose();
-        let (pc, prc, tc, gc) = (
-            col(&cols.product)?,
-            col(&cols.price)?,
-            col(&cols.time)?,
-            col(&cols.group)?,
-        );
-        let (qc, ic) = (opt(&cols.quantity)?, opt(&cols.invoice)?);
+        let Positions {
+            product: pc,
+            price: prc,
+            time: tc,
+            group: gc,
+            quantity: qc,
+            invoice: ic,
+            ..
+        } = cols.positions(table)?;
         let (mut skipped, mut inserted) = (0u64, 0u64);
         let mut rows = Vec::new();
         for (r, row) in table.rows.iter().enumerate() {

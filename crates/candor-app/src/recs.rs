@@ -92,7 +92,8 @@ pub struct Line {
     pub weight: f32,
 }
 
-fn parse_time(s: &str) -> Option<Timestamp> {
+/// A time as order files write it: RFC 3339, or `YYYY-MM-DD HH:MM:SS` in UTC.
+pub(crate) fn parse_time(s: &str) -> Option<Timestamp> {
     let s = s.trim();
     if let Some(t) = Timestamp::parse_rfc3339(s) {
         return Some(t);

@@ -205,7 +205,7 @@ fn parse_monotone(spec: &str, columns: &[String]) -> Result<Vec<(String, i8)>> {
     Ok(out)
 }
 
-fn progress(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn progress(len: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}") {
         bar.set_style(style.progress_chars("=> "));

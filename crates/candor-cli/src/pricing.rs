@@ -1,8 +1,8 @@
 //! `candor pricing …`: price checks of a file, price history, dispersion audits of a file or
 //! of live orders, proxy detection of pricing signals, alerts.
 
-use std::io::{Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::io::Write as _;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use candor_app::App;
@@ -10,14 +10,15 @@ use candor_app::pricing::{CheckInput, MAX_BATCH};
 use candor_app::pricing_audit::{
     DispersionOptions, PeriodUnit, PriceColumns, PriceMonitorRequest, RecordedPriceAudit,
 };
-use candor_ml::table::{RawTable, read_csv};
+use candor_ml::table::RawTable;
 use candor_types::Currency;
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::{Map, Value, json};
 
 use crate::audit::EXIT_GATE_FAILED;
-use crate::ml::parse_time;
+use crate::ml::{parse_time, progress};
+use crate::recs::read_lines_file as read_file;
 
 #[derive(Args, Debug, Clone)]
 pub struct ColumnArgs {
@@ -187,34 +188,10 @@ fn app_err(e: candor_app::AppError) -> anyhow::Error {
     anyhow::anyhow!("{} [{}]", e.message, e.code)
 }
 
-/// A CSV file, gunzipped when it is gzip.
-pub(crate) fn read_file(path: &Path) -> Result<RawTable> {
-    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .with_context(|| format!("{}: not a readable gzip file", path.display()))?;
-        out
-    } else {
-        raw
-    };
-    read_csv(&bytes).map_err(|e| anyhow::anyhow!("{}: {e} [{}]", path.display(), e.code()))
-}
-
 fn spinner(what: &str) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
     bar.set_message(what.to_string());
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
-    bar
-}
-
-fn progress(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {elapsed}") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_message(what.to_string());
     bar
 }
 

@@ -144,7 +144,8 @@ pub enum RecsCommand {
     },
 }
 
-fn read_lines_file(path: &Path) -> Result<RawTable> {
+/// A CSV file, gunzipped when it is gzip.
+pub(crate) fn read_lines_file(path: &Path) -> Result<RawTable> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();

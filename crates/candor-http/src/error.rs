@@ -11,6 +11,7 @@
 //! | `unknown_purpose`, `unknown_jurisdiction`, `invalid_consent_state`, `invalid_consent_source`, `invalid_notice_hash` | 400 | consent input the policy does not know |
 //! | `batch_size`, `attribute_invalid`, `reason_required`, `reason_too_long`, `unknown_action` | 400 | invalid scoring or model-lifecycle input |
 //! | `kind_invalid`, `regime_invalid`, `details_required`, `details_invalid`, `statement_invalid`, `outcome_invalid`, `label_invalid`, `status_invalid`, `table_invalid`, `invalid_time`, `period_invalid`, `threshold_invalid` | 400 | invalid rights, contest or fairness input |
+//! | `product_invalid`, `currency_invalid`, `price_invalid`, `price_precision`, `signal_invalid`, `segment_invalid`, `category_invalid`, `subject_invalid`, `days_invalid`, `invalid_csv`, `column_invalid`, `no_rows` | 400 | invalid price check, price history or audit input |
 //! | `unauthorized` | 401 | missing, malformed, unknown or revoked API key |
 //! | `forbidden_scope` | 403 | the key's scope is too low for the endpoint |
 //! | `purpose_denied` | 403 | the policy denies the purpose for this subject (reasons attached) |
@@ -20,6 +21,7 @@
 //! | `method_not_allowed` | 405 | known route, wrong method |
 //! | `conflict`, `subject_erased`, `not_verified`, `already_contested`, `contest_closed` | 409 | the request conflicts with stored state |
 //! | `no_active_model`, `model_not_approved`, `invalid_transition`, `fairness_gate`, `nothing_to_override`, `no_known_outcomes`, `no_protected_data` | 409 | scoring without an active/approved model; a lifecycle step from the wrong status |
+//! | `no_orders` | 409 | a dispersion audit finds no readable order in the period |
 //! | `payload_too_large` | 413 | body over the limit |
 //! | `internal` | 500 | anything else; the cause is logged, never returned |
 
