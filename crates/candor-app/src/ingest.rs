@@ -79,6 +79,8 @@ struct Valid {
         Vec<candor_store::PriceRow>,
         Option<candor_store::PriceCancel>,
     ),
+    /// Products the event names, for the assistant's catalog, written if the event is.
+    products: Vec<candor_store::ProductRow>,
 }
 
 enum Planned {
@@ -458,6 +460,11 @@ fn materialize(
         let occurred = v.event.timestamp.map_or(now, |t| t.min(now));
         write.prices.extend(v.prices.0.iter().cloned());
         write.price_cancels.extend(v.prices.1.iter().cloned());
+        for p in &v.products {
+            if !write.products.iter().any(|q| q.product_id == p.product_id) {
+                write.products.push(p.clone());
+            }
+        }
         write.journeys.extend(crate::journeys::journey_ops(
             policy,
             *subject,
@@ -546,6 +553,7 @@ impl App {
                     };
                     let occurred = event.timestamp.map_or(now, |t| t.min(now));
                     let prices = crate::pricing::order_prices(&tk, &event, &message_id, occurred);
+                    let products = crate::assistant::event_products(&event, occurred);
                     valid.push(Valid {
                         index,
                         event,
@@ -554,6 +562,7 @@ impl App {
                         aliases,
                         email,
                         prices,
+                        products,
                     });
                 }
                 Err(e) => {

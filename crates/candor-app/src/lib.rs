@@ -4,6 +4,7 @@
 //! store reads that take the grant. There is no other read path to events or personal fields.
 
 mod access;
+pub mod assistant;
 mod audit_html;
 mod card;
 mod clock;
@@ -112,6 +113,8 @@ struct Inner {
     reports: OnceLock<std::path::PathBuf>,
     /// The price guard's writer and caches.
     pricing: pricing::PricingState,
+    /// The assistant's catalog and help indexes, its turn writer.
+    assistant: assistant::AssistantState,
     /// Authenticated API keys by their hash, for [`KEY_TTL`]: a key revoked through this
     /// process stops at once, one revoked through another within the TTL.
     keys: RwLock<HashMap<[u8; 32], (std::time::Instant, Principal)>>,
@@ -154,6 +157,7 @@ impl App {
                 outbox: OnceLock::new(),
                 reports: OnceLock::new(),
                 pricing: pricing::PricingState::default(),
+                assistant: assistant::AssistantState::default(),
                 keys: RwLock::new(HashMap::new()),
             }),
         }

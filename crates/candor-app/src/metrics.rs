@@ -25,6 +25,8 @@ struct Inner {
     emails_sent: u64,
     /// Price checks by (verdict, personalized).
     price_checks: BTreeMap<(&'static str, bool), u64>,
+    /// Assistant replies by (intent, backend).
+    assistant_replies: BTreeMap<(&'static str, &'static str), u64>,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +76,11 @@ impl Metrics {
     /// One price check by its verdict, and whether personal data shaped the price.
     pub fn price_check(&self, verdict: &'static str, personalized: bool) {
         self.with(|m| *m.price_checks.entry((verdict, personalized)).or_default() += 1);
+    }
+
+    /// One assistant reply by its intent and what answered (`embedded` or `llm`).
+    pub fn assistant_reply(&self, intent: &'static str, backend: &'static str) {
+        self.with(|m| *m.assistant_replies.entry((intent, backend)).or_default() += 1);
     }
 
     /// Counts of a batch of price checks by (verdict, personalized); one lock.
@@ -139,6 +146,14 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "candor_price_checks_total{{verdict=\"{v}\",personalized=\"{p}\"}} {n}"
+                );
+            }
+            out.push_str("# HELP candor_assistant_replies_total Assistant replies by intent and backend.\n");
+            out.push_str("# TYPE candor_assistant_replies_total counter\n");
+            for ((i, b), n) in &m.assistant_replies {
+                let _ = writeln!(
+                    out,
+                    "candor_assistant_replies_total{{intent=\"{i}\",backend=\"{b}\"}} {n}"
                 );
             }
             out.push_str("# HELP candor_http_request_duration_seconds HTTP request latency.\n");

@@ -274,6 +274,28 @@ impl App {
                     .await?;
             }
         }
+        // Assistant conversations past `[assistant] retention_days` since their last message.
+        let days = self.policy().assistant().retention_days;
+        for t in self.store().list_tenants().await? {
+            let swept = candor_store::AssistantStore::sweep_conversations(
+                self.store(),
+                t.id,
+                now.minus_days(days),
+            )
+            .await?;
+            if swept.conversations > 0 {
+                self.store()
+                    .append_audit(vec![AuditDraft {
+                        tenant: Some(t.id),
+                        actor: "system:retention".into(),
+                        action: "retention.swept".into(),
+                        target: Some("assistant".into()),
+                        details: serde_json::to_value(&swept)
+                            .map_err(|e| AppError::internal("retention", &e))?,
+                    }])
+                    .await?;
+            }
+        }
         // Expired browser sessions and sign-in links hold nothing worth keeping.
         candor_store::WebStore::purge_sessions(self.store(), now).await?;
         Ok(out)

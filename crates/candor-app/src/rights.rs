@@ -1053,6 +1053,22 @@ impl App {
         }
         counts.insert("contact_requests", contacts.len());
         send(format!(",\"contact_requests\":{}", json!(contacts)).into_bytes()).await?;
+        // assistant_conversations, assistant_messages, assistant_tickets: the shopping
+        // assistant's transcripts (stored redacted) and hand-offs to a person
+        let (convs, msgs, tickets) = self.assistant_export(tenant, subject, key.as_ref()).await?;
+        counts.insert("assistant_conversations", convs.len());
+        counts.insert("assistant_messages", msgs.len());
+        counts.insert("assistant_tickets", tickets.len());
+        send(
+            format!(
+                ",\"assistant_conversations\":{},\"assistant_messages\":{},\"assistant_tickets\":{}",
+                json!(convs),
+                json!(msgs),
+                json!(tickets)
+            )
+            .into_bytes(),
+        )
+        .await?;
         // web_sessions and signin_links: when the person signed in to the privacy center
         let sessions: Vec<Value> =
             candor_store::WebStore::sessions_for(self.store(), tenant, subject)

@@ -12,6 +12,8 @@
 //! | `batch_size`, `attribute_invalid`, `reason_required`, `reason_too_long`, `unknown_action` | 400 | invalid scoring or model-lifecycle input |
 //! | `kind_invalid`, `regime_invalid`, `details_required`, `details_invalid`, `statement_invalid`, `outcome_invalid`, `label_invalid`, `status_invalid`, `table_invalid`, `invalid_time`, `period_invalid`, `threshold_invalid` | 400 | invalid rights, contest or fairness input |
 //! | `product_invalid`, `currency_invalid`, `price_invalid`, `price_precision`, `signal_invalid`, `segment_invalid`, `category_invalid`, `subject_invalid`, `days_invalid`, `invalid_csv`, `column_invalid`, `no_rows` | 400 | invalid price check, price history or audit input |
+//! | `message_invalid`, `subject_invalid`, `status_invalid`, `products_invalid` | 400 | an invalid assistant message, conversation start, ticket query or catalog import |
+//! | `conversation_busy`, `conversation_closed` | 409 | another message of the conversation was answered first (send again); the conversation is closed |
 //! | `unauthorized` | 401 | missing, malformed, unknown or revoked API key |
 //! | `forbidden_scope` | 403 | the key's scope is too low for the endpoint |
 //! | `purpose_denied` | 403 | the policy denies the purpose for this subject (reasons attached) |

@@ -11,6 +11,7 @@ mod email;
 mod error;
 mod openapi;
 mod pricing;
+mod assistant;
 mod web;
 
 use std::time::Instant;
@@ -121,6 +122,28 @@ pub fn router(app: App) -> Router {
             "/v1/prices/proxies",
             get(pricing::get_proxies).post(pricing::post_proxies),
         )
+        .route(
+            "/v1/assistant/conversations",
+            post(assistant::post_conversation),
+        )
+        .route(
+            "/v1/assistant/conversations/{id}",
+            get(assistant::get_conversation),
+        )
+        .route(
+            "/v1/assistant/conversations/{id}/messages",
+            post(assistant::post_message),
+        )
+        .route("/v1/assistant/tickets", get(assistant::get_tickets))
+        .route(
+            "/v1/assistant/tickets/{id}/reply",
+            post(assistant::post_ticket_reply),
+        )
+        .route(
+            "/v1/assistant/catalog",
+            post(assistant::post_catalog).layer(DefaultBodyLimit::max(pricing::BATCH_BODY_LIMIT)),
+        )
+        .route("/v1/assistant/search", get(assistant::get_search))
         .route("/v1/fairness/alerts", get(get_fairness_alerts))
         .route("/v1/fairness/monitor", post(post_fairness_monitor))
         .route("/v1/keys", post(create_key).get(list_keys))
@@ -1207,6 +1230,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/models/{version}/{action}"),
     ("get", "/v1/fairness/alerts"),
     ("post", "/v1/fairness/monitor"),
+    ("post", "/v1/assistant/conversations"),
+    ("get", "/v1/assistant/conversations/{id}"),
+    ("post", "/v1/assistant/conversations/{id}/messages"),
+    ("get", "/v1/assistant/tickets"),
+    ("post", "/v1/assistant/tickets/{id}/reply"),
+    ("post", "/v1/assistant/catalog"),
+    ("get", "/v1/assistant/search"),
     ("post", "/v1/prices/check"),
     ("post", "/v1/prices/check/batch"),
     ("get", "/v1/prices/checks"),

@@ -116,10 +116,67 @@ fn pricing_paths() -> Value {
     })
 }
 
+fn assistant_paths() -> Value {
+    let key = json!([{ "bearer": [] }, { "basic": [] }]);
+    let reply = json!({ "type": "object", "properties": {
+        "conversationId": { "type": "string" }, "status": { "type": "string", "enum": ["open", "handoff", "closed"] },
+        "reply": { "type": "object", "properties": {
+            "id": { "type": "string" }, "text": { "type": "string" },
+            "disclosure": { "type": ["object", "null"], "description": "The AI disclosure (text and version from the policy): set on the first reply of every conversation." },
+            "intent": { "type": "string" }, "confidence": { "type": "number" },
+            "sources": { "type": "array", "items": { "type": "object" } },
+            "personalDataUsed": { "type": "boolean" }, "decisionId": { "type": "string" },
+            "backend": { "type": "string", "enum": ["embedded", "llm"] },
+            "handoff": { "type": ["object", "null"] } } },
+        "redacted": { "type": ["object", "null"], "description": "How many values of each kind were redacted from the customer's message (never the values)." } } });
+    let message = json!({ "type": "object", "required": ["message"], "additionalProperties": false, "properties": { "message": { "type": "string", "minLength": 1, "maxLength": 2000 } } });
+    let id = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
+    json!({
+        "/v1/assistant/conversations": { "post": {
+            "tags": ["assistant"], "summary": "Start a conversation with the shopping assistant; the first reply says it is an AI",
+            "description": "Write or server key. `userId` or `anonymousId` link the conversation to a person (their messages are then sealed with their key, exported and erased with them); with a server key `userId` is verified and order status may be told. The optional `message` is answered in the same call. Messages are redacted (emails, phones, cards, IBANs, addresses, the person's names) before they are searched, stored or sent to a model.",
+            "security": key.clone(),
+            "requestBody": json_body(json!({ "type": "object", "additionalProperties": false, "properties": {
+                "userId": { "type": "string" }, "anonymousId": { "type": "string" }, "message": { "type": "string", "maxLength": 2000 } } })),
+            "responses": { "201": ok("The conversation and the first reply, with the disclosure.", reply.clone()),
+                "400": error_response("Invalid message or ids; nothing stored.") } } },
+        "/v1/assistant/conversations/{id}": { "get": {
+            "tags": ["assistant"], "summary": "A conversation's messages (redacted), including staff replies", "security": key.clone(), "parameters": id.clone(),
+            "responses": { "200": ok("The conversation.", json!({ "type": "object" })), "404": error_response("Unknown conversation.") } } },
+        "/v1/assistant/conversations/{id}/messages": { "post": {
+            "tags": ["assistant"], "summary": "The customer's next message and the assistant's reply (committed before the answer)",
+            "security": key.clone(), "parameters": id.clone(), "requestBody": json_body(message.clone()),
+            "responses": { "200": ok("The reply, its sources, whether personal data was used, the decision id, a hand-off.", reply),
+                "400": error_response("Invalid message; nothing stored."), "404": error_response("Unknown conversation."),
+                "409": error_response("`conversation_busy`: another message was answered first; `conversation_closed`.") } } },
+        "/v1/assistant/tickets": { "get": {
+            "tags": ["assistant"], "summary": "Hand-offs to a person (requested, sensitive topic, repeated misunderstanding)", "security": key.clone(),
+            "parameters": [{ "name": "status", "in": "query", "required": false, "schema": { "type": "string", "enum": ["open", "answered", "closed"] } },
+                { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 500 } }],
+            "responses": { "200": ok("Tickets.", json!({ "type": "object" })), "403": error_response("Needs a server or admin key.") } } },
+        "/v1/assistant/tickets/{id}/reply": { "post": {
+            "tags": ["assistant"], "summary": "A person's reply, delivered into the conversation (stored redacted)", "security": key.clone(), "parameters": id,
+            "requestBody": json_body(json!({ "type": "object", "required": ["message"], "additionalProperties": false, "properties": { "message": { "type": "string", "maxLength": 2000 }, "close": { "type": "boolean" } } })),
+            "responses": { "200": ok("The delivered message.", json!({ "type": "object" })), "404": error_response("Unknown or closed ticket."), "409": error_response("The conversation changed; send again.") } } },
+        "/v1/assistant/catalog": { "post": {
+            "tags": ["assistant"], "summary": "Import products the assistant searches (product events add to the catalog too)", "security": key.clone(),
+            "requestBody": json_body(json!({ "type": "object", "required": ["products"], "additionalProperties": false, "properties": { "products": { "type": "array", "maxItems": 100000, "items": { "type": "object", "required": ["productId", "name"], "properties": {
+                "productId": { "type": "string" }, "name": { "type": "string" }, "description": { "type": "string" }, "category": { "type": "string" },
+                "price": { "type": ["string", "number"] }, "currency": { "type": "string" }, "url": { "type": "string" } } } } } })),
+            "responses": { "200": ok("Received and written.", json!({ "type": "object" })), "400": error_response("An invalid product (its index in the message); nothing imported.") } } },
+        "/v1/assistant/search": { "get": {
+            "tags": ["assistant"], "summary": "The catalog search the assistant answers product questions from", "security": key,
+            "parameters": [{ "name": "q", "in": "query", "required": true, "schema": { "type": "string" } }, { "name": "k", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 50 } }],
+            "responses": { "200": ok("Products with scores and the share of the question they match.", json!({ "type": "object" })) } } }
+    })
+}
+
 pub fn openapi_document() -> Value {
     let mut doc = openapi_core();
-    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), pricing_paths()) {
-        paths.extend(more);
+    for more in [pricing_paths(), assistant_paths()] {
+        if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more) {
+            paths.extend(more);
+        }
     }
     doc
 }

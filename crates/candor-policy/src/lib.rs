@@ -4,6 +4,7 @@
 //!
 //! No I/O beyond [`Policy::load`] reading the file.
 
+pub mod assistant;
 mod decide;
 mod email;
 mod error;
@@ -11,6 +12,7 @@ mod parse;
 mod policy;
 pub mod pricing;
 
+pub use assistant::{AssistantPolicy, LlmPolicy};
 pub use decide::{Denial, Grant, RIGHTS_PURPOSE};
 pub use email::{
     BUILT_IN_JOURNEYS, EmailPolicy, JourneyDef, JourneyStep, SmtpPolicy, SmtpTls, WebhookPolicy,

@@ -18,6 +18,7 @@ use crate::policy::{
     Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, RecsPolicy, Regime,
     field_rule,
 };
+use crate::assistant::{AssistantPolicy, LlmPolicy};
 use crate::pricing::{CategoryCaps, PricingPolicy};
 
 type Key<'i> = Spanned<DeString<'i>>;
@@ -61,6 +62,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
     let fairness = c.fairness(root.get("fairness"));
     let recommendations = c.recommendations(root.get("recommendations"));
     let pricing = c.pricing(root.get("pricing"), &purposes);
+    let assistant = c.assistant(root.get("assistant"), &purposes);
     let smtp = c.smtp(root.get("smtp"));
     let email = c.email(root.get("email"));
     let webhooks = c.webhooks(root.get("webhooks"), &known_purposes);
@@ -145,6 +147,7 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Policy, PolicyErrors> {
             fairness,
             recommendations,
             pricing,
+            assistant,
             smtp,
             email,
             journeys,
@@ -804,6 +807,166 @@ impl Checker {
                 .filter(|s| !s.is_empty())
                 .collect(),
         )
+    }
+
+    fn assistant(&mut self, v: Option<&Val<'_>>, purposes: &[PurposeEntries]) -> AssistantPolicy {
+        let mut a = AssistantPolicy::default();
+        let Some(v) = v else { return a };
+        let Some(t) = self.table(v, "assistant") else {
+            return a;
+        };
+        self.known_keys(
+            t,
+            &[
+                "disclosure",
+                "disclosure_version",
+                "purpose",
+                "service_purpose",
+                "help",
+                "sensitive_topics",
+                "max_misunderstandings",
+                "min_confidence",
+                "retention_days",
+                "handoff_message",
+                "llm",
+            ],
+            "assistant",
+        );
+        for (key, slot, max) in [
+            ("disclosure", &mut a.disclosure, 1000),
+            ("disclosure_version", &mut a.disclosure_version, 100),
+            ("handoff_message", &mut a.handoff_message, 1000),
+        ] {
+            if let Some(x) = t.get(key)
+                && let Some(text) = self.string(x, key)
+            {
+                if text.trim().is_empty() || text.len() > max {
+                    self.err(x.span(), format!("`{key}` is 1 to {max} characters"));
+                } else {
+                    *slot = text.trim().to_owned();
+                }
+            }
+        }
+        for (key, slot) in [
+            ("purpose", &mut a.purpose),
+            ("service_purpose", &mut a.service_purpose),
+        ] {
+            let Some(x) = t.get(key) else { continue };
+            let Some(name) = self.string(x, key) else {
+                continue;
+            };
+            match purposes.iter().find(|(d, _)| d.name.as_str() == name) {
+                None => self.err(
+                    x.span(),
+                    format!("`{key}` names `{name}`, which [purposes] does not define"),
+                ),
+                Some((d, _)) if d.audit => self.err(
+                    x.span(),
+                    format!("`{key}` may not be the audit purpose `{name}`"),
+                ),
+                Some(_) => *slot = name.to_owned(),
+            }
+        }
+        if let Some(x) = t.get("help") {
+            for (path, span) in self.strings(x, "help") {
+                if path.trim().is_empty() || path.contains("..") || path.starts_with('/') {
+                    self.err(
+                        span,
+                        format!("`help` names markdown files inside the deployment directory, not {path:?}"),
+                    );
+                } else {
+                    a.help.push(path.to_owned());
+                }
+            }
+        }
+        if let Some(x) = t.get("sensitive_topics")
+            && let Some(topics) = self.table(x, "[assistant.sensitive_topics]")
+        {
+            // The policy's list replaces the built-in one (an empty table turns it off).
+            a.sensitive_topics.clear();
+            for (k, v) in entries(topics) {
+                let words: Vec<String> = self
+                    .strings(v, &format!("sensitive_topics.{}", k.get_ref()))
+                    .into_iter()
+                    .map(|(w, _)| w.trim().to_lowercase())
+                    .filter(|w| !w.is_empty())
+                    .collect();
+                if words.is_empty() {
+                    self.err(v.span(), "a sensitive topic lists at least one word or phrase");
+                }
+                a.sensitive_topics.insert(k.get_ref().to_lowercase(), words);
+            }
+        }
+        if let Some(n) = self.int(t, "max_misunderstandings", 1, 10) {
+            a.max_misunderstandings = n as u32;
+        }
+        if let Some(n) = self.int(t, "retention_days", 1, 3650) {
+            a.retention_days = n as u32;
+        }
+        if let Some(x) = t.get("min_confidence")
+            && let Some(c) = self.number(x, "min_confidence")
+        {
+            if (0.0..=1.0).contains(&c) {
+                a.min_confidence = c;
+            } else {
+                self.err(x.span(), format!("`min_confidence` is from 0 to 1, not {c}"));
+            }
+        }
+        if let Some(x) = t.get("llm")
+            && let Some(lt) = self.table(x, "[assistant.llm]")
+        {
+            self.known_keys(
+                lt,
+                &["base_url", "model", "api_key_env", "timeout_ms", "max_tokens", "temperature"],
+                "assistant.llm",
+            );
+            let base_url = lt.get("base_url").and_then(|u| {
+                let text = self.string(u, "base_url")?;
+                if text.starts_with("https://") || text.starts_with("http://") {
+                    Some(text.trim_end_matches('/').to_owned())
+                } else {
+                    self.err(u.span(), format!("`base_url` is an http:// or https:// URL, not {text:?}"));
+                    None
+                }
+            });
+            let model = lt.get("model").and_then(|m| self.string(m, "model").map(str::to_owned));
+            if lt.get("base_url").is_none() || lt.get("model").is_none() {
+                self.err(x.span(), "[assistant.llm] needs `base_url` and `model`");
+            }
+            let api_key_env = lt.get("api_key_env").and_then(|k| {
+                let name = self.string(k, "api_key_env")?;
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                    self.err(k.span(), "`api_key_env` names an environment variable (the key itself never goes in this file)");
+                    None
+                } else {
+                    Some(name.to_owned())
+                }
+            });
+            let timeout_ms = self.int(lt, "timeout_ms", 100, 120_000).unwrap_or(8000) as u64;
+            let max_tokens = self.int(lt, "max_tokens", 16, 8192).unwrap_or(400) as u32;
+            let temperature = match lt.get("temperature") {
+                Some(x) => match self.number(x, "temperature") {
+                    Some(t) if (0.0..=2.0).contains(&t) => t,
+                    Some(t) => {
+                        self.err(x.span(), format!("`temperature` is from 0 to 2, not {t}"));
+                        0.2
+                    }
+                    None => 0.2,
+                },
+                None => 0.2,
+            };
+            if let (Some(base_url), Some(model)) = (base_url, model) {
+                a.llm = Some(LlmPolicy {
+                    base_url,
+                    model,
+                    api_key_env,
+                    timeout_ms,
+                    max_tokens,
+                    temperature,
+                });
+            }
+        }
+        a
     }
 
     fn pricing(&mut self, v: Option<&Val<'_>>, purposes: &[PurposeEntries]) -> PricingPolicy {

@@ -153,6 +153,7 @@ pub struct Policy {
     pub(crate) fairness: FairnessPolicy,
     pub(crate) recommendations: RecsPolicy,
     pub(crate) pricing: crate::pricing::PricingPolicy,
+    pub(crate) assistant: crate::assistant::AssistantPolicy,
     pub(crate) smtp: Option<crate::email::SmtpPolicy>,
     pub(crate) webhooks: Vec<crate::email::WebhookPolicy>,
     pub(crate) email: crate::email::EmailPolicy,
@@ -335,6 +336,11 @@ impl Policy {
     /// `[pricing]`: the price guard (defaults when the section is absent).
     pub fn pricing(&self) -> &crate::pricing::PricingPolicy {
         &self.pricing
+    }
+
+    /// `[assistant]`: disclosure, help articles, hand-off, transcript retention, the LLM.
+    pub fn assistant(&self) -> &crate::assistant::AssistantPolicy {
+        &self.assistant
     }
 
     /// Checks a proposed price against `[pricing]` with this policy's protected attributes.

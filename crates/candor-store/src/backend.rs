@@ -698,6 +698,9 @@ macro_rules! impl_store {
                 apply_journey_ops(tx, tenant, &write.journeys, now).await?;
             }
             pricing_impl::apply_ingest_prices(tx, &tenant.to_string(), &write.prices, &write.price_cancels).await?;
+            if !write.products.is_empty() {
+                assistant_impl::upsert_products_tx(tx, &tenant.to_string(), &write.products).await?;
+            }
             audit_tx(tx, write.audit.clone(), now).await?;
             Ok(rows.iter().map(|r| inserted.contains(&r.message_id)).collect())
         }
@@ -1697,6 +1700,12 @@ macro_rules! impl_store {
                 counts.emails = sqlx::query("DELETE FROM emails WHERE tenant_id = $1 AND subject_id = $2")
                     .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
                 counts.contact_requests = sqlx::query("DELETE FROM contact_requests WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                counts.assistant_messages = sqlx::query("DELETE FROM assistant_messages WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                counts.assistant_tickets = sqlx::query("DELETE FROM assistant_tickets WHERE tenant_id = $1 AND subject_id = $2")
+                    .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
+                counts.assistant_conversations = sqlx::query("DELETE FROM assistant_conversations WHERE tenant_id = $1 AND subject_id = $2")
                     .bind(&t).bind(&sid).execute(&mut *tx).await?.rows_affected();
                 // Signed-in browsers and unused links end with the person.
                 counts.web_sessions = sqlx::query("DELETE FROM web_sessions WHERE tenant_id = $1 AND subject_id = $2")

@@ -9,6 +9,7 @@
 //! - personal values are written only as [`Sealed`] bytes; aliases only as blind indexes;
 //! - the audit log is append-only and hash-chained per chain (one chain per tenant, one global).
 
+pub mod assistant;
 mod audit;
 mod backend;
 pub mod postgres;
@@ -28,6 +29,10 @@ use candor_policy::Grant;
 use candor_types::{
     Category, ConsentRecord, EventId, EventKind, KeyId, Purpose, Scope, SubjectId, TenantId,
     Timestamp,
+};
+pub use assistant::{
+    AssistantStore, ConversationRow, ConversationSweep, MessageRow, ProductRow, TicketRow,
+    TurnWrite,
 };
 pub use postgres::PgStore;
 pub use pricing::{
@@ -227,6 +232,9 @@ pub struct IngestWrite {
     pub prices: Vec<PriceRow>,
     /// Orders an `Order Cancelled` event cancelled: their lines stop counting as prices.
     pub price_cancels: Vec<PriceCancel>,
+    /// Products named by product events (`name`, `category`, `price`, `url`) for the
+    /// assistant's catalog; no personal data.
+    pub products: Vec<ProductRow>,
 }
 
 /// What an ingested event does to journeys.
@@ -398,6 +406,9 @@ pub const SUBJECT_TABLES: &[&str] = &[
     "contact_requests",
     "web_sessions",
     "signin_links",
+    "assistant_conversations",
+    "assistant_messages",
+    "assistant_tickets",
 ];
 
 /// The purpose recommendation factors serve: withdrawing it deletes them.
@@ -418,6 +429,9 @@ pub struct ErasureCounts {
     pub journey_steps: u64,
     pub emails: u64,
     pub contact_requests: u64,
+    pub assistant_conversations: u64,
+    pub assistant_messages: u64,
+    pub assistant_tickets: u64,
     pub web_sessions: u64,
     /// Requests keep their dates and outcome as proof; their sealed details are deleted.
     pub dsr_requests_scrubbed: u64,

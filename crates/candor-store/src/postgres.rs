@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Pool, Postgres};
 
 use crate::backend::impl_store;
+use crate::assistant::impl_assistant_store;
 use crate::pricing::impl_pricing_store;
 use crate::web::impl_web_store;
 
@@ -70,6 +71,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "pricing",
         include_str!("../migrations/postgres/0010_pricing.sql"),
+    ),
+    (
+        11,
+        "assistant",
+        include_str!("../migrations/postgres/0011_assistant.sql"),
     ),
 ];
 
@@ -292,3 +298,5 @@ impl_store!(
 impl_web_store!(PgStore, update_lock = " FOR UPDATE");
 
 impl_pricing_store!(PgStore, pin_commit = "SET LOCAL synchronous_commit TO OFF");
+
+impl_assistant_store!(PgStore, update_lock = " FOR UPDATE");

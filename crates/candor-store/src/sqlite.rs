@@ -11,6 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Pool, Sqlite};
 
 use crate::backend::impl_store;
+use crate::assistant::impl_assistant_store;
 use crate::pricing::impl_pricing_store;
 use crate::web::impl_web_store;
 
@@ -68,6 +69,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "pricing",
         include_str!("../migrations/sqlite/0010_pricing.sql"),
+    ),
+    (
+        11,
+        "assistant",
+        include_str!("../migrations/sqlite/0011_assistant.sql"),
     ),
 ];
 
@@ -314,3 +320,5 @@ impl_store!(
 impl_web_store!(SqliteStore, update_lock = "");
 
 impl_pricing_store!(SqliteStore, pin_commit = "SELECT 1");
+
+impl_assistant_store!(SqliteStore, update_lock = "");
