@@ -727,7 +727,7 @@ impl App {
         if let Some(reason) = &composed.handoff {
             conv.status = "handoff".into();
             let t = TicketRow {
-                id: uuid::Uuid::new_v4().to_string(),
+                id: uuid::Uuid::now_v7().to_string(),
                 conversation_id: conv.id.clone(),
                 subject: conv.subject,
                 reason: reason.clone(),
@@ -1223,9 +1223,12 @@ impl App {
             Err(_) => return Ok(unverified),
         };
         let mut orders: BTreeMap<String, (Timestamp, String, Option<String>)> = BTreeMap::new();
-        for e in self.store().events_for(&grant, 5000).await? {
-            let status = match e.name.as_deref() {
+        let mut events = self.store().events_for(&grant, 5000).await?;
+        events.sort_by_key(|e| (e.occurred_at, e.received_at, e.id.to_string()));
+        for e in events {
+            let named = match e.name.as_deref() {
                 Some("Order Completed") => "placed",
+                Some("Order Updated") => "updated",
                 Some("Order Shipped") | Some("Order Dispatched") => "shipped",
                 Some("Order Delivered") => "delivered",
                 Some("Order Cancelled") => "cancelled",
@@ -1233,6 +1236,11 @@ impl App {
                 _ => continue,
             };
             for props in e.plain.values().filter_map(|v| v.get("properties")) {
+                // An update says what changed in `status` (shipped, delivered, ...).
+                let status = match props.get("status").and_then(Value::as_str) {
+                    Some(s) if named == "updated" && !s.is_empty() && s.len() <= 40 => s,
+                    _ => named,
+                };
                 let id = match props.get("order_id") {
                     Some(Value::String(s)) => s.clone(),
                     Some(Value::Number(n)) => n.to_string(),
@@ -1313,7 +1321,7 @@ impl App {
             .await
         {
             Ok(l) => l,
-            Err(e) if e.kind == ErrorKind::NotFound => {
+            Err(e) if e.kind == ErrorKind::NotFound || e.code == "no_recs_model" => {
                 return Ok(Composed {
                     text: "I don't have recommendations yet. Tell me what you are looking for (a product, a colour, an occasion) and I will search the catalog.".into(),
                     intent: "recommendation",

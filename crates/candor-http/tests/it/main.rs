@@ -12,6 +12,7 @@ use candor_types::{Scope, TenantId};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
+mod assistant;
 mod fairness;
 mod journeys;
 mod pricing;

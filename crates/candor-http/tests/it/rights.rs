@@ -52,7 +52,7 @@ impl H {
             .unwrap()
     }
 
-    async fn sql(&self, q: &str) -> Vec<String> {
+    pub(super) async fn sql(&self, q: &str) -> Vec<String> {
         query_strings(&self.t.db.url(), q).await
     }
 
