@@ -14,6 +14,7 @@ use candor_policy::{DEFAULT_POLICY, Policy};
 use candor_store::{AnyStore, Store};
 use candor_types::Scope;
 
+mod assistant;
 mod audit;
 mod demo;
 mod dsr;
@@ -118,6 +119,11 @@ enum Command {
     Pricing {
         #[command(subcommand)]
         command: pricing::PricingCommand,
+    },
+    /// The shopping assistant: import its catalog, evaluate product questions, hand-off tickets.
+    Assistant {
+        #[command(subcommand)]
+        command: assistant::AssistantCommand,
     },
     /// Email journeys: the uplift of campaigns against their holdout.
     Journeys {
@@ -449,6 +455,9 @@ async fn run(cli: Cli) -> Result<i32> {
         Command::Alerts(args) => {
             audit::alerts(&open(&cli.dir, cli.database_url.as_deref()).await?, args).await
         }
+        Command::Assistant { command } => {
+            assistant::run(&open(&cli.dir, cli.database_url.as_deref()).await?, command).await
+        }
         Command::Pricing { command } => {
             pricing::run(&open(&cli.dir, cli.database_url.as_deref()).await?, command).await
         }
@@ -601,6 +610,7 @@ async fn serve(
     if reports.is_dir() {
         app.set_reports_dir(reports);
     }
+    load_help(&app, dir)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -655,6 +665,27 @@ async fn serve(
     app.flush_decisions()
         .await
         .map_err(|e| anyhow::anyhow!("{} [{}]", e.message, e.code))?;
+    Ok(())
+}
+
+/// The assistant's help articles: the markdown files `[assistant] help` names, relative to
+/// the deployment directory (a missing file stops the start, with its name).
+fn load_help(app: &App, dir: &Path) -> Result<()> {
+    let mut articles = Vec::new();
+    for rel in &app.policy().assistant().help {
+        let path = dir.join(rel);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "[assistant] help names {}, which cannot be read",
+                path.display()
+            )
+        })?;
+        articles.push((rel.clone(), text));
+    }
+    if !articles.is_empty() {
+        eprintln!("assistant: {} help articles", articles.len());
+    }
+    app.set_help_articles(&articles);
     Ok(())
 }
 

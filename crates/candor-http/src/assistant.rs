@@ -87,7 +87,9 @@ pub(crate) async fn post_ticket_reply(
     let Path(id) = path?;
     let v = parse_json(body)?;
     if let Some(o) = v.as_object()
-        && let Some(k) = o.keys().find(|k| !["message", "close"].contains(&k.as_str()))
+        && let Some(k) = o
+            .keys()
+            .find(|k| !["message", "close"].contains(&k.as_str()))
     {
         return Err(candor_app::AppError::bad_request(
             "invalid_request",

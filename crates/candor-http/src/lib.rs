@@ -6,12 +6,12 @@
 
 #![recursion_limit = "256"]
 
+mod assistant;
 mod docs;
 mod email;
 mod error;
 mod openapi;
 mod pricing;
-mod assistant;
 mod web;
 
 use std::time::Instant;

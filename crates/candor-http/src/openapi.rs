@@ -130,7 +130,8 @@ fn assistant_paths() -> Value {
             "handoff": { "type": ["object", "null"] } } },
         "redacted": { "type": ["object", "null"], "description": "How many values of each kind were redacted from the customer's message (never the values)." } } });
     let message = json!({ "type": "object", "required": ["message"], "additionalProperties": false, "properties": { "message": { "type": "string", "minLength": 1, "maxLength": 2000 } } });
-    let id = json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
+    let id =
+        json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
     json!({
         "/v1/assistant/conversations": { "post": {
             "tags": ["assistant"], "summary": "Start a conversation with the shopping assistant; the first reply says it is an AI",

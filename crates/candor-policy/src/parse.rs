@@ -9,6 +9,7 @@ use serde_spanned::Spanned;
 use sha2::{Digest, Sha256};
 use toml::de::{DeString, DeTable, DeValue};
 
+use crate::assistant::{AssistantPolicy, LlmPolicy};
 use crate::email::{
     BUILT_IN_JOURNEYS, EmailPolicy, JourneyDef, JourneyStep, SmtpPolicy, SmtpTls, WebhookPolicy,
     built_in_journey, parse_duration,
@@ -18,7 +19,6 @@ use crate::policy::{
     Basis, CategoryDef, FairnessPolicy, JurisdictionDef, Policy, PurposeDef, RecsPolicy, Regime,
     field_rule,
 };
-use crate::assistant::{AssistantPolicy, LlmPolicy};
 use crate::pricing::{CategoryCaps, PricingPolicy};
 
 type Key<'i> = Spanned<DeString<'i>>;
@@ -892,7 +892,10 @@ impl Checker {
                     .filter(|w| !w.is_empty())
                     .collect();
                 if words.is_empty() {
-                    self.err(v.span(), "a sensitive topic lists at least one word or phrase");
+                    self.err(
+                        v.span(),
+                        "a sensitive topic lists at least one word or phrase",
+                    );
                 }
                 a.sensitive_topics.insert(k.get_ref().to_lowercase(), words);
             }
@@ -909,7 +912,10 @@ impl Checker {
             if (0.0..=1.0).contains(&c) {
                 a.min_confidence = c;
             } else {
-                self.err(x.span(), format!("`min_confidence` is from 0 to 1, not {c}"));
+                self.err(
+                    x.span(),
+                    format!("`min_confidence` is from 0 to 1, not {c}"),
+                );
             }
         }
         if let Some(x) = t.get("llm")
@@ -917,7 +923,14 @@ impl Checker {
         {
             self.known_keys(
                 lt,
-                &["base_url", "model", "api_key_env", "timeout_ms", "max_tokens", "temperature"],
+                &[
+                    "base_url",
+                    "model",
+                    "api_key_env",
+                    "timeout_ms",
+                    "max_tokens",
+                    "temperature",
+                ],
                 "assistant.llm",
             );
             let base_url = lt.get("base_url").and_then(|u| {
@@ -925,11 +938,16 @@ impl Checker {
                 if text.starts_with("https://") || text.starts_with("http://") {
                     Some(text.trim_end_matches('/').to_owned())
                 } else {
-                    self.err(u.span(), format!("`base_url` is an http:// or https:// URL, not {text:?}"));
+                    self.err(
+                        u.span(),
+                        format!("`base_url` is an http:// or https:// URL, not {text:?}"),
+                    );
                     None
                 }
             });
-            let model = lt.get("model").and_then(|m| self.string(m, "model").map(str::to_owned));
+            let model = lt
+                .get("model")
+                .and_then(|m| self.string(m, "model").map(str::to_owned));
             if lt.get("base_url").is_none() || lt.get("model").is_none() {
                 self.err(x.span(), "[assistant.llm] needs `base_url` and `model`");
             }

@@ -23,16 +23,16 @@ use std::future::Future;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use assistant::{
+    AssistantStore, ConversationRow, ConversationSweep, MessageRow, ProductRow, TicketRow,
+    TurnWrite,
+};
 pub use audit::{AuditBreak, chain_name, entry_hash, verify_chain};
 use candor_crypto::{BlindIndex, IdentifierKind, Sealed};
 use candor_policy::Grant;
 use candor_types::{
     Category, ConsentRecord, EventId, EventKind, KeyId, Purpose, Scope, SubjectId, TenantId,
     Timestamp,
-};
-pub use assistant::{
-    AssistantStore, ConversationRow, ConversationSweep, MessageRow, ProductRow, TicketRow,
-    TurnWrite,
 };
 pub use postgres::PgStore;
 pub use pricing::{

@@ -10,8 +10,8 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Sqlite};
 
-use crate::backend::impl_store;
 use crate::assistant::impl_assistant_store;
+use crate::backend::impl_store;
 use crate::pricing::impl_pricing_store;
 use crate::web::impl_web_store;
 

@@ -55,21 +55,54 @@ pub fn detect(text: &str) -> Intent {
     if has_any(
         &j,
         &[
-            "human", "agent", "person", "real person", "someone", "somebody", "operator",
-            "representative", "staff", "customer service", "customer services", "advisor",
-            "adviser", "speak to", "talk to", "call me", "live chat",
+            "human",
+            "agent",
+            "person",
+            "real person",
+            "someone",
+            "somebody",
+            "operator",
+            "representative",
+            "staff",
+            "customer service",
+            "customer services",
+            "advisor",
+            "adviser",
+            "speak to",
+            "talk to",
+            "call me",
+            "live chat",
         ],
-    ) && !has_any(&j, &["gift for", "present for", "for a person", "for someone"])
-    {
+    ) && !has_any(
+        &j,
+        &["gift for", "present for", "for a person", "for someone"],
+    ) {
         return Intent::Human;
     }
     if has_any(
         &j,
         &[
-            "my data", "my personal data", "personal data", "my information", "privacy", "gdpr",
-            "ccpa", "delete my account", "delete my data", "erase", "erasure", "forget me",
-            "unsubscribe", "opt out", "optout", "consent", "what do you know about me",
-            "data you hold", "subject access", "stop emailing", "stop sending",
+            "my data",
+            "my personal data",
+            "personal data",
+            "my information",
+            "privacy",
+            "gdpr",
+            "ccpa",
+            "delete my account",
+            "delete my data",
+            "erase",
+            "erasure",
+            "forget me",
+            "unsubscribe",
+            "opt out",
+            "optout",
+            "consent",
+            "what do you know about me",
+            "data you hold",
+            "subject access",
+            "stop emailing",
+            "stop sending",
         ],
     ) {
         return Intent::Privacy;
@@ -77,9 +110,23 @@ pub fn detect(text: &str) -> Intent {
     if has_any(
         &j,
         &[
-            "my order", "my orders", "order status", "where is my", "wheres my", "track",
-            "tracking", "my parcel", "my package", "my delivery", "has my", "not arrived",
-            "hasnt arrived", "havent received", "not received", "when will my", "dispatched yet",
+            "my order",
+            "my orders",
+            "order status",
+            "where is my",
+            "wheres my",
+            "track",
+            "tracking",
+            "my parcel",
+            "my package",
+            "my delivery",
+            "has my",
+            "not arrived",
+            "hasnt arrived",
+            "havent received",
+            "not received",
+            "when will my",
+            "dispatched yet",
         ],
     ) {
         return Intent::OrderStatus;
@@ -87,12 +134,44 @@ pub fn detect(text: &str) -> Intent {
     if has_any(
         &j,
         &[
-            "shipping", "delivery", "deliver", "delivered", "postage", "dispatch", "courier",
-            "return", "returns", "refund", "refunds", "exchange", "send back", "send it back",
-            "damaged", "broken", "faulty", "payment", "pay", "paypal", "invoice", "vat",
-            "gift wrap", "gift wrapping", "wrapping", "wholesale", "bulk order", "cancel",
-            "cancellation", "change my order", "voucher", "discount code", "opening hours",
-            "contact you", "abroad", "overseas", "international", "customs",
+            "shipping",
+            "delivery",
+            "deliver",
+            "delivered",
+            "postage",
+            "dispatch",
+            "courier",
+            "return",
+            "returns",
+            "refund",
+            "refunds",
+            "exchange",
+            "send back",
+            "send it back",
+            "damaged",
+            "broken",
+            "faulty",
+            "payment",
+            "pay",
+            "paypal",
+            "invoice",
+            "vat",
+            "gift wrap",
+            "gift wrapping",
+            "wrapping",
+            "wholesale",
+            "bulk order",
+            "cancel",
+            "cancellation",
+            "change my order",
+            "voucher",
+            "discount code",
+            "opening hours",
+            "contact you",
+            "abroad",
+            "overseas",
+            "international",
+            "customs",
         ],
     ) {
         return Intent::Help;
@@ -100,9 +179,21 @@ pub fn detect(text: &str) -> Intent {
     if has_any(
         &j,
         &[
-            "recommend", "recommendation", "recommendations", "suggest", "suggestion",
-            "suggestions", "ideas", "inspiration", "what should i buy", "bestseller",
-            "bestsellers", "best seller", "best sellers", "popular", "for me",
+            "recommend",
+            "recommendation",
+            "recommendations",
+            "suggest",
+            "suggestion",
+            "suggestions",
+            "ideas",
+            "inspiration",
+            "what should i buy",
+            "bestseller",
+            "bestsellers",
+            "best seller",
+            "best sellers",
+            "popular",
+            "for me",
         ],
     ) {
         return Intent::Recommend;
@@ -111,7 +202,16 @@ pub fn detect(text: &str) -> Intent {
     if words <= 4
         && has_any(
             &j,
-            &["thanks", "thank you", "thank", "cheers", "bye", "goodbye", "ta", "great thanks"],
+            &[
+                "thanks",
+                "thank you",
+                "thank",
+                "cheers",
+                "bye",
+                "goodbye",
+                "ta",
+                "great thanks",
+            ],
         )
     {
         return Intent::Thanks;
@@ -119,7 +219,16 @@ pub fn detect(text: &str) -> Intent {
     if words <= 4
         && has_any(
             &j,
-            &["hi", "hello", "hey", "good morning", "good afternoon", "good evening", "hiya", "yo"],
+            &[
+                "hi",
+                "hello",
+                "hey",
+                "good morning",
+                "good afternoon",
+                "good evening",
+                "hiya",
+                "yo",
+            ],
         )
     {
         return Intent::Greeting;

@@ -33,11 +33,11 @@ use sha2::Digest as _;
 use tokio::sync::{mpsc, oneshot};
 
 use candor_crypto::DataKey;
+use candor_crypto::IdentifierKind;
 use candor_store::{
     AssistantStore as _, AuditDraft, ConversationRow, DecisionRow, MessageRow, ProductRow,
     Store as _, StoreError, SubjectRow, TicketRow, TurnWrite,
 };
-use candor_crypto::IdentifierKind;
 use candor_types::{Scope, SubjectId, TenantId, Timestamp};
 
 use crate::{App, AppError, AppResult, ErrorKind, Principal};
@@ -239,12 +239,24 @@ pub fn products_from_json(v: &Value, now: Timestamp) -> AppResult<Vec<ProductRow
             "at most 100,000 products per import",
         ));
     }
-    let bad = |i: usize, m: &str| AppError::bad_request("products_invalid", format!("products[{i}]: {m}"));
+    let bad = |i: usize, m: &str| {
+        AppError::bad_request("products_invalid", format!("products[{i}]: {m}"))
+    };
     let mut out = Vec::with_capacity(list.len());
     for (i, p) in list.iter().enumerate() {
         let o = p.as_object().ok_or_else(|| bad(i, "not an object"))?;
         for k in o.keys() {
-            if !["productId", "name", "description", "category", "price", "currency", "url"].contains(&k.as_str()) {
+            if ![
+                "productId",
+                "name",
+                "description",
+                "category",
+                "price",
+                "currency",
+                "url",
+            ]
+            .contains(&k.as_str())
+            {
                 return Err(bad(i, &format!("unknown field `{k}`")));
             }
         }
@@ -255,14 +267,19 @@ pub fn products_from_json(v: &Value, now: Timestamp) -> AppResult<Vec<ProductRow
                     Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty()))
                 }
                 Some(Value::Number(n)) if k == "productId" => Ok(Some(n.to_string())),
-                _ => Err(bad(i, &format!("`{k}` is text of at most {max} characters"))),
+                _ => Err(bad(
+                    i,
+                    &format!("`{k}` is text of at most {max} characters"),
+                )),
             }
         };
-        let product_id = text("productId", 200)?.ok_or_else(|| bad(i, "`productId` is required"))?;
+        let product_id =
+            text("productId", 200)?.ok_or_else(|| bad(i, "`productId` is required"))?;
         let name = text("name", 500)?.ok_or_else(|| bad(i, "`name` is required"))?;
         let currency = match text("currency", 3)? {
             Some(c) => Some(
-                candor_types::Currency::parse(&c).map_err(|_| bad(i, "`currency` is an ISO 4217 code"))?,
+                candor_types::Currency::parse(&c)
+                    .map_err(|_| bad(i, "`currency` is an ISO 4217 code"))?,
             ),
             None => None,
         };
@@ -277,7 +294,10 @@ pub fn products_from_json(v: &Value, now: Timestamp) -> AppResult<Vec<ProductRow
             (Some(_), None) => return Err(bad(i, "a `price` needs its `currency`")),
         };
         let url = text("url", 2000)?;
-        if url.as_ref().is_some_and(|u| !u.starts_with("https://") && !u.starts_with("http://")) {
+        if url
+            .as_ref()
+            .is_some_and(|u| !u.starts_with("https://") && !u.starts_with("http://"))
+        {
             return Err(bad(i, "`url` is an http(s) URL"));
         }
         out.push(ProductRow {
@@ -293,6 +313,85 @@ pub fn products_from_json(v: &Value, now: Timestamp) -> AppResult<Vec<ProductRow
         });
     }
     Ok(out)
+}
+
+/// A catalog from order lines as stores export them (Online Retail's columns by default):
+/// one product per product id, named by its most frequent non-empty name among lines with a
+/// positive quantity and price (ties: the first seen), priced at its most frequent price.
+pub fn catalog_from_lines(
+    table: &candor_ml::table::RawTable,
+    product: &str,
+    name: &str,
+    price: Option<&str>,
+    quantity: Option<&str>,
+    currency: Option<candor_types::Currency>,
+    now: Timestamp,
+) -> AppResult<Vec<ProductRow>> {
+    let col = |c: &str| {
+        table.column(c).ok_or_else(|| {
+            AppError::bad_request("column_invalid", format!("the file has no column `{c}`"))
+        })
+    };
+    let (pc, nc) = (col(product)?, col(name)?);
+    let pr = price.map(col).transpose()?;
+    let qc = quantity.map(col).transpose()?;
+    // product → (first seen, name → (count, first seen), price → count)
+    type Tally = (
+        usize,
+        HashMap<String, (u64, usize)>,
+        HashMap<String, (u64, usize)>,
+    );
+    let mut by: HashMap<String, Tally> = HashMap::new();
+    for (i, row) in table.rows.iter().enumerate() {
+        let cell = |c: usize| row.get(c).map_or("", |s| s.trim());
+        let id = cell(pc);
+        let n = cell(nc);
+        if id.is_empty() || n.is_empty() {
+            continue;
+        }
+        let positive =
+            |c: Option<usize>| c.is_none_or(|c| cell(c).parse::<f64>().is_ok_and(|x| x > 0.0));
+        if !positive(qc) || !positive(pr) {
+            continue;
+        }
+        let e = by
+            .entry(id.to_owned())
+            .or_insert_with(|| (i, HashMap::new(), HashMap::new()));
+        let ne = e.1.entry(n.to_owned()).or_insert((0, i));
+        ne.0 += 1;
+        if let Some(c) = pr {
+            let pe = e.2.entry(cell(c).to_owned()).or_insert((0, i));
+            pe.0 += 1;
+        }
+    }
+    let mode = |m: &HashMap<String, (u64, usize)>| -> Option<String> {
+        m.iter()
+            .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.1.1.cmp(&a.1.1)))
+            .map(|(k, _)| k.clone())
+    };
+    let mut out: Vec<(usize, ProductRow)> = by
+        .into_iter()
+        .filter_map(|(id, (first, names, prices))| {
+            let name = mode(&names)?;
+            let price = currency.and_then(|c| c.parse_rounded(&mode(&prices)?).ok());
+            Some((
+                first,
+                ProductRow {
+                    product_id: id,
+                    name,
+                    description: String::new(),
+                    category: None,
+                    price,
+                    currency: price.and(currency).map(|c| c.code().to_owned()),
+                    url: None,
+                    source: "import".into(),
+                    updated_at: now,
+                },
+            ))
+        })
+        .collect();
+    out.sort_by_key(|(first, _)| *first);
+    Ok(out.into_iter().map(|(_, p)| p).collect())
 }
 
 /// What one reply is made of before it is recorded.
@@ -427,6 +526,17 @@ impl App {
             .collect())
     }
 
+    /// The products a product question's reply shows (its sources), best first.
+    pub async fn product_answer(
+        &self,
+        tenant: TenantId,
+        question: &str,
+    ) -> AppResult<Vec<ProductRow>> {
+        let hits = self.search_products(tenant, question, 5).await?;
+        let min = self.policy().assistant().min_confidence;
+        Ok(shown_products(&hits, min).into_iter().cloned().collect())
+    }
+
     /// Imports products (admin or server key), replacing what events said of them.
     pub async fn import_products(
         &self,
@@ -434,21 +544,32 @@ impl App {
         rows: Vec<ProductRow>,
     ) -> AppResult<u64> {
         principal.require(Scope::Server)?;
+        self.import_products_as(principal.tenant, &principal.actor(), rows)
+            .await
+    }
+
+    /// [`App::import_products`] for a caller that is already trusted (the CLI).
+    pub async fn import_products_as(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        rows: Vec<ProductRow>,
+    ) -> AppResult<u64> {
         let n = self
             .store()
             .upsert_products(
-                principal.tenant,
+                tenant,
                 &rows,
                 vec![AuditDraft {
-                    tenant: Some(principal.tenant),
-                    actor: principal.actor(),
+                    tenant: Some(tenant),
+                    actor: actor.to_owned(),
                     action: "catalog.import".into(),
                     target: None,
                     details: json!({ "products": rows.len() }),
                 }],
             )
             .await?;
-        self.forget_catalog(principal.tenant);
+        self.forget_catalog(tenant);
         Ok(n)
     }
 
@@ -496,12 +617,14 @@ impl App {
         let now = self.clock().now();
         let external = input.user_id.as_deref().or(input.anonymous_id.as_deref());
         let subject = match external {
-            Some(ext) => self.conversation_subject(tenant, ext, input.user_id.is_some()).await?,
+            Some(ext) => {
+                self.conversation_subject(tenant, ext, input.user_id.is_some())
+                    .await?
+            }
             None => None,
         };
-        let verified = subject.is_some()
-            && input.user_id.is_some()
-            && principal.scope.allows(Scope::Server);
+        let verified =
+            subject.is_some() && input.user_id.is_some() && principal.scope.allows(Scope::Server);
         let conv = ConversationRow {
             id: uuid::Uuid::new_v4().to_string(),
             subject: subject.as_ref().map(|s| s.id),
@@ -541,7 +664,10 @@ impl App {
                 let made = self
                     .create_subjects(tenant, &tk, [(SubjectId::new(), vec![alias.clone()])])
                     .await?;
-                Ok(made.get(&alias).cloned().filter(|s| s.wrapped_key.is_some()))
+                Ok(made
+                    .get(&alias)
+                    .cloned()
+                    .filter(|s| s.wrapped_key.is_some()))
             }
             Err(e) => Err(e),
         }
@@ -755,7 +881,8 @@ impl App {
         if let Some(n) = notice {
             composed.text = format!("{} ({n})", composed.text);
         }
-        let disclosure = first.then(|| json!({ "text": policy.disclosure, "version": policy.disclosure_version }));
+        let disclosure = first
+            .then(|| json!({ "text": policy.disclosure, "version": policy.disclosure_version }));
         let text = if first {
             format!("{}\n\n{}", policy.disclosure, composed.text)
         } else {
@@ -840,7 +967,8 @@ impl App {
                 ),
                 sealed: k.seal(
                     &format!("decision:{decision_id}"),
-                    &serde_json::to_vec(&outcome).map_err(|e| AppError::internal("assistant", &e))?,
+                    &serde_json::to_vec(&outcome)
+                        .map_err(|e| AppError::internal("assistant", &e))?,
                 )?,
                 created_at: now,
             });
@@ -938,8 +1066,8 @@ impl App {
                 &format!("assistant:{}:{}", m.conversation_id, m.seq),
                 &candor_crypto::Sealed::from_stored(m.body.clone()),
             )?;
-            let v: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| AppError::internal("assistant", &e))?;
+            let v: Value =
+                serde_json::from_slice(&bytes).map_err(|e| AppError::internal("assistant", &e))?;
             Ok((
                 v["text"].as_str().unwrap_or("").to_owned(),
                 v["meta"].clone(),
@@ -971,7 +1099,14 @@ impl App {
             if meta["intent"] == "order_status" {
                 continue;
             }
-            out.push((if m.role == "customer" { "user" } else { "assistant" }, text));
+            out.push((
+                if m.role == "customer" {
+                    "user"
+                } else {
+                    "assistant"
+                },
+                text,
+            ));
         }
         Ok(out)
     }
@@ -1061,13 +1196,7 @@ impl App {
                 ..Composed::default()
             });
         }
-        // Shown: the best, and those close to it.
-        let shown: Vec<&ProductRow> = hits
-            .iter()
-            .filter(|(_, h)| h.coverage >= top.coverage * 0.75)
-            .take(SHOWN)
-            .map(|(p, _)| p)
-            .collect();
+        let shown = shown_products(&hits, min);
         let asks_price = {
             let j = intent::joined(text);
             [" how much ", " price ", " cost ", " costs "]
@@ -1099,7 +1228,8 @@ impl App {
                     "Product {}: {}{}{}",
                     p.product_id,
                     p.name,
-                    money(p.price, p.currency.as_deref()).map_or(String::new(), |m| format!(", {m}")),
+                    money(p.price, p.currency.as_deref())
+                        .map_or(String::new(), |m| format!(", {m}")),
                     if p.description.is_empty() || p.description == p.name {
                         String::new()
                     } else {
@@ -1142,10 +1272,7 @@ impl App {
         let confidence = f64::from(top.coverage);
         // A question that names a help topic needs less of its words matched.
         if confidence < if asked { min * 0.5 } else { min.max(0.6) } {
-            return Composed {
-                confidence,
-                ..miss
-            };
+            return Composed { confidence, ..miss };
         }
         let s = &help.sections[top.doc as usize];
         let mut excerpt: String = s.text.chars().take(700).collect();
@@ -1153,11 +1280,16 @@ impl App {
             excerpt.push('…');
         }
         Composed {
-            text: format!("From our help page \"{}\" ({}): {excerpt}", s.article, s.title),
+            text: format!(
+                "From our help page \"{}\" ({}): {excerpt}",
+                s.article, s.title
+            ),
             intent: "help",
             confidence,
             understood: true,
-            sources: vec![json!({ "type": "help", "id": s.id, "title": format!("{}: {}", s.article, s.title) })],
+            sources: vec![
+                json!({ "type": "help", "id": s.id, "title": format!("{}: {}", s.article, s.title) }),
+            ],
             llm_allowed: true,
             context: hits
                 .iter()
@@ -1252,9 +1384,10 @@ impl App {
                     .and_then(|t| candor_types::money::Currency::amount_text(t))
                     .zip(props.get("currency").and_then(Value::as_str))
                     .map(|(t, c)| format!("{t} {c}"));
-                let entry = orders
-                    .entry(id)
-                    .or_insert((e.occurred_at, status.to_owned(), total.clone()));
+                let entry =
+                    orders
+                        .entry(id)
+                        .or_insert((e.occurred_at, status.to_owned(), total.clone()));
                 if e.occurred_at >= entry.0 {
                     entry.0 = e.occurred_at;
                     entry.1 = status.to_owned();
@@ -1363,7 +1496,10 @@ impl App {
                 names.join("; ")
             )
         } else {
-            format!("Popular with our customers right now: {}.", names.join("; "))
+            format!(
+                "Popular with our customers right now: {}.",
+                names.join("; ")
+            )
         };
         Ok(Composed {
             context: names.iter().map(|n| format!("Recommended: {n}")).collect(),
@@ -1553,8 +1689,10 @@ impl App {
         let mut messages = Vec::new();
         for m in self.store().messages_for(tenant, subject).await? {
             let (text, meta) = self.open_message(&m, key)?;
-            messages.push(json!({ "conversation": m.conversation_id, "seq": m.seq, "role": m.role,
-                "text": text, "meta": meta, "at": m.created_at.to_rfc3339() }));
+            messages.push(
+                json!({ "conversation": m.conversation_id, "seq": m.seq, "role": m.role,
+                "text": text, "meta": meta, "at": m.created_at.to_rfc3339() }),
+            );
         }
         let tickets = self
             .store()
@@ -1574,10 +1712,7 @@ impl App {
 /// The products an event names with their names (`Product Viewed`, `Product Added`, an
 /// order's lines, ...), for the catalog. Names, categories, prices and links of products are
 /// not personal data.
-pub(crate) fn event_products(
-    e: &candor_types::IncomingEvent,
-    at: Timestamp,
-) -> Vec<ProductRow> {
+pub(crate) fn event_products(e: &candor_types::IncomingEvent, at: Timestamp) -> Vec<ProductRow> {
     if !matches!(
         e.name.as_deref(),
         Some(
@@ -1632,11 +1767,21 @@ pub(crate) fn event_products(
                 category: text(l, "category", 200),
                 price,
                 currency: price.and(currency).map(|c| c.code().to_owned()),
-                url: text(l, "url", 2000).filter(|u| u.starts_with("https://") || u.starts_with("http://")),
+                url: text(l, "url", 2000)
+                    .filter(|u| u.starts_with("https://") || u.starts_with("http://")),
                 source: "event".into(),
                 updated_at: at,
             })
         })
+        .collect()
+}
+
+/// What a reply shows of search results: up to three that match enough of the question.
+fn shown_products(hits: &[(ProductRow, Hit)], min: f64) -> Vec<&ProductRow> {
+    hits.iter()
+        .filter(|(_, h)| f64::from(h.coverage) >= min)
+        .take(SHOWN)
+        .map(|(p, _)| p)
         .collect()
 }
 

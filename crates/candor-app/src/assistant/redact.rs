@@ -19,10 +19,44 @@ impl Redacted {
 }
 
 const STREET_WORDS: &[&str] = &[
-    "street", "st", "road", "rd", "avenue", "ave", "lane", "ln", "drive", "dr", "way", "close",
-    "court", "ct", "place", "pl", "boulevard", "blvd", "terrace", "crescent", "square", "sq",
-    "grove", "gardens", "parade", "row", "mews", "hill", "walk", "strasse", "straße", "rue",
-    "calle", "via", "highway", "hwy", "parkway", "circle",
+    "street",
+    "st",
+    "road",
+    "rd",
+    "avenue",
+    "ave",
+    "lane",
+    "ln",
+    "drive",
+    "dr",
+    "way",
+    "close",
+    "court",
+    "ct",
+    "place",
+    "pl",
+    "boulevard",
+    "blvd",
+    "terrace",
+    "crescent",
+    "square",
+    "sq",
+    "grove",
+    "gardens",
+    "parade",
+    "row",
+    "mews",
+    "hill",
+    "walk",
+    "strasse",
+    "straße",
+    "rue",
+    "calle",
+    "via",
+    "highway",
+    "hwy",
+    "parkway",
+    "circle",
 ];
 
 /// Redacts `text`. `names` are the person's own names (first, last, full), matched as whole
@@ -176,8 +210,7 @@ fn ibans(c: &[char]) -> Vec<(usize, usize)> {
             }
         }
         let found = (15..=chars.len()).rev().find(|&n| {
-            iban_valid(&chars[..n])
-                && (ends[n - 1] == c.len() || !c[ends[n - 1]].is_alphanumeric())
+            iban_valid(&chars[..n]) && (ends[n - 1] == c.len() || !c[ends[n - 1]].is_alphanumeric())
         });
         match found {
             Some(n) => {
@@ -212,7 +245,10 @@ fn numbers(c: &[char]) -> Vec<(usize, usize, &'static str)> {
                 last_digit = j;
             } else if !(" -.()/".contains(ch) || (ch == '+' && j == i)) {
                 break;
-            } else if ch == ' ' && c.get(j + 1).is_some_and(|n| !n.is_ascii_digit() && *n != '(') {
+            } else if ch == ' '
+                && c.get(j + 1)
+                    .is_some_and(|n| !n.is_ascii_digit() && *n != '(')
+            {
                 break;
             }
             if digits.len() > 19 {

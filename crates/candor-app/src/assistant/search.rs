@@ -7,18 +7,143 @@ use std::collections::HashMap;
 
 /// Words that carry no meaning for a search: function words and the way people ask.
 const STOP: &[&str] = &[
-    "a", "an", "the", "and", "or", "of", "to", "in", "on", "for", "with", "at", "by", "from",
-    "is", "are", "am", "be", "was", "were", "it", "its", "this", "that", "these", "those", "do",
-    "does", "did", "you", "your", "yours", "we", "our", "us", "i", "im", "me", "my", "mine",
-    "have", "has", "had", "got", "any", "some", "there", "here", "what", "which", "who", "how",
-    "much", "many", "can", "could", "would", "will", "shall", "should", "may", "might", "please",
-    "pls", "thanks", "thank", "hi", "hello", "hey", "looking", "look", "search", "searching",
-    "find", "need", "want", "wanted", "buy", "purchase", "sell", "selling", "stock", "stocked",
-    "available", "like", "get", "show", "tell", "about", "also", "just", "one", "ones", "item",
-    "items", "product", "products", "thing", "things", "something", "anything", "kind", "sort",
-    "type", "price", "cost", "costs", "much", "if", "so", "but", "not", "no", "yes", "ok",
-    "okay", "where", "when", "why", "else", "else's", "really", "very", "lovely", "nice", "new",
-    "offer", "carry", "whats", "what's", "is there", "s", "re", "ve", "ll", "d", "t",
+    "a",
+    "an",
+    "the",
+    "and",
+    "or",
+    "of",
+    "to",
+    "in",
+    "on",
+    "for",
+    "with",
+    "at",
+    "by",
+    "from",
+    "is",
+    "are",
+    "am",
+    "be",
+    "was",
+    "were",
+    "it",
+    "its",
+    "this",
+    "that",
+    "these",
+    "those",
+    "do",
+    "does",
+    "did",
+    "you",
+    "your",
+    "yours",
+    "we",
+    "our",
+    "us",
+    "i",
+    "im",
+    "me",
+    "my",
+    "mine",
+    "have",
+    "has",
+    "had",
+    "got",
+    "any",
+    "some",
+    "there",
+    "here",
+    "what",
+    "which",
+    "who",
+    "how",
+    "much",
+    "many",
+    "can",
+    "could",
+    "would",
+    "will",
+    "shall",
+    "should",
+    "may",
+    "might",
+    "please",
+    "pls",
+    "thanks",
+    "thank",
+    "hi",
+    "hello",
+    "hey",
+    "looking",
+    "look",
+    "search",
+    "searching",
+    "find",
+    "need",
+    "want",
+    "wanted",
+    "buy",
+    "purchase",
+    "sell",
+    "selling",
+    "stock",
+    "stocked",
+    "available",
+    "like",
+    "get",
+    "show",
+    "tell",
+    "about",
+    "also",
+    "just",
+    "one",
+    "ones",
+    "item",
+    "items",
+    "product",
+    "products",
+    "thing",
+    "things",
+    "something",
+    "anything",
+    "kind",
+    "sort",
+    "type",
+    "price",
+    "cost",
+    "costs",
+    "much",
+    "if",
+    "so",
+    "but",
+    "not",
+    "no",
+    "yes",
+    "ok",
+    "okay",
+    "where",
+    "when",
+    "why",
+    "else",
+    "else's",
+    "really",
+    "very",
+    "lovely",
+    "nice",
+    "new",
+    "offer",
+    "carry",
+    "whats",
+    "what's",
+    "is there",
+    "s",
+    "re",
+    "ve",
+    "ll",
+    "d",
+    "t",
 ];
 
 /// Spellings folded together (both sides normalized before lookup).
@@ -36,10 +161,7 @@ const VARIANTS: &[(&str, &str)] = &[
 ];
 
 fn variant(w: &str) -> &str {
-    VARIANTS
-        .iter()
-        .find(|(a, _)| *a == w)
-        .map_or(w, |(_, b)| b)
+    VARIANTS.iter().find(|(a, _)| *a == w).map_or(w, |(_, b)| b)
 }
 
 /// Folds a plural to its singular: `stands` → `stand`, `boxes` → `box`, `doilies` → `doily`.
@@ -48,7 +170,9 @@ fn singular(w: &str) -> String {
     if n > 4 && w.ends_with("ies") {
         return format!("{}y", &w[..n - 3]);
     }
-    if n > 4 && (w.ends_with("ches") || w.ends_with("shes") || w.ends_with("xes") || w.ends_with("sses")) {
+    if n > 4
+        && (w.ends_with("ches") || w.ends_with("shes") || w.ends_with("xes") || w.ends_with("sses"))
+    {
         return w[..n - 2].to_owned();
     }
     if n > 3 && w.ends_with('s') && !w.ends_with("ss") && !w.ends_with("us") && !w.ends_with("is") {
@@ -201,7 +325,10 @@ impl Index {
         }
         if out.is_empty() && n >= 5 {
             let from = self.vocab.partition_point(|v| v.as_str() < term);
-            for v in self.vocab[from..].iter().take_while(|v| v.starts_with(term)) {
+            for v in self.vocab[from..]
+                .iter()
+                .take_while(|v| v.starts_with(term))
+            {
                 out.push((v.as_str(), 0.6));
             }
         }
@@ -226,7 +353,8 @@ impl Index {
                 let idf = self.idf(w);
                 for &(doc, tf) in &self.postings[w] {
                     let len = self.lengths[doc as usize];
-                    let s = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / self.avg)) * discount;
+                    let s = idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / self.avg))
+                        * discount;
                     let e = best.entry(doc).or_default();
                     if s > e.0 {
                         *e = (s, idf * discount);
@@ -244,7 +372,11 @@ impl Index {
             .map(|(doc, (score, cov))| Hit {
                 doc,
                 score,
-                coverage: if total > 0.0 { (cov / total).min(1.0) } else { 0.0 },
+                coverage: if total > 0.0 {
+                    (cov / total).min(1.0)
+                } else {
+                    0.0
+                },
             })
             .collect();
         hits.sort_by(|a, b| {
@@ -274,8 +406,14 @@ mod tests {
 
     #[test]
     fn normalizes() {
-        assert_eq!(terms("Do you have RED Retrospot cake-stands?"), ["red", "retrospot", "cake", "stand"]);
-        assert_eq!(words("white t-light holders"), ["white", "tlight", "holder"]);
+        assert_eq!(
+            terms("Do you have RED Retrospot cake-stands?"),
+            ["red", "retrospot", "cake", "stand"]
+        );
+        assert_eq!(
+            words("white t-light holders"),
+            ["white", "tlight", "holder"]
+        );
         assert_eq!(words("tea lights"), ["tlight"]);
         assert_eq!(words("doilies boxes"), ["doily", "box"]);
     }

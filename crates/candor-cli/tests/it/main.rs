@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod assistant;
 mod dsr;
 mod http;
 mod journeys;

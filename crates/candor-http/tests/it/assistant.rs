@@ -137,10 +137,20 @@ async fn the_first_reply_of_every_conversation_says_it_is_an_ai() {
         assert_eq!(logged, firsts.len());
         // The stored transcript starts with it too.
         let (s, c) = h
-            .call("GET", &format!("/v1/assistant/conversations/{}", ids[0]), &h.write, None)
+            .call(
+                "GET",
+                &format!("/v1/assistant/conversations/{}", ids[0]),
+                &h.write,
+                None,
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{c}");
-        assert!(c["messages"][0]["text"].as_str().unwrap().starts_with(&want));
+        assert!(
+            c["messages"][0]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with(&want)
+        );
         assert_eq!(c["disclosureVersion"], "ai-disclosure-1");
     }
 }
@@ -151,7 +161,12 @@ async fn answers_come_from_the_catalog_the_help_articles_and_the_persons_orders(
         let Some(h) = shop(backend, DEFAULT_POLICY).await else {
             continue;
         };
-        let v = h.start(&h.write, json!({"message": "do you have a red retrospot cake stand?"})).await;
+        let v = h
+            .start(
+                &h.write,
+                json!({"message": "do you have a red retrospot cake stand?"}),
+            )
+            .await;
         let r = &v["reply"];
         assert_eq!(r["intent"], "product_search", "{v}");
         assert_eq!(r["sources"][0]["id"], "21232", "{v}");
@@ -160,43 +175,89 @@ async fn answers_come_from_the_catalog_the_help_articles_and_the_persons_orders(
         assert_eq!(r["backend"], "embedded");
         let conv = v["conversationId"].as_str().unwrap().to_string();
         // A misspelling and a synonym still find it; the price is told.
-        let v = h.say(&conv, "how much is the white hanging heart tealight holder").await;
+        let v = h
+            .say(&conv, "how much is the white hanging heart tealight holder")
+            .await;
         assert_eq!(v["reply"]["sources"][0]["id"], "85123A", "{v}");
-        assert!(v["reply"]["text"].as_str().unwrap().contains("2.55 GBP"), "{v}");
+        assert!(
+            v["reply"]["text"].as_str().unwrap().contains("2.55 GBP"),
+            "{v}"
+        );
         // Help articles answer delivery and returns questions, with the section as source.
         let v = h.say(&conv, "how long does UK delivery take?").await;
         assert_eq!(v["reply"]["intent"], "help", "{v}");
-        assert_eq!(v["reply"]["sources"][0]["id"], "help/delivery.md#uk-delivery", "{v}");
-        assert!(v["reply"]["text"].as_str().unwrap().contains("2 to 3 working days"));
+        assert_eq!(
+            v["reply"]["sources"][0]["id"], "help/delivery.md#uk-delivery",
+            "{v}"
+        );
+        assert!(
+            v["reply"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("2 to 3 working days")
+        );
         let v = h.say(&conv, "can I return a broken item?").await;
-        assert_eq!(v["reply"]["sources"][0]["id"], "help/returns.md#how-to-return-an-item", "{v}");
+        assert_eq!(
+            v["reply"]["sources"][0]["id"], "help/returns.md#how-to-return-an-item",
+            "{v}"
+        );
         // Privacy requests go to the privacy center.
         let v = h.say(&conv, "I want to delete my data").await;
         assert_eq!(v["reply"]["intent"], "privacy_request");
-        assert!(v["reply"]["text"].as_str().unwrap().contains("/privacy/?store=shop"), "{v}");
+        assert!(
+            v["reply"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("/privacy/?store=shop"),
+            "{v}"
+        );
 
         // Order status: only for a person the store's backend named (server key).
-        for (mid, name, status) in [("o1", "Order Completed", "new"), ("o2", "Order Updated", "shipped")] {
+        for (mid, name, status) in [
+            ("o1", "Order Completed", "new"),
+            ("o2", "Order Updated", "shipped"),
+        ] {
             let (s, t) = h
                 .call("POST", "/v1/track", &h.server, Some(json!({"userId": "ada", "messageId": mid, "event": name,
                     "properties": {"order_id": "A-1001", "total": 24.5, "currency": "GBP", "status": status}})))
                 .await;
             assert_eq!(s, StatusCode::OK, "{t}");
         }
-        let v = h.start(&h.write, json!({"userId": "ada", "message": "where is my order?"})).await;
+        let v = h
+            .start(
+                &h.write,
+                json!({"userId": "ada", "message": "where is my order?"}),
+            )
+            .await;
         assert_eq!(v["reply"]["personalDataUsed"], false, "{v}");
-        assert!(v["reply"]["text"].as_str().unwrap().contains("signed in"), "{v}");
-        let v = h.start(&h.server, json!({"userId": "ada", "message": "where is my order?"})).await;
+        assert!(
+            v["reply"]["text"].as_str().unwrap().contains("signed in"),
+            "{v}"
+        );
+        let v = h
+            .start(
+                &h.server,
+                json!({"userId": "ada", "message": "where is my order?"}),
+            )
+            .await;
         let text = v["reply"]["text"].as_str().unwrap();
         assert!(text.contains("order A-1001: shipped"), "{v}");
         assert_eq!(v["reply"]["personalDataUsed"], true);
         // That reply is a decision about her, readable through her decisions.
-        let (s, d) = h.call("GET", "/v1/subjects/ada/decisions", &h.server, None).await;
+        let (s, d) = h
+            .call("GET", "/v1/subjects/ada/decisions", &h.server, None)
+            .await;
         assert_eq!(s, StatusCode::OK, "{d}");
-        assert!(d.to_string().contains(v["reply"]["decisionId"].as_str().unwrap()), "{d}");
+        assert!(
+            d.to_string()
+                .contains(v["reply"]["decisionId"].as_str().unwrap()),
+            "{d}"
+        );
 
         // Bad input: a clear error and nothing stored.
-        let before = h.sql("SELECT CAST(COUNT(*) AS TEXT) FROM assistant_messages").await;
+        let before = h
+            .sql("SELECT CAST(COUNT(*) AS TEXT) FROM assistant_messages")
+            .await;
         for (body, code) in [
             (json!({"message": ""}), "message_invalid"),
             (json!({"message": "x".repeat(2001)}), "message_invalid"),
@@ -205,22 +266,47 @@ async fn answers_come_from_the_catalog_the_help_articles_and_the_persons_orders(
             (json!({"mesage": "hi"}), "invalid_request"),
             (json!([1]), "not_an_object"),
         ] {
-            let (s, e) = h.call("POST", "/v1/assistant/conversations", &h.write, Some(body)).await;
-            assert_eq!((s, e["error"]["code"].as_str().unwrap()), (StatusCode::BAD_REQUEST, code), "{e}");
+            let (s, e) = h
+                .call("POST", "/v1/assistant/conversations", &h.write, Some(body))
+                .await;
+            assert_eq!(
+                (s, e["error"]["code"].as_str().unwrap()),
+                (StatusCode::BAD_REQUEST, code),
+                "{e}"
+            );
         }
         let (s, e) = h
-            .call("POST", "/v1/assistant/conversations/nope/messages", &h.write, Some(json!({"message": "hi"})))
+            .call(
+                "POST",
+                "/v1/assistant/conversations/nope/messages",
+                &h.write,
+                Some(json!({"message": "hi"})),
+            )
             .await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{e}");
-        let (s, _) = h.call("POST", "/v1/assistant/conversations", "", Some(json!({}))).await;
+        let (s, _) = h
+            .call("POST", "/v1/assistant/conversations", "", Some(json!({})))
+            .await;
         assert_eq!(s, StatusCode::UNAUTHORIZED);
         let (s, _) = h.call("GET", "/v1/assistant/tickets", &h.write, None).await;
         assert_eq!(s, StatusCode::FORBIDDEN);
         let (s, e) = h
-            .call("POST", "/v1/assistant/catalog", &h.server, Some(json!({"products": [{"productId": "x"}]})))
+            .call(
+                "POST",
+                "/v1/assistant/catalog",
+                &h.server,
+                Some(json!({"products": [{"productId": "x"}]})),
+            )
             .await;
-        assert_eq!((s, e["error"]["code"].as_str().unwrap()), (StatusCode::BAD_REQUEST, "products_invalid"));
-        assert_eq!(h.sql("SELECT CAST(COUNT(*) AS TEXT) FROM assistant_messages").await, before);
+        assert_eq!(
+            (s, e["error"]["code"].as_str().unwrap()),
+            (StatusCode::BAD_REQUEST, "products_invalid")
+        );
+        assert_eq!(
+            h.sql("SELECT CAST(COUNT(*) AS TEXT) FROM assistant_messages")
+                .await,
+            before
+        );
     }
 }
 
@@ -236,18 +322,42 @@ async fn a_person_takes_over_on_request_on_sensitive_topics_and_after_repeated_f
         let v = h.say(&asked, "can I talk to a real person please").await;
         assert_eq!(v["reply"]["handoff"]["reason"], "requested", "{v}");
         assert_eq!(v["status"], "handoff");
-        assert!(v["reply"]["text"].as_str().unwrap().contains("A person will reply here"), "{v}");
+        assert!(
+            v["reply"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("A person will reply here"),
+            "{v}"
+        );
         // On a sensitive topic, whatever else the message says.
-        let v = h.start(&h.write, json!({"message": "I was charged twice for the cake stand"})).await;
-        assert_eq!(v["reply"]["handoff"]["reason"], "sensitive:payment_dispute", "{v}");
-        let v = h.start(&h.write, json!({"message": "my child had an allergic reaction to the bunting"})).await;
+        let v = h
+            .start(
+                &h.write,
+                json!({"message": "I was charged twice for the cake stand"}),
+            )
+            .await;
+        assert_eq!(
+            v["reply"]["handoff"]["reason"], "sensitive:payment_dispute",
+            "{v}"
+        );
+        let v = h
+            .start(
+                &h.write,
+                json!({"message": "my child had an allergic reaction to the bunting"}),
+            )
+            .await;
         assert_eq!(v["reply"]["handoff"]["reason"], "sensitive:health", "{v}");
         // After repeated misunderstandings (two in a row by default); an understood message
         // in between starts the count again.
         let v = h.start(&h.write, json!({"message": "qwzx plorb"})).await;
         let lost = v["conversationId"].as_str().unwrap().to_string();
         assert!(v["reply"]["handoff"].is_null(), "{v}");
-        assert!(v["reply"]["text"].as_str().unwrap().contains("did not understand"));
+        assert!(
+            v["reply"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("did not understand")
+        );
         let v = h.say(&lost, "party bunting").await;
         assert!(v["reply"]["handoff"].is_null(), "{v}");
         let v = h.say(&lost, "vrrp zonk").await;
@@ -256,8 +366,19 @@ async fn a_person_takes_over_on_request_on_sensitive_topics_and_after_repeated_f
         assert_eq!(v["reply"]["handoff"]["reason"], "misunderstood", "{v}");
 
         let tickets = h.tickets().await;
-        let reasons: Vec<&str> = tickets.iter().map(|t| t["reason"].as_str().unwrap()).collect();
-        assert_eq!(reasons, ["requested", "sensitive:payment_dispute", "sensitive:health", "misunderstood"]);
+        let reasons: Vec<&str> = tickets
+            .iter()
+            .map(|t| t["reason"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "requested",
+                "sensitive:payment_dispute",
+                "sensitive:health",
+                "misunderstood"
+            ]
+        );
         assert!(tickets.iter().all(|t| t["status"] == "open"));
 
         // While a person is on it, the assistant does not answer for them.
@@ -270,25 +391,55 @@ async fn a_person_takes_over_on_request_on_sensitive_topics_and_after_repeated_f
                 Some(json!({"message": "Hello, this is Sam from the shop. Call me on +44 20 7946 0958."})))
             .await;
         assert_eq!(s, StatusCode::OK, "{r}");
-        let (_, c) = h.call("GET", &format!("/v1/assistant/conversations/{asked}"), &h.write, None).await;
+        let (_, c) = h
+            .call(
+                "GET",
+                &format!("/v1/assistant/conversations/{asked}"),
+                &h.write,
+                None,
+            )
+            .await;
         let last = c["messages"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(last["role"], "staff", "{c}");
-        assert_eq!(last["text"], "Hello, this is Sam from the shop. Call me on [phone].");
+        assert_eq!(
+            last["text"],
+            "Hello, this is Sam from the shop. Call me on [phone]."
+        );
         assert_eq!(h.tickets().await[0]["status"], "answered");
         // Unknown ticket: 404; closing it ends the ticket.
         let (s, _) = h
-            .call("POST", "/v1/assistant/tickets/nope/reply", &h.server, Some(json!({"message": "x"})))
+            .call(
+                "POST",
+                "/v1/assistant/tickets/nope/reply",
+                &h.server,
+                Some(json!({"message": "x"})),
+            )
             .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         let (s, _) = h
-            .call("POST", &format!("/v1/assistant/tickets/{ticket}/reply"), &h.server, Some(json!({"message": "Bye", "close": true})))
+            .call(
+                "POST",
+                &format!("/v1/assistant/tickets/{ticket}/reply"),
+                &h.server,
+                Some(json!({"message": "Bye", "close": true})),
+            )
             .await;
         assert_eq!(s, StatusCode::OK);
         let (s, _) = h
-            .call("POST", &format!("/v1/assistant/tickets/{ticket}/reply"), &h.server, Some(json!({"message": "again"})))
+            .call(
+                "POST",
+                &format!("/v1/assistant/tickets/{ticket}/reply"),
+                &h.server,
+                Some(json!({"message": "again"})),
+            )
             .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
-        let handoffs = h.audit_actions().await.iter().filter(|a| *a == "assistant.handoff").count();
+        let handoffs = h
+            .audit_actions()
+            .await
+            .iter()
+            .filter(|a| *a == "assistant.handoff")
+            .count();
         assert_eq!(handoffs, 4);
     }
 }
@@ -301,20 +452,57 @@ async fn transcripts_are_redacted_sealed_for_the_person_exported_and_erased() {
         };
         // The profile's name is redacted too (read through the service purpose).
         let (s, v) = h
-            .call("POST", "/v1/identify", &h.server, Some(json!({"userId": "grace", "messageId": "g1",
-                "traits": {"email": "grace.hopper@example.org", "name": "Grace Hopper"}})))
+            .call(
+                "POST",
+                "/v1/identify",
+                &h.server,
+                Some(json!({"userId": "grace", "messageId": "g1",
+                "traits": {"email": "grace.hopper@example.org", "name": "Grace Hopper"}})),
+            )
             .await;
         assert_eq!(s, StatusCode::OK, "{v}");
-        let secret = "I am Grace Hopper, grace.hopper@example.org, card 4111 1111 1111 1111, 12 Cobol Lane";
-        let v = h.start(&h.write, json!({"userId": "grace", "message": secret})).await;
-        assert_eq!(v["redacted"], json!({"address": 1, "card": 1, "email": 1, "name": 1}), "{v}");
+        let secret =
+            "I am Grace Hopper, grace.hopper@example.org, card 4111 1111 1111 1111, 12 Cobol Lane";
+        let v = h
+            .start(&h.write, json!({"userId": "grace", "message": secret}))
+            .await;
+        assert_eq!(
+            v["redacted"],
+            json!({"address": 1, "card": 1, "email": 1, "name": 1}),
+            "{v}"
+        );
         let conv = v["conversationId"].as_str().unwrap().to_string();
-        let anon = h.start(&h.write, json!({"message": "my iban is DE89 3704 0044 0532 0130 00, call 07700 900123"})).await;
+        let anon = h
+            .start(
+                &h.write,
+                json!({"message": "my iban is DE89 3704 0044 0532 0130 00, call 07700 900123"}),
+            )
+            .await;
         let anon_id = anon["conversationId"].as_str().unwrap().to_string();
-        let (_, c) = h.call("GET", &format!("/v1/assistant/conversations/{conv}"), &h.server, None).await;
-        assert_eq!(c["messages"][0]["text"], "I am [name], [email], card [card], [address]", "{c}");
-        let (_, a) = h.call("GET", &format!("/v1/assistant/conversations/{anon_id}"), &h.write, None).await;
-        assert_eq!(a["messages"][0]["text"], "my iban is [iban], call [phone]", "{a}");
+        let (_, c) = h
+            .call(
+                "GET",
+                &format!("/v1/assistant/conversations/{conv}"),
+                &h.server,
+                None,
+            )
+            .await;
+        assert_eq!(
+            c["messages"][0]["text"], "I am [name], [email], card [card], [address]",
+            "{c}"
+        );
+        let (_, a) = h
+            .call(
+                "GET",
+                &format!("/v1/assistant/conversations/{anon_id}"),
+                &h.write,
+                None,
+            )
+            .await;
+        assert_eq!(
+            a["messages"][0]["text"], "my iban is [iban], call [phone]",
+            "{a}"
+        );
         // Nothing of it on disk: the person's messages are sealed, the anonymous ones redacted.
         // (A PostgreSQL dump shows bytea as hex.)
         let raw = h.t.db.raw_bytes().await;
@@ -324,35 +512,78 @@ async fn transcripts_are_redacted_sealed_for_the_person_exported_and_erased() {
                 .iter()
                 .any(|n| raw.windows(n.len()).any(|w| w == *n))
         };
-        for needle in ["4111 1111 1111 1111", "Cobol Lane", "DE89 3704", "07700 900123", "I am [name]"] {
+        for needle in [
+            "4111 1111 1111 1111",
+            "Cobol Lane",
+            "DE89 3704",
+            "07700 900123",
+            "I am [name]",
+        ] {
             assert!(!on_disk(needle), "{needle} on disk");
         }
-        assert!(on_disk("my iban is [iban],"), "anonymous transcripts are stored redacted");
+        assert!(
+            on_disk("my iban is [iban],"),
+            "anonymous transcripts are stored redacted"
+        );
         // Staff reading a person's transcript is audited.
-        assert!(h.audit_actions().await.contains(&"assistant.transcript_read".to_string()));
+        assert!(
+            h.audit_actions()
+                .await
+                .contains(&"assistant.transcript_read".to_string())
+        );
 
         // The export has the conversation; erasure removes it.
-        let (s, e) = h.call("GET", "/v1/subjects/grace/export", &h.server, None).await;
+        let (s, e) = h
+            .call("GET", "/v1/subjects/grace/export", &h.server, None)
+            .await;
         assert_eq!(s, StatusCode::OK, "{e}");
         let t = &e["tables"];
-        assert_eq!(t["assistant_conversations"].as_array().unwrap().len(), 1, "{e}");
-        assert_eq!(t["assistant_messages"][0]["text"], "I am [name], [email], card [card], [address]");
+        assert_eq!(
+            t["assistant_conversations"].as_array().unwrap().len(),
+            1,
+            "{e}"
+        );
+        assert_eq!(
+            t["assistant_messages"][0]["text"],
+            "I am [name], [email], card [card], [address]"
+        );
         assert_eq!(t["assistant_messages"].as_array().unwrap().len(), 2);
-        let (s, r) = h.call("DELETE", "/v1/subjects/grace", &h.server, None).await;
+        let (s, r) = h
+            .call("DELETE", "/v1/subjects/grace", &h.server, None)
+            .await;
         assert_eq!(s, StatusCode::OK, "{r}");
         assert_eq!(r["receipt"]["erased"]["assistant_messages"], 2, "{r}");
         assert_eq!(r["receipt"]["erased"]["assistant_conversations"], 1);
-        let (s, _) = h.call("GET", &format!("/v1/assistant/conversations/{conv}"), &h.server, None).await;
+        let (s, _) = h
+            .call(
+                "GET",
+                &format!("/v1/assistant/conversations/{conv}"),
+                &h.server,
+                None,
+            )
+            .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
         let (s, _) = h
-            .call("POST", &format!("/v1/assistant/conversations/{conv}/messages"), &h.write, Some(json!({"message": "hi"})))
+            .call(
+                "POST",
+                &format!("/v1/assistant/conversations/{conv}/messages"),
+                &h.write,
+                Some(json!({"message": "hi"})),
+            )
             .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
 
         // Retention: conversations idle past `retention_days` are swept.
         h.t.clock.advance_days(181);
         h.t.app.sweep_retention().await.unwrap();
-        let (s, _) = h.call("GET", &format!("/v1/assistant/conversations/{anon_id}"), &h.write, None).await;
+        let (s, _) = h
+            .call(
+                "GET",
+                &format!("/v1/assistant/conversations/{anon_id}"),
+                &h.write,
+                None,
+            )
+            .await;
         assert_eq!(s, StatusCode::NOT_FOUND);
     }
 }
@@ -393,8 +624,21 @@ impl Llm {
             .spawn()
             .expect("python3 runs the test's chat-completions server");
         let mut out = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let port = out.next_line().await.unwrap().unwrap().trim().parse().unwrap();
-        Self { child, port, log, mode, _dir: tempdir::Dir(dir) }
+        let port = out
+            .next_line()
+            .await
+            .unwrap()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        Self {
+            child,
+            port,
+            log,
+            mode,
+            _dir: tempdir::Dir(dir),
+        }
     }
 
     fn set(&self, mode: &str) {
@@ -436,13 +680,24 @@ async fn no_model_is_called_when_none_is_configured() {
         let Some(h) = shop(backend, DEFAULT_POLICY).await else {
             continue;
         };
-        let v = h.start(&h.write, json!({"message": "do you have party bunting?"})).await;
+        let v = h
+            .start(&h.write, json!({"message": "do you have party bunting?"}))
+            .await;
         let conv = v["conversationId"].as_str().unwrap().to_string();
-        for m in ["how long does UK delivery take?", "any ideas?", "hello", "zzzz qqqq"] {
+        for m in [
+            "how long does UK delivery take?",
+            "any ideas?",
+            "hello",
+            "zzzz qqqq",
+        ] {
             let v = h.say(&conv, m).await;
             assert_eq!(v["reply"]["backend"], "embedded", "{v}");
         }
-        assert!(!h.audit_actions().await.contains(&"assistant.llm_call".to_string()));
+        assert!(
+            !h.audit_actions()
+                .await
+                .contains(&"assistant.llm_call".to_string())
+        );
     }
     // The server was there all along, and nobody asked it anything.
     assert!(llm.requests().is_empty());
@@ -457,17 +712,32 @@ async fn the_model_phrases_retrieved_answers_and_the_embedded_assistant_covers_i
         };
         llm.set("ok");
         let v = h
-            .start(&h.write, json!({"message": "I'm ada@example.org, do you have party bunting?"}))
+            .start(
+                &h.write,
+                json!({"message": "I'm ada@example.org, do you have party bunting?"}),
+            )
             .await;
         let r = &v["reply"];
         assert_eq!(r["backend"], "llm", "{v}");
-        assert!(r["text"].as_str().unwrap().contains("From the shop's catalog: Product 47566: PARTY BUNTING"), "{v}");
-        assert!(r["text"].as_str().unwrap().starts_with(&disclosure()), "the disclosure is Candor's, not the model's");
+        assert!(
+            r["text"]
+                .as_str()
+                .unwrap()
+                .contains("From the shop's catalog: Product 47566: PARTY BUNTING"),
+            "{v}"
+        );
+        assert!(
+            r["text"].as_str().unwrap().starts_with(&disclosure()),
+            "the disclosure is Candor's, not the model's"
+        );
         let conv = v["conversationId"].as_str().unwrap().to_string();
         let sent = llm.requests();
         let last = sent.last().unwrap();
         assert!(!last.contains("ada@example.org"), "{last}");
-        assert!(last.contains("[email]") && last.contains("test-model"), "{last}");
+        assert!(
+            last.contains("[email]") && last.contains("test-model"),
+            "{last}"
+        );
         // Chunked answers are read too.
         llm.set("chunked");
         let v = h.say(&conv, "and a cake stand?").await;
@@ -477,12 +747,23 @@ async fn the_model_phrases_retrieved_answers_and_the_embedded_assistant_covers_i
         for mode in ["fail", "slow"] {
             llm.set(mode);
             let started = std::time::Instant::now();
-            let v = h.say(&conv, "do you have a red retrospot cake stand?").await;
+            let v = h
+                .say(&conv, "do you have a red retrospot cake stand?")
+                .await;
             let r = &v["reply"];
             assert_eq!(r["backend"], "embedded", "{mode}: {v}");
             assert_eq!(r["sources"][0]["id"], "21232");
-            assert!(r["text"].as_str().unwrap().contains("could not answer just now"), "{v}");
-            assert!(started.elapsed() < std::time::Duration::from_secs(4), "{mode} waited too long");
+            assert!(
+                r["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("could not answer just now"),
+                "{v}"
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(4),
+                "{mode} waited too long"
+            );
         }
         // A reply that claims to be a person, or echoes personal data, is not shown.
         for mode in ["human", "leak"] {
@@ -490,18 +771,29 @@ async fn the_model_phrases_retrieved_answers_and_the_embedded_assistant_covers_i
             let v = h.say(&conv, "party bunting please").await;
             assert_eq!(v["reply"]["backend"], "embedded", "{mode}: {v}");
             let text = v["reply"]["text"].as_str().unwrap();
-            assert!(!text.contains("real person") && !text.contains("jane.doe"), "{text}");
+            assert!(
+                !text.contains("real person") && !text.contains("jane.doe"),
+                "{text}"
+            );
         }
-        let outcomes: Vec<Value> = candor_store::Store::audit_entries(h.t.app.store(), &h.tenant.to_string(), 0, 100_000)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|e| e.action == "assistant.llm_call")
-            .map(|e| serde_json::from_str::<Value>(&e.details).unwrap()["outcome"].clone())
-            .collect();
+        let outcomes: Vec<Value> =
+            candor_store::Store::audit_entries(h.t.app.store(), &h.tenant.to_string(), 0, 100_000)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.action == "assistant.llm_call")
+                .map(|e| serde_json::from_str::<Value>(&e.details).unwrap()["outcome"].clone())
+                .collect();
         assert_eq!(
             outcomes,
-            [json!("ok"), json!("ok"), json!("status"), json!("timeout"), json!("refused_human_claim"), json!("refused_personal_data")]
+            [
+                json!("ok"),
+                json!("ok"),
+                json!("status"),
+                json!("timeout"),
+                json!("refused_human_claim"),
+                json!("refused_personal_data")
+            ]
         );
         // Hand-offs, privacy requests and order status never go to the model.
         llm.set("ok");
@@ -517,7 +809,11 @@ async fn the_model_phrases_retrieved_answers_and_the_embedded_assistant_covers_i
 /// Generated personal data: emails, phone numbers, valid card numbers, valid IBANs.
 fn pii() -> impl Strategy<Value = (&'static str, String)> {
     use proptest::prelude::*;
-    let email = ("[a-z][a-z0-9._+-]{0,12}[a-z0-9]", "[a-z][a-z0-9-]{0,10}[a-z0-9]", prop::sample::select(vec!["com", "org", "co.uk", "de", "shop"]))
+    let email = (
+        "[a-z][a-z0-9._+-]{0,12}[a-z0-9]",
+        "[a-z][a-z0-9-]{0,10}[a-z0-9]",
+        prop::sample::select(vec!["com", "org", "co.uk", "de", "shop"]),
+    )
         .prop_map(|(l, d, t)| ("email", format!("{l}@{d}.{t}")));
     let phone = (
         prop::sample::select(vec!["+44 ", "+1 ", "+49 ", "0", "+33 "]),
@@ -530,25 +826,38 @@ fn pii() -> impl Strategy<Value = (&'static str, String)> {
             let (b, c) = b.split_at(3);
             ("phone", format!("{p}{a}{sep}{b}{sep}{c}"))
         });
-    let card = (proptest::collection::vec(0u8..10, 15), prop::sample::select(vec![" ", "-", ""])).prop_map(|(mut d, sep)| {
-        d[0] = 4;
-        let mut sum = 0;
-        for (i, x) in d.iter().rev().enumerate() {
-            let mut v = u32::from(*x);
-            if i % 2 == 0 {
-                v *= 2;
-                if v > 9 {
-                    v -= 9;
+    let card = (
+        proptest::collection::vec(0u8..10, 15),
+        prop::sample::select(vec![" ", "-", ""]),
+    )
+        .prop_map(|(mut d, sep)| {
+            d[0] = 4;
+            let mut sum = 0;
+            for (i, x) in d.iter().rev().enumerate() {
+                let mut v = u32::from(*x);
+                if i % 2 == 0 {
+                    v *= 2;
+                    if v > 9 {
+                        v -= 9;
+                    }
                 }
+                sum += v;
             }
-            sum += v;
-        }
-        d.push(((10 - sum % 10) % 10) as u8);
-        let s: Vec<String> = d.chunks(4).map(|c| c.iter().map(|x| char::from(b'0' + x)).collect()).collect();
-        ("card", s.join(sep))
-    });
+            d.push(((10 - sum % 10) % 10) as u8);
+            let s: Vec<String> = d
+                .chunks(4)
+                .map(|c| c.iter().map(|x| char::from(b'0' + x)).collect())
+                .collect();
+            ("card", s.join(sep))
+        });
     let iban = (
-        prop::sample::select(vec![("DE", 18), ("GB", 18), ("FR", 23), ("NL", 14), ("ES", 20)]),
+        prop::sample::select(vec![
+            ("DE", 18),
+            ("GB", 18),
+            ("FR", 23),
+            ("NL", 14),
+            ("ES", 20),
+        ]),
         proptest::collection::vec(0u8..10, 23),
         any::<bool>(),
     )
@@ -556,13 +865,27 @@ fn pii() -> impl Strategy<Value = (&'static str, String)> {
             let bban: String = d[..n].iter().map(|x| char::from(b'0' + x)).collect();
             let numeric: String = format!("{bban}{cc}00")
                 .chars()
-                .map(|c| if c.is_ascii_digit() { c.to_string() } else { (c as u32 - 'A' as u32 + 10).to_string() })
+                .map(|c| {
+                    if c.is_ascii_digit() {
+                        c.to_string()
+                    } else {
+                        (c as u32 - 'A' as u32 + 10).to_string()
+                    }
+                })
                 .collect();
-            let rem = numeric.chars().fold(0u32, |r, c| (r * 10 + c.to_digit(10).unwrap()) % 97);
+            let rem = numeric
+                .chars()
+                .fold(0u32, |r, c| (r * 10 + c.to_digit(10).unwrap()) % 97);
             let iban = format!("{cc}{:02}{bban}", 98 - rem);
             if spaced {
                 let c: Vec<char> = iban.chars().collect();
-                ("iban", c.chunks(4).map(|x| x.iter().collect::<String>()).collect::<Vec<_>>().join(" "))
+                (
+                    "iban",
+                    c.chunks(4)
+                        .map(|x| x.iter().collect::<String>())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                )
             } else {
                 ("iban", iban)
             }
@@ -573,7 +896,8 @@ fn pii() -> impl Strategy<Value = (&'static str, String)> {
         ("", " is mine. Looking for bird ornaments"),
         ("Hi, (", ") here. any t-light holders?"),
     ]);
-    (prop_oneof![email, phone, card, iban], around).prop_map(|((k, v), (a, b))| (k, format!("{a}{v}{b}|{v}")))
+    (prop_oneof![email, phone, card, iban], around)
+        .prop_map(|((k, v), (a, b))| (k, format!("{a}{v}{b}|{v}")))
 }
 
 #[tokio::test]
@@ -590,16 +914,39 @@ async fn generated_personal_data_never_reaches_the_model_or_the_stored_transcrip
             let (kind, both) = strategy.new_tree(&mut runner).unwrap().current();
             let (message, value) = both.rsplit_once('|').unwrap();
             let user = format!("p{case}");
-            let v = h.start(&h.write, json!({"userId": user, "message": message})).await;
-            let found: u64 = v["redacted"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
-            assert!(found >= 1, "{kind} {value:?} in {message:?} not redacted: {v}");
+            let v = h
+                .start(&h.write, json!({"userId": user, "message": message}))
+                .await;
+            let found: u64 = v["redacted"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|n| n.as_u64().unwrap())
+                .sum();
+            assert!(
+                found >= 1,
+                "{kind} {value:?} in {message:?} not redacted: {v}"
+            );
             let conv = v["conversationId"].as_str().unwrap().to_string();
             let body = llm.requests().pop().unwrap();
             let compact: String = value.chars().filter(char::is_ascii_alphanumeric).collect();
-            assert!(!body.contains(value) && !body.contains(&compact), "{kind} {value:?} reached the model: {body}");
-            let (_, c) = h.call("GET", &format!("/v1/assistant/conversations/{conv}"), &h.server, None).await;
+            assert!(
+                !body.contains(value) && !body.contains(&compact),
+                "{kind} {value:?} reached the model: {body}"
+            );
+            let (_, c) = h
+                .call(
+                    "GET",
+                    &format!("/v1/assistant/conversations/{conv}"),
+                    &h.server,
+                    None,
+                )
+                .await;
             let stored = c["messages"].to_string();
-            assert!(!stored.contains(value) && !stored.contains(&compact), "{kind} {value:?} stored: {stored}");
+            assert!(
+                !stored.contains(value) && !stored.contains(&compact),
+                "{kind} {value:?} stored: {stored}"
+            );
         }
     }
 }
