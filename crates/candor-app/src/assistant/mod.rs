@@ -662,7 +662,7 @@ impl App {
                     blind: tk.blind_index(kind, external),
                 };
                 let made = self
-                    .create_subjects(tenant, &tk, [(SubjectId::new(), vec![alias.clone()])])
+                    .create_subjects(tenant, &tk, [(SubjectId::new(), vec![alias])])
                     .await?;
                 Ok(made
                     .get(&alias)
@@ -1354,7 +1354,7 @@ impl App {
             Ok(g) => g,
             Err(_) => return Ok(unverified),
         };
-        let mut orders: BTreeMap<String, (Timestamp, String, Option<String>)> = BTreeMap::new();
+        let mut orders: BTreeMap<String, OrderState> = BTreeMap::new();
         let mut events = self.store().events_for(&grant, 5000).await?;
         events.sort_by_key(|e| (e.occurred_at, e.received_at, e.id.to_string()));
         for e in events {
@@ -1381,7 +1381,7 @@ impl App {
                 let total = props
                     .get("total")
                     .or_else(|| props.get("revenue"))
-                    .and_then(|t| candor_types::money::Currency::amount_text(t))
+                    .and_then(candor_types::money::Currency::amount_text)
                     .zip(props.get("currency").and_then(Value::as_str))
                     .map(|(t, c)| format!("{t} {c}"));
                 let entry =
@@ -1397,9 +1397,8 @@ impl App {
                 }
             }
         }
-        let mut list: Vec<(String, (Timestamp, String, Option<String>))> =
-            orders.into_iter().collect();
-        list.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+        let mut list: Vec<(String, OrderState)> = orders.into_iter().collect();
+        list.sort_by_key(|o| std::cmp::Reverse(o.1.0));
         let text = if list.is_empty() {
             "I can't find any orders for your account. If you ordered recently, the confirmation may take a few minutes to reach me; otherwise say \"human\" and a person will look into it.".to_owned()
         } else {
@@ -1775,6 +1774,9 @@ pub(crate) fn event_products(e: &candor_types::IncomingEvent, at: Timestamp) -> 
         })
         .collect()
 }
+
+/// An order as its events tell it: when it last changed, its status, its total.
+type OrderState = (Timestamp, String, Option<String>);
 
 /// What a reply shows of search results: up to three that match enough of the question.
 fn shown_products(hits: &[(ProductRow, Hit)], min: f64) -> Vec<&ProductRow> {

@@ -156,7 +156,7 @@ pub fn luhn(digits: &[u8]) -> bool {
         }
         sum += v;
     }
-    !digits.is_empty() && sum % 10 == 0
+    !digits.is_empty() && sum.is_multiple_of(10)
 }
 
 /// ISO 13616's check: the rearranged IBAN as a number, modulo 97, is 1.
@@ -243,11 +243,10 @@ fn numbers(c: &[char]) -> Vec<(usize, usize, &'static str)> {
             if ch.is_ascii_digit() {
                 digits.push(ch as u8 - b'0');
                 last_digit = j;
-            } else if !(" -.()/".contains(ch) || (ch == '+' && j == i)) {
-                break;
-            } else if ch == ' '
-                && c.get(j + 1)
-                    .is_some_and(|n| !n.is_ascii_digit() && *n != '(')
+            } else if !(" -.()/".contains(ch) || (ch == '+' && j == i))
+                || (ch == ' '
+                    && c.get(j + 1)
+                        .is_some_and(|n| !n.is_ascii_digit() && *n != '('))
             {
                 break;
             }
