@@ -56,6 +56,8 @@ pub(super) fn routes() -> Router<App> {
         .route("/console/contests/{id}", post(contest_review))
         .route("/console/messages", get(messages))
         .route("/console/messages/{id}/close", post(message_close))
+        .route("/console/assistant", get(assistant_tickets))
+        .route("/console/assistant/{id}/reply", post(assistant_reply))
         .route("/console/audit", get(audit_log))
         .route("/console/policy", get(policy))
         .route("/console/reports/{name}", get(campaign_report))
@@ -89,7 +91,7 @@ impl Staff {
             "Journeys" => Some(Area::Journeys),
             "Data-subject requests" => Some(Area::Requests),
             "Contested decisions" => Some(Area::Contests),
-            "Messages" => Some(Area::Messages),
+            "Messages" | "Assistant hand-offs" => Some(Area::Messages),
             "Audit log" => Some(Area::AuditLog),
             "Policy" => Some(Area::Policy),
             _ => None,
@@ -104,6 +106,7 @@ impl Staff {
             (Area::Requests, "/console/requests", "Requests"),
             (Area::Contests, "/console/contests", "Contests"),
             (Area::Messages, "/console/messages", "Messages"),
+            (Area::Messages, "/console/assistant", "Assistant"),
             (Area::AuditLog, "/console/audit", "Audit log"),
             (Area::Policy, "/console/policy", "Policy"),
         ];
@@ -1201,6 +1204,83 @@ async fn message_close(
     let _ = form!(s, headers, body);
     tryp!(s, app.close_contact(&s.principal, &id).await);
     see_other("/console/messages")
+}
+
+/// The assistant's hand-offs: open and answered tickets with their (redacted) conversation,
+/// and a form to reply into it. Opening a person's conversation is audited.
+async fn assistant_tickets(State(app): State<App>, headers: HeaderMap) -> Response {
+    let s = staff!(app, headers, Area::Messages);
+    let mut tickets = tryp!(
+        s,
+        app.assistant_tickets(&s.principal, Some("open"), 100).await
+    );
+    tickets.extend(tryp!(
+        s,
+        app.assistant_tickets(&s.principal, Some("answered"), 100)
+            .await
+    ));
+    let mut b = String::from(
+        "<p>Conversations the shopping assistant handed to a person: on request, on a sensitive topic, or after it failed to understand. Your reply is delivered into the conversation (stored redacted). Opening a person's conversation is recorded in the audit log.</p>",
+    );
+    if tickets.is_empty() {
+        b.push_str("<p class=\"muted\">No hand-offs waiting.</p>");
+    }
+    for t in &tickets {
+        let conv = tryp!(
+            s,
+            app.conversation_view(&s.principal, &t.conversation_id)
+                .await
+        );
+        b.push_str(&format!(
+            "<section class=\"card\"><p>{} · reason <code>{}</code> · <span class=\"badge neutral\">{}</span></p><ol class=\"transcript\">",
+            when(t.created_at),
+            esc(&t.reason),
+            esc(&t.status)
+        ));
+        for m in conv["messages"].as_array().into_iter().flatten() {
+            b.push_str(&format!(
+                "<li><strong>{}</strong>: {}</li>",
+                esc(m["role"].as_str().unwrap_or("")),
+                esc(m["text"].as_str().unwrap_or(""))
+            ));
+        }
+        let id = esc(&t.id);
+        b.push_str(&format!(
+            "</ol><form method=\"post\" action=\"/console/assistant/{id}/reply\">{}\
+             <label for=\"reply-{id}\">Reply to the customer</label><textarea id=\"reply-{id}\" name=\"message\" required maxlength=\"2000\"></textarea>\
+             <label><input type=\"checkbox\" name=\"close\" value=\"1\"> Close the hand-off</label>\
+             <button type=\"submit\">Send reply</button></form>",
+            s.csrf()
+        ));
+        if let Some(subject) = t.subject {
+            b.push_str(&open_record(&s, subject));
+        }
+        b.push_str("</section>");
+    }
+    s.page("Assistant hand-offs", &b)
+}
+
+async fn assistant_reply(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let s = staff!(app, headers, Area::Messages);
+    let f = form!(s, headers, body);
+    let message = f.get("message").trim().to_owned();
+    if message.is_empty() || message.chars().count() > candor_app::assistant::MAX_MESSAGE {
+        return s.error(AppError::bad_request(
+            "message_invalid",
+            "the reply is text of 1 to 2000 characters",
+        ));
+    }
+    tryp!(
+        s,
+        app.answer_ticket(&s.principal, &id, &message, f.get("close") == "1")
+            .await
+    );
+    see_other("/console/assistant")
 }
 
 // ----------------------------------------------------------------------------------------

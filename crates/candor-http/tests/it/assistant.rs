@@ -950,3 +950,77 @@ async fn generated_personal_data_never_reaches_the_model_or_the_stored_transcrip
         }
     }
 }
+
+#[tokio::test]
+async fn staff_answer_hand_offs_in_the_console() {
+    for backend in BACKENDS {
+        let Some(h) = shop(backend, DEFAULT_POLICY).await else {
+            continue;
+        };
+        let v = h
+            .start(&h.write, json!({"userId": "lin", "message": "I want to speak to a human about my order, call 07700 900123"}))
+            .await;
+        let conv = v["conversationId"].as_str().unwrap().to_string();
+        assert_eq!(v["reply"]["handoff"]["reason"], "requested", "{v}");
+        super::web::staff(&h, "carol", "compliance").await;
+        super::web::staff(&h, "mark", "marketer").await;
+        let mut marketer = super::web::sign_in(&h, "mark").await;
+        assert_eq!(
+            marketer.get(&h, "/console/assistant").await.status,
+            StatusCode::FORBIDDEN
+        );
+        let mut b = super::web::sign_in(&h, "carol").await;
+        let page = b.get(&h, "/console/assistant").await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert!(page.body.contains("call [phone]"), "{}", page.body);
+        assert!(!page.body.contains("07700"));
+        let ticket = h.tickets().await[0]["id"].as_str().unwrap().to_string();
+        let csrf = page.csrf();
+        let done = b
+            .post(
+                &h,
+                &format!("/console/assistant/{ticket}/reply"),
+                &[
+                    ("csrf", &csrf),
+                    ("message", "Hi Lin, your parcel left today."),
+                    ("close", "1"),
+                ],
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+        // Without the CSRF token nothing is sent.
+        let refused = b
+            .post(
+                &h,
+                &format!("/console/assistant/{ticket}/reply"),
+                &[("message", "again")],
+            )
+            .await;
+        assert_ne!(refused.status, StatusCode::SEE_OTHER);
+        let (_, c) = h
+            .call(
+                "GET",
+                &format!("/v1/assistant/conversations/{conv}"),
+                &h.write,
+                None,
+            )
+            .await;
+        let last = c["messages"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(
+            (last["role"].as_str(), last["text"].as_str()),
+            (Some("staff"), Some("Hi Lin, your parcel left today.")),
+            "{c}"
+        );
+        assert_eq!(h.tickets().await[0]["status"], "closed");
+        let actors: Vec<String> =
+            candor_store::Store::audit_entries(h.t.app.store(), &h.tenant.to_string(), 0, 100_000)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.action == "assistant.staff_reply")
+                .map(|e| e.actor)
+                .collect();
+        assert_eq!(actors.len(), 1);
+        assert!(actors[0].starts_with("staff:"), "{actors:?}");
+    }
+}

@@ -33,7 +33,7 @@ impl Page {
     }
 
     /// The value of the hidden `csrf` field of the page's first form.
-    fn csrf(&self) -> String {
+    pub(super) fn csrf(&self) -> String {
         let i = self
             .body
             .find("name=\"csrf\" value=\"")
@@ -84,7 +84,7 @@ impl Browser {
         self.send(h, req).await
     }
 
-    async fn post(&mut self, h: &H, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(super) async fn post(&mut self, h: &H, path: &str, form: &[(&str, &str)]) -> Page {
         let body = serde_urlencoded::to_string(form).unwrap();
         let req = Request::post(path)
             .header(header::COOKIE, self.cookie_header())
