@@ -548,6 +548,7 @@ async function admin(browser) {
     'Requests',
     'Contests',
     'Messages',
+    'Assistant',
     'Audit log',
     'Policy',
   ];
@@ -663,6 +664,9 @@ async function admin(browser) {
 
   step('admin: messages');
   await navTo(page, 'Messages', '/console/messages', 'Messages', 'console-admin-messages');
+
+  step('admin: assistant hand-offs');
+  await navTo(page, 'Assistant', '/console/assistant', 'Assistant hand-offs', 'console-admin-assistant');
 
   step('admin: audit log');
   await navTo(page, 'Audit log', '/console/audit', 'Audit log', 'console-admin-audit-log');

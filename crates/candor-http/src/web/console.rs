@@ -83,17 +83,18 @@ impl Staff {
     /// The navigation, the link of the page titled `title` marked as the current page.
     fn nav_at(&self, title: &str) -> String {
         let current = match title {
-            "Overview" => Some(Area::Overview),
-            "People" | "Person" => Some(Area::Subjects),
-            t if t.starts_with("Model") => Some(Area::Models),
-            "Fairness monitoring" => Some(Area::Fairness),
-            "Recommendations" => Some(Area::Recs),
-            "Journeys" => Some(Area::Journeys),
-            "Data-subject requests" => Some(Area::Requests),
-            "Contested decisions" => Some(Area::Contests),
-            "Messages" | "Assistant hand-offs" => Some(Area::Messages),
-            "Audit log" => Some(Area::AuditLog),
-            "Policy" => Some(Area::Policy),
+            "Overview" => Some("/console/"),
+            "People" | "Person" => Some("/console/subjects"),
+            t if t.starts_with("Model") => Some("/console/models"),
+            "Fairness monitoring" => Some("/console/fairness"),
+            "Recommendations" => Some("/console/recs"),
+            "Journeys" => Some("/console/journeys"),
+            "Data-subject requests" => Some("/console/requests"),
+            "Contested decisions" => Some("/console/contests"),
+            "Messages" => Some("/console/messages"),
+            "Assistant hand-offs" => Some("/console/assistant"),
+            "Audit log" => Some("/console/audit"),
+            "Policy" => Some("/console/policy"),
             _ => None,
         };
         let links = [
@@ -113,7 +114,7 @@ impl Staff {
         let mut s = String::from("<nav aria-label=\"Console\"><ul>");
         for (area, href, label) in links {
             if self.role.may(area) {
-                let cur = if current == Some(area) {
+                let cur = if current == Some(href) {
                     " aria-current=\"page\""
                 } else {
                     ""
