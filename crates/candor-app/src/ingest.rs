@@ -460,11 +460,7 @@ fn materialize(
         let occurred = v.event.timestamp.map_or(now, |t| t.min(now));
         write.prices.extend(v.prices.0.iter().cloned());
         write.price_cancels.extend(v.prices.1.iter().cloned());
-        for p in &v.products {
-            if !write.products.iter().any(|q| q.product_id == p.product_id) {
-                write.products.push(p.clone());
-            }
-        }
+        write.products.extend(v.products.iter().cloned());
         write.journeys.extend(crate::journeys::journey_ops(
             policy,
             *subject,
@@ -553,7 +549,8 @@ impl App {
                     };
                     let occurred = event.timestamp.map_or(now, |t| t.min(now));
                     let prices = crate::pricing::order_prices(&tk, &event, &message_id, occurred);
-                    let products = crate::assistant::event_products(&event, occurred);
+                    // Stamped when received: the catalog's cache compares the newest stamp.
+                    let products = crate::assistant::event_products(&event, now);
                     valid.push(Valid {
                         index,
                         event,

@@ -179,6 +179,40 @@ pub trait AssistantStore: Send + Sync {
     ) -> impl Future<Output = Result<ConversationSweep>> + Send;
 }
 
+/// Products per upsert statement: one statement for what an ingest request names, and small
+/// enough (some 5 KiB) to leave PostgreSQL's socket in one write.
+pub(crate) const PRODUCT_CHUNK: usize = 50;
+
+/// One row per product, in first-seen order; a product named again takes the later values
+/// where it has them (the upsert's own rule, applied within the batch first: one statement
+/// may not touch a row twice).
+pub(crate) fn merge_products(rows: &[ProductRow]) -> Vec<ProductRow> {
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut out: Vec<ProductRow> = Vec::with_capacity(rows.len());
+    for r in rows {
+        match at.get(r.product_id.as_str()) {
+            None => {
+                at.insert(&r.product_id, out.len());
+                out.push(r.clone());
+            }
+            Some(&i) => {
+                let e = &mut out[i];
+                e.name.clone_from(&r.name);
+                if !r.description.is_empty() {
+                    e.description.clone_from(&r.description);
+                }
+                e.category = r.category.clone().or(e.category.take());
+                e.price = r.price.or(e.price);
+                e.currency = r.currency.clone().or(e.currency.take());
+                e.url = r.url.clone().or(e.url.take());
+                e.source.clone_from(&r.source);
+                e.updated_at = r.updated_at;
+            }
+        }
+    }
+    out
+}
+
 macro_rules! assistant_dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
@@ -634,13 +668,28 @@ macro_rules! impl_assistant_store {
             }
 
             /// Upserts products inside a transaction (ingest calls it with its event rows).
+            /// Upserts products inside a transaction (ingest calls it with its event rows):
+            /// [`PRODUCT_CHUNK`](crate::assistant::PRODUCT_CHUNK) rows per statement, a product
+            /// named twice merged first as two upserts in a row would.
             pub(crate) async fn upsert_products_tx(tx: &mut super::Tx, tenant: &str, rows: &[ProductRow]) -> Result<u64> {
+                let rows = crate::assistant::merge_products(rows);
                 let mut n = 0;
-                for r in rows {
-                    n += sqlx::query(
-                        "INSERT INTO catalog_products (tenant_id, product_id, name, description, category, price, currency, url, source, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                         ON CONFLICT (tenant_id, product_id) DO UPDATE SET name = excluded.name, \
+                for chunk in rows.chunks(crate::assistant::PRODUCT_CHUNK) {
+                    let mut sql = String::from(
+                        "INSERT INTO catalog_products (tenant_id, product_id, name, description, category, price, currency, url, source, updated_at) VALUES ",
+                    );
+                    for i in 0..chunk.len() {
+                        let b = i * 10;
+                        if i > 0 {
+                            sql.push(',');
+                        }
+                        sql.push_str(&format!(
+                            "(${},${},${},${},${},${},${},${},${},${})",
+                            b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10
+                        ));
+                    }
+                    sql.push_str(
+                        " ON CONFLICT (tenant_id, product_id) DO UPDATE SET name = excluded.name, \
                          description = CASE WHEN excluded.description = '' THEN catalog_products.description ELSE excluded.description END, \
                          category = COALESCE(excluded.category, catalog_products.category), \
                          price = COALESCE(excluded.price, catalog_products.price), \
@@ -653,20 +702,22 @@ macro_rules! impl_assistant_store {
                          OR (excluded.category IS NOT NULL AND catalog_products.category IS DISTINCT FROM excluded.category) \
                          OR (excluded.price IS NOT NULL AND catalog_products.price IS DISTINCT FROM excluded.price) \
                          OR (excluded.url IS NOT NULL AND catalog_products.url IS DISTINCT FROM excluded.url)))",
-                    )
-                    .bind(tenant)
-                    .bind(&r.product_id)
-                    .bind(&r.name)
-                    .bind(&r.description)
-                    .bind(&r.category)
-                    .bind(r.price)
-                    .bind(&r.currency)
-                    .bind(&r.url)
-                    .bind(&r.source)
-                    .bind(r.updated_at.0)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected();
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for r in chunk {
+                        q = q
+                            .bind(tenant)
+                            .bind(&r.product_id)
+                            .bind(&r.name)
+                            .bind(&r.description)
+                            .bind(&r.category)
+                            .bind(r.price)
+                            .bind(&r.currency)
+                            .bind(&r.url)
+                            .bind(&r.source)
+                            .bind(r.updated_at.0);
+                    }
+                    n += q.execute(&mut **tx).await?.rows_affected();
                 }
                 Ok(n)
             }
@@ -675,3 +726,34 @@ macro_rules! impl_assistant_store {
 }
 
 pub(crate) use impl_assistant_store;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, name: &str, category: Option<&str>, price: Option<i64>) -> ProductRow {
+        ProductRow {
+            product_id: id.into(),
+            name: name.into(),
+            description: String::new(),
+            category: category.map(str::to_owned),
+            price,
+            currency: price.map(|_| "GBP".to_owned()),
+            url: None,
+            source: "event".into(),
+            updated_at: Timestamp(1),
+        }
+    }
+
+    #[test]
+    fn a_product_named_twice_merges_like_two_upserts() {
+        let merged = merge_products(&[
+            row("a", "Mug", Some("kitchen"), None),
+            row("b", "Tin", None, Some(300)),
+            row("a", "Blue mug", None, Some(450)),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0], row("a", "Blue mug", Some("kitchen"), Some(450)));
+        assert_eq!(merged[1], row("b", "Tin", None, Some(300)));
+    }
+}

@@ -55,7 +55,7 @@ const SHOWN: usize = 3;
 /// The assistant's caches and writer.
 #[derive(Default)]
 pub(crate) struct AssistantState {
-    catalogs: RwLock<HashMap<TenantId, Arc<Catalog>>>,
+    catalogs: RwLock<HashMap<TenantId, CatalogEntry>>,
     help: RwLock<Option<Arc<Help>>>,
     turns: OnceLock<mpsc::Sender<TurnJob>>,
     tls: OnceLock<tokio_rustls::TlsConnector>,
@@ -63,10 +63,35 @@ pub(crate) struct AssistantState {
 
 /// A tenant's products and their index.
 pub struct Catalog {
-    stamp: (i64, i64),
-    checked: Instant,
     pub products: Vec<ProductRow>,
     index: Index,
+    /// Product id → position in `products`.
+    by_id: HashMap<String, usize>,
+}
+
+impl Catalog {
+    fn new(products: Vec<ProductRow>) -> Self {
+        Self {
+            index: Index::build(&catalog_docs(&products)),
+            by_id: products
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.product_id.clone(), i))
+                .collect(),
+            products,
+        }
+    }
+
+    fn product(&self, id: &str) -> Option<&ProductRow> {
+        self.by_id.get(id).map(|&i| &self.products[i])
+    }
+}
+
+/// A cached catalog with the stamp it was built at and when that stamp was last confirmed.
+struct CatalogEntry {
+    stamp: (i64, i64),
+    checked: Instant,
+    catalog: Arc<Catalog>,
 }
 
 /// One section of a help article.
@@ -469,39 +494,32 @@ impl App {
     /// The tenant's catalog and its index, rebuilt when the catalog changed (checked at most
     /// every [`CATALOG_TTL`]; at once after this process imported).
     pub async fn catalog(&self, tenant: TenantId) -> AppResult<Arc<Catalog>> {
-        let cached = self
-            .assistant_state()
-            .catalogs
-            .read()
-            .ok()
-            .and_then(|c| c.get(&tenant).cloned());
-        if let Some(c) = &cached
-            && c.checked.elapsed() < CATALOG_TTL
+        let cached = self.assistant_state().catalogs.read().ok().and_then(|c| {
+            c.get(&tenant)
+                .map(|e| (e.stamp, e.checked, e.catalog.clone()))
+        });
+        if let Some((_, checked, catalog)) = &cached
+            && checked.elapsed() < CATALOG_TTL
         {
-            return Ok(c.clone());
+            return Ok(catalog.clone());
         }
         let stamp = self.store().catalog_stamp(tenant).await?;
-        let fresh = match cached {
-            Some(c) if c.stamp == stamp => Arc::new(Catalog {
-                stamp,
-                checked: Instant::now(),
-                products: c.products.clone(),
-                index: Index::build(&catalog_docs(&c.products)),
-            }),
-            _ => {
-                let products = self.store().products(tenant).await?;
-                Arc::new(Catalog {
-                    stamp,
-                    checked: Instant::now(),
-                    index: Index::build(&catalog_docs(&products)),
-                    products,
-                })
-            }
+        let catalog = match cached {
+            // Unchanged: the index stays, only the check is renewed.
+            Some((built, _, catalog)) if built == stamp => catalog,
+            _ => Arc::new(Catalog::new(self.store().products(tenant).await?)),
         };
         if let Ok(mut c) = self.assistant_state().catalogs.write() {
-            c.insert(tenant, fresh.clone());
+            c.insert(
+                tenant,
+                CatalogEntry {
+                    stamp,
+                    checked: Instant::now(),
+                    catalog: catalog.clone(),
+                },
+            );
         }
-        Ok(fresh)
+        Ok(catalog)
     }
 
     fn forget_catalog(&self, tenant: TenantId) {
@@ -1465,23 +1483,14 @@ impl App {
             Err(e) => return Err(e),
         };
         let catalog = self.catalog(tenant).await?;
-        let by_id: HashMap<&str, &ProductRow> = catalog
-            .products
-            .iter()
-            .map(|p| (p.product_id.as_str(), p))
-            .collect();
-        let items = crate::recs::items_json(&list);
         let mut names = Vec::new();
         let mut sources = Vec::new();
-        for it in items.as_array().into_iter().flatten() {
-            let id = it["item_id"].as_str().or(it["id"].as_str()).unwrap_or("");
-            let name = by_id
-                .get(id)
-                .map(|p| p.name.clone())
-                .or_else(|| it["name"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| id.to_owned());
+        for it in &list.items {
+            let id = it.item.as_str();
+            let product = catalog.product(id);
+            let name = product.map_or(it.name.as_str(), |p| p.name.as_str());
             names.push(format!("{name} (item {id})"));
-            sources.push(match by_id.get(id) {
+            sources.push(match product {
                 Some(p) => product_source(p),
                 None => json!({ "type": "product", "id": id, "name": name }),
             });
@@ -1733,12 +1742,12 @@ pub(crate) fn event_products(e: &candor_types::IncomingEvent, at: Timestamp) -> 
         .get("currency")
         .and_then(Value::as_str)
         .and_then(|c| candor_types::Currency::parse(c).ok());
-    let whole = Value::Object(e.properties.clone());
-    let lines: Vec<&Value> = match e.properties.get("products").and_then(Value::as_array) {
-        Some(list) => list.iter().collect(),
-        None => vec![&whole],
-    };
-    let text = |v: &Value, k: &str, max: usize| -> Option<String> {
+    let lines: Vec<&serde_json::Map<String, Value>> =
+        match e.properties.get("products").and_then(Value::as_array) {
+            Some(list) => list.iter().filter_map(Value::as_object).collect(),
+            None => vec![&e.properties],
+        };
+    let text = |v: &serde_json::Map<String, Value>, k: &str, max: usize| -> Option<String> {
         v.get(k)
             .and_then(Value::as_str)
             .map(str::trim)
