@@ -28,21 +28,14 @@ use candor_policy::{DEFAULT_POLICY, Policy};
 use candor_store::{AnyStore, PgStore, SqliteStore, Store};
 use candor_types::Scope;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::BufReader;
+
+use candor_testkit::bench::{env_usize, percentile, post};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const P99_TARGET_MS: f64 = 20.0;
-
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .with_context(|| format!("{name}={v} is not a number")),
-        Err(_) => Ok(default),
-    }
-}
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -168,41 +161,6 @@ async fn setup(backend: &str, people: usize) -> Result<Setup> {
     })
 }
 
-/// One HTTP/1.1 request on a kept-alive connection; returns the status and body.
-async fn request(
-    stream: &mut BufReader<tokio::net::TcpStream>,
-    path: &str,
-    auth: &str,
-    body: &[u8],
-) -> Result<(u16, Vec<u8>)> {
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.get_mut().write_all(head.as_bytes()).await?;
-    stream.get_mut().write_all(body).await?;
-    let mut line = String::new();
-    stream.read_line(&mut line).await?;
-    let status: u16 = line.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        stream.read_line(&mut line).await?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut out = vec![0u8; len];
-    stream.read_exact(&mut out).await?;
-    Ok((status, out))
-}
-
 /// Latencies (ms) of first messages and of follow-ups.
 type Round = (f64, Vec<f64>, Vec<f64>);
 
@@ -263,7 +221,7 @@ async fn client_loop(
                 } else {
                     json!({ "anonymousId": format!("a{i}-{seed}"), "message": q })
                 };
-                let (status, resp) = request(
+                let (status, resp) = post(
                     &mut stream,
                     "/v1/assistant/conversations",
                     &auth,
@@ -284,7 +242,7 @@ async fn client_loop(
                 let id = v["conversationId"].as_str().unwrap_or_default().to_owned();
                 let follow = &qs[(k / 7) % qs.len()];
                 let sent = Instant::now();
-                let (status, resp) = request(
+                let (status, resp) = post(
                     &mut stream,
                     &format!("/v1/assistant/conversations/{id}/messages"),
                     &auth,
@@ -321,13 +279,6 @@ async fn client_loop(
         .join()
         .map_err(|_| anyhow::anyhow!("the dispatcher thread panicked"))?;
     Ok((start.elapsed().as_secs_f64(), first, next))
-}
-
-fn pct(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 fn sorted(mut v: Vec<f64>) -> Vec<f64> {
@@ -397,7 +348,7 @@ async fn run_backend(backend: &str) -> Result<Figures> {
         .enumerate()
         .map(|(i, (_, f, n))| {
             let all = sorted(f.iter().chain(n).copied().collect());
-            (pct(&all, 0.99), i)
+            (percentile(&all, 0.99), i)
         })
         .collect();
     p99s.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -408,16 +359,16 @@ async fn run_backend(backend: &str) -> Result<Figures> {
         backend: backend.to_string(),
         conversations_per_s: first.len() as f64 / elapsed,
         replies: all.len(),
-        p50: pct(&all, 0.5),
-        p99: pct(&all, 0.99),
+        p50: percentile(&all, 0.5),
+        p99: percentile(&all, 0.99),
         p99s: rounds
             .iter()
-            .map(|(_, f, n)| pct(&sorted(f.iter().chain(n).copied().collect()), 0.99))
+            .map(|(_, f, n)| percentile(&sorted(f.iter().chain(n).copied().collect()), 0.99))
             .collect(),
-        first_p99: pct(&sorted(first.clone()), 0.99),
-        next_p99: pct(&sorted(next.clone()), 0.99),
-        floor_p50: pct(&floor, 0.5),
-        floor_p99: pct(&floor, 0.99),
+        first_p99: percentile(&sorted(first.clone()), 0.99),
+        next_p99: percentile(&sorted(next.clone()), 0.99),
+        floor_p50: percentile(&floor, 0.5),
+        floor_p99: percentile(&floor, 0.99),
         in_process_ms,
     })
 }

@@ -25,6 +25,8 @@ use candor_store::{AnyStore, PgStore, SqliteStore, Store};
 use candor_types::{Scope, TenantId};
 use serde_json::{Value, json};
 
+use candor_testkit::bench::env_usize;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -32,17 +34,6 @@ const ERASE_TARGET_MS: f64 = 100.0;
 const EXPORT_TARGET_MS: f64 = 1000.0;
 /// Events of each subject that is erased (a typical customer).
 const ERASED_EVENTS: usize = 50;
-
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .replace('_', "")
-            .parse()
-            .with_context(|| format!("{name}={v:?} is not a whole number")),
-        Err(_) => Ok(default),
-    }
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -29,7 +29,9 @@ use candor_policy::{DEFAULT_POLICY, Policy};
 use candor_store::{AnyStore, PgStore, PriceRow, PricingStore, SqliteStore, Store};
 use candor_types::{Scope, Timestamp};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::io::BufReader;
+
+use candor_testkit::bench::{env_usize, percentile, post};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -37,17 +39,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const P99_TARGET_MS: f64 = 2.0;
 const BATCH_TARGET: f64 = 100_000.0;
 const BATCH_SIZE: usize = 10_000;
-
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .replace('_', "")
-            .parse()
-            .with_context(|| format!("{name}={v:?}")),
-        Err(_) => Ok(default),
-    }
-}
 
 struct Rng(u64);
 impl Rng {
@@ -199,41 +190,6 @@ async fn setup(backend: &str, products: usize, people: usize) -> Result<Setup> {
     })
 }
 
-/// One HTTP/1.1 request on a kept-alive connection; returns the status and body.
-async fn request(
-    stream: &mut BufReader<tokio::net::TcpStream>,
-    path: &str,
-    auth: &str,
-    body: &[u8],
-) -> Result<(u16, Vec<u8>)> {
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    stream.get_mut().write_all(head.as_bytes()).await?;
-    stream.get_mut().write_all(body).await?;
-    let mut line = String::new();
-    stream.read_line(&mut line).await?;
-    let status: u16 = line.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        stream.read_line(&mut line).await?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut out = vec![0u8; len];
-    stream.read_exact(&mut out).await?;
-    Ok((status, out))
-}
-
 struct Figures {
     backend: String,
     achieved: f64,
@@ -315,7 +271,7 @@ async fn client_loop(
                 };
                 let body = body.to_string();
                 let (status, resp) =
-                    request(&mut stream, "/v1/prices/check", &auth, body.as_bytes()).await?;
+                    post(&mut stream, "/v1/prices/check", &auth, body.as_bytes()).await?;
                 let ms = due.elapsed().as_secs_f64() * 1e3;
                 if status != if baseline { 400 } else { 200 } {
                     bail!("status {status}: {}", String::from_utf8_lossy(&resp));
@@ -345,13 +301,6 @@ async fn client_loop(
         .join()
         .map_err(|_| anyhow::anyhow!("the dispatcher thread panicked"))?;
     Ok((start.elapsed().as_secs_f64(), all))
-}
-
-fn pct(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 async fn run_backend(backend: &str) -> Result<Figures> {
@@ -445,7 +394,7 @@ async fn run_backend(backend: &str) -> Result<Figures> {
         .await?;
         let mut l: Vec<f64> = round.iter().map(|x| x.1).collect();
         l.sort_by(f64::total_cmp);
-        p99s.push(pct(&l, 0.99));
+        p99s.push(percentile(&l, 0.99));
         wall += w;
         results.extend(round);
     }
@@ -462,7 +411,7 @@ async fn run_backend(backend: &str) -> Result<Figures> {
             .map(|r| r.1)
             .collect();
         k.sort_by(f64::total_cmp);
-        by_kind.push((kind, pct(&k, 0.5), pct(&k, 0.99)));
+        by_kind.push((kind, percentile(&k, 0.5), percentile(&k, 0.99)));
     }
     let mut verdicts = [0usize; 3];
     for (_, _, body) in &results {
@@ -505,7 +454,7 @@ async fn run_backend(backend: &str) -> Result<Figures> {
             let mut stream = BufReader::new(tokio::net::TcpStream::connect(addr).await?);
             stream.get_mut().set_nodelay(true)?;
             for body in bodies.iter().skip(c).step_by(2) {
-                let (status, resp) = request(
+                let (status, resp) = post(
                     &mut stream,
                     "/v1/prices/check/batch",
                     &auth,
@@ -551,12 +500,12 @@ async fn run_backend(backend: &str) -> Result<Figures> {
     Ok(Figures {
         backend: backend.to_string(),
         achieved: lat.len() as f64 / wall,
-        p50: pct(&lat, 0.5),
+        p50: percentile(&lat, 0.5),
         p99: median_p99,
         p99s,
-        p999: pct(&lat, 0.999),
-        floor_p50: pct(&floor, 0.5),
-        floor_p99: pct(&floor, 0.99),
+        p999: percentile(&lat, 0.999),
+        floor_p50: percentile(&floor, 0.5),
+        floor_p99: percentile(&floor, 0.99),
         by_kind,
         verdicts,
         batch_rate,

@@ -21,8 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use candor_ml::recs::{AlsParams, Csr, top_k, train_als};
+
+use candor_testkit::bench::env_usize;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -30,17 +32,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const FACTORS: usize = 64;
 const ITERATIONS: usize = 15;
 const HELD_OUT_USERS: usize = 10_000;
-
-fn env_usize(name: &str, default: usize) -> Result<usize> {
-    match std::env::var(name) {
-        Ok(v) => v
-            .trim()
-            .replace('_', "")
-            .parse()
-            .with_context(|| format!("{name}={v:?}")),
-        Err(_) => Ok(default),
-    }
-}
 
 struct Rng(u64);
 impl Rng {
@@ -103,7 +94,7 @@ fn serving_part() -> Result<f64> {
 
 async fn serving(users: usize, rate: usize, seconds: usize) -> Result<(f64, f64, f64, f64)> {
     use std::sync::Arc;
-    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+    use tokio::io::BufReader;
 
     let dir = candor_testkit::TempDir::new("candor-bench-recs");
     let store = candor_store::AnyStore::Sqlite(
@@ -242,30 +233,12 @@ async fn serving(users: usize, rate: usize, seconds: usize) -> Result<(f64, f64,
             while i < total {
                 let due = start + interval * i as u32;
                 tokio::time::sleep_until(due).await;
-                let req = format!(
-                    "GET /v1/subjects/u{}/recommendations?k=10 HTTP/1.1\r\nHost: bench\r\nAuthorization: {auth}\r\n\r\n",
-                    (i * 7919) % users
-                );
-                stream.get_mut().write_all(req.as_bytes()).await?;
-                let mut line = String::new();
-                stream.read_line(&mut line).await?;
-                let status: u16 = line.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
-                let mut len = 0usize;
-                loop {
-                    line.clear();
-                    stream.read_line(&mut line).await?;
-                    let l = line.trim_end();
-                    if l.is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = l.split_once(':')
-                        && k.eq_ignore_ascii_case("content-length")
-                    {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                }
-                let mut body = vec![0u8; len];
-                stream.read_exact(&mut body).await?;
+                let (status, body) = candor_testkit::bench::get(
+                    &mut stream,
+                    &format!("/v1/subjects/u{}/recommendations?k=10", (i * 7919) % users),
+                    &auth,
+                )
+                .await?;
                 let elapsed = due.elapsed().as_secs_f64() * 1e3;
                 if status != 200 {
                     anyhow::bail!("status {status}: {}", String::from_utf8_lossy(&body));

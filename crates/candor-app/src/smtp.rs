@@ -100,21 +100,7 @@ impl SmtpConfig {
     }
 
     pub(crate) fn tls_connector(&self) -> Result<tokio_rustls::TlsConnector, SmtpError> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        for c in &self.extra_roots {
-            roots
-                .add(c.clone())
-                .map_err(|e| SmtpError::Tls(e.to_string()))?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SmtpError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+        tls_client(&self.extra_roots).map_err(SmtpError::Tls)
     }
 
     fn server_name(&self) -> Result<rustls::pki_types::ServerName<'static>, SmtpError> {
@@ -387,6 +373,26 @@ fn dot_stuff(message: &[u8]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+/// A TLS client trusting the public web PKI (and `extra_roots`): the SMTP relay, webhooks and
+/// the assistant's language model connect with it.
+pub(crate) fn tls_client(
+    extra_roots: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<tokio_rustls::TlsConnector, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for c in extra_roots {
+        roots.add(c.clone()).map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 #[cfg(test)]

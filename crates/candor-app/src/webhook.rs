@@ -28,7 +28,7 @@ impl std::fmt::Display for CallError {
 }
 
 /// `https://host[:port]/path` → (tls, host, port, path).
-fn parse_url(url: &str) -> Option<(bool, String, u16, String)> {
+pub(crate) fn parse_url(url: &str) -> Option<(bool, String, u16, String)> {
     let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
         (true, r)
     } else {
@@ -133,6 +133,11 @@ mod tests {
         assert_eq!(
             parse_url("http://127.0.0.1:9000"),
             Some((false, "127.0.0.1".into(), 9000, "/".into()))
+        );
+        // The assistant's model endpoint: a base URL with a path.
+        assert_eq!(
+            parse_url("http://127.0.0.1:11434/v1"),
+            Some((false, "127.0.0.1".into(), 11434, "/v1".into()))
         );
         assert_eq!(parse_url("ftp://x"), None);
         assert_eq!(parse_url("https://x/a b"), None);

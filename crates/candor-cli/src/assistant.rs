@@ -185,14 +185,8 @@ pub async fn run(app: &App, cmd: &AssistantCommand) -> Result<i32> {
         }
         AssistantCommand::Tickets { status, tenant } => {
             let t = app.find_tenant(tenant).await.map_err(app_err)?;
-            let p = candor_app::Principal {
-                tenant: t.id,
-                scope: candor_types::Scope::Admin,
-                key_id: candor_types::KeyId::new(),
-                staff: false,
-            };
             for t in app
-                .assistant_tickets(&p, status.as_deref(), 500)
+                .tickets_of(t.id, status.as_deref(), 500)
                 .await
                 .map_err(app_err)?
             {

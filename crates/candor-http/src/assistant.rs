@@ -15,6 +15,21 @@ use serde_json::{Value, json};
 
 use crate::{ApiResult, Auth, parse_json};
 
+/// Refuses a body naming a field other than `allowed`.
+fn only_fields(v: &Value, allowed: &[&str]) -> ApiResult<()> {
+    match v
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !allowed.contains(&k.as_str())))
+    {
+        Some(k) => Err(candor_app::AppError::bad_request(
+            "invalid_request",
+            format!("unknown field `{k}` ({})", allowed.join(", ")),
+        )
+        .into()),
+        None => Ok(()),
+    }
+}
+
 pub(crate) async fn post_conversation(
     State(app): State<App>,
     Auth(p): Auth,
@@ -37,15 +52,7 @@ pub(crate) async fn post_message(
 ) -> ApiResult<Json<Value>> {
     let Path(id) = path?;
     let v = parse_json(body)?;
-    if let Some(o) = v.as_object()
-        && let Some(k) = o.keys().find(|k| k.as_str() != "message")
-    {
-        return Err(candor_app::AppError::bad_request(
-            "invalid_request",
-            format!("unknown field `{k}` (message)"),
-        )
-        .into());
-    }
+    only_fields(&v, &["message"])?;
     let text = message_text(v.get("message"))?;
     Ok(Json(app.post_message(&p, &id, &text).await?))
 }
@@ -86,17 +93,7 @@ pub(crate) async fn post_ticket_reply(
 ) -> ApiResult<Json<Value>> {
     let Path(id) = path?;
     let v = parse_json(body)?;
-    if let Some(o) = v.as_object()
-        && let Some(k) = o
-            .keys()
-            .find(|k| !["message", "close"].contains(&k.as_str()))
-    {
-        return Err(candor_app::AppError::bad_request(
-            "invalid_request",
-            format!("unknown field `{k}` (message, close)"),
-        )
-        .into());
-    }
+    only_fields(&v, &["message", "close"])?;
     let text = message_text(v.get("message"))?;
     let close = match v.get("close") {
         None | Some(Value::Null) => false,

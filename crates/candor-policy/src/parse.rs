@@ -809,6 +809,41 @@ impl Checker {
         )
     }
 
+    /// `key` of `t` as text of 1 to `max` bytes, trimmed.
+    fn text_field(&mut self, t: &DeTable<'_>, key: &str, max: usize) -> Option<String> {
+        let x = t.get(key)?;
+        let text = self.string(x, key)?;
+        if text.trim().is_empty() || text.len() > max {
+            self.err(x.span(), format!("`{key}` is 1 to {max} characters"));
+            None
+        } else {
+            Some(text.trim().to_owned())
+        }
+    }
+
+    /// `key` of `t` as the name of a purpose the policy defines that is not an audit purpose.
+    fn purpose_field(
+        &mut self,
+        t: &DeTable<'_>,
+        key: &str,
+        purposes: &[PurposeEntries],
+    ) -> Option<String> {
+        let x = t.get(key)?;
+        let name = self.string(x, key)?;
+        match purposes.iter().find(|(d, _)| d.name.as_str() == name) {
+            None => self.err(
+                x.span(),
+                format!("`{key}` names `{name}`, which [purposes] does not define"),
+            ),
+            Some((d, _)) if d.audit => self.err(
+                x.span(),
+                format!("`{key}` may not be the audit purpose `{name}`"),
+            ),
+            Some(_) => return Some(name.to_owned()),
+        }
+        None
+    }
+
     fn assistant(&mut self, v: Option<&Val<'_>>, purposes: &[PurposeEntries]) -> AssistantPolicy {
         let mut a = AssistantPolicy::default();
         let Some(v) = v else { return a };
@@ -837,34 +872,16 @@ impl Checker {
             ("disclosure_version", &mut a.disclosure_version, 100),
             ("handoff_message", &mut a.handoff_message, 1000),
         ] {
-            if let Some(x) = t.get(key)
-                && let Some(text) = self.string(x, key)
-            {
-                if text.trim().is_empty() || text.len() > max {
-                    self.err(x.span(), format!("`{key}` is 1 to {max} characters"));
-                } else {
-                    *slot = text.trim().to_owned();
-                }
+            if let Some(text) = self.text_field(t, key, max) {
+                *slot = text;
             }
         }
         for (key, slot) in [
             ("purpose", &mut a.purpose),
             ("service_purpose", &mut a.service_purpose),
         ] {
-            let Some(x) = t.get(key) else { continue };
-            let Some(name) = self.string(x, key) else {
-                continue;
-            };
-            match purposes.iter().find(|(d, _)| d.name.as_str() == name) {
-                None => self.err(
-                    x.span(),
-                    format!("`{key}` names `{name}`, which [purposes] does not define"),
-                ),
-                Some((d, _)) if d.audit => self.err(
-                    x.span(),
-                    format!("`{key}` may not be the audit purpose `{name}`"),
-                ),
-                Some(_) => *slot = name.to_owned(),
+            if let Some(name) = self.purpose_field(t, key, purposes) {
+                *slot = name;
             }
         }
         if let Some(x) = t.get("help") {
@@ -1017,19 +1034,9 @@ impl Checker {
             "pricing",
         );
         p.personal_pricing = self.opt_bool(t, "personal_pricing");
-        if let Some(x) = t.get("purpose") {
-            if let Some(name) = self.string(x, "purpose") {
-                match purposes.iter().find(|(d, _)| d.name.as_str() == name) {
-                    None => self.err(
-                        x.span(),
-                        format!("`purpose` names `{name}`, which [purposes] does not define"),
-                    ),
-                    Some((d, _)) if d.audit => self.err(
-                        x.span(),
-                        format!("`purpose` may not be the audit purpose `{name}`"),
-                    ),
-                    Some(_) => p.purpose = name.to_owned(),
-                }
+        if t.get("purpose").is_some() {
+            if let Some(name) = self.purpose_field(t, "purpose", purposes) {
+                p.purpose = name;
             }
         } else if !purposes.iter().any(|(d, _)| d.name.as_str() == p.purpose) {
             self.err(
@@ -1119,14 +1126,8 @@ impl Checker {
             ("disclosure", &mut p.disclosure),
             ("disclosure_version", &mut p.disclosure_version),
         ] {
-            if let Some(x) = t.get(key)
-                && let Some(text) = self.string(x, key)
-            {
-                if text.trim().is_empty() || text.len() > 500 {
-                    self.err(x.span(), format!("`{key}` is 1 to 500 characters"));
-                } else {
-                    *slot = text.trim().to_owned();
-                }
+            if let Some(text) = self.text_field(t, key, 500) {
+                *slot = text;
             }
         }
         if let Some(n) = self.int(t, "prior_price_days", 1, 365) {

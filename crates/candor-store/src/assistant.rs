@@ -213,15 +213,6 @@ pub(crate) fn merge_products(rows: &[ProductRow]) -> Vec<ProductRow> {
     out
 }
 
-macro_rules! assistant_dispatch {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            AnyStore::Sqlite($s) => $e.await,
-            AnyStore::Postgres($s) => $e.await,
-        }
-    };
-}
-
 impl AssistantStore for AnyStore {
     async fn upsert_products(
         &self,
@@ -229,22 +220,22 @@ impl AssistantStore for AnyStore {
         rows: &[ProductRow],
         audit: Vec<AuditDraft>,
     ) -> Result<u64> {
-        assistant_dispatch!(self, s => s.upsert_products(tenant, rows, audit))
+        dispatch!(self, s => s.upsert_products(tenant, rows, audit))
     }
     async fn products(&self, tenant: TenantId) -> Result<Vec<ProductRow>> {
-        assistant_dispatch!(self, s => s.products(tenant))
+        dispatch!(self, s => s.products(tenant))
     }
     async fn catalog_stamp(&self, tenant: TenantId) -> Result<(i64, i64)> {
-        assistant_dispatch!(self, s => s.catalog_stamp(tenant))
+        dispatch!(self, s => s.catalog_stamp(tenant))
     }
     async fn write_turns(&self, turns: &[TurnWrite]) -> Result<Vec<Result<()>>> {
-        assistant_dispatch!(self, s => s.write_turns(turns))
+        dispatch!(self, s => s.write_turns(turns))
     }
     async fn conversation(&self, tenant: TenantId, id: &str) -> Result<Option<ConversationRow>> {
-        assistant_dispatch!(self, s => s.conversation(tenant, id))
+        dispatch!(self, s => s.conversation(tenant, id))
     }
     async fn messages(&self, tenant: TenantId, conversation: &str) -> Result<Vec<MessageRow>> {
-        assistant_dispatch!(self, s => s.messages(tenant, conversation))
+        dispatch!(self, s => s.messages(tenant, conversation))
     }
     async fn tickets(
         &self,
@@ -252,10 +243,10 @@ impl AssistantStore for AnyStore {
         status: Option<&str>,
         limit: u32,
     ) -> Result<Vec<TicketRow>> {
-        assistant_dispatch!(self, s => s.tickets(tenant, status, limit))
+        dispatch!(self, s => s.tickets(tenant, status, limit))
     }
     async fn ticket(&self, tenant: TenantId, id: &str) -> Result<Option<TicketRow>> {
-        assistant_dispatch!(self, s => s.ticket(tenant, id))
+        dispatch!(self, s => s.ticket(tenant, id))
     }
     async fn answer_ticket(
         &self,
@@ -266,27 +257,27 @@ impl AssistantStore for AnyStore {
         actor: &str,
         audit: AuditDraft,
     ) -> Result<MessageRow> {
-        assistant_dispatch!(self, s => s.answer_ticket(tenant, ticket, message, close, actor, audit))
+        dispatch!(self, s => s.answer_ticket(tenant, ticket, message, close, actor, audit))
     }
     async fn conversations_for(
         &self,
         tenant: TenantId,
         subject: SubjectId,
     ) -> Result<Vec<ConversationRow>> {
-        assistant_dispatch!(self, s => s.conversations_for(tenant, subject))
+        dispatch!(self, s => s.conversations_for(tenant, subject))
     }
     async fn messages_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<MessageRow>> {
-        assistant_dispatch!(self, s => s.messages_for(tenant, subject))
+        dispatch!(self, s => s.messages_for(tenant, subject))
     }
     async fn tickets_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<TicketRow>> {
-        assistant_dispatch!(self, s => s.tickets_for(tenant, subject))
+        dispatch!(self, s => s.tickets_for(tenant, subject))
     }
     async fn sweep_conversations(
         &self,
         tenant: TenantId,
         before: Timestamp,
     ) -> Result<ConversationSweep> {
-        assistant_dispatch!(self, s => s.sweep_conversations(tenant, before))
+        dispatch!(self, s => s.sweep_conversations(tenant, before))
     }
 }
 
@@ -638,24 +629,17 @@ macro_rules! impl_assistant_store {
                 async fn sweep_conversations(&self, tenant: TenantId, before: Timestamp) -> Result<ConversationSweep> {
                     let t = tenant.to_string();
                     let mut tx = self.write_tx().await?;
-                    let messages = sqlx::query(
+                    // Messages and tickets of the idle conversations, then the conversations.
+                    let mut swept = [0u64; 2];
+                    for (n, q) in swept.iter_mut().zip([
                         "DELETE FROM assistant_messages WHERE tenant_id = $1 AND conversation_id IN \
                          (SELECT id FROM assistant_conversations WHERE tenant_id = $1 AND updated_at < $2)",
-                    )
-                    .bind(&t)
-                    .bind(before.0)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    let tickets = sqlx::query(
                         "DELETE FROM assistant_tickets WHERE tenant_id = $1 AND conversation_id IN \
                          (SELECT id FROM assistant_conversations WHERE tenant_id = $1 AND updated_at < $2)",
-                    )
-                    .bind(&t)
-                    .bind(before.0)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                    ]) {
+                        *n = sqlx::query(q).bind(&t).bind(before.0).execute(&mut *tx).await?.rows_affected();
+                    }
+                    let [messages, tickets] = swept;
                     let conversations = sqlx::query("DELETE FROM assistant_conversations WHERE tenant_id = $1 AND updated_at < $2")
                         .bind(&t)
                         .bind(before.0)

@@ -9,6 +9,16 @@
 //! - personal values are written only as [`Sealed`] bytes; aliases only as blind indexes;
 //! - the audit log is append-only and hash-chained per chain (one chain per tenant, one global).
 
+/// Calls the backend's implementation of a trait method ([`Store`] and the traits beside it).
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $e.await,
+            AnyStore::Postgres($s) => $e.await,
+        }
+    };
+}
+
 pub mod assistant;
 mod audit;
 mod backend;
@@ -1184,15 +1194,6 @@ impl AnyStore {
             Self::Postgres(_) => "postgres",
         }
     }
-}
-
-macro_rules! dispatch {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            AnyStore::Sqlite($s) => $e.await,
-            AnyStore::Postgres($s) => $e.await,
-        }
-    };
 }
 
 impl Store for AnyStore {

@@ -269,15 +269,6 @@ pub trait PricingStore: Send + Sync {
     ) -> impl Future<Output = Result<PriceSweep>> + Send;
 }
 
-macro_rules! pricing_dispatch {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            AnyStore::Sqlite($s) => $e.await,
-            AnyStore::Postgres($s) => $e.await,
-        }
-    };
-}
-
 impl PricingStore for AnyStore {
     async fn insert_prices(
         &self,
@@ -286,14 +277,14 @@ impl PricingStore for AnyStore {
         cancels: &[PriceCancel],
         audit: Vec<AuditDraft>,
     ) -> Result<u64> {
-        pricing_dispatch!(self, s => s.insert_prices(tenant, rows, cancels, audit))
+        dispatch!(self, s => s.insert_prices(tenant, rows, cancels, audit))
     }
     async fn insert_checks(
         &self,
         tenant: TenantId,
         write: CheckWrite,
     ) -> Result<Vec<(PinKey, i64)>> {
-        pricing_dispatch!(self, s => s.insert_checks(tenant, write))
+        dispatch!(self, s => s.insert_checks(tenant, write))
     }
     async fn prior_prices(
         &self,
@@ -302,7 +293,7 @@ impl PricingStore for AnyStore {
         from: Timestamp,
         to: Timestamp,
     ) -> Result<HashMap<(String, String), PriorPrices>> {
-        pricing_dispatch!(self, s => s.prior_prices(tenant, keys, from, to))
+        dispatch!(self, s => s.prior_prices(tenant, keys, from, to))
     }
     async fn price_history(
         &self,
@@ -313,7 +304,7 @@ impl PricingStore for AnyStore {
         to: Timestamp,
         limit: u32,
     ) -> Result<Vec<PriceRow>> {
-        pricing_dispatch!(self, s => s.price_history(tenant, product, currency, from, to, limit))
+        dispatch!(self, s => s.price_history(tenant, product, currency, from, to, limit))
     }
     async fn price_checks(
         &self,
@@ -321,10 +312,10 @@ impl PricingStore for AnyStore {
         product: Option<&str>,
         limit: u32,
     ) -> Result<Vec<CheckRow>> {
-        pricing_dispatch!(self, s => s.price_checks(tenant, product, limit))
+        dispatch!(self, s => s.price_checks(tenant, product, limit))
     }
     async fn pin(&self, tenant: TenantId, key: &PinKey) -> Result<Option<i64>> {
-        pricing_dispatch!(self, s => s.pin(tenant, key))
+        dispatch!(self, s => s.pin(tenant, key))
     }
     async fn claim_pin(
         &self,
@@ -333,7 +324,7 @@ impl PricingStore for AnyStore {
         price: i64,
         at: Timestamp,
     ) -> Result<i64> {
-        pricing_dispatch!(self, s => s.claim_pin(tenant, key, price, at))
+        dispatch!(self, s => s.claim_pin(tenant, key, price, at))
     }
     async fn record_proxies(
         &self,
@@ -342,10 +333,10 @@ impl PricingStore for AnyStore {
         audit_row: &PriceAuditRow,
         audit: AuditDraft,
     ) -> Result<()> {
-        pricing_dispatch!(self, s => s.record_proxies(tenant, rows, audit_row, audit))
+        dispatch!(self, s => s.record_proxies(tenant, rows, audit_row, audit))
     }
     async fn price_proxies(&self, tenant: TenantId) -> Result<Vec<ProxyRow>> {
-        pricing_dispatch!(self, s => s.price_proxies(tenant))
+        dispatch!(self, s => s.price_proxies(tenant))
     }
     async fn insert_price_audit(
         &self,
@@ -354,16 +345,16 @@ impl PricingStore for AnyStore {
         alerts: &[PriceAlertRow],
         audit: AuditDraft,
     ) -> Result<()> {
-        pricing_dispatch!(self, s => s.insert_price_audit(tenant, row, alerts, audit))
+        dispatch!(self, s => s.insert_price_audit(tenant, row, alerts, audit))
     }
     async fn price_audits(&self, tenant: TenantId, limit: u32) -> Result<Vec<PriceAuditRow>> {
-        pricing_dispatch!(self, s => s.price_audits(tenant, limit))
+        dispatch!(self, s => s.price_audits(tenant, limit))
     }
     async fn price_audit(&self, tenant: TenantId, id: &str) -> Result<Option<PriceAuditRow>> {
-        pricing_dispatch!(self, s => s.price_audit(tenant, id))
+        dispatch!(self, s => s.price_audit(tenant, id))
     }
     async fn price_alerts(&self, tenant: TenantId, limit: u32) -> Result<Vec<PriceAlertRow>> {
-        pricing_dispatch!(self, s => s.price_alerts(tenant, limit))
+        dispatch!(self, s => s.price_alerts(tenant, limit))
     }
     async fn sweep_prices(
         &self,
@@ -371,7 +362,7 @@ impl PricingStore for AnyStore {
         before: Timestamp,
         pins_before: Timestamp,
     ) -> Result<PriceSweep> {
-        pricing_dispatch!(self, s => s.sweep_prices(tenant, before, pins_before))
+        dispatch!(self, s => s.sweep_prices(tenant, before, pins_before))
     }
 }
 

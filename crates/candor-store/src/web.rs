@@ -229,36 +229,27 @@ pub trait WebStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<AuditEntry>>> + Send;
 }
 
-macro_rules! web_dispatch {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
-            AnyStore::Sqlite($s) => $e.await,
-            AnyStore::Postgres($s) => $e.await,
-        }
-    };
-}
-
 impl WebStore for AnyStore {
     async fn insert_staff(&self, row: &StaffRow, audit: AuditDraft) -> Result<()> {
-        web_dispatch!(self, s => s.insert_staff(row, audit))
+        dispatch!(self, s => s.insert_staff(row, audit))
     }
     async fn staff_by_login(&self, login: &str) -> Result<Option<StaffRow>> {
-        web_dispatch!(self, s => s.staff_by_login(login))
+        dispatch!(self, s => s.staff_by_login(login))
     }
     async fn staff_by_id(&self, id: &str) -> Result<Option<StaffRow>> {
-        web_dispatch!(self, s => s.staff_by_id(id))
+        dispatch!(self, s => s.staff_by_id(id))
     }
     async fn list_staff(&self, tenant: TenantId) -> Result<Vec<StaffRow>> {
-        web_dispatch!(self, s => s.list_staff(tenant))
+        dispatch!(self, s => s.list_staff(tenant))
     }
     async fn insert_session(&self, row: &SessionRow) -> Result<()> {
-        web_dispatch!(self, s => s.insert_session(row))
+        dispatch!(self, s => s.insert_session(row))
     }
     async fn session(&self, token_hash: &[u8], now: Timestamp) -> Result<Option<SessionRow>> {
-        web_dispatch!(self, s => s.session(token_hash, now))
+        dispatch!(self, s => s.session(token_hash, now))
     }
     async fn delete_session(&self, token_hash: &[u8]) -> Result<()> {
-        web_dispatch!(self, s => s.delete_session(token_hash))
+        dispatch!(self, s => s.delete_session(token_hash))
     }
     async fn insert_signin_link(
         &self,
@@ -269,7 +260,7 @@ impl WebStore for AnyStore {
         expires_at: Timestamp,
         max_per_hour: i64,
     ) -> Result<()> {
-        web_dispatch!(self, s => s.insert_signin_link(tenant, subject, token_hash, now, expires_at, max_per_hour))
+        dispatch!(self, s => s.insert_signin_link(tenant, subject, token_hash, now, expires_at, max_per_hour))
     }
     async fn redeem_signin_link(
         &self,
@@ -277,7 +268,7 @@ impl WebStore for AnyStore {
         now: Timestamp,
         session: SessionSeed,
     ) -> Result<Option<SessionRow>> {
-        web_dispatch!(self, s => s.redeem_signin_link(token_hash, now, session))
+        dispatch!(self, s => s.redeem_signin_link(token_hash, now, session))
     }
     async fn insert_contact(
         &self,
@@ -285,7 +276,7 @@ impl WebStore for AnyStore {
         row: &ContactRow,
         audit: AuditDraft,
     ) -> Result<()> {
-        web_dispatch!(self, s => s.insert_contact(tenant, row, audit))
+        dispatch!(self, s => s.insert_contact(tenant, row, audit))
     }
     async fn list_contacts(
         &self,
@@ -293,10 +284,10 @@ impl WebStore for AnyStore {
         status: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ContactRow>> {
-        web_dispatch!(self, s => s.list_contacts(tenant, status, limit))
+        dispatch!(self, s => s.list_contacts(tenant, status, limit))
     }
     async fn contacts_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<ContactRow>> {
-        web_dispatch!(self, s => s.contacts_for(tenant, subject))
+        dispatch!(self, s => s.contacts_for(tenant, subject))
     }
     async fn close_contact(
         &self,
@@ -306,25 +297,25 @@ impl WebStore for AnyStore {
         at: Timestamp,
         audit: AuditDraft,
     ) -> Result<()> {
-        web_dispatch!(self, s => s.close_contact(tenant, id, actor, at, audit))
+        dispatch!(self, s => s.close_contact(tenant, id, actor, at, audit))
     }
     async fn held_summary(&self, tenant: TenantId, subject: SubjectId) -> Result<HeldSummary> {
-        web_dispatch!(self, s => s.held_summary(tenant, subject))
+        dispatch!(self, s => s.held_summary(tenant, subject))
     }
     async fn sessions_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<SessionRow>> {
-        web_dispatch!(self, s => s.sessions_for(tenant, subject))
+        dispatch!(self, s => s.sessions_for(tenant, subject))
     }
     async fn links_for(&self, tenant: TenantId, subject: SubjectId) -> Result<Vec<SigninLink>> {
-        web_dispatch!(self, s => s.links_for(tenant, subject))
+        dispatch!(self, s => s.links_for(tenant, subject))
     }
     async fn purge_sessions(&self, now: Timestamp) -> Result<u64> {
-        web_dispatch!(self, s => s.purge_sessions(now))
+        dispatch!(self, s => s.purge_sessions(now))
     }
     async fn overview(&self, tenant: TenantId, since: Timestamp) -> Result<Overview> {
-        web_dispatch!(self, s => s.overview(tenant, since))
+        dispatch!(self, s => s.overview(tenant, since))
     }
     async fn audit_tail(&self, chain: &str, limit: u32) -> Result<Vec<AuditEntry>> {
-        web_dispatch!(self, s => s.audit_tail(chain, limit))
+        dispatch!(self, s => s.audit_tail(chain, limit))
     }
 }
 

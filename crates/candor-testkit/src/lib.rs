@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+pub mod bench;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

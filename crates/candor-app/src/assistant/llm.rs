@@ -48,27 +48,6 @@ pub fn request_body(p: &LlmPolicy, messages: &[(&str, String)]) -> Vec<u8> {
     .into_bytes()
 }
 
-/// `http(s)://host[:port]/path` → (tls, host, port, path).
-fn parse_url(url: &str) -> Option<(bool, String, u16, String)> {
-    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else {
-        (false, url.strip_prefix("http://")?)
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h.trim_matches(['[', ']']).to_string(), p.parse().ok()?),
-        None => (authority.to_string(), if tls { 443 } else { 80 }),
-    };
-    if host.is_empty() || path.bytes().any(|b| b <= b' ') {
-        return None;
-    }
-    Some((tls, host, port, path.to_string()))
-}
-
 /// Sends `body` and returns the first choice's message content.
 pub async fn complete(
     p: &LlmPolicy,
@@ -78,8 +57,9 @@ pub async fn complete(
 ) -> Result<String, LlmError> {
     let call = async {
         let t = |e: std::io::Error| LlmError::Transport(e.kind().to_string());
-        let (https, host, port, base) = parse_url(&p.base_url)
+        let (https, host, port, base) = crate::webhook::parse_url(&p.base_url)
             .ok_or_else(|| LlmError::Transport("base_url is not a valid URL".into()))?;
+        let base = base.trim_end_matches('/');
         let mut head = format!(
             "POST {base}/chat/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\nUser-Agent: candor\r\nConnection: close\r\n",
             body.len()
@@ -176,17 +156,5 @@ mod tests {
             parse_answer(b"HTTP/1.1 200 OK\r\n\r\n{}"),
             Err(LlmError::Protocol(_))
         ));
-    }
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            parse_url("http://127.0.0.1:11434/v1"),
-            Some((false, "127.0.0.1".into(), 11434, "/v1".into()))
-        );
-        assert_eq!(
-            parse_url("https://api.example.org/v1"),
-            Some((true, "api.example.org".into(), 443, "/v1".into()))
-        );
     }
 }

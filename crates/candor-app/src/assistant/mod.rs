@@ -176,11 +176,21 @@ async fn turn_batches(store: candor_store::AnyStore, mut rx: mpsc::Receiver<Turn
                     let _ = j.done.send(r);
                 }
             }
+            // One turn may have poisoned the batch: each is tried alone (as ingest does).
+            Err(e) if jobs.len() > 1 => {
+                tracing::warn!(error = %e, turns = jobs.len(), "turn batch failed; retrying turns one by one");
+                for (j, w) in jobs.into_iter().zip(writes) {
+                    let r = match store.write_turns(std::slice::from_ref(&w)).await {
+                        Ok(mut r) => r.pop().unwrap_or(Ok(())),
+                        Err(e) => Err(StoreError::Corrupt(e.to_string())),
+                    };
+                    let _ = j.done.send(r);
+                }
+            }
             Err(e) => {
-                let msg = e.to_string();
-                tracing::error!(error = %msg, turns = jobs.len(), "assistant turns not written");
+                tracing::error!(error = %e, "assistant turn not written");
                 for j in jobs {
-                    let _ = j.done.send(Err(StoreError::Corrupt(msg.clone())));
+                    let _ = j.done.send(Err(StoreError::Corrupt(e.to_string())));
                 }
             }
         }
@@ -603,23 +613,8 @@ impl App {
         if let Some(t) = self.assistant_state().tls.get() {
             return Ok(t);
         }
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| AppError::internal("llm tls", &e))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let _ = self
-            .assistant_state()
-            .tls
-            .set(tokio_rustls::TlsConnector::from(Arc::new(config)));
-        self.assistant_state()
-            .tls
-            .get()
-            .ok_or_else(|| AppError::internal("llm tls", &"not set"))
+        let tls = crate::smtp::tls_client(&[]).map_err(|e| AppError::internal("llm tls", &e))?;
+        Ok(self.assistant_state().tls.get_or_init(|| tls))
     }
 
     /// Starts a conversation (write or server key). With a server key, `userId` is the
@@ -906,8 +901,8 @@ impl App {
         } else {
             composed.text.clone()
         };
-        // What is shown is what is stored: redacted again (an order's details are the
-        // person's own, and sealed with their key below).
+        // The reply is stored redacted like every message (what it quotes from a help page
+        // or an order could look like personal data); a person's is sealed with their key.
         let stored_reply = redact(&text, &names).text;
         if first {
             audit.push(AuditDraft {
@@ -1579,6 +1574,16 @@ impl App {
         limit: u32,
     ) -> AppResult<Vec<TicketRow>> {
         principal.require(Scope::Server)?;
+        self.tickets_of(principal.tenant, status, limit).await
+    }
+
+    /// [`App::assistant_tickets`] for a caller that is already trusted (the CLI).
+    pub async fn tickets_of(
+        &self,
+        tenant: TenantId,
+        status: Option<&str>,
+        limit: u32,
+    ) -> AppResult<Vec<TicketRow>> {
         if let Some(s) = status
             && !["open", "answered", "closed"].contains(&s)
         {
@@ -1589,7 +1594,7 @@ impl App {
         }
         Ok(self
             .store()
-            .tickets(principal.tenant, status, limit.clamp(1, 500))
+            .tickets(tenant, status, limit.clamp(1, 500))
             .await?)
     }
 

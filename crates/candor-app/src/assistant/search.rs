@@ -114,7 +114,6 @@ const STOP: &[&str] = &[
     "price",
     "cost",
     "costs",
-    "much",
     "if",
     "so",
     "but",
@@ -127,7 +126,6 @@ const STOP: &[&str] = &[
     "when",
     "why",
     "else",
-    "else's",
     "really",
     "very",
     "lovely",
@@ -136,8 +134,6 @@ const STOP: &[&str] = &[
     "offer",
     "carry",
     "whats",
-    "what's",
-    "is there",
     "s",
     "re",
     "ve",
@@ -146,14 +142,12 @@ const STOP: &[&str] = &[
     "t",
 ];
 
-/// Spellings folded together (both sides normalized before lookup).
+/// Spellings folded together, looked up after plurals are folded (`t-light` and `tea light`
+/// are joined before words are split).
 const VARIANTS: &[(&str, &str)] = &[
     ("colour", "color"),
     ("grey", "gray"),
     ("tealight", "tlight"),
-    ("tea-light", "tlight"),
-    ("t-light", "tlight"),
-    ("doormat", "doormat"),
     ("jewelry", "jewellery"),
     ("aluminum", "aluminium"),
     ("favorite", "favourite"),
@@ -193,8 +187,7 @@ pub fn words(text: &str) -> Vec<String> {
     lower
         .split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty())
-        .map(|w| singular(variant(w)))
-        .map(|w| variant(&w).to_owned())
+        .map(|w| variant(&singular(w)).to_owned())
         .collect()
 }
 

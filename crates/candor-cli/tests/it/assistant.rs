@@ -7,18 +7,7 @@ use std::path::PathBuf;
 use candor_testkit::BACKENDS;
 use serde_json::Value;
 
-use super::{Deployment, ok, stderr, stdout};
-
-fn online_retail() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/online_retail/online_retail.csv.gz");
-    if p.exists() {
-        Some(p)
-    } else {
-        println!("SKIPPED-DATA: {} not found", p.display());
-        None
-    }
-}
+use super::{Deployment, ok, online_retail, stderr, stdout};
 
 #[tokio::test]
 async fn online_retail_product_questions_find_the_right_product_in_the_top_three() {

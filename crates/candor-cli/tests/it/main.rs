@@ -31,6 +31,18 @@ fn candor(dir: &Path, db: Option<&str>, args: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
+/// `../shared/data`'s Online Retail (CI has it; elsewhere the tests that need it say so).
+pub(crate) fn online_retail() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/online_retail/online_retail.csv.gz");
+    if p.exists() {
+        Some(p)
+    } else {
+        println!("SKIPPED-DATA: {} not found", p.display());
+        None
+    }
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -8,18 +8,7 @@ use std::process::Command;
 use candor_testkit::{BACKENDS, peers_python};
 use serde_json::Value;
 
-use super::{Deployment, ok, stderr, stdout};
-
-fn online_retail() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/online_retail/online_retail.csv.gz");
-    if p.exists() {
-        Some(p)
-    } else {
-        println!("SKIPPED-DATA: {} not found", p.display());
-        None
-    }
-}
+use super::{Deployment, ok, online_retail, stderr, stdout};
 
 #[tokio::test]
 async fn online_retail_dispersion_by_country_matches_pandas() {

@@ -84,13 +84,25 @@ impl H {
         v["tickets"].as_array().unwrap().clone()
     }
 
-    async fn audit_actions(&self) -> Vec<String> {
+    async fn audit_log(&self) -> Vec<candor_store::AuditEntry> {
         candor_store::Store::audit_entries(self.t.app.store(), &self.tenant.to_string(), 0, 100_000)
             .await
             .unwrap()
+    }
+
+    async fn audit_actions(&self) -> Vec<String> {
+        self.audit_log()
+            .await
             .into_iter()
             .map(|e| e.action)
             .collect()
+    }
+
+    /// The tenant's audit entries of one action, in order.
+    async fn audited(&self, action: &str) -> Vec<candor_store::AuditEntry> {
+        let mut log = self.audit_log().await;
+        log.retain(|e| e.action == action);
+        log
     }
 }
 
@@ -776,14 +788,12 @@ async fn the_model_phrases_retrieved_answers_and_the_embedded_assistant_covers_i
                 "{text}"
             );
         }
-        let outcomes: Vec<Value> =
-            candor_store::Store::audit_entries(h.t.app.store(), &h.tenant.to_string(), 0, 100_000)
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|e| e.action == "assistant.llm_call")
-                .map(|e| serde_json::from_str::<Value>(&e.details).unwrap()["outcome"].clone())
-                .collect();
+        let outcomes: Vec<Value> = h
+            .audited("assistant.llm_call")
+            .await
+            .into_iter()
+            .map(|e| serde_json::from_str::<Value>(&e.details).unwrap()["outcome"].clone())
+            .collect();
         assert_eq!(
             outcomes,
             [
@@ -1012,14 +1022,12 @@ async fn staff_answer_hand_offs_in_the_console() {
             "{c}"
         );
         assert_eq!(h.tickets().await[0]["status"], "closed");
-        let actors: Vec<String> =
-            candor_store::Store::audit_entries(h.t.app.store(), &h.tenant.to_string(), 0, 100_000)
-                .await
-                .unwrap()
-                .into_iter()
-                .filter(|e| e.action == "assistant.staff_reply")
-                .map(|e| e.actor)
-                .collect();
+        let actors: Vec<String> = h
+            .audited("assistant.staff_reply")
+            .await
+            .into_iter()
+            .map(|e| e.actor)
+            .collect();
         assert_eq!(actors.len(), 1);
         assert!(actors[0].starts_with("staff:"), "{actors:?}");
     }
